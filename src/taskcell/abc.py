@@ -1,0 +1,156 @@
+"""Every interface of taskcell's storage layer, with its contract.
+
+Stores are the truth: every state change is one guarded write and the caller learns whether it
+happened. The same contract test suite (``tests/stores/test_contract.py``) runs against every
+implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeVar
+
+from taskcell.domain.models import Run, RunStatus, Task, TaskPattern
+from taskcell.domain.state_machine import TaskStatus
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFilter:
+    """The filters of ``GET /tasks``; every field set is AND-ed, None means any."""
+
+    user_id: str | None = None
+    conversation_id: str | None = None
+    status: TaskStatus | None = None
+    pattern: TaskPattern | None = None
+    agent_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a list, and the opaque cursor of the next page (None on the last)."""
+
+    items: list[T]
+    next_cursor: str | None = None
+
+
+#: The task fields that :meth:`TaskStore.update` may write (status only moves by transition).
+UPDATABLE_FIELDS: frozenset[str] = frozenset(
+    {
+        "title",
+        "paused",
+        "next_run_at",
+        "attempt",
+        "max_attempts",
+        "remote_task_ids",
+        "error_message",
+        "metadata",
+        "schedule_config",
+    }
+)
+
+
+class InvalidCursor(ValueError):
+    """A cursor that this store did not hand out (the API answers 400)."""
+
+
+class DuplicateTask(ValueError):
+    """A task with this id exists already."""
+
+
+class TaskStore(Protocol):
+    """Durable storage of tasks and their runs.
+
+    Contract:
+
+    - ``save`` inserts a new task and raises :class:`DuplicateTask` if its id exists.
+    - ``load`` answers the task or None; ``exists`` whether it is stored; ``delete`` removes a
+      task with its runs and answers whether it existed.
+    - ``list_tasks`` answers tasks matching every set field of the filter, newest first
+      (``created_at`` then ``task_id``, both descending), ``limit`` at most per page, and a
+      keyset cursor: a page costs the same at any depth, and walking the cursors visits every
+      matching task exactly once (tasks created meanwhile may or may not appear). A cursor not
+      made by the store raises :class:`InvalidCursor`.
+    - ``transition`` moves a task to ``target`` in one guarded write: it happens only if the
+      task's current status is in ``expected`` (default: every status the state machine allows
+      ``target`` from). It sets ``updated_at``, ``started_at`` on the first start,
+      ``completed_at`` on a final status, and the given ``changes``. It answers whether the write
+      happened; a refused or unknown task answers False and changes nothing.
+    - ``update`` writes non-status fields (:data:`UPDATABLE_FIELDS`), optionally guarded by the
+      current status, and answers whether the task was updated.
+    - ``cancel_conversation`` cancels every unfinished task of a conversation in one write and
+      answers their ids.
+    - ``add_run`` stores a run; it answers False (and stores nothing) when the task already has a
+      run for the same ``scheduled_for``, so an occurrence never runs twice.
+    - ``finish_run`` / ``update_run`` change a run, guarded by its current status being in
+      ``expected``, and answer whether they did. ``list_runs`` answers a task's runs newest first.
+    - ``due_tasks`` answers unpaused running recurring tasks whose ``next_run_at`` is at or
+      before ``now``, earliest first; ``next_due_at`` the earliest such time (or None).
+    - Datetimes go in and come out aware, in UTC.
+    """
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> bool: ...
+
+    async def save(self, task: Task) -> None: ...
+
+    async def load(self, task_id: str) -> Task | None: ...
+
+    async def exists(self, task_id: str) -> bool: ...
+
+    async def delete(self, task_id: str) -> bool: ...
+
+    async def list_tasks(
+        self, flt: TaskFilter, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[Task]: ...
+
+    async def transition(
+        self,
+        task_id: str,
+        target: TaskStatus,
+        *,
+        expected: Collection[TaskStatus] | None = None,
+        changes: Mapping[str, Any] | None = None,
+        now: datetime | None = None,
+    ) -> bool: ...
+
+    async def update(
+        self,
+        task_id: str,
+        changes: Mapping[str, Any],
+        *,
+        expected: Collection[TaskStatus] | None = None,
+        now: datetime | None = None,
+    ) -> bool: ...
+
+    async def cancel_conversation(
+        self, conversation_id: str, *, reason: str | None = None, now: datetime | None = None
+    ) -> list[str]: ...
+
+    async def add_run(self, run: Run) -> bool: ...
+
+    async def update_run(
+        self,
+        run_id: str,
+        changes: Mapping[str, Any],
+        *,
+        expected: Collection[RunStatus] | None = None,
+    ) -> bool: ...
+
+    async def load_run(self, run_id: str) -> Run | None: ...
+
+    async def list_runs(
+        self, task_id: str, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[Run]: ...
+
+    async def runs_in_status(self, statuses: Sequence[RunStatus]) -> list[Run]: ...
+
+    async def due_tasks(self, now: datetime, *, limit: int = 100) -> list[Task]: ...
+
+    async def next_due_at(self) -> datetime | None: ...

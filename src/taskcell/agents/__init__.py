@@ -1,0 +1,1 @@
+"""Agents: the clients taskcell runs tasks against, and the bundled demo agents."""

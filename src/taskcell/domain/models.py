@@ -1,0 +1,257 @@
+"""Task, Run and ScheduleConfig: the domain models (pydantic v2, no I/O).
+
+Every datetime is aware and in UTC. A time zone appears only inside a schedule (for daily wall
+clock times) and in what is shown to people.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from taskcell.domain.schedule import is_valid_zone
+from taskcell.domain.state_machine import (
+    FINAL_STATUSES,
+    InvalidTransition,
+    TaskStatus,
+    can_transition,
+)
+
+MAX_QUERY_CHARS = 32_000
+MAX_INTERVAL_MINUTES = 525_600  # one year
+DEFAULT_USER = "default_user"
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+def utcnow() -> datetime:
+    """The current time, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    """A fresh opaque identifier."""
+    return uuid.uuid4().hex
+
+
+def _as_utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise PydanticCustomError("naive_datetime", "datetime must carry a UTC offset")
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+
+
+class TaskPattern(StrEnum):
+    ONCE = "once"
+    RECURRING = "recurring"
+
+
+class RunStatus(StrEnum):
+    """The outcome of one execution of a task (a run)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    WAITING_INPUT = "waiting_input"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"  # its process died while it ran
+    SKIPPED = "skipped"  # an occurrence that came due while the previous run still ran
+
+
+FINAL_RUN_STATUSES: frozenset[RunStatus] = frozenset(
+    {
+        RunStatus.COMPLETED,
+        RunStatus.FAILED,
+        RunStatus.CANCELLED,
+        RunStatus.INTERRUPTED,
+        RunStatus.SKIPPED,
+    }
+)
+
+
+class ScheduleConfig(BaseModel):
+    """When a recurring task fires: every ``interval_minutes``, or daily at ``daily_time``.
+
+    ``daily_time`` is a wall-clock "HH:MM" in ``timezone`` (an IANA name; None means the
+    server's zone, resolved to a name when the task is created). Exactly one of
+    ``interval_minutes`` and ``daily_time`` is set.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    interval_minutes: int | None = None
+    daily_time: str | None = None
+    timezone: str | None = None
+
+    @field_validator("interval_minutes")
+    @classmethod
+    def _check_interval(cls, value: int | None) -> int | None:
+        if value is not None and not 1 <= value <= MAX_INTERVAL_MINUTES:
+            raise PydanticCustomError(
+                "interval_minutes",
+                "interval_minutes must be a whole number from 1 to {maximum}",
+                {"maximum": MAX_INTERVAL_MINUTES},
+            )
+        return value
+
+    @field_validator("daily_time")
+    @classmethod
+    def _check_daily_time(cls, value: str | None) -> str | None:
+        if value is not None and not _HHMM.match(value):
+            raise PydanticCustomError("daily_time", "daily_time must be HH:MM, 00:00 to 23:59")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str | None) -> str | None:
+        if value is not None and not is_valid_zone(value):
+            raise PydanticCustomError("timezone", "unknown time zone '{name}'", {"name": value})
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ScheduleConfig:
+        if (self.interval_minutes is None) == (self.daily_time is None):
+            raise PydanticCustomError(
+                "schedule", "exactly one of interval_minutes and daily_time must be set"
+            )
+        return self
+
+
+class Task(BaseModel):
+    """A request to an agent, run once or on a schedule. Fields match API.md's task object."""
+
+    model_config = ConfigDict(validate_assignment=False, extra="forbid")
+
+    task_id: str = Field(default_factory=new_id, min_length=1, max_length=200)
+    title: str = Field(default="", max_length=500)
+    query: str
+    conversation_id: str = Field(default_factory=new_id, min_length=1, max_length=200)
+    thread_id: str = Field(default_factory=new_id, min_length=1, max_length=200)
+    user_id: str = Field(default=DEFAULT_USER, min_length=1, max_length=200)
+    agent_name: str = Field(min_length=1, max_length=200)
+    status: TaskStatus = TaskStatus.PENDING
+    pattern: TaskPattern = TaskPattern.ONCE
+    schedule_config: ScheduleConfig | None = Field(default=None, validate_default=True)
+    paused: bool = False
+    next_run_at: UtcDatetime | None = None
+    attempt: int = Field(default=0, ge=0)
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    remote_task_ids: list[str] = Field(default_factory=list)
+    handoff_from_super_agent: bool = False
+    created_at: UtcDatetime = Field(default_factory=utcnow)
+    started_at: UtcDatetime | None = None
+    completed_at: UtcDatetime | None = None
+    updated_at: UtcDatetime = Field(default_factory=utcnow)
+    error_message: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("query")
+    @classmethod
+    def _check_query(cls, value: str) -> str:
+        if not value.strip():
+            raise PydanticCustomError("query", "query must not be empty")
+        if len(value) > MAX_QUERY_CHARS:
+            raise PydanticCustomError(
+                "query",
+                "query is {length} characters long; the limit is {limit}",
+                {"length": len(value), "limit": MAX_QUERY_CHARS},
+            )
+        return value
+
+    @field_validator("schedule_config")
+    @classmethod
+    def _check_pattern(
+        cls, value: ScheduleConfig | None, info: ValidationInfo
+    ) -> ScheduleConfig | None:
+        pattern = info.data.get("pattern")
+        if pattern is TaskPattern.RECURRING and value is None:
+            raise PydanticCustomError("schedule_config", "a recurring task needs a schedule_config")
+        if pattern is TaskPattern.ONCE and value is not None:
+            raise PydanticCustomError(
+                "schedule_config", "a once task takes no schedule_config; use pattern recurring"
+            )
+        return value
+
+    # -- queries -------------------------------------------------------------------------
+
+    def is_finished(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    def is_running(self) -> bool:
+        return self.status is TaskStatus.RUNNING
+
+    def is_waiting_input(self) -> bool:
+        return self.status is TaskStatus.WAITING_INPUT
+
+    def is_scheduled(self) -> bool:
+        return self.pattern is TaskPattern.RECURRING and self.schedule_config is not None
+
+    # -- in-memory transitions (stores do the durable, guarded ones) ---------------------
+
+    def _move(self, target: TaskStatus, now: datetime | None) -> None:
+        if not can_transition(self.status, target):
+            raise InvalidTransition(self.task_id, self.status, target)
+        moment = now or utcnow()
+        self.status = target
+        self.updated_at = moment
+        if target is TaskStatus.RUNNING and self.started_at is None:
+            self.started_at = moment
+        if target in FINAL_STATUSES:
+            self.completed_at = moment
+
+    def start(self, now: datetime | None = None) -> None:
+        self._move(TaskStatus.RUNNING, now)
+
+    def complete(self, now: datetime | None = None) -> None:
+        self._move(TaskStatus.COMPLETED, now)
+
+    def fail(self, reason: str, now: datetime | None = None) -> None:
+        self._move(TaskStatus.FAILED, now)
+        self.error_message = reason
+
+    def cancel(self, reason: str | None = None, now: datetime | None = None) -> None:
+        self._move(TaskStatus.CANCELLED, now)
+        if reason is not None:
+            self.error_message = reason
+
+    def wait_for_input(self, now: datetime | None = None) -> None:
+        self._move(TaskStatus.WAITING_INPUT, now)
+
+
+class Run(BaseModel):
+    """One execution of a task: an attempt of a once task, or one occurrence of a recurring one.
+
+    ``(task_id, scheduled_for)`` is unique in every store, so an occurrence never fires twice.
+    A once task's runs have no ``scheduled_for``; they are told apart by ``attempt``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str = Field(default_factory=new_id)
+    task_id: str
+    attempt: int = Field(default=1, ge=1)
+    scheduled_for: UtcDatetime | None = None
+    started_at: UtcDatetime | None = None
+    finished_at: UtcDatetime | None = None
+    status: RunStatus = RunStatus.RUNNING
+    error: str | None = None
+    result: str | None = None
+    owner: str | None = None
+    lease_expires_at: UtcDatetime | None = None
+    created_at: UtcDatetime = Field(default_factory=utcnow)

@@ -1,0 +1,344 @@
+"""Schedule arithmetic for recurring tasks: pure functions over aware datetimes.
+
+Two kinds of schedule exist (see DESIGN.md, fixed behaviours 4 and 5):
+
+* **Interval** (``interval_minutes``): anchored on the grid of scheduled times.
+  The next occurrence is the previous *scheduled* time plus a whole number of
+  intervals, skipped forward past ``now``; it never drifts by a run's length.
+* **Daily** (``daily_time`` "HH:MM"): a wall-clock time in an IANA time zone,
+  one occurrence per calendar day of that zone. A wall time that does not exist
+  that day (spring forward) fires at the first valid instant after it (the end
+  of the gap); a wall time that occurs twice (fall back) fires once, at the
+  first occurrence.
+
+Every datetime that goes in must be aware (``ValueError`` otherwise); every
+datetime that comes out is aware and in UTC. A time zone only appears inside
+this arithmetic and in :func:`describe`.
+
+Nothing here does I/O, except :func:`resolve_zone_name` with ``None``, which
+reads the server's zone configuration (``TZ``, ``/etc/timezone``,
+``/etc/localtime``) once per call.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+__all__ = [
+    "ScheduleLike",
+    "describe",
+    "is_valid_zone",
+    "missed_occurrences",
+    "next_fire_time",
+    "resolve_zone_name",
+]
+
+_ONE_DAY = timedelta(days=1)
+_ONE_SECOND = timedelta(seconds=1)
+_MINUTES_PER_HOUR = 60
+_MINUTES_PER_DAY = 1440
+# Keys ZoneInfo may load from a system zoneinfo directory that are not zone names.
+_NOT_ZONE_NAMES = frozenset({"localtime", "posixrules", "Factory"})
+
+
+class ScheduleLike(Protocol):
+    """What schedule arithmetic reads from a schedule configuration.
+
+    Exactly one of ``interval_minutes`` (a positive number of minutes) and
+    ``daily_time`` ("HH:MM", 00:00..23:59) is set. ``timezone`` is an IANA zone
+    name used for ``daily_time``; ``None`` means the caller's default zone.
+    """
+
+    @property
+    def interval_minutes(self) -> int | None: ...
+
+    @property
+    def daily_time(self) -> str | None: ...
+
+    @property
+    def timezone(self) -> str | None: ...
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def next_fire_time(
+    schedule: ScheduleLike,
+    *,
+    now: datetime,
+    previous: datetime | None = None,
+    default_zone: str = "UTC",
+) -> datetime:
+    """Return the next scheduled occurrence strictly after ``now``, in UTC.
+
+    ``previous`` is the previous *scheduled* occurrence (not the end of its run),
+    or ``None`` when there is none yet.
+
+    * Interval: with ``previous``, the result is ``previous + k * interval`` for
+      the smallest ``k >= 1`` that lands strictly after ``now`` (missed
+      occurrences are skipped, never replayed). Without ``previous`` it is
+      ``now + interval``.
+    * Daily: the first occurrence (per calendar day in the schedule's zone, or
+      ``default_zone`` when it has none) strictly after ``now``, and also
+      strictly after ``previous`` when given, so an occurrence never repeats even
+      if the clock stepped back.
+
+    Raises ``ValueError`` for a naive ``now`` or ``previous``, an unknown zone,
+    or a schedule that does not set exactly one of interval and daily time.
+    """
+    now_utc = _as_utc(now, "now")
+    prev_utc = None if previous is None else _as_utc(previous, "previous")
+    interval = _interval(schedule)
+    if interval is not None:
+        if prev_utc is None:
+            return now_utc + interval
+        return prev_utc + _intervals_up_to(prev_utc, now_utc, interval, at_least=1) * interval
+    wall, zone = _daily(schedule, default_zone)
+    after = now_utc if prev_utc is None else max(now_utc, prev_utc)
+    return _occurrence(_first_day_after(after, wall, zone), wall, zone)
+
+
+def missed_occurrences(
+    schedule: ScheduleLike,
+    *,
+    previous: datetime,
+    now: datetime,
+    default_zone: str = "UTC",
+) -> int:
+    """Return how many occurrences fall in the half-open span ``(previous, now]``.
+
+    ``previous`` is the last scheduled occurrence that was served. For an
+    interval the occurrences are ``previous + k * interval`` (``k >= 1``); for a
+    daily time they are the daily occurrences as :func:`next_fire_time` defines
+    them. Returns 0 when ``now <= previous``. Constant time for both kinds (no
+    loop per occurrence), so years of downtime cost nothing.
+
+    Raises ``ValueError`` as :func:`next_fire_time` does.
+    """
+    prev_utc = _as_utc(previous, "previous")
+    now_utc = _as_utc(now, "now")
+    interval = _interval(schedule)
+    if interval is not None:
+        return _intervals_up_to(prev_utc, now_utc, interval, at_least=0)
+    wall, zone = _daily(schedule, default_zone)
+    if now_utc <= prev_utc:
+        return 0
+    # Occurrences strictly increase from day to day, so the occurrences in
+    # (previous, now] are exactly the days from first-after(previous) up to,
+    # not including, first-after(now).
+    first_missed = _first_day_after(prev_utc, wall, zone)
+    first_future = _first_day_after(now_utc, wall, zone)
+    return max(0, (first_future - first_missed).days)
+
+
+def describe(schedule: ScheduleLike, default_zone: str = "UTC") -> str:
+    """Return the schedule in words for people.
+
+    Intervals: "every minute", "every 5 minutes", "every hour", "every 2 hours"
+    (whole hours), "every day", "every 3 days" (whole days). Daily times:
+    "daily at 09:00 (Europe/Berlin)", naming ``default_zone`` when the schedule
+    has no zone. Raises ``ValueError`` for an invalid schedule.
+    """
+    interval = _interval(schedule)
+    if interval is not None:
+        minutes = int(interval.total_seconds()) // 60
+        if minutes % _MINUTES_PER_DAY == 0:
+            return _every(minutes // _MINUTES_PER_DAY, "day")
+        if minutes % _MINUTES_PER_HOUR == 0:
+            return _every(minutes // _MINUTES_PER_HOUR, "hour")
+        return _every(minutes, "minute")
+    wall, zone = _daily(schedule, default_zone)
+    return f"daily at {wall:%H:%M} ({zone.key})"
+
+
+def is_valid_zone(name: str | None) -> bool:
+    """Return whether ``name`` is an IANA time zone name that zoneinfo can load.
+
+    Accepts canonical names and links ("Europe/Berlin", "US/Eastern", "UTC");
+    rejects ``None``, empty or padded strings, paths, directories ("America")
+    and the non-zone files of a system zoneinfo directory ("localtime",
+    "posixrules", "Factory").
+    """
+    if not isinstance(name, str) or not name or name != name.strip():
+        return False
+    if name in _NOT_ZONE_NAMES:
+        return False
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
+
+
+def resolve_zone_name(name: str | None) -> str:
+    """Return a valid IANA zone name: ``name`` itself, or the server's zone.
+
+    A given ``name`` is returned unchanged if :func:`is_valid_zone` accepts it,
+    else ``ValueError`` is raised. For ``None`` the server's local zone is
+    resolved to a name, trying in order the ``TZ`` environment variable (a name,
+    ``:name`` or a path into a zoneinfo directory), ``/etc/timezone``, and the
+    target of the ``/etc/localtime`` symbolic link; "UTC" when none of them
+    gives a valid name. Reads the environment and those files (the only I/O in
+    this module); never raises for ``None``.
+    """
+    if name is not None:
+        if not is_valid_zone(name):
+            raise ValueError(f"unknown time zone {name!r}: expected an IANA name such as 'UTC'")
+        return name
+    return _local_zone_name(os.environ, Path("/"))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _as_utc(value: datetime, what: str) -> datetime:
+    """Return the aware ``value`` in UTC; ``ValueError`` if it is naive."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{what} must be an aware datetime, got naive {value.isoformat()}")
+    return value.astimezone(UTC)
+
+
+def _interval(schedule: ScheduleLike) -> timedelta | None:
+    """Return the schedule's interval, ``None`` for a daily schedule.
+
+    ``ValueError`` unless exactly one of interval and daily time is set, or if
+    the interval is not a positive whole number of minutes.
+    """
+    minutes = schedule.interval_minutes
+    has_daily = schedule.daily_time is not None
+    if (minutes is None) == (not has_daily):
+        raise ValueError("a schedule needs exactly one of interval_minutes and daily_time")
+    if minutes is None:
+        return None
+    if isinstance(minutes, bool) or not isinstance(minutes, int) or minutes < 1:
+        raise ValueError(f"interval_minutes must be a positive integer, got {minutes!r}")
+    return timedelta(minutes=minutes)
+
+
+def _daily(schedule: ScheduleLike, default_zone: str) -> tuple[time, ZoneInfo]:
+    """Return the daily wall time and its zone; ``ValueError`` if either is bad."""
+    text = schedule.daily_time
+    if text is None:
+        raise ValueError("the schedule has no daily_time")
+    hours, sep, minutes = text.partition(":")
+    if not sep or len(hours) != 2 or len(minutes) != 2 or not (hours + minutes).isdigit():
+        raise ValueError(f"daily_time must be 'HH:MM', got {text!r}")
+    if int(hours) > 23 or int(minutes) > 59:
+        raise ValueError(f"daily_time must be between 00:00 and 23:59, got {text!r}")
+    zone_name = resolve_zone_name(schedule.timezone or default_zone)
+    return time(int(hours), int(minutes)), ZoneInfo(zone_name)
+
+
+def _intervals_up_to(start: datetime, end: datetime, interval: timedelta, *, at_least: int) -> int:
+    """Return ``at_least`` plus the number of whole intervals in ``end - start``.
+
+    With ``at_least=0``: how many of ``start + k * interval`` (``k >= 1``) are at
+    or before ``end``, 0 if ``end < start``. With ``at_least=1``: the smallest
+    ``k >= 1`` with ``start + k * interval > end``. Integer arithmetic, O(1).
+    """
+    if end < start:
+        return at_least
+    return (end - start) // interval + at_least
+
+
+def _occurrence(day: date, wall: time, zone: ZoneInfo) -> datetime:
+    """Return, in UTC, the instant at which ``day``'s occurrence of ``wall`` fires.
+
+    An ambiguous wall time resolves to its first occurrence (``fold=0``); a wall
+    time inside a gap resolves to the end of the gap, the first valid instant
+    after it.
+    """
+    local = datetime.combine(day, wall, tzinfo=zone)  # fold=0: first occurrence
+    instant = local.astimezone(UTC)
+    if instant.astimezone(zone).replace(tzinfo=None) == local.replace(tzinfo=None):
+        return instant
+    return _gap_end(local, zone)
+
+
+def _gap_end(local: datetime, zone: ZoneInfo) -> datetime:
+    """Return the UTC instant at which the gap containing wall time ``local`` ends.
+
+    For a nonexistent wall time, ``fold=1`` maps through the offset after the
+    transition (an instant before it) and ``fold=0`` through the offset before
+    it (an instant after it), so the transition lies in ``(early, late]``.
+    Transitions fall on whole seconds: bisect seconds (about 12 steps for a
+    one-hour gap).
+    """
+    early = local.replace(fold=1).astimezone(UTC)
+    late = local.replace(fold=0).astimezone(UTC)
+    before = early.astimezone(zone).utcoffset()
+    lo, hi = 0, (late - early) // _ONE_SECOND  # offset changed at early+hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if (early + mid * _ONE_SECOND).astimezone(zone).utcoffset() == before:
+            lo = mid
+        else:
+            hi = mid
+    return early + hi * _ONE_SECOND
+
+
+def _first_day_after(instant: datetime, wall: time, zone: ZoneInfo) -> date:
+    """Return the calendar day (in ``zone``) of the first occurrence after ``instant``.
+
+    Relies on occurrences strictly increasing from one day to the next. Starts
+    two days before the local date of ``instant`` (local dates can step back at
+    a fall-back transition, and a gap can push an occurrence into the next day),
+    steps back further in the unlikely case that is not yet early enough, then
+    walks forward: a handful of iterations.
+    """
+    day = instant.astimezone(zone).date() - 2 * _ONE_DAY
+    while _occurrence(day, wall, zone) > instant:
+        day -= _ONE_DAY
+    while _occurrence(day, wall, zone) <= instant:
+        day += _ONE_DAY
+    return day
+
+
+def _every(count: int, unit: str) -> str:
+    """Return "every <unit>" for one, else "every <count> <unit>s"."""
+    return f"every {unit}" if count == 1 else f"every {count} {unit}s"
+
+
+def _zone_from_path(text: str) -> str | None:
+    """Return the zone name in a zoneinfo path ("/usr/share/zoneinfo/Europe/Berlin")."""
+    marker = "zoneinfo/"
+    if marker not in text:
+        return None
+    name = text.rsplit(marker, 1)[1]
+    for prefix in ("posix/", "right/"):
+        name = name.removeprefix(prefix)
+    return name
+
+
+def _local_zone_name(environ: Mapping[str, str], root: Path) -> str:
+    """Return the IANA name of the local zone per ``environ`` and files under ``root``.
+
+    Tries ``TZ``, ``<root>/etc/timezone`` and the ``<root>/etc/localtime``
+    symlink target (its immediate target, then the fully resolved path) in
+    order; "UTC" when none yields a valid name.
+    """
+    candidates: list[str | None] = []
+    tz = environ.get("TZ", "").strip().removeprefix(":")
+    if tz:
+        candidates.append(_zone_from_path(tz) if tz.startswith("/") else tz)
+    try:
+        lines = (root / "etc" / "timezone").read_text(encoding="utf-8").split()
+        candidates.append(lines[0] if lines else None)
+    except (OSError, UnicodeDecodeError):
+        pass
+    localtime = root / "etc" / "localtime"
+    if localtime.is_symlink():
+        try:
+            candidates.append(_zone_from_path(os.readlink(localtime)))
+        except OSError:
+            pass
+        candidates.append(_zone_from_path(os.path.realpath(localtime)))
+    for candidate in candidates:
+        if candidate and is_valid_zone(candidate):
+            return candidate
+    return "UTC"

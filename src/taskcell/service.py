@@ -1,0 +1,133 @@
+"""TaskService: the operations on tasks, over any TaskStore, and the process-wide locator."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from taskcell.abc import UPDATABLE_FIELDS, Page, TaskFilter, TaskStore
+from taskcell.domain.models import Task, utcnow
+from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus
+
+logger = logging.getLogger(__name__)
+
+
+class TaskNotFound(LookupError):
+    """No task with this id (or not one the caller may see)."""
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        super().__init__(f"task {task_id} not found")
+
+
+class TaskService:
+    """The origin's task operations, each state change one guarded write in the store.
+
+    The transition methods answer whether the change happened. ``cancel_task`` answers True for
+    a task that is cancelled now or was already, False for one that had finished otherwise
+    (completed or failed: the API answers 409).
+    """
+
+    def __init__(self, store: TaskStore) -> None:
+        self.store = store
+
+    async def create_task(self, task: Task) -> Task:
+        await self.store.save(task)
+        logger.info(
+            "task created",
+            extra={"task_id": task.task_id, "agent": task.agent_name, "pattern": task.pattern},
+        )
+        return task
+
+    async def get_task(self, task_id: str) -> Task | None:
+        return await self.store.load(task_id)
+
+    async def require_task(self, task_id: str) -> Task:
+        task = await self.store.load(task_id)
+        if task is None:
+            raise TaskNotFound(task_id)
+        return task
+
+    async def list_tasks(
+        self,
+        flt: TaskFilter | None = None,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[Task]:
+        return await self.store.list_tasks(flt or TaskFilter(), limit=limit, cursor=cursor)
+
+    async def update_task(self, task: Task) -> bool:
+        """Write the task's non-status fields; status moves only through transitions."""
+        changes = {name: getattr(task, name) for name in UPDATABLE_FIELDS}
+        return await self.store.update(task.task_id, changes)
+
+    async def update_fields(self, task_id: str, changes: Mapping[str, Any]) -> bool:
+        return await self.store.update(task_id, changes)
+
+    async def start_task(self, task_id: str) -> bool:
+        return await self.store.transition(task_id, TaskStatus.RUNNING)
+
+    async def complete_task(self, task_id: str) -> bool:
+        return await self.store.transition(task_id, TaskStatus.COMPLETED)
+
+    async def fail_task(self, task_id: str, reason: str) -> bool:
+        return await self.store.transition(
+            task_id, TaskStatus.FAILED, changes={"error_message": reason}
+        )
+
+    async def wait_for_input(self, task_id: str) -> bool:
+        return await self.store.transition(
+            task_id, TaskStatus.WAITING_INPUT, expected=[TaskStatus.RUNNING]
+        )
+
+    async def cancel_task(self, task_id: str, reason: str | None = None) -> bool:
+        changes = {"error_message": reason} if reason is not None else None
+        if await self.store.transition(task_id, TaskStatus.CANCELLED, changes=changes):
+            logger.info("task cancelled", extra={"task_id": task_id})
+            return True
+        task = await self.store.load(task_id)
+        if task is None:
+            raise TaskNotFound(task_id)
+        return task.status is TaskStatus.CANCELLED
+
+    async def cancel_conversation_tasks(self, conversation_id: str) -> list[str]:
+        """Cancel every unfinished task of a conversation; answers their ids."""
+        return await self.store.cancel_conversation(conversation_id, now=utcnow())
+
+    async def delete_task(self, task_id: str) -> bool:
+        """Delete a finished task and its history; False if it is not finished."""
+        task = await self.require_task(task_id)
+        if task.status not in FINAL_STATUSES:
+            return False
+        return await self.store.delete(task_id)
+
+
+# -- the process-wide locator ----------------------------------------------------------------
+
+_service: TaskService | None = None
+
+
+def get_task_service() -> TaskService:
+    """The process-wide service, on the SQLite file (or database) named by settings."""
+    global _service
+    if _service is None:
+        from taskcell.settings import Settings
+        from taskcell.stores.factory import store_from_url
+
+        url = Settings().database_url
+        logger.info("opening the task database", extra={"database_url": url})
+        _service = TaskService(store_from_url(url))
+    return _service
+
+
+def set_task_service(service: TaskService) -> None:
+    global _service
+    _service = service
+
+
+def reset_task_service() -> None:
+    """Forget the process-wide service (the next get makes a new one)."""
+    global _service
+    _service = None

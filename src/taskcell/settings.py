@@ -1,0 +1,82 @@
+"""Settings: environment variables with the prefix ``TASKCELL_``, then ``taskcell.toml``.
+
+The TOML file is read from the working directory, or from the path in ``TASKCELL_CONFIG``.
+Environment variables win over the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from platformdirs import user_data_dir
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def default_database_url() -> str:
+    """``sqlite:///`` a file in the user's data directory."""
+    return f"sqlite:///{Path(user_data_dir('taskcell')) / 'taskcell.db'}"
+
+
+class AgentConfig(BaseModel):
+    """One configured agent: a remote A2A ``url`` or an in-process ``entry`` ("module:func")."""
+
+    url: str | None = None
+    entry: str | None = None
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AgentConfig:
+        if (self.url is None) == (self.entry is None):
+            raise ValueError("an agent needs exactly one of url and entry")
+        return self
+
+
+class Settings(BaseSettings):
+    """Everything taskcell can be told. See README.md's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TASKCELL_",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    database_url: str = Field(default_factory=default_database_url)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: "KEY:USER:ROLE,..." with ROLE user or admin; empty means no authentication (loopback).
+    api_keys: str = ""
+    #: Extra agents by name; the demo agents are always there unless ``demo_agents`` is false.
+    agents: dict[str, AgentConfig] = Field(default_factory=dict)
+    demo_agents: bool = True
+    #: The public base URL of this server, used in the demo agents' cards.
+    public_url: str | None = None
+    lease_seconds: float = 30.0
+    max_concurrent_runs: int = 64
+    agent_connect_timeout: float = 5.0
+    agent_read_timeout: float = 300.0
+    log_level: str = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get("TASKCELL_CONFIG", "taskcell.toml"))
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=toml_path)
+        return (init_settings, env_settings, toml)
+
+    def with_overrides(self, **values: Any) -> Settings:
+        """A copy with ``values`` set (None values are ignored)."""
+        return self.model_copy(update={k: v for k, v in values.items() if v is not None})

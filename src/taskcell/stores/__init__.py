@@ -1,0 +1,1 @@
+"""Task stores: in memory, SQLite (one server) and PostgreSQL (a cluster)."""

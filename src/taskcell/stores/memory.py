@@ -1,0 +1,224 @@
+"""InMemoryTaskStore: the store contract held in dictionaries, for tests and scripts.
+
+Nothing survives the process. Operations run to completion without awaiting, so each one is
+atomic with respect to other coroutines, which is this store's form of a guarded write.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from taskcell.abc import UPDATABLE_FIELDS, DuplicateTask, Page, TaskFilter
+from taskcell.domain.models import Run, RunStatus, Task, TaskPattern, utcnow
+from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, sources_of
+from taskcell.stores.cursor import decode_cursor, encode_cursor
+
+_Key = tuple[datetime, str]
+
+
+def _matches(task: Task, flt: TaskFilter) -> bool:
+    return (
+        (flt.user_id is None or task.user_id == flt.user_id)
+        and (flt.conversation_id is None or task.conversation_id == flt.conversation_id)
+        and (flt.status is None or task.status is flt.status)
+        and (flt.pattern is None or task.pattern is flt.pattern)
+        and (flt.agent_name is None or task.agent_name == flt.agent_name)
+    )
+
+
+def apply_transition_fields(
+    task: Task, target: TaskStatus, now: datetime, changes: Mapping[str, Any] | None
+) -> None:
+    """Set what a transition sets on ``task`` (shared by stores that hold models)."""
+    task.status = target
+    task.updated_at = now
+    if target is TaskStatus.RUNNING and task.started_at is None:
+        task.started_at = now
+    if target in FINAL_STATUSES:
+        task.completed_at = now
+    for name, value in (changes or {}).items():
+        setattr(task, name, value)
+
+
+def check_changes(changes: Mapping[str, Any]) -> None:
+    unknown = set(changes) - UPDATABLE_FIELDS
+    if unknown:
+        raise ValueError(f"fields that cannot be updated: {sorted(unknown)}")
+
+
+class InMemoryTaskStore:
+    """See :class:`taskcell.abc.TaskStore` for the contract."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, Task] = {}
+        self._order: list[_Key] = []  # (created_at, task_id), ascending
+        self._runs: dict[str, Run] = {}
+        self._runs_by_task: dict[str, list[str]] = {}
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def ping(self) -> bool:
+        return True
+
+    async def save(self, task: Task) -> None:
+        if task.task_id in self._tasks:
+            raise DuplicateTask(f"task {task.task_id} exists already")
+        self._tasks[task.task_id] = task.model_copy(deep=True)
+        bisect.insort(self._order, (task.created_at, task.task_id))
+
+    async def load(self, task_id: str) -> Task | None:
+        task = self._tasks.get(task_id)
+        return task.model_copy(deep=True) if task is not None else None
+
+    async def exists(self, task_id: str) -> bool:
+        return task_id in self._tasks
+
+    async def delete(self, task_id: str) -> bool:
+        task = self._tasks.pop(task_id, None)
+        if task is None:
+            return False
+        self._order.remove((task.created_at, task.task_id))
+        for run_id in self._runs_by_task.pop(task_id, []):
+            self._runs.pop(run_id, None)
+        return True
+
+    async def list_tasks(
+        self, flt: TaskFilter, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[Task]:
+        end = len(self._order)
+        if cursor is not None:
+            end = bisect.bisect_left(self._order, decode_cursor(cursor))
+        items: list[Task] = []
+        for index in range(end - 1, -1, -1):
+            task = self._tasks[self._order[index][1]]
+            if _matches(task, flt):
+                items.append(task)
+                if len(items) > limit:
+                    break
+        page = [task.model_copy(deep=True) for task in items[:limit]]
+        last = page[-1] if len(items) > limit else None
+        next_cursor = encode_cursor(last.created_at, last.task_id) if last else None
+        return Page(page, next_cursor)
+
+    async def transition(
+        self,
+        task_id: str,
+        target: TaskStatus,
+        *,
+        expected: Collection[TaskStatus] | None = None,
+        changes: Mapping[str, Any] | None = None,
+        now: datetime | None = None,
+    ) -> bool:
+        check_changes(changes or {})
+        task = self._tasks.get(task_id)
+        allowed = sources_of(target) if expected is None else set(expected) & sources_of(target)
+        if task is None or task.status not in allowed:
+            return False
+        apply_transition_fields(task, target, now or utcnow(), changes)
+        return True
+
+    async def update(
+        self,
+        task_id: str,
+        changes: Mapping[str, Any],
+        *,
+        expected: Collection[TaskStatus] | None = None,
+        now: datetime | None = None,
+    ) -> bool:
+        check_changes(changes)
+        task = self._tasks.get(task_id)
+        if task is None or (expected is not None and task.status not in expected):
+            return False
+        for name, value in changes.items():
+            setattr(task, name, value)
+        task.updated_at = now or utcnow()
+        return True
+
+    async def cancel_conversation(
+        self, conversation_id: str, *, reason: str | None = None, now: datetime | None = None
+    ) -> list[str]:
+        moment = now or utcnow()
+        cancelled = []
+        for task in self._tasks.values():
+            if task.conversation_id == conversation_id and task.status not in FINAL_STATUSES:
+                changes = {"error_message": reason} if reason is not None else None
+                apply_transition_fields(task, TaskStatus.CANCELLED, moment, changes)
+                cancelled.append(task.task_id)
+        return cancelled
+
+    async def add_run(self, run: Run) -> bool:
+        siblings = self._runs_by_task.setdefault(run.task_id, [])
+        if run.scheduled_for is not None and any(
+            self._runs[r].scheduled_for == run.scheduled_for for r in siblings
+        ):
+            return False
+        self._runs[run.run_id] = run.model_copy(deep=True)
+        siblings.append(run.run_id)
+        return True
+
+    async def update_run(
+        self,
+        run_id: str,
+        changes: Mapping[str, Any],
+        *,
+        expected: Collection[RunStatus] | None = None,
+    ) -> bool:
+        run = self._runs.get(run_id)
+        if run is None or (expected is not None and run.status not in expected):
+            return False
+        for name, value in changes.items():
+            if name not in Run.model_fields or name in {"run_id", "task_id"}:
+                raise ValueError(f"run field cannot be updated: {name}")
+            setattr(run, name, value)
+        return True
+
+    async def load_run(self, run_id: str) -> Run | None:
+        run = self._runs.get(run_id)
+        return run.model_copy(deep=True) if run is not None else None
+
+    async def list_runs(
+        self, task_id: str, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[Run]:
+        runs = sorted(
+            (self._runs[r] for r in self._runs_by_task.get(task_id, [])),
+            key=lambda r: (r.created_at, r.run_id),
+            reverse=True,
+        )
+        if cursor is not None:
+            position = decode_cursor(cursor)
+            runs = [r for r in runs if (r.created_at, r.run_id) < position]
+        page = [r.model_copy(deep=True) for r in runs[:limit]]
+        more = len(runs) > limit
+        next_cursor = encode_cursor(page[-1].created_at, page[-1].run_id) if more else None
+        return Page(page, next_cursor)
+
+    async def runs_in_status(self, statuses: Sequence[RunStatus]) -> list[Run]:
+        wanted = set(statuses)
+        return [r.model_copy(deep=True) for r in self._runs.values() if r.status in wanted]
+
+    async def due_tasks(self, now: datetime, *, limit: int = 100) -> list[Task]:
+        due = sorted(
+            (t for t in self._tasks.values() if _is_armed(t) and t.next_run_at <= now),  # type: ignore[operator]
+            key=lambda t: (t.next_run_at, t.task_id),
+        )
+        return [t.model_copy(deep=True) for t in due[:limit]]
+
+    async def next_due_at(self) -> datetime | None:
+        times = [t.next_run_at for t in self._tasks.values() if _is_armed(t)]
+        return min((t for t in times if t is not None), default=None)
+
+
+def _is_armed(task: Task) -> bool:
+    return (
+        task.pattern is TaskPattern.RECURRING
+        and task.status is TaskStatus.RUNNING
+        and not task.paused
+        and task.next_run_at is not None
+    )

@@ -1,0 +1,1 @@
+"""Schema versions for each SQL dialect, as numbered files applied in order at open."""

@@ -1,0 +1,52 @@
+-- Tasks and their runs. Datetimes are UTC ISO 8601 text of fixed width, so they sort as text.
+CREATE TABLE tasks (
+    task_id TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    query TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    thread_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    agent_name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    pattern TEXT NOT NULL,
+    schedule_config TEXT,
+    paused INTEGER NOT NULL DEFAULT 0,
+    next_run_at TEXT,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL DEFAULT 3,
+    remote_task_ids TEXT NOT NULL DEFAULT '[]',
+    handoff_from_super_agent INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    started_at TEXT,
+    completed_at TEXT,
+    updated_at TEXT NOT NULL,
+    error_message TEXT,
+    metadata TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX tasks_by_created ON tasks (created_at, task_id);
+CREATE INDEX tasks_by_user ON tasks (user_id, created_at, task_id);
+CREATE INDEX tasks_by_user_status ON tasks (user_id, status, created_at, task_id);
+CREATE INDEX tasks_by_user_pattern ON tasks (user_id, pattern, created_at, task_id);
+CREATE INDEX tasks_by_user_agent ON tasks (user_id, agent_name, created_at, task_id);
+CREATE INDEX tasks_by_status ON tasks (status, created_at, task_id);
+CREATE INDEX tasks_by_conversation ON tasks (conversation_id, created_at, task_id);
+CREATE INDEX tasks_due ON tasks (next_run_at)
+    WHERE pattern = 'recurring' AND status = 'running' AND paused = 0;
+
+CREATE TABLE runs (
+    run_id TEXT PRIMARY KEY,
+    task_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    scheduled_for TEXT,
+    started_at TEXT,
+    finished_at TEXT,
+    status TEXT NOT NULL,
+    error TEXT,
+    result TEXT,
+    owner TEXT,
+    lease_expires_at TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE UNIQUE INDEX runs_one_per_occurrence ON runs (task_id, scheduled_for);
+CREATE INDEX runs_by_task ON runs (task_id, created_at, run_id);
+CREATE INDEX runs_active ON runs (status) WHERE status IN ('queued', 'running', 'waiting_input');

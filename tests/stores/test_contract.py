@@ -1,0 +1,319 @@
+"""The store contract (taskcell.abc.TaskStore), run against every store."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from taskcell.abc import DuplicateTask, InvalidCursor, TaskFilter, TaskStore
+from taskcell.domain.models import Run, RunStatus, ScheduleConfig, Task, TaskPattern
+from taskcell.domain.state_machine import FINAL_STATUSES, TRANSITIONS, TaskStatus
+
+T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+def make_task(**fields: object) -> Task:
+    values: dict[str, object] = {"query": "summarise today's filings", "agent_name": "echo"}
+    values.update(fields)
+    return Task(**values)  # type: ignore[arg-type]
+
+
+async def test_round_trip_keeps_every_field(store: TaskStore) -> None:
+    task = Task(
+        task_id="t-all-fields",
+        title="Filings",
+        query="summarise today's filings for AAPL ✓",
+        conversation_id="conv-1",
+        thread_id="thread-1",
+        user_id="alice",
+        agent_name="clock",
+        status=TaskStatus.RUNNING,
+        pattern=TaskPattern.RECURRING,
+        schedule_config=ScheduleConfig(daily_time="09:30", timezone="Europe/Berlin"),
+        paused=True,
+        next_run_at=datetime(2026, 11, 28, 8, 30, tzinfo=UTC),
+        attempt=2,
+        max_attempts=5,
+        remote_task_ids=["r1", "r2"],
+        handoff_from_super_agent=True,
+        created_at=T0,
+        started_at=T0 + timedelta(seconds=1),
+        completed_at=None,
+        updated_at=T0 + timedelta(seconds=2),
+        error_message="last run failed: boom",
+        metadata={"language": "de", "nested": {"k": [1, 2.5, None, True]}},
+    )
+    await store.save(task)
+    loaded = await store.load(task.task_id)
+    assert loaded == task
+    assert loaded is not None and loaded.next_run_at is not None
+    assert loaded.next_run_at.tzinfo is not None
+    assert loaded.next_run_at.utcoffset() == timedelta(0)
+
+
+async def test_datetimes_with_other_offsets_come_back_in_utc(store: TaskStore) -> None:
+    plus_two = timezone(timedelta(hours=2))
+    task = make_task(created_at=datetime(2026, 6, 1, 14, 0, tzinfo=plus_two))
+    await store.save(task)
+    loaded = await store.load(task.task_id)
+    assert loaded is not None
+    assert loaded.created_at == datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+    assert loaded.created_at.utcoffset() == timedelta(0)
+
+
+async def test_save_refuses_a_duplicate_id(store: TaskStore) -> None:
+    task = make_task()
+    await store.save(task)
+    with pytest.raises(DuplicateTask):
+        await store.save(task)
+    assert (await store.list_tasks(TaskFilter())).items == [task]
+
+
+async def test_exists_and_delete(store: TaskStore) -> None:
+    task = make_task()
+    assert not await store.exists(task.task_id)
+    await store.save(task)
+    await store.add_run(Run(task_id=task.task_id))
+    assert await store.exists(task.task_id)
+    assert await store.delete(task.task_id)
+    assert not await store.exists(task.task_id)
+    assert await store.load(task.task_id) is None
+    assert (await store.list_runs(task.task_id)).items == []
+    assert not await store.delete(task.task_id)
+
+
+@pytest.mark.parametrize(("source", "target"), list(itertools.product(TaskStatus, TaskStatus)))
+async def test_transition_follows_the_state_machine(
+    store: TaskStore, source: TaskStatus, target: TaskStatus
+) -> None:
+    task = make_task(status=source, created_at=T0, updated_at=T0)
+    await store.save(task)
+    moment = T0 + timedelta(minutes=5)
+    happened = await store.transition(task.task_id, target, now=moment)
+    loaded = await store.load(task.task_id)
+    assert loaded is not None
+    assert happened == (target in TRANSITIONS[source])
+    if happened:
+        assert loaded.status is target
+        assert loaded.updated_at == moment
+        if target is TaskStatus.RUNNING:
+            assert loaded.started_at == moment
+        if target in FINAL_STATUSES:
+            assert loaded.completed_at == moment
+    else:
+        assert loaded == task
+
+
+async def test_transition_respects_expected_and_sets_changes(store: TaskStore) -> None:
+    task = make_task()
+    await store.save(task)
+    assert not await store.transition(
+        task.task_id, TaskStatus.RUNNING, expected=[TaskStatus.WAITING_INPUT]
+    )
+    assert await store.transition(
+        task.task_id, TaskStatus.RUNNING, expected=[TaskStatus.PENDING], changes={"attempt": 1}
+    )
+    assert await store.transition(
+        task.task_id, TaskStatus.FAILED, changes={"error_message": "agent said no"}
+    )
+    loaded = await store.load(task.task_id)
+    assert loaded is not None
+    assert (loaded.status, loaded.attempt, loaded.error_message) == (
+        TaskStatus.FAILED,
+        1,
+        "agent said no",
+    )
+
+
+async def test_started_at_is_kept_across_restarts(store: TaskStore) -> None:
+    task = make_task()
+    await store.save(task)
+    await store.transition(task.task_id, TaskStatus.RUNNING, now=T0)
+    await store.transition(task.task_id, TaskStatus.PENDING, now=T0 + timedelta(seconds=1))
+    await store.transition(task.task_id, TaskStatus.RUNNING, now=T0 + timedelta(seconds=2))
+    loaded = await store.load(task.task_id)
+    assert loaded is not None and loaded.started_at == T0
+
+
+async def test_transition_of_an_unknown_task_answers_false(store: TaskStore) -> None:
+    assert not await store.transition("nope", TaskStatus.CANCELLED)
+
+
+async def test_update_writes_fields_and_honours_the_guard(store: TaskStore) -> None:
+    task = make_task(pattern=TaskPattern.RECURRING, schedule_config={"interval_minutes": 5})
+    await store.save(task)
+    when = T0 + timedelta(hours=1)
+    assert await store.update(task.task_id, {"next_run_at": when, "paused": True})
+    assert not await store.update(task.task_id, {"paused": False}, expected=[TaskStatus.RUNNING])
+    loaded = await store.load(task.task_id)
+    assert loaded is not None and (loaded.next_run_at, loaded.paused) == (when, True)
+    with pytest.raises(ValueError, match="status"):
+        await store.update(task.task_id, {"status": TaskStatus.COMPLETED})
+    assert not await store.update("nope", {"paused": True})
+
+
+async def test_cancel_conversation_cancels_only_unfinished_tasks_of_it(
+    store: TaskStore,
+) -> None:
+    open_one = make_task(conversation_id="c1")
+    waiting = make_task(conversation_id="c1", status=TaskStatus.WAITING_INPUT)
+    done = make_task(conversation_id="c1", status=TaskStatus.COMPLETED)
+    other = make_task(conversation_id="c2")
+    for task in (open_one, waiting, done, other):
+        await store.save(task)
+    cancelled = await store.cancel_conversation("c1", reason="conversation closed")
+    assert sorted(cancelled) == sorted([open_one.task_id, waiting.task_id])
+    statuses = {t.task_id: t.status for t in (await store.list_tasks(TaskFilter())).items}
+    assert statuses == {
+        open_one.task_id: TaskStatus.CANCELLED,
+        waiting.task_id: TaskStatus.CANCELLED,
+        done.task_id: TaskStatus.COMPLETED,
+        other.task_id: TaskStatus.PENDING,
+    }
+
+
+async def _walk(store: TaskStore, flt: TaskFilter, page_size: int) -> list[Task]:
+    seen: list[Task] = []
+    cursor: str | None = None
+    while True:
+        page = await store.list_tasks(flt, limit=page_size, cursor=cursor)
+        assert len(page.items) <= page_size
+        seen += page.items
+        if page.next_cursor is None:
+            return seen
+        assert len(page.items) == page_size
+        cursor = page.next_cursor
+
+
+async def test_cursor_paging_over_1000_tasks_with_every_filter(store: TaskStore) -> None:
+    rng = random.Random(7)
+    tasks = []
+    for i in range(1000):
+        recurring = rng.random() < 0.3
+        task = make_task(
+            task_id=f"task-{i:04d}",
+            user_id=rng.choice(["alice", "bob", "carol"]),
+            conversation_id=rng.choice(["c1", "c2", "c3", "c4"]),
+            agent_name=rng.choice(["echo", "clock", "slow"]),
+            status=rng.choice(list(TaskStatus)),
+            pattern=TaskPattern.RECURRING if recurring else TaskPattern.ONCE,
+            schedule_config={"interval_minutes": 5} if recurring else None,
+            # Many share a created_at, so the task id must break ties.
+            created_at=T0 + timedelta(seconds=rng.randrange(400)),
+        )
+        tasks.append(task)
+        await store.save(task)
+
+    filters = [
+        TaskFilter(),
+        TaskFilter(user_id="alice"),
+        TaskFilter(conversation_id="c2"),
+        TaskFilter(status=TaskStatus.RUNNING),
+        TaskFilter(pattern=TaskPattern.RECURRING),
+        TaskFilter(agent_name="clock"),
+        TaskFilter(user_id="bob", status=TaskStatus.PENDING),
+        TaskFilter(
+            user_id="carol",
+            conversation_id="c1",
+            status=TaskStatus.COMPLETED,
+            pattern=TaskPattern.ONCE,
+            agent_name="echo",
+        ),
+        TaskFilter(user_id="nobody"),
+    ]
+    for flt in filters:
+        expected = sorted(
+            (
+                t
+                for t in tasks
+                if all(
+                    getattr(flt, name) is None or getattr(t, name) == getattr(flt, name)
+                    for name in ("user_id", "conversation_id", "status", "pattern", "agent_name")
+                )
+            ),
+            key=lambda t: (t.created_at, t.task_id),
+            reverse=True,
+        )
+        for page_size in (1, 37, 500):
+            if page_size == 1 and len(expected) > 200:
+                continue
+            walked = await _walk(store, flt, page_size)
+            assert [t.task_id for t in walked] == [t.task_id for t in expected], (flt, page_size)
+
+
+async def test_a_forged_cursor_is_refused(store: TaskStore) -> None:
+    for bad in ("not-a-cursor", "e30", "WyJ4IiwxXQ"):
+        with pytest.raises(InvalidCursor):
+            await store.list_tasks(TaskFilter(), cursor=bad)
+
+
+async def test_runs_add_update_list(store: TaskStore) -> None:
+    task = make_task(pattern=TaskPattern.RECURRING, schedule_config={"interval_minutes": 1})
+    await store.save(task)
+    first = Run(task_id=task.task_id, scheduled_for=T0, started_at=T0, created_at=T0)
+    assert await store.add_run(first)
+    duplicate = Run(task_id=task.task_id, scheduled_for=T0, created_at=T0)
+    assert not await store.add_run(duplicate)
+    second = Run(
+        task_id=task.task_id,
+        scheduled_for=T0 + timedelta(minutes=1),
+        created_at=T0 + timedelta(minutes=1),
+    )
+    assert await store.add_run(second)
+    finished = T0 + timedelta(seconds=30)
+    changes = {"status": RunStatus.COMPLETED, "finished_at": finished, "result": "ok"}
+    assert await store.update_run(first.run_id, changes, expected=[RunStatus.RUNNING])
+    assert not await store.update_run(
+        first.run_id, {"status": RunStatus.FAILED}, expected=[RunStatus.RUNNING]
+    )
+    loaded = await store.load_run(first.run_id)
+    assert loaded is not None
+    assert (loaded.status, loaded.finished_at, loaded.result) == (
+        RunStatus.COMPLETED,
+        finished,
+        "ok",
+    )
+    page = await store.list_runs(task.task_id, limit=1)
+    assert [r.run_id for r in page.items] == [second.run_id]
+    assert page.next_cursor is not None
+    rest = await store.list_runs(task.task_id, limit=1, cursor=page.next_cursor)
+    assert [r.run_id for r in rest.items] == [first.run_id]
+    assert rest.next_cursor is None
+    active = await store.runs_in_status([RunStatus.RUNNING])
+    assert [r.run_id for r in active] == [second.run_id]
+
+
+async def test_once_runs_are_told_apart_by_attempt(store: TaskStore) -> None:
+    task = make_task()
+    await store.save(task)
+    assert await store.add_run(Run(task_id=task.task_id, attempt=1))
+    assert await store.add_run(Run(task_id=task.task_id, attempt=2))
+    runs = (await store.list_runs(task.task_id)).items
+    assert sorted(r.attempt for r in runs) == [1, 2]
+
+
+async def test_due_tasks_are_armed_recurring_tasks_in_time_order(store: TaskStore) -> None:
+    def recurring(minutes: int, **fields: object) -> Task:
+        values: dict[str, object] = {
+            "pattern": TaskPattern.RECURRING,
+            "schedule_config": {"interval_minutes": 1},
+            "status": TaskStatus.RUNNING,
+            "next_run_at": T0 + timedelta(minutes=minutes),
+        }
+        values.update(fields)
+        return make_task(**values)
+
+    late = recurring(2)
+    early = recurring(-1)
+    future = recurring(10)
+    paused = recurring(-5, paused=True)
+    cancelled = recurring(-5, status=TaskStatus.CANCELLED)
+    for task in (late, early, future, paused, cancelled):
+        await store.save(task)
+    due = await store.due_tasks(T0 + timedelta(minutes=2))
+    assert [t.task_id for t in due] == [early.task_id, late.task_id]
+    assert await store.next_due_at() == early.next_run_at
+    assert await store.ping()
