@@ -1,0 +1,137 @@
+"""Test helpers: run an ASGI app on a real uvicorn server on loopback.
+
+Tests use real servers rather than mocks. Two ways to run one:
+
+- ``async with serve_app(app) as base_url:`` runs the app in the current event loop (the test's
+  loop) and yields ``http://127.0.0.1:PORT``. Use it from async tests.
+- ``with serve_app_in_thread(app) as base_url:`` runs it in a thread with its own event loop, for
+  sync tests (browsers, CLI runs) or when the server must survive the test's loop.
+
+Both bind the socket *before* the app is built, so an app that must know its own address (A2A
+agent cards advertise the URL clients talk to) can be given as a factory:
+``serve_app(app_factory=lambda base_url: create_demo_app(base_url))``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from typing import Any
+
+import uvicorn
+
+ASGIApp = Callable[..., Any]
+AppFactory = Callable[[str], ASGIApp]
+
+_START_TIMEOUT = 10.0
+
+
+class _QuietServer(uvicorn.Server):
+    """A uvicorn server that leaves the process's signal handlers alone."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def _bind_loopback(host: str = "127.0.0.1") -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def _resolve_app(app: ASGIApp | None, app_factory: AppFactory | None, base_url: str) -> ASGIApp:
+    if (app is None) == (app_factory is None):
+        raise TypeError("give exactly one of app and app_factory")
+    if app_factory is not None:
+        return app_factory(base_url)
+    assert app is not None
+    return app
+
+
+def _make_server(app: ASGIApp, sock: socket.socket, grace: int) -> _QuietServer:
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=sock.getsockname()[1],
+        log_level="warning",
+        lifespan="auto",
+        timeout_graceful_shutdown=grace,
+        ws="none",
+    )
+    return _QuietServer(config)
+
+
+@contextlib.asynccontextmanager
+async def serve_app(
+    app: ASGIApp | None = None,
+    *,
+    app_factory: AppFactory | None = None,
+    shutdown_grace: int = 2,
+) -> AsyncIterator[str]:
+    """Serve ``app`` (or ``app_factory(base_url)``) on 127.0.0.1:free port in this loop.
+
+    Yields the base URL (no trailing slash). On exit the server shuts down gracefully (open
+    streams get ``shutdown_grace`` seconds, then are cut) and the port is released.
+    """
+    sock = _bind_loopback()
+    base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    try:
+        server = _make_server(_resolve_app(app, app_factory, base_url), sock, shutdown_grace)
+        task = asyncio.create_task(server.serve(sockets=[sock]), name=f"uvicorn {base_url}")
+        try:
+            async with asyncio.timeout(_START_TIMEOUT):
+                while not server.started:
+                    if task.done():
+                        task.result()
+                        raise RuntimeError("uvicorn stopped before it started")
+                    await asyncio.sleep(0.01)
+            yield base_url
+        finally:
+            server.should_exit = True
+            with contextlib.suppress(SystemExit):
+                await task
+    finally:
+        sock.close()
+
+
+@contextlib.contextmanager
+def serve_app_in_thread(
+    app: ASGIApp | None = None,
+    *,
+    app_factory: AppFactory | None = None,
+    shutdown_grace: int = 2,
+) -> Iterator[str]:
+    """Like :func:`serve_app`, but in a daemon thread with its own event loop."""
+    sock = _bind_loopback()
+    base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    try:
+        server = _make_server(_resolve_app(app, app_factory, base_url), sock, shutdown_grace)
+        thread = threading.Thread(
+            target=lambda: asyncio.run(server.serve(sockets=[sock])),
+            name=f"uvicorn {base_url}",
+            daemon=True,
+        )
+        thread.start()
+        deadline = threading.Event()
+        waited = 0.0
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError("uvicorn stopped before it started")
+            if waited > _START_TIMEOUT:
+                raise TimeoutError(f"uvicorn did not start at {base_url}")
+            deadline.wait(0.01)
+            waited += 0.01
+        try:
+            yield base_url
+        finally:
+            server.should_exit = True
+            thread.join(timeout=_START_TIMEOUT)
+    finally:
+        sock.close()
