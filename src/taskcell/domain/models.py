@@ -6,6 +6,7 @@ clock times) and in what is shown to people.
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ from taskcell.domain.state_machine import (
 )
 
 MAX_QUERY_CHARS = 32_000
+MAX_METADATA_CHARS = 64_000
 MAX_INTERVAL_MINUTES = 525_600  # one year
 DEFAULT_USER = "default_user"
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
@@ -150,7 +152,7 @@ class Task(BaseModel):
     schedule_config: ScheduleConfig | None = Field(default=None, validate_default=True)
     paused: bool = False
     next_run_at: UtcDatetime | None = None
-    attempt: int = Field(default=0, ge=0)
+    attempt: int = Field(default=0, ge=0, le=1000)
     max_attempts: int = Field(default=3, ge=1, le=20)
     remote_task_ids: list[str] = Field(default_factory=list)
     handoff_from_super_agent: bool = False
@@ -161,9 +163,41 @@ class Task(BaseModel):
     error_message: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("title", "conversation_id", "thread_id", "user_id", "agent_name")
+    @classmethod
+    def _check_text(cls, value: str, info: ValidationInfo) -> str:
+        if "\x00" in value:
+            raise PydanticCustomError(
+                "nul", "{field} must not contain NUL characters", {"field": info.field_name}
+            )
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _check_metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            text = json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise PydanticCustomError(
+                "metadata",
+                "metadata must be plain JSON (no NaN or Infinity): {reason}",
+                {"reason": str(exc)},
+            ) from exc
+        if "\\u0000" in text:
+            raise PydanticCustomError("metadata", "metadata must not contain NUL characters")
+        if len(text) > MAX_METADATA_CHARS:
+            raise PydanticCustomError(
+                "metadata",
+                "metadata is {length} characters as JSON; the limit is {limit}",
+                {"length": len(text), "limit": MAX_METADATA_CHARS},
+            )
+        return value
+
     @field_validator("query")
     @classmethod
     def _check_query(cls, value: str) -> str:
+        if "\x00" in value:
+            raise PydanticCustomError("query", "query must not contain NUL characters")
         if not value.strip():
             raise PydanticCustomError("query", "query must not be empty")
         if len(value) > MAX_QUERY_CHARS:

@@ -155,9 +155,7 @@ class InMemoryTaskStore:
 
     async def add_run(self, run: Run) -> bool:
         siblings = self._runs_by_task.setdefault(run.task_id, [])
-        if run.scheduled_for is not None and any(
-            self._runs[r].scheduled_for == run.scheduled_for for r in siblings
-        ):
+        if run.run_id in self._runs or any(_same_slot(self._runs[r], run) for r in siblings):
             return False
         self._runs[run.run_id] = run.model_copy(deep=True)
         siblings.append(run.run_id)
@@ -213,6 +211,13 @@ class InMemoryTaskStore:
     async def next_due_at(self) -> datetime | None:
         times = [t.next_run_at for t in self._tasks.values() if _is_armed(t)]
         return min((t for t in times if t is not None), default=None)
+
+
+def _same_slot(a: Run, b: Run) -> bool:
+    """Whether two runs of a task serve the same occurrence (or, for a once task, attempt)."""
+    if a.scheduled_for is None and b.scheduled_for is None:
+        return a.attempt == b.attempt
+    return a.scheduled_for == b.scheduled_for
 
 
 def _is_armed(task: Task) -> bool:

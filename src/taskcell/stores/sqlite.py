@@ -44,6 +44,7 @@ _RUN_INSERT = (
     f"INSERT INTO runs ({', '.join(codec.RUN_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in codec.RUN_COLUMNS)})"
 )
+_RUN_INSERT_IF_NEW = f"{_RUN_INSERT} ON CONFLICT DO NOTHING"
 _FINAL = tuple(s.value for s in FINAL_STATUSES)
 _ARMED = "pattern = 'recurring' AND status = 'running' AND paused = 0"
 
@@ -322,7 +323,8 @@ class SQLiteTaskStore:
         if bad:
             raise ValueError(f"run fields cannot be updated: {sorted(bad)}")
         encoded = codec.encode_changes(changes)
-        sql = f"UPDATE runs SET {', '.join(f'{n} = ?' for n in encoded)} WHERE run_id = ?"
+        sets = ", ".join(f"{name} = ?" for name in encoded) or "status = status"
+        sql = f"UPDATE runs SET {sets} WHERE run_id = ?"
         args: list[Any] = [*encoded.values(), run_id]
         if expected is not None:
             statuses = [RunStatus(s).value for s in expected]

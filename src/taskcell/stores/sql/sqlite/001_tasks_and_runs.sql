@@ -48,5 +48,6 @@ CREATE TABLE runs (
     created_at TEXT NOT NULL
 );
 CREATE UNIQUE INDEX runs_one_per_occurrence ON runs (task_id, scheduled_for);
+CREATE UNIQUE INDEX runs_one_per_attempt ON runs (task_id, attempt) WHERE scheduled_for IS NULL;
 CREATE INDEX runs_by_task ON runs (task_id, created_at, run_id);
 CREATE INDEX runs_active ON runs (status) WHERE status IN ('queued', 'running', 'waiting_input');

@@ -1,0 +1,433 @@
+"""PostgresTaskStore: the store contract on a PostgreSQL database shared by a cluster (asyncpg).
+
+How it talks to the database. An asyncpg pool is opened by :meth:`PostgresTaskStore.open` (or
+lazily by the first operation) and closed by :meth:`PostgresTaskStore.close`. Every operation is
+one statement on a pooled connection in autocommit, so its outcome is committed when the call
+answers; asyncpg prepares and caches each statement per connection.
+
+Each state change is one guarded statement (``UPDATE ... WHERE task_id = $1 AND status =
+ANY($2)``) and answers whether it happened, so any number of processes on the same database stay
+correct without any in-process lock: PostgreSQL's row locks serialise the writes, and a guard
+re-checked after a concurrent update (READ COMMITTED re-evaluates the WHERE clause on the newest
+row version) refuses a change the other writer made stale.
+
+Values: datetimes go to asyncpg as aware ``datetime`` objects in UTC (TIMESTAMPTZ columns) and
+come back aware; JSON fields are JSONB columns, sent and read as JSON text through asyncpg's
+default codec (``codec.encode_field(..., dialect="postgres")`` and ``codec.task_from_row``).
+
+Schema versions are the numbered files in ``taskcell/stores/sql/postgres``, applied at open, each
+in its own transaction under ``pg_advisory_xact_lock``, so processes starting together do not
+race; applied versions are recorded in ``schema_version``. All SQL of this dialect is in this
+module and those files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
+from functools import lru_cache
+from importlib import resources
+from typing import TYPE_CHECKING, Any, TypeAlias
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from taskcell.abc import DuplicateTask, Page, TaskFilter
+from taskcell.domain.models import Run, RunStatus, Task, utcnow
+from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, sources_of
+from taskcell.stores import codec
+from taskcell.stores.cursor import decode_cursor, encode_cursor
+from taskcell.stores.memory import check_changes
+
+if TYPE_CHECKING:  # asyncpg's classes are generic only in its stubs
+    from asyncpg.pool import PoolConnectionProxy
+
+    Pool: TypeAlias = asyncpg.Pool[asyncpg.Record]
+    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
+
+logger = logging.getLogger(__name__)
+
+# -- SQL of this dialect ---------------------------------------------------------------------
+
+#: The advisory lock key that serialises schema changes ("taskcell" in ASCII).
+SCHEMA_LOCK_KEY = 0x7461736B63656C6C
+
+_TASK_SELECT = f"SELECT {', '.join(codec.TASK_COLUMNS)} FROM tasks"
+_RUN_SELECT = f"SELECT {', '.join(codec.RUN_COLUMNS)} FROM runs"
+_TASK_INSERT = (
+    f"INSERT INTO tasks ({', '.join(codec.TASK_COLUMNS)}) "
+    f"VALUES ({', '.join(f'${i}' for i in range(1, len(codec.TASK_COLUMNS) + 1))})"
+)
+_RUN_INSERT = (
+    f"INSERT INTO runs ({', '.join(codec.RUN_COLUMNS)}) "
+    f"VALUES ({', '.join(f'${i}' for i in range(1, len(codec.RUN_COLUMNS) + 1))})"
+    " ON CONFLICT DO NOTHING"
+)
+_TASK_BY_ID = f"{_TASK_SELECT} WHERE task_id = $1"
+_TASK_EXISTS = "SELECT EXISTS (SELECT 1 FROM tasks WHERE task_id = $1)"
+_TASK_DELETE = (
+    "WITH gone AS (DELETE FROM runs WHERE task_id = $1) DELETE FROM tasks WHERE task_id = $1"
+)
+_CANCEL_CONVERSATION = (
+    "UPDATE tasks SET status = 'cancelled', updated_at = $1, completed_at = $1,"
+    " error_message = COALESCE($2, error_message)"
+    " WHERE conversation_id = $3 AND status <> ALL($4::text[]) RETURNING task_id"
+)
+_RUN_BY_ID = f"{_RUN_SELECT} WHERE run_id = $1"
+_RUNS_IN_STATUS = f"{_RUN_SELECT} WHERE status = ANY($1::text[]) ORDER BY created_at, run_id"
+_ARMED = "pattern = 'recurring' AND status = 'running' AND NOT paused"
+_DUE_TASKS = (
+    f"{_TASK_SELECT} WHERE {_ARMED} AND next_run_at <= $1 ORDER BY next_run_at, task_id LIMIT $2"
+)
+_NEXT_DUE_AT = f"SELECT MIN(next_run_at) FROM tasks WHERE {_ARMED}"
+_SCHEMA_LOCK = "SELECT pg_advisory_xact_lock($1)"
+_SCHEMA_VERSION_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_version"
+    " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
+)
+_SCHEMA_VERSION_EXISTS = "SELECT to_regclass('schema_version') IS NOT NULL"
+_SCHEMA_VERSION_NOW = "SELECT COALESCE(MAX(version), 0) FROM schema_version"
+_SCHEMA_VERSION_ADD = "INSERT INTO schema_version (version, name, applied_at) VALUES ($1, $2, $3)"
+
+_FINAL = [s.value for s in FINAL_STATUSES]
+
+
+@lru_cache(maxsize=256)
+def _transition_sql(target: str, fields: tuple[str, ...]) -> str:
+    """$1 target, $2 now, $3 task id, $4 allowed sources, then one value per field."""
+    sets = ["status = $1", "updated_at = $2"]
+    if target == TaskStatus.RUNNING:
+        sets.append("started_at = COALESCE(started_at, $2)")
+    if target in _FINAL:
+        sets.append("completed_at = $2")
+    sets += [f"{name} = ${i}" for i, name in enumerate(fields, start=5)]
+    return f"UPDATE tasks SET {', '.join(sets)} WHERE task_id = $3 AND status = ANY($4::text[])"
+
+
+@lru_cache(maxsize=256)
+def _update_sql(fields: tuple[str, ...], guarded: bool) -> str:
+    """$1 task id, $2 now, [$3 expected statuses], then one value per field."""
+    first = 4 if guarded else 3
+    sets = [*(f"{name} = ${i}" for i, name in enumerate(fields, start=first)), "updated_at = $2"]
+    sql = f"UPDATE tasks SET {', '.join(sets)} WHERE task_id = $1"
+    return sql + " AND status = ANY($3::text[])" if guarded else sql
+
+
+@lru_cache(maxsize=256)
+def _update_run_sql(fields: tuple[str, ...], guarded: bool) -> str:
+    """$1 run id, [$2 expected statuses], then one value per field."""
+    first = 3 if guarded else 2
+    sets = [f"{name} = ${i}" for i, name in enumerate(fields, start=first)] or ["status = status"]
+    sql = f"UPDATE runs SET {', '.join(sets)} WHERE run_id = $1"
+    return sql + " AND status = ANY($2::text[])" if guarded else sql
+
+
+def _filter_sql(flt: TaskFilter) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    args: list[Any] = []
+    for column, value in (
+        ("user_id", flt.user_id),
+        ("conversation_id", flt.conversation_id),
+        ("status", flt.status),
+        ("pattern", flt.pattern),
+        ("agent_name", flt.agent_name),
+    ):
+        if value is not None:
+            args.append(str(value))
+            where.append(f"{column} = ${len(args)}")
+    return where, args
+
+
+def _row_count(status: str) -> int:
+    """The row count of a command status such as ``UPDATE 1`` or ``INSERT 0 1``."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+def describe_url(url: str) -> str:
+    """``host:port/database`` of a PostgreSQL URL, without user or password (for logs)."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path or '/'}"
+
+
+class PostgresTaskStore:
+    """See :class:`taskcell.abc.TaskStore` for the contract; this module's docstring for how.
+
+    ``url`` is a ``postgresql://`` URL as asyncpg takes it; the pool holds ``min_size`` to
+    ``max_size`` connections, each made within ``connect_timeout`` seconds. Beyond the
+    contract: a run id given to :meth:`add_run` twice raises ``ValueError`` (only a repeated
+    occurrence answers False), and values PostgreSQL cannot store (a NUL character in text,
+    NaN in JSON, an integer past 32 bits) raise :class:`asyncpg.DataError`.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        connect_timeout: float = 10.0,
+        close_timeout: float = 10.0,
+    ) -> None:
+        self.url = url
+        self._min_size = min_size
+        self._max_size = max_size
+        self._connect_timeout = connect_timeout
+        self._close_timeout = close_timeout
+        self._pool: Pool | None = None
+        self._opening = asyncio.Lock()
+
+    # -- pool and schema ------------------------------------------------------------------
+
+    async def pool(self) -> Pool:
+        """The connection pool, opened (and the schema brought up to date) on first use."""
+        if self._pool is None:
+            async with self._opening:
+                if self._pool is None:
+                    self._pool = await self._create_pool()
+        return self._pool
+
+    async def _create_pool(self) -> Pool:
+        pool: Pool = await asyncpg.create_pool(
+            self.url,
+            min_size=self._min_size,
+            max_size=self._max_size,
+            timeout=self._connect_timeout,
+            server_settings={"application_name": "taskcell"},
+        )
+        try:
+            async with pool.acquire() as conn:
+                version = await apply_migrations(conn)
+        except BaseException:
+            pool.terminate()
+            raise
+        logger.info(
+            "postgres store opened",
+            extra={"database": describe_url(self.url), "schema_version": version},
+        )
+        return pool
+
+    async def open(self) -> None:
+        await self.pool()
+
+    async def close(self) -> None:
+        """Close the pool, waiting up to ``close_timeout`` for queries in flight."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            await asyncio.wait_for(pool.close(), self._close_timeout)
+        except TimeoutError:
+            logger.warning(
+                "postgres pool did not close in time; connections terminated",
+                extra={"database": describe_url(self.url), "timeout_s": self._close_timeout},
+            )
+            pool.terminate()
+        except BaseException:
+            pool.terminate()
+            raise
+
+    async def ping(self) -> bool:
+        try:
+            pool = await self.pool()
+            return bool(await pool.fetchval("SELECT 1", timeout=5.0))
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            return False
+
+    # -- tasks --------------------------------------------------------------------------
+
+    async def save(self, task: Task) -> None:
+        values = codec.task_values(task, dialect="postgres")
+        pool = await self.pool()
+        try:
+            await pool.execute(_TASK_INSERT, *values)
+        except asyncpg.UniqueViolationError as exc:
+            raise DuplicateTask(f"task {task.task_id} exists already") from exc
+
+    async def load(self, task_id: str) -> Task | None:
+        row = await (await self.pool()).fetchrow(_TASK_BY_ID, task_id)
+        return codec.task_from_row(tuple(row)) if row is not None else None
+
+    async def exists(self, task_id: str) -> bool:
+        return bool(await (await self.pool()).fetchval(_TASK_EXISTS, task_id))
+
+    async def delete(self, task_id: str) -> bool:
+        """Delete the task and its runs in one statement."""
+        return _row_count(await (await self.pool()).execute(_TASK_DELETE, task_id)) > 0
+
+    async def list_tasks(
+        self, flt: TaskFilter, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[Task]:
+        where, args = _filter_sql(flt)
+        if cursor is not None:
+            created, task_id = decode_cursor(cursor)
+            args += [codec.utc(created), task_id]
+            where.append(f"(created_at, task_id) < (${len(args) - 1}, ${len(args)})")
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        args.append(limit + 1)
+        sql = f"{_TASK_SELECT}{clause} ORDER BY created_at DESC, task_id DESC LIMIT ${len(args)}"
+        rows = await (await self.pool()).fetch(sql, *args)
+        items = [codec.task_from_row(tuple(row)) for row in rows[:limit]]
+        last = items[-1] if len(rows) > limit else None
+        return Page(items, encode_cursor(last.created_at, last.task_id) if last else None)
+
+    async def transition(
+        self,
+        task_id: str,
+        target: TaskStatus,
+        *,
+        expected: Collection[TaskStatus] | None = None,
+        changes: Mapping[str, Any] | None = None,
+        now: datetime | None = None,
+    ) -> bool:
+        changes = changes or {}
+        check_changes(changes)
+        allowed = sources_of(target) if expected is None else sources_of(target) & set(expected)
+        if not allowed:
+            return False
+        fields = tuple(changes)
+        sql = _transition_sql(target.value, fields)
+        args = [
+            target.value,
+            codec.utc(now or utcnow()),
+            task_id,
+            sorted(s.value for s in allowed),
+            *(codec.encode_field(name, changes[name], dialect="postgres") for name in fields),
+        ]
+        return _row_count(await (await self.pool()).execute(sql, *args)) == 1
+
+    async def update(
+        self,
+        task_id: str,
+        changes: Mapping[str, Any],
+        *,
+        expected: Collection[TaskStatus] | None = None,
+        now: datetime | None = None,
+    ) -> bool:
+        check_changes(changes)
+        encoded = codec.encode_changes(changes, dialect="postgres")
+        args: list[Any] = [task_id, codec.utc(now or utcnow())]
+        if expected is not None:
+            statuses = [TaskStatus(s).value for s in expected]
+            if not statuses:
+                return False
+            args.append(statuses)
+        sql = _update_sql(tuple(encoded), expected is not None)
+        args += encoded.values()
+        return _row_count(await (await self.pool()).execute(sql, *args)) == 1
+
+    async def cancel_conversation(
+        self, conversation_id: str, *, reason: str | None = None, now: datetime | None = None
+    ) -> list[str]:
+        moment = codec.utc(now or utcnow())
+        pool = await self.pool()
+        rows = await pool.fetch(_CANCEL_CONVERSATION, moment, reason, conversation_id, _FINAL)
+        return [row[0] for row in rows]
+
+    # -- runs ---------------------------------------------------------------------------
+
+    async def add_run(self, run: Run) -> bool:
+        """Insert ``run``; False when its task already has a run for ``run.scheduled_for``."""
+        values = codec.run_values(run, dialect="postgres")
+        pool = await self.pool()
+        try:
+            return _row_count(await pool.execute(_RUN_INSERT, *values)) == 1
+        except asyncpg.UniqueViolationError as exc:
+            raise ValueError(f"run {run.run_id} exists already") from exc
+
+    async def update_run(
+        self,
+        run_id: str,
+        changes: Mapping[str, Any],
+        *,
+        expected: Collection[RunStatus] | None = None,
+    ) -> bool:
+        bad = set(changes) - set(codec.RUN_COLUMNS) | (set(changes) & {"run_id", "task_id"})
+        if bad:
+            raise ValueError(f"run fields cannot be updated: {sorted(bad)}")
+        encoded = codec.encode_changes(changes, dialect="postgres")
+        args: list[Any] = [run_id]
+        if expected is not None:
+            statuses = [RunStatus(s).value for s in expected]
+            if not statuses:
+                return False
+            args.append(statuses)
+        sql = _update_run_sql(tuple(encoded), expected is not None)
+        args += encoded.values()
+        return _row_count(await (await self.pool()).execute(sql, *args)) == 1
+
+    async def load_run(self, run_id: str) -> Run | None:
+        row = await (await self.pool()).fetchrow(_RUN_BY_ID, run_id)
+        return codec.run_from_row(tuple(row)) if row is not None else None
+
+    async def list_runs(
+        self, task_id: str, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[Run]:
+        sql = f"{_RUN_SELECT} WHERE task_id = $1"
+        args: list[Any] = [task_id]
+        if cursor is not None:
+            created, run_id = decode_cursor(cursor)
+            sql += " AND (created_at, run_id) < ($2, $3)"
+            args += [codec.utc(created), run_id]
+        args.append(limit + 1)
+        sql += f" ORDER BY created_at DESC, run_id DESC LIMIT ${len(args)}"
+        rows = await (await self.pool()).fetch(sql, *args)
+        items = [codec.run_from_row(tuple(row)) for row in rows[:limit]]
+        last = items[-1] if len(rows) > limit else None
+        return Page(items, encode_cursor(last.created_at, last.run_id) if last else None)
+
+    async def runs_in_status(self, statuses: Sequence[RunStatus]) -> list[Run]:
+        values = [RunStatus(s).value for s in statuses]
+        if not values:
+            return []
+        rows = await (await self.pool()).fetch(_RUNS_IN_STATUS, values)
+        return [codec.run_from_row(tuple(row)) for row in rows]
+
+    async def due_tasks(self, now: datetime, *, limit: int = 100) -> list[Task]:
+        rows = await (await self.pool()).fetch(_DUE_TASKS, codec.utc(now), limit)
+        return [codec.task_from_row(tuple(row)) for row in rows]
+
+    async def next_due_at(self) -> datetime | None:
+        value = await (await self.pool()).fetchval(_NEXT_DUE_AT)
+        return codec.utc(value) if value is not None else None
+
+
+# -- schema versions ---------------------------------------------------------------------
+
+
+def migration_files() -> list[tuple[int, str, str]]:
+    """(number, file name, SQL) of every PostgreSQL schema version, in order."""
+    folder = resources.files("taskcell.stores.sql").joinpath("postgres")
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            number = int(entry.name.split("_", 1)[0])
+            found.append((number, entry.name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+async def apply_migrations(conn: Connection) -> int:
+    """Apply every schema version not yet applied, each in its own transaction.
+
+    Each transaction first takes ``pg_advisory_xact_lock(SCHEMA_LOCK_KEY)`` and reads the
+    version again under it, so processes opening the same new database at once apply each
+    version exactly once. Answers the schema version now in force.
+    """
+    files = migration_files()
+    current: int = 0
+    if await conn.fetchval(_SCHEMA_VERSION_EXISTS):
+        current = await conn.fetchval(_SCHEMA_VERSION_NOW)
+    if not files or current >= files[-1][0]:
+        return current  # the usual case: no lock taken
+    for number, name, script in files:
+        async with conn.transaction():
+            await conn.execute(_SCHEMA_LOCK, SCHEMA_LOCK_KEY)
+            await conn.execute(_SCHEMA_VERSION_TABLE)
+            current = await conn.fetchval(_SCHEMA_VERSION_NOW)
+            if number > current:
+                await conn.execute(script)
+                await conn.execute(_SCHEMA_VERSION_ADD, number, name, utcnow())
+                current = number
+                logger.info("schema version applied", extra={"version": number, "file": name})
+    return current
