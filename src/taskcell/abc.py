@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
+from taskcell.domain.events import ConversationItem, Event
 from taskcell.domain.models import Run, RunStatus, Task, TaskPattern
 from taskcell.domain.state_machine import TaskStatus
 
@@ -89,6 +90,10 @@ class TaskStore(Protocol):
       ``expected``, and answer whether they did. ``list_runs`` answers a task's runs newest first.
     - ``due_tasks`` answers unpaused running recurring tasks whose ``next_run_at`` is at or
       before ``now``, earliest first; ``next_due_at`` the earliest such time (or None).
+    - ``claim_occurrence`` moves an armed task's ``next_run_at`` from ``due`` to ``next_run_at``
+      in one guarded write and answers whether it did: of several schedulers that saw the same
+      due time, exactly one wins the occurrence.
+    - ``count_by_status`` answers how many tasks are in each status (for metrics).
     - Datetimes go in and come out aware, in UTC.
     """
 
@@ -154,3 +159,56 @@ class TaskStore(Protocol):
     async def due_tasks(self, now: datetime, *, limit: int = 100) -> list[Task]: ...
 
     async def next_due_at(self) -> datetime | None: ...
+
+    async def claim_occurrence(
+        self, task_id: str, *, due: datetime, next_run_at: datetime | None
+    ) -> bool: ...
+
+    async def count_by_status(self) -> dict[str, int]: ...
+
+
+class EventStore(Protocol):
+    """The durable event log and the conversation history.
+
+    Contract:
+
+    - ``append_events`` stores a batch of events (each with its task's next ``seq``; (task_id,
+      seq) is unique) and upserts conversation items by ``item_id`` (an existing item keeps its
+      ``created_at`` and takes the new payload), all in one transaction: after it returns, all
+      of it is durable, or none of it on an error.
+    - ``read_events`` answers a task's events with ``seq > after``, in order, at most ``limit``.
+    - ``last_seq`` answers the highest ``seq`` stored for a task (0 for none).
+    - ``list_items`` answers a conversation's items oldest first (``created_at``, ``item_id``),
+      keyset paged like tasks.
+    - ``task_items`` answers a task's items with the given component type (found through an
+      index on task id, never by scanning conversations).
+    - ``ensure_conversation`` creates a conversation record if missing and answers whether it
+      did.
+    - Deleting a task (``TaskStore.delete``) removes its events and items too.
+    """
+
+    async def append_events(
+        self, events: Sequence[Event], items: Sequence[ConversationItem]
+    ) -> None: ...
+
+    async def read_events(
+        self, task_id: str, *, after: int = 0, limit: int = 500
+    ) -> list[Event]: ...
+
+    async def last_seq(self, task_id: str) -> int: ...
+
+    async def list_items(
+        self, conversation_id: str, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[ConversationItem]: ...
+
+    async def task_items(
+        self, task_id: str, *, component_type: str | None = None
+    ) -> list[ConversationItem]: ...
+
+    async def ensure_conversation(
+        self, conversation_id: str, *, title: str, user_id: str
+    ) -> bool: ...
+
+
+class Store(TaskStore, EventStore, Protocol):
+    """A complete store: tasks, runs, events and conversations in one database."""

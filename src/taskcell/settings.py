@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     public_url: str | None = None
     lease_seconds: float = 30.0
     max_concurrent_runs: int = 64
+    retry_base_seconds: float = 0.5
+    retry_cap_seconds: float = 30.0
     agent_connect_timeout: float = 5.0
     agent_read_timeout: float = 300.0
     log_level: str = "INFO"

@@ -59,12 +59,19 @@ _SOURCES: dict[TaskStatus, frozenset[TaskStatus]] = {
 }
 
 
-class InvalidTransition(Exception):
+class TaskConflict(Exception):
+    """An action the task's current state forbids (the API answers 409)."""
+
+    def __init__(self, task_id: str, message: str) -> None:
+        self.task_id = task_id
+        super().__init__(message)
+
+
+class InvalidTransition(TaskConflict):
     """A status change the state machine forbids (the API answers 409)."""
 
     def __init__(self, task_id: str, source: TaskStatus | None, target: TaskStatus) -> None:
-        self.task_id = task_id
         self.source = source
         self.target = target
         where = f"it is {source.value}" if source is not None else "its status changed"
-        super().__init__(f"task {task_id} cannot become {target.value}: {where}")
+        super().__init__(task_id, f"task {task_id} cannot become {target.value}: {where}")

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from taskcell.domain.events import ConversationItem, Event, EventType, Role
 from taskcell.domain.models import Run, RunStatus, ScheduleConfig, Task, TaskPattern
 from taskcell.domain.state_machine import TaskStatus
 
@@ -197,3 +198,69 @@ def _json(value: Any) -> Any:
 
 def encode_changes(changes: Mapping[str, Any], *, dialect: Dialect = "sqlite") -> dict[str, Any]:
     return {name: encode_field(name, value, dialect=dialect) for name, value in changes.items()}
+
+
+ITEM_COLUMNS: tuple[str, ...] = (
+    "item_id",
+    "conversation_id",
+    "thread_id",
+    "task_id",
+    "run_id",
+    "role",
+    "event",
+    "agent_name",
+    "component_type",
+    "payload",
+    "metadata",
+    "created_at",
+    "updated_at",
+)
+
+
+def event_body(event: Event) -> str:
+    """An event's stored body: its API.md JSON, compact."""
+    return event.to_json()
+
+
+def event_from_body(body: str | dict[str, Any]) -> Event:
+    return Event.from_dict(json.loads(body) if isinstance(body, str) else body)
+
+
+def item_values(item: ConversationItem, dialect: Dialect = "sqlite") -> tuple[Any, ...]:
+    when = (
+        (ts(item.created_at), ts(item.updated_at))
+        if dialect == "sqlite"
+        else (utc(item.created_at), utc(item.updated_at))
+    )
+    return (
+        item.item_id,
+        item.conversation_id,
+        item.thread_id,
+        item.task_id,
+        item.run_id,
+        item.role.value,
+        item.event.value,
+        item.agent_name,
+        item.component_type,
+        None if item.payload is None else _dumps(item.payload),
+        _dumps(item.metadata),
+        *when,
+    )
+
+
+def item_from_row(row: Sequence[Any]) -> ConversationItem:
+    return ConversationItem(
+        item_id=row[0],
+        conversation_id=row[1],
+        thread_id=row[2],
+        task_id=row[3],
+        run_id=row[4],
+        role=Role(row[5]),
+        event=EventType(row[6]),
+        agent_name=row[7],
+        component_type=row[8],
+        payload=_json(row[9]),
+        metadata=_json(row[10]) or {},
+        created_at=_required_dt(row[11]),
+        updated_at=_required_dt(row[12]),
+    )

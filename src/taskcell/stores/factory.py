@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from taskcell.abc import TaskStore
+from taskcell.abc import Store
 from taskcell.stores.sqlite import SQLiteTaskStore
 
 
@@ -14,7 +14,7 @@ def normalise_url(url: str) -> str:
     return f"{scheme.split('+', 1)[0]}://{rest}"
 
 
-def store_from_url(url: str) -> TaskStore:
+def store_from_url(url: str) -> Store:
     """``sqlite:///PATH``, a plain file path, or ``postgresql://...``."""
     url = normalise_url(url)
     if url.startswith(("postgresql://", "postgres://")):

@@ -7,11 +7,13 @@ atomic with respect to other coroutines, which is this store's form of a guarded
 from __future__ import annotations
 
 import bisect
+import copy
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from taskcell.abc import UPDATABLE_FIELDS, DuplicateTask, Page, TaskFilter
+from taskcell.domain.events import ConversationItem, Event
 from taskcell.domain.models import Run, RunStatus, Task, TaskPattern, utcnow
 from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, sources_of
 from taskcell.stores.cursor import decode_cursor, encode_cursor
@@ -57,6 +59,9 @@ class InMemoryTaskStore:
         self._order: list[_Key] = []  # (created_at, task_id), ascending
         self._runs: dict[str, Run] = {}
         self._runs_by_task: dict[str, list[str]] = {}
+        self._events: dict[str, list[Event]] = {}
+        self._items: dict[str, ConversationItem] = {}
+        self._conversations: dict[str, tuple[str, str]] = {}
 
     async def open(self) -> None:
         return None
@@ -87,6 +92,9 @@ class InMemoryTaskStore:
         self._order.remove((task.created_at, task.task_id))
         for run_id in self._runs_by_task.pop(task_id, []):
             self._runs.pop(run_id, None)
+        self._events.pop(task_id, None)
+        for item_id in [i.item_id for i in self._items.values() if i.task_id == task_id]:
+            del self._items[item_id]
         return True
 
     async def list_tasks(
@@ -211,6 +219,81 @@ class InMemoryTaskStore:
     async def next_due_at(self) -> datetime | None:
         times = [t.next_run_at for t in self._tasks.values() if _is_armed(t)]
         return min((t for t in times if t is not None), default=None)
+
+    async def claim_occurrence(
+        self, task_id: str, *, due: datetime, next_run_at: datetime | None
+    ) -> bool:
+        task = self._tasks.get(task_id)
+        if task is None or not _is_armed(task) or task.next_run_at != due:
+            return False
+        task.next_run_at = next_run_at
+        task.updated_at = utcnow()
+        return True
+
+    async def count_by_status(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for task in self._tasks.values():
+            counts[task.status.value] = counts.get(task.status.value, 0) + 1
+        return counts
+
+    # -- events and conversations ---------------------------------------------------------
+
+    async def append_events(
+        self, events: Sequence[Event], items: Sequence[ConversationItem]
+    ) -> None:
+        for event in events:
+            log = self._events.setdefault(event.task_id, [])
+            if log and log[-1].seq >= event.seq:
+                raise ValueError(f"event {event.task_id}/{event.seq} is not after the log's end")
+        for event in events:
+            self._events[event.task_id].append(copy.deepcopy(event))
+        for item in items:
+            old = self._items.get(item.item_id)
+            stored = copy.deepcopy(item)
+            if old is not None:
+                stored.created_at = old.created_at
+            self._items[item.item_id] = stored
+
+    async def read_events(self, task_id: str, *, after: int = 0, limit: int = 500) -> list[Event]:
+        log = self._events.get(task_id, [])
+        start = bisect.bisect_right([e.seq for e in log], after)
+        return [copy.deepcopy(e) for e in log[start : start + limit]]
+
+    async def last_seq(self, task_id: str) -> int:
+        log = self._events.get(task_id)
+        return log[-1].seq if log else 0
+
+    async def list_items(
+        self, conversation_id: str, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[ConversationItem]:
+        items = sorted(
+            (i for i in self._items.values() if i.conversation_id == conversation_id),
+            key=lambda i: (i.created_at, i.item_id),
+        )
+        if cursor is not None:
+            position = decode_cursor(cursor)
+            items = [i for i in items if (i.created_at, i.item_id) > position]
+        page = [copy.deepcopy(i) for i in items[:limit]]
+        more = len(items) > limit
+        next_cursor = encode_cursor(page[-1].created_at, page[-1].item_id) if more else None
+        return Page(page, next_cursor)
+
+    async def task_items(
+        self, task_id: str, *, component_type: str | None = None
+    ) -> list[ConversationItem]:
+        found = [
+            copy.deepcopy(i)
+            for i in self._items.values()
+            if i.task_id == task_id
+            and (component_type is None or i.component_type == component_type)
+        ]
+        return sorted(found, key=lambda i: (i.created_at, i.item_id))
+
+    async def ensure_conversation(self, conversation_id: str, *, title: str, user_id: str) -> bool:
+        if conversation_id in self._conversations:
+            return False
+        self._conversations[conversation_id] = (title, user_id)
+        return True
 
 
 def _same_slot(a: Run, b: Run) -> bool:

@@ -12,8 +12,17 @@ re-checked after a concurrent update (READ COMMITTED re-evaluates the WHERE clau
 row version) refuses a change the other writer made stale.
 
 Values: datetimes go to asyncpg as aware ``datetime`` objects in UTC (TIMESTAMPTZ columns) and
-come back aware; JSON fields are JSONB columns, sent and read as JSON text through asyncpg's
-default codec (``codec.encode_field(..., dialect="postgres")`` and ``codec.task_from_row``).
+come back aware; JSON fields of tasks are JSONB columns, sent and read as JSON text through
+asyncpg's default codec (``codec.encode_field(..., dialect="postgres")`` and
+``codec.task_from_row``). Event bodies and conversation item payloads are JSON in TEXT columns,
+stored exactly as written (see ``002_events_and_conversations.sql``).
+
+The event log. :meth:`PostgresTaskStore.append_events` is one statement, hence one transaction
+and one round trip: a data-modifying CTE inserts the batch's events from arrays
+(``INSERT ... SELECT FROM unnest($1::text[], $2::bigint[], $3::text[])``), and the main
+statement upserts the conversation items the same way. A batch of 1,000 events costs one
+statement, not 1,000. Items repeated within a batch are merged first (an upsert may not touch a
+row twice in one statement): the first occurrence's ``created_at``, the last one's values.
 
 Schema versions are the numbered files in ``taskcell/stores/sql/postgres``, applied at open, each
 in its own transaction under ``pg_advisory_xact_lock``, so processes starting together do not
@@ -35,6 +44,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from taskcell.abc import DuplicateTask, Page, TaskFilter
+from taskcell.domain.events import ConversationItem, Event
 from taskcell.domain.models import Run, RunStatus, Task, utcnow
 from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, sources_of
 from taskcell.stores import codec
@@ -68,7 +78,10 @@ _RUN_INSERT = (
 _TASK_BY_ID = f"{_TASK_SELECT} WHERE task_id = $1"
 _TASK_EXISTS = "SELECT EXISTS (SELECT 1 FROM tasks WHERE task_id = $1)"
 _TASK_DELETE = (
-    "WITH gone AS (DELETE FROM runs WHERE task_id = $1) DELETE FROM tasks WHERE task_id = $1"
+    "WITH gone_runs AS (DELETE FROM runs WHERE task_id = $1),"
+    " gone_events AS (DELETE FROM events WHERE task_id = $1),"
+    " gone_items AS (DELETE FROM conversation_items WHERE task_id = $1)"
+    " DELETE FROM tasks WHERE task_id = $1"
 )
 _CANCEL_CONVERSATION = (
     "UPDATE tasks SET status = 'cancelled', updated_at = $1, completed_at = $1,"
@@ -82,6 +95,44 @@ _DUE_TASKS = (
     f"{_TASK_SELECT} WHERE {_ARMED} AND next_run_at <= $1 ORDER BY next_run_at, task_id LIMIT $2"
 )
 _NEXT_DUE_AT = f"SELECT MIN(next_run_at) FROM tasks WHERE {_ARMED}"
+_COUNT_BY_STATUS = "SELECT status, COUNT(*) FROM tasks GROUP BY status"
+_CLAIM_OCCURRENCE = (
+    "UPDATE tasks SET next_run_at = $1, updated_at = $2"
+    f" WHERE task_id = $3 AND next_run_at = $4 AND {_ARMED}"
+)
+#: The array type of each conversation item column, for ``unnest``.
+_ITEM_ARRAY_TYPES = tuple(
+    "timestamptz[]" if name in ("created_at", "updated_at") else "text[]"
+    for name in codec.ITEM_COLUMNS
+)
+_ITEM_CREATED_AT = codec.ITEM_COLUMNS.index("created_at")
+_EVENT_COLUMNS = 3  # task_id, seq, body
+_APPEND_EVENTS = (
+    "WITH appended AS (INSERT INTO events (task_id, seq, body)"
+    " SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[]))"
+    f" INSERT INTO conversation_items ({', '.join(codec.ITEM_COLUMNS)}) SELECT * FROM unnest("
+    + ", ".join(f"${i}::{t}" for i, t in enumerate(_ITEM_ARRAY_TYPES, start=_EVENT_COLUMNS + 1))
+    + ") ON CONFLICT (item_id) DO UPDATE SET payload = excluded.payload,"
+    " metadata = excluded.metadata, run_id = excluded.run_id, updated_at = excluded.updated_at"
+)
+_EVENT_READ = "SELECT body FROM events WHERE task_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+_LAST_SEQ = "SELECT COALESCE(MAX(seq), 0) FROM events WHERE task_id = $1"
+_ITEM_SELECT = f"SELECT {', '.join(codec.ITEM_COLUMNS)} FROM conversation_items"
+_ITEMS_OF_CONVERSATION = (
+    f"{_ITEM_SELECT} WHERE conversation_id = $1 ORDER BY created_at, item_id LIMIT $2"
+)
+_ITEMS_OF_CONVERSATION_AFTER = (
+    f"{_ITEM_SELECT} WHERE conversation_id = $1 AND (created_at, item_id) > ($3, $4)"
+    " ORDER BY created_at, item_id LIMIT $2"
+)
+_ITEMS_OF_TASK = f"{_ITEM_SELECT} WHERE task_id = $1 ORDER BY created_at, item_id"
+_ITEMS_OF_TASK_TYPED = (
+    f"{_ITEM_SELECT} WHERE task_id = $1 AND component_type = $2 ORDER BY created_at, item_id"
+)
+_CONVERSATION_INSERT = (
+    "INSERT INTO conversations (conversation_id, title, user_id, created_at)"
+    " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
+)
 _SCHEMA_LOCK = "SELECT pg_advisory_xact_lock($1)"
 _SCHEMA_VERSION_TABLE = (
     "CREATE TABLE IF NOT EXISTS schema_version"
@@ -145,6 +196,28 @@ def _row_count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
+def _item_columns(items: Sequence[ConversationItem]) -> list[list[Any]]:
+    """The items as one array per column of :data:`codec.ITEM_COLUMNS`, for ``unnest``.
+
+    An item id given more than once becomes one row: the first occurrence's ``created_at``
+    with the last occurrence's other values, as upserting them one by one would leave it.
+    """
+    merged: dict[str, tuple[Any, ...]] = {}
+    for item in items:
+        values = codec.item_values(item, "postgres")
+        first = merged.get(item.item_id)
+        if first is not None:
+            values = (
+                *values[:_ITEM_CREATED_AT],
+                first[_ITEM_CREATED_AT],
+                *values[_ITEM_CREATED_AT + 1 :],
+            )
+        merged[item.item_id] = values
+    return [list(column) for column in zip(*merged.values(), strict=True)] or [
+        [] for _ in codec.ITEM_COLUMNS
+    ]
+
+
 def describe_url(url: str) -> str:
     """``host:port/database`` of a PostgreSQL URL, without user or password (for logs)."""
     parts = urlsplit(url)
@@ -152,13 +225,15 @@ def describe_url(url: str) -> str:
 
 
 class PostgresTaskStore:
-    """See :class:`taskcell.abc.TaskStore` for the contract; this module's docstring for how.
+    """See :class:`taskcell.abc.Store` for the contract; this module's docstring for how.
 
     ``url`` is a ``postgresql://`` URL as asyncpg takes it; the pool holds ``min_size`` to
     ``max_size`` connections, each made within ``connect_timeout`` seconds. Beyond the
     contract: a run id given to :meth:`add_run` twice raises ``ValueError`` (only a repeated
-    occurrence answers False), and values PostgreSQL cannot store (a NUL character in text,
-    NaN in JSON, an integer past 32 bits) raise :class:`asyncpg.DataError`.
+    occurrence answers False), an event whose (task_id, seq) is stored already makes
+    :meth:`append_events` raise ``ValueError`` (and store nothing of the batch), and values
+    PostgreSQL cannot store (a NUL character in text, NaN in a task's JSON, an integer past 32
+    bits) raise :class:`asyncpg.DataError`.
     """
 
     def __init__(
@@ -253,7 +328,7 @@ class PostgresTaskStore:
         return bool(await (await self.pool()).fetchval(_TASK_EXISTS, task_id))
 
     async def delete(self, task_id: str) -> bool:
-        """Delete the task and its runs in one statement."""
+        """Delete the task with its runs, events and conversation items in one statement."""
         return _row_count(await (await self.pool()).execute(_TASK_DELETE, task_id)) > 0
 
     async def list_tasks(
@@ -391,6 +466,76 @@ class PostgresTaskStore:
     async def next_due_at(self) -> datetime | None:
         value = await (await self.pool()).fetchval(_NEXT_DUE_AT)
         return codec.utc(value) if value is not None else None
+
+    async def claim_occurrence(
+        self, task_id: str, *, due: datetime, next_run_at: datetime | None
+    ) -> bool:
+        """Move an armed task's ``next_run_at`` from ``due`` in one guarded UPDATE.
+
+        Of several schedulers claiming the same ``due``, the row lock serialises them and the
+        re-checked guard (``next_run_at = due``) refuses every one after the first.
+        """
+        args = (codec.utc(next_run_at), codec.utc(utcnow()), task_id, codec.utc(due))
+        return _row_count(await (await self.pool()).execute(_CLAIM_OCCURRENCE, *args)) == 1
+
+    async def count_by_status(self) -> dict[str, int]:
+        """How many tasks are in each status (statuses without tasks are left out)."""
+        rows = await (await self.pool()).fetch(_COUNT_BY_STATUS)
+        return {row[0]: int(row[1]) for row in rows}
+
+    # -- events and conversations ---------------------------------------------------------
+
+    async def append_events(
+        self, events: Sequence[Event], items: Sequence[ConversationItem]
+    ) -> None:
+        """Insert the events and upsert the items in one statement (so one transaction)."""
+        if not events and not items:
+            return
+        event_columns: list[list[Any]] = [[], [], []]
+        for event in events:
+            event_columns[0].append(event.task_id)
+            event_columns[1].append(event.seq)
+            event_columns[2].append(codec.event_body(event))
+        pool = await self.pool()
+        try:
+            await pool.execute(_APPEND_EVENTS, *event_columns, *_item_columns(items))
+        except asyncpg.UniqueViolationError as exc:
+            raise ValueError(f"events already stored: {exc.detail or exc}") from exc
+
+    async def read_events(self, task_id: str, *, after: int = 0, limit: int = 500) -> list[Event]:
+        rows = await (await self.pool()).fetch(_EVENT_READ, task_id, after, limit)
+        return [codec.event_from_body(row[0]) for row in rows]
+
+    async def last_seq(self, task_id: str) -> int:
+        return int(await (await self.pool()).fetchval(_LAST_SEQ, task_id))
+
+    async def list_items(
+        self, conversation_id: str, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[ConversationItem]:
+        pool = await self.pool()
+        if cursor is None:
+            rows = await pool.fetch(_ITEMS_OF_CONVERSATION, conversation_id, limit + 1)
+        else:
+            created, item_id = decode_cursor(cursor)
+            sql = _ITEMS_OF_CONVERSATION_AFTER
+            rows = await pool.fetch(sql, conversation_id, limit + 1, codec.utc(created), item_id)
+        items = [codec.item_from_row(tuple(row)) for row in rows[:limit]]
+        last = items[-1] if len(rows) > limit else None
+        return Page(items, encode_cursor(last.created_at, last.item_id) if last else None)
+
+    async def task_items(
+        self, task_id: str, *, component_type: str | None = None
+    ) -> list[ConversationItem]:
+        pool = await self.pool()
+        if component_type is None:
+            rows = await pool.fetch(_ITEMS_OF_TASK, task_id)
+        else:
+            rows = await pool.fetch(_ITEMS_OF_TASK_TYPED, task_id, component_type)
+        return [codec.item_from_row(tuple(row)) for row in rows]
+
+    async def ensure_conversation(self, conversation_id: str, *, title: str, user_id: str) -> bool:
+        args = (conversation_id, title, user_id, codec.utc(utcnow()))
+        return _row_count(await (await self.pool()).execute(_CONVERSATION_INSERT, *args)) == 1
 
 
 # -- schema versions ---------------------------------------------------------------------

@@ -14,16 +14,19 @@ on the same file (the CLI, scripts) stay correct: SQLite serialises their transa
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import sqlite3
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from taskcell.abc import DuplicateTask, Page, TaskFilter
+from taskcell.domain.events import ConversationItem, Event
 from taskcell.domain.models import Run, RunStatus, Task, utcnow
 from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, sources_of
 from taskcell.stores import codec
@@ -43,6 +46,15 @@ _TASK_INSERT = (
 _RUN_INSERT = (
     f"INSERT INTO runs ({', '.join(codec.RUN_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in codec.RUN_COLUMNS)})"
+)
+_EVENT_INSERT = "INSERT INTO events (task_id, seq, body) VALUES (?, ?, ?)"
+_EVENT_READ = "SELECT body FROM events WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+_ITEM_SELECT = f"SELECT {', '.join(codec.ITEM_COLUMNS)} FROM conversation_items"
+_ITEM_UPSERT = (
+    f"INSERT INTO conversation_items ({', '.join(codec.ITEM_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in codec.ITEM_COLUMNS)}) "
+    "ON CONFLICT (item_id) DO UPDATE SET payload = excluded.payload,"
+    " metadata = excluded.metadata, run_id = excluded.run_id, updated_at = excluded.updated_at"
 )
 _RUN_INSERT_IF_NEW = f"{_RUN_INSERT} ON CONFLICT DO NOTHING"
 _FINAL = tuple(s.value for s in FINAL_STATUSES)
@@ -220,6 +232,8 @@ class SQLiteTaskStore:
     async def delete(self, task_id: str) -> bool:
         def remove(conn: sqlite3.Connection) -> bool:
             conn.execute("DELETE FROM runs WHERE task_id = ?", (task_id,))
+            conn.execute("DELETE FROM events WHERE task_id = ?", (task_id,))
+            conn.execute("DELETE FROM conversation_items WHERE task_id = ?", (task_id,))
             return conn.execute("DELETE FROM tasks WHERE task_id = ?", (task_id,)).rowcount > 0
 
         return await self.write(remove, atomic=True)
@@ -372,6 +386,118 @@ class SQLiteTaskStore:
     async def next_due_at(self) -> datetime | None:
         row = self.conn.execute(f"SELECT MIN(next_run_at) FROM tasks WHERE {_ARMED}").fetchone()
         return codec.from_ts(row[0]) if row else None
+
+    async def claim_occurrence(
+        self, task_id: str, *, due: datetime, next_run_at: datetime | None
+    ) -> bool:
+        sql = (
+            "UPDATE tasks SET next_run_at = ?, updated_at = ?"
+            f" WHERE task_id = ? AND next_run_at = ? AND {_ARMED}"
+        )
+        args = (codec.ts(next_run_at), codec.ts(utcnow()), task_id, codec.ts(due))
+        return await self.write(lambda conn: conn.execute(sql, args).rowcount == 1)
+
+    async def count_by_status(self) -> dict[str, int]:
+        rows = self.conn.execute("SELECT status, COUNT(*) FROM tasks GROUP BY status")
+        return {str(status): int(count) for status, count in rows.fetchall()}
+
+    # -- events and conversations ---------------------------------------------------------
+
+    async def append_events(
+        self, events: Sequence[Event], items: Sequence[ConversationItem]
+    ) -> None:
+        event_rows = [(e.task_id, e.seq, codec.event_body(e)) for e in events]
+        item_rows = [codec.item_values(item) for item in items]
+
+        def append(conn: sqlite3.Connection) -> None:
+            conn.executemany(_EVENT_INSERT, event_rows)
+            conn.executemany(_ITEM_UPSERT, item_rows)
+
+        await self.write(append, atomic=True)
+
+    async def read_events(self, task_id: str, *, after: int = 0, limit: int = 500) -> list[Event]:
+        rows = self.conn.execute(_EVENT_READ, (task_id, after, limit)).fetchall()
+        return [codec.event_from_body(row[0]) for row in rows]
+
+    async def last_seq(self, task_id: str) -> int:
+        row = self.conn.execute(
+            "SELECT MAX(seq) FROM events WHERE task_id = ?", (task_id,)
+        ).fetchone()
+        return int(row[0] or 0)
+
+    async def list_items(
+        self, conversation_id: str, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[ConversationItem]:
+        sql = f"{_ITEM_SELECT} WHERE conversation_id = ?"
+        args: list[Any] = [conversation_id]
+        if cursor is not None:
+            created, item_id = decode_cursor(cursor)
+            sql += " AND (created_at, item_id) > (?, ?)"
+            args += [codec.ts(created), item_id]
+        sql += " ORDER BY created_at, item_id LIMIT ?"
+        rows = self.conn.execute(sql, (*args, limit + 1)).fetchall()
+        items = [codec.item_from_row(row) for row in rows[:limit]]
+        last = items[-1] if len(rows) > limit else None
+        return Page(items, encode_cursor(last.created_at, last.item_id) if last else None)
+
+    async def task_items(
+        self, task_id: str, *, component_type: str | None = None
+    ) -> list[ConversationItem]:
+        sql = f"{_ITEM_SELECT} WHERE task_id = ?"
+        args: list[Any] = [task_id]
+        if component_type is not None:
+            sql += " AND component_type = ?"
+            args.append(component_type)
+        rows = self.conn.execute(sql + " ORDER BY created_at, item_id", args).fetchall()
+        return [codec.item_from_row(row) for row in rows]
+
+    async def ensure_conversation(self, conversation_id: str, *, title: str, user_id: str) -> bool:
+        args = (conversation_id, title, user_id, codec.ts(utcnow()))
+        sql = "INSERT INTO conversations VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
+        return await self.write(lambda conn: conn.execute(sql, args).rowcount == 1)
+
+
+class ServerAlreadyRunning(RuntimeError):
+    """A second ``taskcell serve`` on one SQLite file."""
+
+
+class ServerLock:
+    """An exclusive lock beside the database file, held while a server uses it.
+
+    SQLite serves one server: a second ``taskcell serve`` on the same file is refused. Other
+    processes (the CLI, scripts) may still open the file; every change is a guarded write.
+    """
+
+    def __init__(self, path: Path, handle: IO[str]) -> None:
+        self.path = path
+        self._handle = handle
+
+    @classmethod
+    def acquire(cls, database: Path) -> ServerLock:
+        lock_path = database.with_name(database.name + ".serve.lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = lock_path.open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise ServerAlreadyRunning(
+                f"another taskcell server ({holder}) is already serving {database}. "
+                "SQLite serves one server at a time: stop it, use another --db file, "
+                "or run several servers on PostgreSQL (--db postgresql://...)."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        return cls(lock_path, handle)
+
+    def release(self) -> None:
+        if not self._handle.closed:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
 
 
 # -- schema versions ---------------------------------------------------------------------

@@ -1,0 +1,100 @@
+"""The agent registry: every agent taskcell can run tasks against, by name.
+
+Agents come from settings (``[agents.NAME]`` in ``taskcell.toml`` with ``url`` or ``entry``, or
+``TASKCELL_AGENTS`` as JSON), the bundled demo agents (served by this process under
+``/a2a/NAME``), and in-process agents registered from Python.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from taskcell.agents.base import AgentClient, AgentInfo
+from taskcell.agents.demo import DEMO_AGENTS, demo_agent_url
+from taskcell.agents.local import LocalAgentClient, LocalAgentFn
+from taskcell.agents.remote import RemoteAgentClient
+from taskcell.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+_INFO_TIMEOUT = 3.0
+
+
+class UnknownAgent(LookupError):
+    """No agent registered under this name."""
+
+    def __init__(self, name: str, known: Sequence[str]) -> None:
+        self.name = name
+        self.known = sorted(known)
+        listed = ", ".join(self.known) or "none"
+        super().__init__(f"unknown agent '{name}'; registered agents: {listed}")
+
+
+class AgentRegistry:
+    """Agents by name. ``get`` raises :class:`UnknownAgent` for a name not registered."""
+
+    def __init__(self) -> None:
+        self._clients: dict[str, AgentClient] = {}
+
+    def register(self, client: AgentClient) -> None:
+        self._clients[client.name] = client
+
+    def register_local(
+        self, name: str, fn: LocalAgentFn, *, description: str = "", skills: Sequence[str] = ()
+    ) -> LocalAgentClient:
+        """Register an async Python callable as agent ``name`` (see taskcell.agents.local)."""
+        client = LocalAgentClient(name, fn, description, skills)
+        self.register(client)
+        return client
+
+    def get(self, name: str) -> AgentClient:
+        try:
+            return self._clients[name]
+        except KeyError:
+            raise UnknownAgent(name, list(self._clients)) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._clients
+
+    def names(self) -> list[str]:
+        return sorted(self._clients)
+
+    async def infos(self) -> list[AgentInfo]:
+        """Every agent's description; an agent that does not answer in time is unreachable."""
+
+        async def one(client: AgentClient) -> AgentInfo:
+            try:
+                return await asyncio.wait_for(client.info(), _INFO_TIMEOUT)
+            except TimeoutError:
+                return AgentInfo(name=client.name, reachable=False)
+
+        return list(await asyncio.gather(*(one(c) for c in self._clients.values())))
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, base_url: str) -> AgentRegistry:
+        """The demo agents served at ``base_url`` (unless turned off) and the configured ones."""
+        registry = cls()
+        connect, read = settings.agent_connect_timeout, settings.agent_read_timeout
+        if settings.demo_agents:
+            for name, _ in DEMO_AGENTS:
+                url = demo_agent_url(base_url, name)
+                registry.register(
+                    RemoteAgentClient(name, url, connect_timeout=connect, read_timeout=read)
+                )
+        for name, config in settings.agents.items():
+            if config.url is not None:
+                registry.register(
+                    RemoteAgentClient(name, config.url, connect_timeout=connect, read_timeout=read)
+                )
+            elif config.entry is not None:
+                registry.register(
+                    LocalAgentClient.from_entry_point(name, config.entry, config.description)
+                )
+        logger.info("agents registered", extra={"agents": registry.names()})
+        return registry

@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): API.md's contract, served by ``taskcell serve``."""

@@ -1,0 +1,132 @@
+"""create_app: the FastAPI application of ``taskcell serve``.
+
+Its lifespan opens the store (refusing a second server on one SQLite file), builds the agent
+registry (the demo agents are mounted on this same app under ``/a2a/NAME``), and starts and
+stops the engine with its scheduler and event log writer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import anyio
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from taskcell.agents.demo import mount_demo_agents
+from taskcell.agents.http import aclose_shared_http_clients
+from taskcell.agents.registry import AgentRegistry
+from taskcell.api import routes_misc, routes_tasks, streams
+from taskcell.api.auth import Authenticator, parse_api_keys
+from taskcell.api.envelope import install_error_handlers
+from taskcell.engine.engine import Engine, RetryPolicy
+from taskcell.metrics import EVENTS_APPENDED_GAUGE, LIVE_SUBSCRIBERS, TASKS_BY_STATUS
+from taskcell.settings import Settings
+from taskcell.stores.factory import store_from_url
+from taskcell.stores.sqlite import ServerLock, SQLiteTaskStore
+from taskcell.web import DIST_DIR
+
+logger = logging.getLogger(__name__)
+
+RegistryHook = Callable[[AgentRegistry], None]
+
+
+def base_url_of(settings: Settings) -> str:
+    """Where this server can reach itself (the demo agents' cards advertise it)."""
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    host = settings.host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}"
+
+
+def create_app(
+    settings: Settings,
+    *,
+    register_agents: RegistryHook | None = None,
+    on_failure: Callable[[str, BaseException | None], None] | None = None,
+) -> FastAPI:
+    """The app; ``register_agents`` may add in-process agents to the registry."""
+    base_url = base_url_of(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = store_from_url(settings.database_url)
+        lock = ServerLock.acquire(store.path) if isinstance(store, SQLiteTaskStore) else None
+        registry = AgentRegistry.from_settings(settings, base_url)
+        if register_agents is not None:
+            register_agents(registry)
+        engine = Engine(
+            store,
+            registry,
+            retry=RetryPolicy(settings.retry_base_seconds, settings.retry_cap_seconds),
+            max_concurrent_runs=settings.max_concurrent_runs,
+            on_failure=on_failure,
+        )
+        app.state.engine = engine
+        try:
+            await engine.start()
+            logger.info(
+                "taskcell serving",
+                extra={"url": base_url, "database_url": settings.database_url},
+            )
+            yield
+        finally:
+            app.state.shutdown_event.set()
+            await engine.stop()
+            await registry.aclose()
+            await aclose_shared_http_clients()
+            if lock is not None:
+                lock.release()
+
+    app = FastAPI(
+        title="taskcell",
+        version="0.1.0",
+        description="A durable task service for AI agents. See docs/api.md.",
+        lifespan=lifespan,
+    )
+    app.state.auth = Authenticator(parse_api_keys(settings.api_keys))
+    app.state.shutdown_event = anyio.Event()
+    install_error_handlers(app)
+    app.include_router(routes_tasks.router)
+    app.include_router(streams.router)
+    app.include_router(routes_misc.router)
+    _add_metrics(app)
+    if settings.demo_agents:
+        mount_demo_agents(app, base_url)
+    _add_web_page(app)
+    return app
+
+
+def _add_metrics(app: FastAPI) -> None:
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        engine: Engine = app.state.engine
+        for status, count in (await engine.store.count_by_status()).items():
+            TASKS_BY_STATUS.labels(status=status).set(count)
+        LIVE_SUBSCRIBERS.set(engine.log.subscriber_count)
+        EVENTS_APPENDED_GAUGE.set(engine.log.appended_total)
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _add_web_page(app: FastAPI) -> None:
+    index = DIST_DIR / "index.html"
+    if (DIST_DIR / "assets").is_dir():
+        app.mount("/assets", StaticFiles(directory=DIST_DIR / "assets"), name="assets")
+
+    @app.get("/", include_in_schema=False, response_class=HTMLResponse)
+    async def page() -> HTMLResponse:
+        if not index.is_file():
+            return HTMLResponse(
+                "<h1>taskcell</h1><p>The web page is not built: run <code>make web</code>.</p>"
+                '<p>The API is at <a href="/docs">/docs</a>.</p>',
+                status_code=200,
+            )
+        return HTMLResponse(index.read_text(encoding="utf-8"))

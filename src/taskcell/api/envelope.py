@@ -1,0 +1,122 @@
+"""The answer envelope ``{"code", "msg", "data"}`` and the error handlers.
+
+The HTTP status is the error: ``code`` equals it. Validation errors carry a list of
+``{"field", "message"}``. Nothing a client sends produces a 500: every known failure maps to a
+4xx here, and an unexpected one is logged and answered 500 without details.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Generic, TypeVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from taskcell.abc import InvalidCursor
+from taskcell.agents.registry import UnknownAgent
+from taskcell.domain.state_machine import TaskConflict
+from taskcell.service import TaskNotFound
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Envelope(BaseModel, Generic[T]):
+    code: int = 0
+    msg: str = "ok"
+    data: T
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorEnvelope(BaseModel):
+    code: int
+    msg: str
+    data: list[FieldError] | None = None
+
+
+class ApiError(Exception):
+    """An error answer: ``status`` and a message a person can act on."""
+
+    def __init__(
+        self, status: int, message: str, fields: list[dict[str, str]] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.fields = fields
+
+
+def ok(data: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse({"code": 0, "msg": "ok", "data": data}, status_code=status)
+
+
+def error(status: int, message: str, fields: list[dict[str, str]] | None = None) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    body = {"code": status, "msg": message, "data": fields}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def field_errors(errors: list[Any], *, drop: tuple[str, ...] = ("body",)) -> list[dict[str, str]]:
+    """Pydantic errors as ``{"field", "message"}``, the field a dotted path."""
+    found = []
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ()) if str(p) not in drop]
+        message = str(err.get("msg", "invalid value"))
+        if message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+        found.append({"field": ".".join(loc) or "body", "message": message})
+    return found
+
+
+def describe_fields(fields: list[dict[str, str]]) -> str:
+    return "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error(exc.status, exc.message, exc.fields)
+
+    @app.exception_handler(RequestValidationError)
+    async def _malformed(_: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = field_errors(list(exc.errors()))
+        return error(422, f"malformed request: {describe_fields(fields)}", fields)
+
+    @app.exception_handler(ValidationError)
+    async def _invalid(_: Request, exc: ValidationError) -> JSONResponse:
+        fields = field_errors(list(exc.errors()))
+        return error(400, describe_fields(fields), fields)
+
+    @app.exception_handler(TaskNotFound)
+    async def _not_found(_: Request, exc: TaskNotFound) -> JSONResponse:
+        return error(404, str(exc))
+
+    @app.exception_handler(TaskConflict)
+    async def _conflict(_: Request, exc: TaskConflict) -> JSONResponse:
+        return error(409, str(exc))
+
+    @app.exception_handler(UnknownAgent)
+    async def _unknown_agent(_: Request, exc: UnknownAgent) -> JSONResponse:
+        return error(400, str(exc), [{"field": "agent_name", "message": str(exc)}])
+
+    @app.exception_handler(InvalidCursor)
+    async def _cursor(_: Request, exc: InvalidCursor) -> JSONResponse:
+        return error(400, f"cursor: {exc}", [{"field": "cursor", "message": str(exc)}])
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _fault(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("request failed", extra={"path": request.url.path})
+        return error(500, "internal error: the server failed; it has been logged")

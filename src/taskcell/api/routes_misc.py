@@ -1,0 +1,86 @@
+"""/api/v1/agents, /api/v1/conversations/{id}/items, /api/v1/health."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse
+
+from taskcell.abc import TaskFilter
+from taskcell.api.auth import Caller, caller
+from taskcell.api.deps import engine_of
+from taskcell.api.envelope import ApiError, Envelope, ok
+from taskcell.api.routes_tasks import ERRORS
+from taskcell.api.schemas import AgentOut, HealthOut, ItemPage
+from taskcell.engine.engine import Engine
+
+router = APIRouter(prefix="/api/v1", responses=ERRORS)
+
+CallerDep = Annotated[Caller, Depends(caller)]
+EngineDep = Annotated[Engine, Depends(engine_of)]
+
+
+@router.get("/agents", response_model=Envelope[list[AgentOut]], tags=["agents"])
+async def list_agents(_: CallerDep, engine: EngineDep) -> JSONResponse:
+    """Registered agents: name, description, skills, url (or "local"), reachable."""
+    infos = await engine.registry.infos()
+    return ok(
+        [
+            {
+                "name": i.name,
+                "description": i.description,
+                "skills": list(i.skills),
+                "url": i.url,
+                "reachable": i.reachable,
+            }
+            for i in sorted(infos, key=lambda i: i.name)
+        ]
+    )
+
+
+@router.get(
+    "/conversations/{conversation_id}/items",
+    response_model=Envelope[ItemPage],
+    tags=["conversations"],
+)
+async def conversation_items(
+    conversation_id: str,
+    who: CallerDep,
+    engine: EngineDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> JSONResponse:
+    """The conversation's history, oldest first: messages merged, components latest."""
+    if not who.is_admin:
+        mine = await engine.store.list_tasks(
+            TaskFilter(user_id=who.user_id, conversation_id=conversation_id), limit=1
+        )
+        if not mine.items:
+            raise ApiError(404, f"conversation {conversation_id} not found")
+    page = await engine.store.list_items(conversation_id, limit=limit, cursor=cursor)
+    return ok({"items": [i.to_dict() for i in page.items], "next_cursor": page.next_cursor})
+
+
+@router.get(
+    "/health",
+    response_model=Envelope[HealthOut],
+    tags=["operations"],
+    responses={503: {"model": Envelope[HealthOut]}},
+)
+async def health(engine: EngineDep) -> JSONResponse:
+    """Liveness: the store answers, and the scheduler and event log writer run."""
+    store_ok = await engine.store.ping()
+    scheduler_ok = engine.supervisor.alive("scheduler")
+    log_ok = engine.supervisor.alive("event-log-writer")
+    healthy = store_ok and scheduler_ok and log_ok
+    body = {
+        "status": "ok" if healthy else "failing",
+        "store": store_ok,
+        "scheduler": scheduler_ok,
+        "event_log": log_ok,
+        "problem": engine.supervisor.failure,
+    }
+    if healthy:
+        return ok(body)
+    return JSONResponse({"code": 503, "msg": "unhealthy", "data": body}, status_code=503)

@@ -1,0 +1,167 @@
+"""/api/v1/tasks: create, list, read, cancel, pause, resume, run now, answer, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse
+
+from taskcell.abc import TaskFilter
+from taskcell.api.auth import Caller, caller
+from taskcell.api.deps import engine_of, visible_task
+from taskcell.api.envelope import ApiError, Envelope, ErrorEnvelope, ok
+from taskcell.api.schemas import (
+    CancelOut,
+    DeleteOut,
+    InputIn,
+    RunPage,
+    TaskCreate,
+    TaskPage,
+)
+from taskcell.domain.models import MAX_QUERY_CHARS, Run, Task, TaskPattern
+from taskcell.domain.state_machine import TaskConflict, TaskStatus
+from taskcell.engine.engine import Engine
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorEnvelope} for status in (400, 401, 403, 404, 409, 422, 500)
+}
+
+router = APIRouter(prefix="/api/v1", tags=["tasks"], responses=ERRORS)
+
+CallerDep = Annotated[Caller, Depends(caller)]
+EngineDep = Annotated[Engine, Depends(engine_of)]
+
+
+def task_json(task: Task) -> dict[str, Any]:
+    return task.model_dump(mode="json")
+
+
+def build_task(body: TaskCreate, who: Caller) -> Task:
+    """The domain task of a create body; a value the domain refuses raises (answered 400)."""
+    values: dict[str, Any] = {
+        "query": body.query,
+        "agent_name": body.agent_name,
+        "title": body.title or "",
+        "pattern": body.pattern,
+        "schedule_config": body.schedule_config.model_dump() if body.schedule_config else None,
+        "max_attempts": body.max_attempts,
+        "metadata": body.metadata or {},
+        "user_id": who.user_id,
+    }
+    if body.conversation_id is not None:
+        values["conversation_id"] = body.conversation_id
+    if body.thread_id is not None:
+        values["thread_id"] = body.thread_id
+    return Task(**values)
+
+
+@router.post("/tasks", status_code=201, response_model=Envelope[Task])
+async def create_task(body: TaskCreate, who: CallerDep, engine: EngineDep) -> JSONResponse:
+    """Create a task and queue it to run (a recurring one is scheduled)."""
+    task = build_task(body, who)
+    created = await engine.submit(task, run_immediately=body.run_immediately)
+    return ok(task_json(created), 201)
+
+
+@router.get("/tasks", response_model=Envelope[TaskPage])
+async def list_tasks(
+    who: CallerDep,
+    engine: EngineDep,
+    status: TaskStatus | None = None,
+    pattern: TaskPattern | None = None,
+    agent_name: str | None = None,
+    conversation_id: str | None = None,
+    user_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> JSONResponse:
+    """The caller's tasks, newest first, filtered and paged by cursor."""
+    if user_id is not None and not who.is_admin:
+        raise ApiError(403, "user_id: only an admin may list another user's tasks")
+    owner = user_id if who.is_admin else who.user_id
+    flt = TaskFilter(
+        user_id=owner,
+        status=status,
+        pattern=pattern,
+        agent_name=agent_name,
+        conversation_id=conversation_id,
+    )
+    page = await engine.service.list_tasks(flt, limit=limit, cursor=cursor)
+    return ok({"items": [task_json(t) for t in page.items], "next_cursor": page.next_cursor})
+
+
+@router.get("/tasks/{task_id}", response_model=Envelope[Task])
+async def get_task(task_id: str, who: CallerDep, engine: EngineDep) -> JSONResponse:
+    return ok(task_json(await visible_task(engine, who, task_id)))
+
+
+@router.post("/tasks/{task_id}/cancel", response_model=Envelope[CancelOut])
+async def cancel_task(task_id: str, who: CallerDep, engine: EngineDep) -> JSONResponse:
+    """Cancel the task, its remote task and schedule, and update its controller components."""
+    await visible_task(engine, who, task_id)
+    result = await engine.cancel(task_id)
+    return ok(
+        {
+            "task_id": result.task_id,
+            "success": result.success,
+            "updated_component_ids": result.updated_component_ids,
+        }
+    )
+
+
+@router.post("/tasks/{task_id}/pause", response_model=Envelope[Task])
+async def pause_task(task_id: str, who: CallerDep, engine: EngineDep) -> JSONResponse:
+    await visible_task(engine, who, task_id)
+    return ok(task_json(await engine.pause(task_id)))
+
+
+@router.post("/tasks/{task_id}/resume", response_model=Envelope[Task])
+async def resume_task(task_id: str, who: CallerDep, engine: EngineDep) -> JSONResponse:
+    await visible_task(engine, who, task_id)
+    return ok(task_json(await engine.resume(task_id)))
+
+
+@router.post("/tasks/{task_id}/run", response_model=Envelope[Run])
+async def run_task_now(task_id: str, who: CallerDep, engine: EngineDep) -> JSONResponse:
+    """Run a recurring task now, once, outside its schedule."""
+    await visible_task(engine, who, task_id)
+    run = await engine.run_now(task_id)
+    return ok(run.model_dump(mode="json"))
+
+
+@router.post("/tasks/{task_id}/input", response_model=Envelope[Task])
+async def answer_task(
+    task_id: str, body: InputIn, who: CallerDep, engine: EngineDep
+) -> JSONResponse:
+    """Answer a task that waits for input; the agent's task goes on."""
+    text = body.text
+    if not text.strip() or len(text) > MAX_QUERY_CHARS or "\x00" in text:
+        message = f"text must be 1 to {MAX_QUERY_CHARS} characters, not blank, without NUL"
+        raise ApiError(400, f"text: {message}", [{"field": "text", "message": message}])
+    await visible_task(engine, who, task_id)
+    return ok(task_json(await engine.provide_input(task_id, text)))
+
+
+@router.delete("/tasks/{task_id}", response_model=Envelope[DeleteOut])
+async def delete_task(task_id: str, who: CallerDep, engine: EngineDep) -> JSONResponse:
+    """Delete a finished task with its runs, events and history."""
+    task = await visible_task(engine, who, task_id)
+    if not await engine.service.delete_task(task_id):
+        message = f"task {task_id} is {task.status.value}; cancel it before deleting it"
+        raise TaskConflict(task_id, message)
+    return ok({"task_id": task_id, "deleted": True})
+
+
+@router.get("/tasks/{task_id}/runs", response_model=Envelope[RunPage])
+async def list_runs(
+    task_id: str,
+    who: CallerDep,
+    engine: EngineDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> JSONResponse:
+    await visible_task(engine, who, task_id)
+    page = await engine.store.list_runs(task_id, limit=limit, cursor=cursor)
+    items = [r.model_dump(mode="json") for r in page.items]
+    return ok({"items": items, "next_cursor": page.next_cursor})

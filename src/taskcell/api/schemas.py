@@ -1,0 +1,115 @@
+"""Request and answer bodies of the HTTP API (they make the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from taskcell.domain.models import Run, Task
+
+
+class ScheduleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    interval_minutes: int | None = None
+    daily_time: str | None = None
+    timezone: str | None = None
+
+
+class TaskCreate(BaseModel):
+    """POST /tasks. Only shapes are checked here (else 422); values by the domain (else 400)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: str
+    agent_name: str
+    title: str | None = None
+    conversation_id: str | None = None
+    thread_id: str | None = None
+    pattern: Literal["once", "recurring"] = "once"
+    schedule_config: ScheduleIn | None = None
+    run_immediately: bool = True
+    max_attempts: int = 3
+    metadata: dict[str, Any] | None = None
+
+
+class StreamCreate(BaseModel):
+    """POST /agents/stream."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: str
+    agent_name: str
+    conversation_id: str | None = None
+    pattern: Literal["once", "recurring"] = "once"
+    schedule_config: ScheduleIn | None = None
+    title: str | None = None
+
+
+class InputIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+
+
+class TaskPage(BaseModel):
+    items: list[Task]
+    next_cursor: str | None = None
+
+
+class RunPage(BaseModel):
+    items: list[Run]
+    next_cursor: str | None = None
+
+
+class CancelOut(BaseModel):
+    task_id: str
+    success: bool
+    updated_component_ids: list[str]
+
+
+class DeleteOut(BaseModel):
+    task_id: str
+    deleted: bool
+
+
+class AgentOut(BaseModel):
+    name: str
+    description: str
+    skills: list[str]
+    url: str
+    reachable: bool
+
+
+class ItemOut(BaseModel):
+    item_id: str
+    conversation_id: str
+    thread_id: str
+    task_id: str | None
+    run_id: str | None
+    role: str
+    event: str
+    agent_name: str | None
+    component_type: str | None
+    payload: dict[str, Any] | None
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class ItemPage(BaseModel):
+    items: list[ItemOut]
+    next_cursor: str | None = None
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "failing"]
+    store: bool
+    scheduler: bool
+    event_log: bool
+    problem: str | None = None
+
+
+LIMIT = Field(default=50, ge=1, le=500)

@@ -1,0 +1,113 @@
+"""Server-Sent Event streams: a task's events, replayed then live.
+
+Each message carries ``id: <seq>`` and one ``data:`` line of the event's JSON. A reader resumes
+after ``Last-Event-ID`` (or ``?after=N``); a comment line goes out at least every 15 s; the
+stream ends after ``done`` once the task is finished (a recurring task's stream stays open
+across runs). A reader that disconnects only stops reading: the task goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from taskcell.api.auth import Caller, caller
+from taskcell.api.deps import engine_of, visible_task
+from taskcell.api.envelope import ApiError
+from taskcell.api.routes_tasks import ERRORS, build_task
+from taskcell.api.schemas import StreamCreate, TaskCreate
+from taskcell.domain.events import EventType
+from taskcell.engine.engine import Engine
+
+PING_SECONDS = 15
+
+router = APIRouter(prefix="/api/v1", tags=["streams"], responses=ERRORS)
+
+CallerDep = Annotated[Caller, Depends(caller)]
+EngineDep = Annotated[Engine, Depends(engine_of)]
+
+_SSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": "the task's events"}
+}
+
+
+async def event_stream(
+    engine: Engine, task_id: str, after: int, *, end_at_first_done: bool = False
+) -> AsyncIterator[ServerSentEvent]:
+    task = await engine.store.load(task_id)
+    if task is not None and task.is_finished() and after >= await engine.store.last_seq(task_id):
+        return
+    async for event in engine.subscribe(task_id, after=after):
+        yield ServerSentEvent(data=event.to_json(), id=str(event.seq))
+        if event.event is EventType.DONE:
+            if end_at_first_done or await _ended(engine, task_id, event.seq):
+                return
+
+
+async def _ended(engine: Engine, task_id: str, seq: int) -> bool:
+    """Whether a ``done`` at ``seq`` ends the stream: the task is finished, nothing follows."""
+    current = await engine.store.load(task_id)
+    if current is None:
+        return True
+    return current.is_finished() and seq >= await engine.store.last_seq(task_id)
+
+
+def _resume_point(last_event_id: str | None, after: int | None) -> int:
+    if last_event_id is not None and last_event_id.strip():
+        try:
+            value = int(last_event_id)
+        except ValueError:
+            raise ApiError(
+                400,
+                "Last-Event-ID must be a whole number, the seq of the last event you received",
+                [{"field": "Last-Event-ID", "message": "must be a whole number"}],
+            ) from None
+        if value < 0:
+            raise ApiError(400, "Last-Event-ID must not be negative")
+        return value
+    return after or 0
+
+
+def streaming(request: Request, events: AsyncIterator[ServerSentEvent]) -> EventSourceResponse:
+    shutdown = request.app.state.shutdown_event
+    return EventSourceResponse(
+        events,
+        ping=PING_SECONDS,
+        shutdown_event=shutdown,
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get("/tasks/{task_id}/events", response_class=EventSourceResponse, responses=_SSE)
+async def task_events(
+    request: Request,
+    task_id: str,
+    who: CallerDep,
+    engine: EngineDep,
+    after: Annotated[int | None, Query(ge=0)] = None,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> EventSourceResponse:
+    """SSE: the task's events after ``Last-Event-ID`` or ``?after=N``, then live."""
+    await visible_task(engine, who, task_id)
+    start = _resume_point(last_event_id, after)
+    return streaming(request, event_stream(engine, task_id, start))
+
+
+@router.post("/agents/stream", response_class=EventSourceResponse, responses=_SSE)
+async def agent_stream(
+    request: Request, body: StreamCreate, who: CallerDep, engine: EngineDep
+) -> EventSourceResponse:
+    """SSE: create a task and stream it (a recurring one: its controller and ``done``)."""
+    create = TaskCreate(
+        query=body.query,
+        agent_name=body.agent_name,
+        conversation_id=body.conversation_id,
+        pattern=body.pattern,
+        schedule_config=body.schedule_config,
+        title=body.title,
+    )
+    task = await engine.submit(build_task(create, who))
+    return streaming(request, event_stream(engine, task.task_id, 0, end_at_first_done=True))

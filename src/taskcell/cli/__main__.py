@@ -1,0 +1,7 @@
+"""``python -m taskcell.cli``."""
+
+from __future__ import annotations
+
+from taskcell.cli import main
+
+main()

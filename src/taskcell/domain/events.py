@@ -1,0 +1,147 @@
+"""Events: everything the executor emits, and the conversation items they merge into.
+
+An :class:`Event` is what a client reads from a task's stream (API.md, "Events"): a per-task
+sequence number, an event type and a body. A :class:`ConversationItem` is one entry of a
+conversation's history: message chunks of one message merged into one item, a component in its
+latest state.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class EventType(StrEnum):
+    CONVERSATION_STARTED = "conversation_started"
+    THREAD_STARTED = "thread_started"
+    TASK_STARTED = "task_started"
+    MESSAGE_CHUNK = "message_chunk"
+    MESSAGE = "message"
+    REASONING_STARTED = "reasoning_started"
+    REASONING = "reasoning"
+    REASONING_COMPLETED = "reasoning_completed"
+    TOOL_CALL_STARTED = "tool_call_started"
+    TOOL_CALL_COMPLETED = "tool_call_completed"
+    COMPONENT_GENERATOR = "component_generator"
+    PLAN_REQUIRE_USER_INPUT = "plan_require_user_input"
+    TASK_COMPLETED = "task_completed"
+    TASK_FAILED = "task_failed"
+    TASK_CANCELLED = "task_cancelled"
+    PLAN_FAILED = "plan_failed"
+    SYSTEM_FAILED = "system_failed"
+    DONE = "done"
+
+
+class Role(StrEnum):
+    USER = "user"
+    AGENT = "agent"
+    SYSTEM = "system"
+
+
+#: Event types that end a run's stream.
+FINAL_EVENTS = frozenset(
+    {EventType.TASK_COMPLETED, EventType.TASK_FAILED, EventType.TASK_CANCELLED}
+)
+
+
+@dataclass(slots=True)
+class Event:
+    """One event of a task. ``seq`` is 0 until the event log gives it the task's next number."""
+
+    event: EventType
+    task_id: str
+    conversation_id: str
+    thread_id: str
+    item_id: str
+    role: Role
+    payload: dict[str, Any] | None
+    created_at: datetime
+    run_id: str | None = None
+    agent_name: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    seq: int = 0
+    _wire: str | None = field(default=None, repr=False, compare=False)
+
+    def to_json(self) -> str:
+        """The event as compact JSON, made once and shared by every reader."""
+        if self._wire is None:
+            self._wire = json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+        return self._wire
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of API.md: ``{"seq", "event", "data": {...}, "created_at"}``."""
+        data: dict[str, Any] = {
+            "conversation_id": self.conversation_id,
+            "thread_id": self.thread_id,
+            "task_id": self.task_id,
+            "run_id": self.run_id,
+            "item_id": self.item_id,
+            "role": self.role.value,
+            "agent_name": self.agent_name,
+            "payload": self.payload,
+            "metadata": self.metadata,
+        }
+        return {
+            "seq": self.seq,
+            "event": self.event.value,
+            "data": data,
+            "created_at": self.created_at.isoformat(),
+        }
+
+    @classmethod
+    def from_dict(cls, body: dict[str, Any]) -> Event:
+        data = body["data"]
+        return cls(
+            event=EventType(body["event"]),
+            task_id=data["task_id"],
+            conversation_id=data["conversation_id"],
+            thread_id=data["thread_id"],
+            item_id=data["item_id"],
+            role=Role(data["role"]),
+            payload=data.get("payload"),
+            created_at=datetime.fromisoformat(body["created_at"]),
+            run_id=data.get("run_id"),
+            agent_name=data.get("agent_name"),
+            metadata=data.get("metadata") or {},
+            seq=body["seq"],
+        )
+
+
+@dataclass(slots=True)
+class ConversationItem:
+    """One entry of a conversation's history, in its latest state."""
+
+    item_id: str
+    conversation_id: str
+    thread_id: str
+    task_id: str | None
+    run_id: str | None
+    role: Role
+    event: EventType
+    payload: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+    agent_name: str | None = None
+    component_type: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "item_id": self.item_id,
+            "conversation_id": self.conversation_id,
+            "thread_id": self.thread_id,
+            "task_id": self.task_id,
+            "run_id": self.run_id,
+            "role": self.role.value,
+            "event": self.event.value,
+            "agent_name": self.agent_name,
+            "component_type": self.component_type,
+            "payload": self.payload,
+            "metadata": self.metadata,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }

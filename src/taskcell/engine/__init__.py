@@ -1,0 +1,1 @@
+"""The engine: running tasks against agents, the event log, and the scheduler."""

@@ -1,0 +1,530 @@
+"""The Engine: runs tasks, cancels them, answers them, and keeps their schedules.
+
+It owns the event log's writer loop and the scheduler (both supervised), and one asyncio task
+per task that runs here. Every state change goes through the store's guarded writes; the engine
+only decides what to do next. Cancellation is a signal, not a poll: ``cancel`` marks the task
+cancelled in the store and cancels the asyncio task that runs it, which cancels the remote
+agent's task, emits ``task_cancelled`` and ``done``, and ends its run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from taskcell.abc import Store, TaskFilter
+from taskcell.agents.base import AgentError, TransientAgentError
+from taskcell.agents.registry import AgentRegistry
+from taskcell.domain.events import Event
+from taskcell.domain.models import Run, RunStatus, Task, TaskPattern, new_id, utcnow
+from taskcell.domain.schedule import resolve_zone_name
+from taskcell.domain.state_machine import InvalidTransition, TaskStatus
+from taskcell.engine import recurring
+from taskcell.engine.eventlog import EventLog
+from taskcell.engine.executor import CONTEXT_KEY, Outcome, OutcomeKind, RunContext, TaskExecutor
+from taskcell.engine.plan import ExecutionPlan, PlanResult, execute_plan
+from taskcell.engine.responses import CONTROLLER, ResponseFactory
+from taskcell.engine.scheduler import Scheduler
+from taskcell.engine.supervisor import Supervisor
+from taskcell.metrics import RUNS
+from taskcell.service import TaskNotFound, TaskService
+
+logger = logging.getLogger(__name__)
+
+INTERRUPTED = "interrupted: the server stopped while it ran"
+CANCELLED_BY_USER = "cancelled by the user"
+_REMOTE_CANCEL_TIMEOUT = 2.0
+_STOP_GRACE = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class CancelResult:
+    task_id: str
+    success: bool
+    updated_component_ids: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential back-off with jitter between attempts of a transient failure."""
+
+    base_seconds: float = 0.5
+    cap_seconds: float = 30.0
+
+    def delay(self, attempt: int) -> float:
+        raw = min(self.cap_seconds, self.base_seconds * 2.0 ** (attempt - 1))
+        return float(raw * (0.5 + random.random() / 2))
+
+
+def process_id() -> str:
+    """This process's name in run ownership: host and pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Engine:
+    """See the module docstring. ``start`` before use, ``stop`` at the end."""
+
+    def __init__(
+        self,
+        store: Store,
+        registry: AgentRegistry,
+        *,
+        retry: RetryPolicy | None = None,
+        max_concurrent_runs: int = 64,
+        default_zone: str | None = None,
+        owner: str | None = None,
+        on_failure: Callable[[str, BaseException | None], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.service = TaskService(store)
+        self.log = EventLog(store)
+        self.default_zone = default_zone or resolve_zone_name(None)
+        self.executor = TaskExecutor(store, registry, self.log, default_zone=self.default_zone)
+        self.retry = retry or RetryPolicy()
+        self.owner = owner or process_id()
+        self.supervisor = Supervisor(on_failure)
+        self.scheduler = Scheduler(self)
+        self._slots = asyncio.Semaphore(max_concurrent_runs)
+        self._runs: dict[str, asyncio.Task[None]] = {}
+        self._cancelling: dict[str, str] = {}
+        self._started = False
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    async def start(self, *, recover: bool = True, schedule: bool = True) -> None:
+        await self.store.open()
+        self.supervisor.start("event-log-writer", self.log.run)
+        if recover:
+            await self.recover()
+        if schedule:
+            self.supervisor.start("scheduler", self.scheduler.run)
+        self._started = True
+
+    async def stop(self) -> None:
+        """Stop runs (they are closed as interrupted and queued again), then the loops."""
+        runs = [t for t in self._runs.values() if not t.done()]
+        for task in runs:
+            task.cancel()
+        if runs:
+            await asyncio.wait(runs, timeout=_STOP_GRACE)
+        try:
+            await asyncio.wait_for(self.log.flush(), _STOP_GRACE)
+        except TimeoutError:
+            logger.error("events still queued at shutdown were not written")
+        await self.supervisor.stop()
+        await self.store.close()
+
+    async def wait_idle(self) -> None:
+        """Wait until no run of this process is going (tests and benchmarks use it)."""
+        while self._runs:
+            await asyncio.wait(list(self._runs.values()))
+        await self.log.flush()
+
+    def is_running_here(self, task_id: str) -> bool:
+        run = self._runs.get(task_id)
+        return run is not None and not run.done()
+
+    def _spawn(self, task_id: str, coro: Coroutine[Any, Any, None]) -> None:
+        runner = asyncio.create_task(coro, name=f"run {task_id}")
+        self._runs[task_id] = runner
+
+        def ended(done: asyncio.Task[None]) -> None:
+            if self._runs.get(task_id) is done:
+                del self._runs[task_id]
+            self._cancelling.pop(task_id, None)
+            if not done.cancelled() and done.exception() is not None:
+                logger.error("run crashed", extra={"task_id": task_id}, exc_info=done.exception())
+
+        runner.add_done_callback(ended)
+
+    # -- creating -------------------------------------------------------------------------
+
+    async def submit(self, task: Task, *, run_immediately: bool = True) -> Task:
+        """Store a new task, emit its opening events, and run it (or schedule it)."""
+        self.registry.get(task.agent_name)  # UnknownAgent before anything is stored
+        if task.pattern is TaskPattern.RECURRING:
+            return await recurring.submit(self, task, run_immediately=run_immediately)
+        await self.service.create_task(task)
+        await self.open_conversation(task)
+        self._spawn(task.task_id, self._run_once(task))
+        return task
+
+    async def open_conversation(self, task: Task) -> None:
+        factory = ResponseFactory(task)
+        title = task.title or task.query[:80]
+        if await self.store.ensure_conversation(
+            task.conversation_id, title=title, user_id=task.user_id
+        ):
+            await self.log.emit(factory.conversation_started())
+        await self.log.emit(factory.thread_started(title))
+        await self.log.emit(factory.user_message(task.query))
+
+    # -- once tasks -----------------------------------------------------------------------
+
+    async def _run_once(self, task: Task) -> None:
+        async with self._slots:
+            while True:
+                attempt = task.attempt + 1
+                now = utcnow()
+                run = Run(
+                    task_id=task.task_id,
+                    attempt=attempt,
+                    started_at=now,
+                    created_at=now,
+                    owner=self.owner,
+                )
+                if not await self.store.add_run(run):
+                    return  # another process runs this attempt
+                if not await self.store.transition(
+                    task.task_id,
+                    TaskStatus.RUNNING,
+                    expected=[TaskStatus.PENDING],
+                    changes={"attempt": attempt},
+                ):
+                    await self.close_run(run, RunStatus.CANCELLED, "the task was no longer pending")
+                    return
+                task.attempt, task.status = attempt, TaskStatus.RUNNING
+                delay = await self._attempt(RunContext(task, run))
+                if delay is None:
+                    return
+                try:
+                    await asyncio.sleep(delay)
+                except asyncio.CancelledError:
+                    await asyncio.shield(self._stopped_between_attempts(task))
+                    raise
+                reloaded = await self.store.load(task.task_id)
+                if reloaded is None or reloaded.status is not TaskStatus.PENDING:
+                    return
+                task = reloaded
+
+    async def _attempt(self, ctx: RunContext, reply: str | None = None) -> float | None:
+        """Run one attempt and settle it; answers the back-off delay when it should retry."""
+        try:
+            outcome = await self.executor.execute(ctx, reply=reply)
+        except TransientAgentError as exc:
+            return await self._transient_failure(ctx, str(exc))
+        except AgentError as exc:
+            outcome = Outcome(OutcomeKind.FAILED, str(exc))
+        except asyncio.CancelledError:
+            await asyncio.shield(self.stopped(ctx))
+            raise
+        await self._settle(ctx, outcome)
+        return None
+
+    async def _settle(self, ctx: RunContext, outcome: Outcome) -> None:
+        task, run = ctx.task, ctx.run
+        factory = ResponseFactory(task, run.run_id)
+        emit = self.log.emit
+        if outcome.kind is OutcomeKind.WAITING_INPUT:
+            await self.store.update_run(run.run_id, {"status": RunStatus.WAITING_INPUT})
+            await self.store.transition(
+                task.task_id, TaskStatus.WAITING_INPUT, expected=[TaskStatus.RUNNING]
+            )
+            return
+        if outcome.kind is OutcomeKind.COMPLETED:
+            await self.close_run(run, RunStatus.COMPLETED, result=outcome.text)
+            if await self.store.transition(
+                task.task_id, TaskStatus.COMPLETED, expected=[TaskStatus.RUNNING]
+            ):
+                await emit(factory.task_completed())
+                await emit(factory.done())
+            return
+        if outcome.kind is OutcomeKind.CANCELLED:
+            await self.close_run(run, RunStatus.CANCELLED, outcome.text)
+            if await self.store.transition(
+                task.task_id, TaskStatus.CANCELLED, changes={"error_message": outcome.text}
+            ):
+                await emit(factory.task_cancelled(outcome.text))
+                await emit(factory.done())
+            return
+        await self._fail(ctx, outcome.text)
+
+    async def _fail(self, ctx: RunContext, reason: str) -> None:
+        """The FAIL_TASK side effect: the run and task failed, their components updated."""
+        task, run = ctx.task, ctx.run
+        factory = ResponseFactory(task, run.run_id)
+        await self.close_run(run, RunStatus.FAILED, reason)
+        if await self.store.transition(
+            task.task_id, TaskStatus.FAILED, changes={"error_message": reason}
+        ):
+            await self.log.emit(factory.task_failed(reason))
+            await self.update_controllers(task, task_status="failed", last_error=reason)
+            await self.log.emit(factory.done())
+
+    async def _transient_failure(self, ctx: RunContext, reason: str) -> float | None:
+        task, run = ctx.task, ctx.run
+        await self.close_run(run, RunStatus.FAILED, reason)
+        if run.attempt >= task.max_attempts:
+            plural = "s" if run.attempt != 1 else ""
+            await self._fail_task(
+                task, run, f"{reason} (gave up after {run.attempt} attempt{plural})"
+            )
+            return None
+        if not await self.store.transition(
+            task.task_id, TaskStatus.PENDING, expected=[TaskStatus.RUNNING]
+        ):
+            return None
+        delay = self.retry.delay(run.attempt)
+        note = (
+            f"Attempt {run.attempt} of {task.max_attempts} failed: {reason}. "
+            f"Retrying in {delay:.1f} s."
+        )
+        await self.log.emit(ResponseFactory(task, run.run_id).system_message(note))
+        return delay
+
+    async def _fail_task(self, task: Task, run: Run | None, reason: str) -> None:
+        factory = ResponseFactory(task, run.run_id if run else None)
+        if await self.store.transition(
+            task.task_id, TaskStatus.FAILED, changes={"error_message": reason}
+        ):
+            await self.log.emit(factory.task_failed(reason))
+            await self.log.emit(factory.done())
+
+    async def close_run(
+        self,
+        run: Run,
+        status: RunStatus,
+        error: str | None = None,
+        *,
+        result: str | None = None,
+    ) -> None:
+        changes: dict[str, Any] = {"status": status, "finished_at": utcnow()}
+        if error is not None:
+            changes["error"] = error
+        if result is not None:
+            changes["result"] = result
+        if await self.store.update_run(
+            run.run_id,
+            changes,
+            expected=[RunStatus.RUNNING, RunStatus.WAITING_INPUT, RunStatus.QUEUED],
+        ):
+            RUNS.labels(outcome=status.value).inc()
+
+    # -- stopping a run -------------------------------------------------------------------
+
+    async def stopped(self, ctx: RunContext) -> None:
+        """A run's asyncio task was cancelled: by a user's cancel, or by shutdown."""
+        reason = self._cancelling.get(ctx.task.task_id)
+        if reason is not None:
+            await self.cancel_remote(ctx.task, ctx.remote_task_id)
+            await self.close_run(ctx.run, RunStatus.CANCELLED, reason)
+            factory = ResponseFactory(ctx.task, ctx.run.run_id)
+            await self.log.emit(factory.task_cancelled(reason))
+            await self.log.emit(factory.done())
+            return
+        await self.close_run(ctx.run, RunStatus.INTERRUPTED, INTERRUPTED)
+        if ctx.task.pattern is TaskPattern.ONCE:
+            await self._requeue_or_fail(ctx.task, ctx.run)
+
+    async def _stopped_between_attempts(self, task: Task) -> None:
+        reason = self._cancelling.get(task.task_id)
+        if reason is not None:
+            factory = ResponseFactory(task)
+            await self.log.emit(factory.task_cancelled(reason))
+            await self.log.emit(factory.done())
+
+    async def _requeue_or_fail(self, task: Task, run: Run) -> None:
+        if run.attempt < task.max_attempts:
+            await self.store.transition(
+                task.task_id, TaskStatus.PENDING, expected=[TaskStatus.RUNNING]
+            )
+        else:
+            await self._fail_task(task, run, INTERRUPTED)
+
+    async def cancel_remote(self, task: Task, remote_task_id: str | None) -> None:
+        if not remote_task_id:
+            return
+        try:
+            client = self.registry.get(task.agent_name)
+            await asyncio.wait_for(client.cancel(remote_task_id), _REMOTE_CANCEL_TIMEOUT)
+        except (AgentError, LookupError, TimeoutError) as exc:
+            logger.warning(
+                "remote cancel failed",
+                extra={
+                    "task_id": task.task_id,
+                    "remote_task_id": remote_task_id,
+                    "error": str(exc),
+                },
+            )
+
+    # -- controls -------------------------------------------------------------------------
+
+    async def cancel(self, task_id: str, *, reason: str = CANCELLED_BY_USER) -> CancelResult:
+        """Cancel a task: its run here, its remote task, its schedule, its controllers.
+
+        Idempotent for a cancelled task; :class:`InvalidTransition` for a completed or failed
+        one; :class:`TaskNotFound` for an unknown one.
+        """
+        task = await self.service.require_task(task_id)
+        changed = await self.store.transition(
+            task_id, TaskStatus.CANCELLED, changes={"error_message": reason}
+        )
+        if not changed:
+            current = await self.service.require_task(task_id)
+            if current.status is not TaskStatus.CANCELLED:
+                raise InvalidTransition(task_id, current.status, TaskStatus.CANCELLED)
+            items = await self.store.task_items(task_id, component_type=CONTROLLER)
+            return CancelResult(task_id, True, [i.item_id for i in items])
+        ids = await self.update_controllers(task, next_run_at=None)
+        runner = self._runs.get(task_id)
+        if runner is not None and not runner.done():
+            self._cancelling[task_id] = reason
+            runner.cancel()
+            await asyncio.wait([runner], timeout=_STOP_GRACE)
+        else:
+            await self._cancel_idle(task, reason)
+        self.scheduler.wake()
+        await self.log.flush()
+        logger.info("task cancelled", extra={"task_id": task_id, "components": len(ids)})
+        return CancelResult(task_id, True, ids)
+
+    async def _cancel_idle(self, task: Task, reason: str) -> None:
+        """Cancel a task that no asyncio task runs here (queued, waiting, or between runs)."""
+        if task.status is TaskStatus.WAITING_INPUT and task.remote_task_ids:
+            await self.cancel_remote(task, task.remote_task_ids[-1])
+        for run in await self.store.runs_in_status([RunStatus.WAITING_INPUT, RunStatus.QUEUED]):
+            if run.task_id == task.task_id:
+                await self.close_run(run, RunStatus.CANCELLED, reason)
+        factory = ResponseFactory(task)
+        await self.log.emit(factory.task_cancelled(reason))
+        await self.log.emit(factory.done())
+
+    async def provide_input(self, task_id: str, text: str) -> Task:
+        """Answer a task that waits for input; it continues the same remote task."""
+        task = await self.service.require_task(task_id)
+        if not await self.store.transition(
+            task_id, TaskStatus.RUNNING, expected=[TaskStatus.WAITING_INPUT]
+        ):
+            current = await self.service.require_task(task_id)
+            raise InvalidTransition(task_id, current.status, TaskStatus.RUNNING)
+        runs = (await self.store.list_runs(task_id, limit=1)).items
+        if not runs:
+            raise InvalidTransition(task_id, task.status, TaskStatus.RUNNING)
+        run = runs[0]
+        await self.store.update_run(
+            run.run_id, {"status": RunStatus.RUNNING}, expected=[RunStatus.WAITING_INPUT]
+        )
+        await self.log.emit(ResponseFactory(task, run.run_id).user_message(text))
+        ctx = RunContext(
+            task,
+            run,
+            remote_task_id=task.remote_task_ids[-1] if task.remote_task_ids else None,
+            context_id=task.metadata.get(CONTEXT_KEY),
+        )
+        self._spawn(task_id, self._continue(ctx, text))
+        return await self.service.require_task(task_id)
+
+    async def _continue(self, ctx: RunContext, text: str) -> None:
+        async with self._slots:
+            for attempt in range(1, ctx.task.max_attempts + 1):
+                try:
+                    outcome = await self.executor.execute(ctx, reply=text)
+                except TransientAgentError as exc:
+                    if attempt == ctx.task.max_attempts:
+                        await self._fail(ctx, f"{exc} (gave up after {attempt} attempts)")
+                        return
+                    await asyncio.sleep(self.retry.delay(attempt))
+                    continue
+                except AgentError as exc:
+                    outcome = Outcome(OutcomeKind.FAILED, str(exc))
+                except asyncio.CancelledError:
+                    await asyncio.shield(self.stopped(ctx))
+                    raise
+                await self._settle(ctx, outcome)
+                return
+
+    async def update_controllers(
+        self, task: Task, *, durable: bool = True, **changes: Any
+    ) -> list[str]:
+        """Update every controller component of ``task`` in place (found by task id)."""
+        return await recurring.update_controllers(self, task, durable=durable, **changes)
+
+    # -- recurring controls (see taskcell.engine.recurring) --------------------------------
+
+    async def pause(self, task_id: str) -> Task:
+        return await recurring.pause(self, task_id)
+
+    async def resume(self, task_id: str) -> Task:
+        return await recurring.resume(self, task_id)
+
+    async def run_now(self, task_id: str) -> Run:
+        return await recurring.run_now(self, task_id)
+
+    def spawn_occurrence(self, task: Task, run: Run) -> None:
+        self._spawn(task.task_id, recurring.run_occurrence(self, task, run))
+
+    @property
+    def slots(self) -> asyncio.Semaphore:
+        return self._slots
+
+    async def execute_plan(self, plan: ExecutionPlan) -> PlanResult:
+        """Run an execution plan (see :mod:`taskcell.engine.plan`)."""
+        return await execute_plan(self, plan)
+
+    # -- reading --------------------------------------------------------------------------
+
+    def subscribe(self, task_id: str, *, after: int = 0) -> AsyncIterator[Event]:
+        return self.log.subscribe(task_id, after=after)
+
+    # -- recovery -------------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Close runs a dead process left running, then queue what must run again.
+
+        A once task is retried if it has attempts left, else failed with the reason; a
+        recurring task goes on at its next occurrence (the scheduler coalesces what it missed).
+        """
+        for run in await self.store.runs_in_status([RunStatus.RUNNING, RunStatus.QUEUED]):
+            await self.close_run(run, RunStatus.INTERRUPTED, INTERRUPTED)
+            task = await self.store.load(run.task_id)
+            if task is None or task.pattern is TaskPattern.RECURRING:
+                continue
+            if task.status is TaskStatus.RUNNING:
+                await self._requeue_or_fail(task, run)
+                logger.info(
+                    "interrupted run recovered",
+                    extra={"task_id": task.task_id, "run_id": run.run_id},
+                )
+        await self.resume_pending()
+
+    async def resume_pending(self) -> int:
+        """Start every pending once task in the store that no run here handles."""
+        started = 0
+        cursor: str | None = None
+        while True:
+            page = await self.store.list_tasks(
+                TaskFilter(status=TaskStatus.PENDING, pattern=TaskPattern.ONCE),
+                limit=500,
+                cursor=cursor,
+            )
+            for task in page.items:
+                if not self.is_running_here(task.task_id):
+                    self._spawn(task.task_id, self._run_once(task))
+                    started += 1
+            cursor = page.next_cursor
+            if cursor is None:
+                return started
+
+
+def occurrence_run(task: Task, scheduled_for: datetime, owner: str) -> Run:
+    now = utcnow()
+    return Run(
+        run_id=new_id(),
+        task_id=task.task_id,
+        attempt=1,
+        scheduled_for=scheduled_for,
+        started_at=now,
+        created_at=now,
+        owner=owner,
+    )
+
+
+__all__ = ["CancelResult", "Engine", "RetryPolicy", "TaskNotFound", "occurrence_run"]

@@ -1,0 +1,299 @@
+"""The event log and bus: every event is numbered, appended durably, then published.
+
+``emit`` gives an event its task's next sequence number and queues it; one writer loop appends
+whatever has queued since its last write in one transaction (so a fast agent is not slowed by a
+commit per event), merges message chunks into conversation items, and only then publishes the
+batch to live subscribers. ``subscribe(task_id, after=N)`` replays the log after N and then
+goes live, with no gap and no duplicate: it registers for live events *before* reading the log
+and drops live events it has already replayed (by sequence number). A subscriber that falls too
+far behind, or is told that another process appended events, reads the log again from where it
+is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+
+from taskcell.abc import EventStore
+from taskcell.domain.events import ConversationItem, Event, EventType
+
+logger = logging.getLogger(__name__)
+
+_READ_PAGE = 500
+_APPEND_RETRIES = 5
+
+#: Events that become (or update) an item of the conversation's history.
+_ITEM_EVENTS = frozenset(
+    {
+        EventType.MESSAGE_CHUNK,
+        EventType.MESSAGE,
+        EventType.REASONING,
+        EventType.TOOL_CALL_STARTED,
+        EventType.TOOL_CALL_COMPLETED,
+        EventType.COMPONENT_GENERATOR,
+        EventType.PLAN_REQUIRE_USER_INPUT,
+        EventType.TASK_FAILED,
+        EventType.PLAN_FAILED,
+        EventType.SYSTEM_FAILED,
+    }
+)
+#: Events whose item grows by appending text (chunks are kept as a list, joined when written).
+_GROWING = {EventType.MESSAGE_CHUNK: EventType.MESSAGE, EventType.REASONING: EventType.REASONING}
+
+
+@dataclass(slots=True)
+class _Merged:
+    item: ConversationItem
+    chunks: list[str] = field(default_factory=list)
+
+    def render(self) -> ConversationItem:
+        if self.chunks:
+            self.item.payload = {"content": "".join(self.chunks)}
+        return self.item
+
+
+class _Subscriber:
+    __slots__ = ("lagging", "limit", "queue", "ready")
+
+    def __init__(self, limit: int) -> None:
+        self.queue: deque[Event] = deque()
+        self.ready = asyncio.Event()
+        self.lagging = False
+        self.limit = limit
+
+    def push(self, events: Iterable[Event]) -> None:
+        if not self.lagging:
+            self.queue.extend(events)
+            if len(self.queue) > self.limit:
+                self.queue.clear()
+                self.lagging = True  # read the log again instead of holding a long queue
+        self.ready.set()
+
+
+class EventLog:
+    """See the module docstring. ``run()`` is the writer loop; the engine supervises it."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        max_pending: int = 5_000,
+        subscriber_queue: int = 10_000,
+    ) -> None:
+        self._store = store
+        self._max_pending = max_pending
+        self._subscriber_queue = subscriber_queue
+        self._seqs: dict[str, int] = {}
+        self._seq_lock = asyncio.Lock()
+        self._pending: list[Event] = []
+        self._merged: dict[str, _Merged] = {}
+        self._dirty: set[str] = set()
+        self._wakeup = asyncio.Event()
+        self._emitted = 0
+        self._persisted = 0
+        self._flush_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._subscribers: dict[str, set[_Subscriber]] = {}
+        self.appended_total = 0
+
+    # -- writing --------------------------------------------------------------------------
+
+    async def emit(self, event: Event) -> Event:
+        """Number ``event`` and queue it for the log; answers it with its ``seq`` set."""
+        seq = self._seqs.get(event.task_id)
+        if seq is None:
+            seq = await self._load_seq(event.task_id)
+        event.seq = seq + 1
+        self._seqs[event.task_id] = event.seq
+        self._pending.append(event)
+        self._emitted += 1
+        if event.event in _ITEM_EVENTS:
+            self._merge(event)
+        self._wakeup.set()
+        if len(self._pending) >= self._max_pending:
+            await self.flush()
+        return event
+
+    async def emit_all(self, events: Iterable[Event]) -> list[Event]:
+        return [await self.emit(event) for event in events]
+
+    async def _load_seq(self, task_id: str) -> int:
+        async with self._seq_lock:
+            seq = self._seqs.get(task_id)
+            if seq is None:
+                seq = await self._store.last_seq(task_id)
+                self._seqs[task_id] = seq
+            return seq
+
+    def _merge(self, event: Event) -> None:
+        merged = self._merged.get(event.item_id)
+        kind = _GROWING.get(event.event, event.event)
+        payload = event.payload
+        if merged is None:
+            component = payload.get("component_type") if payload else None
+            item = ConversationItem(
+                item_id=event.item_id,
+                conversation_id=event.conversation_id,
+                thread_id=event.thread_id,
+                task_id=event.task_id,
+                run_id=event.run_id,
+                role=event.role,
+                event=kind,
+                payload=None,
+                created_at=event.created_at,
+                updated_at=event.created_at,
+                agent_name=event.agent_name,
+                component_type=component if isinstance(component, str) else None,
+                metadata=event.metadata,
+            )
+            merged = self._merged[event.item_id] = _Merged(item)
+        merged.item.updated_at = event.created_at
+        if event.event in _GROWING:
+            merged.chunks.append(str((payload or {}).get("content", "")))
+        else:
+            merged.item.event = kind
+            merged.item.payload = payload
+        self._dirty.add(event.item_id)
+
+    async def flush(self) -> None:
+        """Wait until every event emitted so far is durable and published."""
+        if self._persisted >= self._emitted:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._flush_waiters.append((self._emitted, waiter))
+        self._wakeup.set()
+        await waiter
+
+    async def run(self) -> None:
+        """The writer loop: append what queued, then publish it. Runs until cancelled."""
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._pending:
+                await self._write_batch()
+
+    async def _write_batch(self) -> None:
+        batch, self._pending = self._pending, []
+        items = [self._merged[item_id].render() for item_id in self._dirty]
+        self._dirty.clear()
+        for attempt in range(1, _APPEND_RETRIES + 1):
+            try:
+                await self._store.append_events(batch, items)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception(
+                    "event append failed", extra={"events": len(batch), "attempt": attempt}
+                )
+                if attempt == _APPEND_RETRIES:
+                    raise
+                await asyncio.sleep(0.05 * 2**attempt)
+        self._persisted += len(batch)
+        self.appended_total += len(batch)
+        self._publish(batch)
+        self._forget_finished(batch)
+        self._release_flush_waiters()
+
+    def _publish(self, batch: list[Event]) -> None:
+        if not self._subscribers:
+            return
+        by_task: dict[str, list[Event]] = {}
+        for event in batch:
+            if event.task_id in self._subscribers:
+                by_task.setdefault(event.task_id, []).append(event)
+        for task_id, events in by_task.items():
+            for subscriber in self._subscribers.get(task_id, ()):
+                subscriber.push(events)
+
+    def _forget_finished(self, batch: list[Event]) -> None:
+        """Drop merge state of tasks whose run ended (``done``) with nothing queued after."""
+        ended = {e.task_id for e in batch if e.event is EventType.DONE}
+        if not ended:
+            return
+        still_pending = {e.task_id for e in self._pending}
+        for task_id in ended - still_pending:
+            self._seqs.pop(task_id, None)
+        stale = [
+            item_id
+            for item_id, merged in self._merged.items()
+            if merged.item.task_id in ended and item_id not in self._dirty
+        ]
+        for item_id in stale:
+            del self._merged[item_id]
+
+    def _release_flush_waiters(self) -> None:
+        keep = []
+        for target, waiter in self._flush_waiters:
+            if target <= self._persisted:
+                if not waiter.done():
+                    waiter.set_result(None)
+            else:
+                keep.append((target, waiter))
+        self._flush_waiters = keep
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def wake_readers(self, task_id: str) -> None:
+        """Another process appended events for ``task_id``: readers re-read the log."""
+        for subscriber in self._subscribers.get(task_id, ()):
+            subscriber.lagging = True
+            subscriber.ready.set()
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(s) for s in self._subscribers.values())
+
+    async def subscribe(self, task_id: str, *, after: int = 0) -> AsyncIterator[Event]:
+        """The task's events with ``seq > after``: the log, then live, each exactly once."""
+        subscriber = _Subscriber(self._subscriber_queue)
+        self._subscribers.setdefault(task_id, set()).add(subscriber)
+        last = after
+        try:
+            while True:
+                # Listen before reading, so nothing published during the read is missed.
+                subscriber.lagging = False
+                subscriber.queue.clear()
+                replayed = False
+                while True:
+                    page = await self._store.read_events(task_id, after=last, limit=_READ_PAGE)
+                    for event in page:
+                        yield event
+                        last = event.seq
+                    replayed = replayed or bool(page)
+                    if len(page) < _READ_PAGE:
+                        break
+                async for event in self._live(subscriber, last, trust_gaps=not replayed):
+                    yield event
+                    last = event.seq
+        finally:
+            subscribers = self._subscribers.get(task_id)
+            if subscribers is not None:
+                subscribers.discard(subscriber)
+                if not subscribers:
+                    del self._subscribers[task_id]
+
+    async def _live(
+        self, subscriber: _Subscriber, last: int, *, trust_gaps: bool
+    ) -> AsyncIterator[Event]:
+        """Live events after ``last``; returns when the log must be read again."""
+        while True:
+            if subscriber.lagging:
+                return
+            if not subscriber.queue:
+                subscriber.ready.clear()
+                await subscriber.ready.wait()
+                continue
+            event = subscriber.queue.popleft()
+            if event.seq <= last:
+                continue
+            if event.seq > last + 1 and not trust_gaps:
+                # Events between were appended by someone else: read them from the log.
+                subscriber.queue.appendleft(event)
+                return
+            yield event
+            last = event.seq
+            trust_gaps = False

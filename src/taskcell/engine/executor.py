@@ -1,0 +1,183 @@
+"""TaskExecutor: one execution of a task against its agent, as events.
+
+The origin's sequence, for every attempt: a ``connect_agent`` tool call (started, then completed
+with "connected" or the error), the query sent with execution metadata (user profile, language,
+time zone, current context), ``task_started`` once the agent accepted the task, then the agent's
+updates through the :class:`~taskcell.engine.router.EventRouter`. What the agent's last update
+means for the task (completed, failed, cancelled, waiting for input) is answered as an
+:class:`Outcome`; the caller owns the task's state and the closing events. Transient failures
+(:class:`~taskcell.agents.base.TransientAgentError`) propagate, for the caller to retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from taskcell.abc import Store
+from taskcell.agents.base import TERMINAL_KINDS, AgentUpdate, TransientAgentError, UpdateKind
+from taskcell.agents.registry import AgentRegistry
+from taskcell.domain.models import Run, Task
+from taskcell.domain.schedule import resolve_zone_name
+from taskcell.engine.eventlog import EventLog
+from taskcell.engine.responses import ResponseFactory
+from taskcell.engine.router import EventRouter, clean_text
+from taskcell.metrics import AGENT_CALL_SECONDS
+
+logger = logging.getLogger(__name__)
+
+CONNECT_TOOL = "connect_agent"
+CONTEXT_KEY = "remote_context_id"
+
+
+class OutcomeKind(StrEnum):
+    COMPLETED = "completed"
+    FAILED = "failed"  # the agent's own failure: its answer, never retried
+    CANCELLED = "cancelled"  # the agent cancelled its task itself
+    WAITING_INPUT = "waiting_input"
+
+
+@dataclass(slots=True)
+class Outcome:
+    kind: OutcomeKind
+    text: str = ""  # the result (completed), the reason (failed), the question (input)
+
+
+@dataclass(slots=True)
+class RunContext:
+    """What a run learns while it runs (the remote task, to cancel or continue it)."""
+
+    task: Task
+    run: Run
+    remote_task_id: str | None = None
+    context_id: str | None = None
+    router: EventRouter | None = None
+    extra_metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def execution_metadata(task: Task, default_zone: str) -> dict[str, Any]:
+    """What an agent is told besides the query (the origin's execution metadata)."""
+    meta = task.metadata
+    zone = (task.schedule_config.timezone if task.schedule_config else None) or meta.get("timezone")
+    return {
+        "task_id": task.task_id,
+        "conversation_id": task.conversation_id,
+        "thread_id": task.thread_id,
+        "user_id": task.user_id,
+        "user_profile": meta.get("user_profile", {"user_id": task.user_id}),
+        "language": meta.get("language", "en"),
+        "timezone": zone or default_zone,
+        "current_context": meta.get("current_context", {}),
+    }
+
+
+class TaskExecutor:
+    """Runs one attempt of a task (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: Store,
+        registry: AgentRegistry,
+        log: EventLog,
+        *,
+        default_zone: str | None = None,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.log = log
+        self.default_zone = default_zone or resolve_zone_name(None)
+
+    async def execute(
+        self,
+        ctx: RunContext,
+        *,
+        reply: str | None = None,
+        emit_routed: bool = True,
+    ) -> Outcome:
+        """One attempt: send the query (or ``reply`` to a task waiting for input).
+
+        With ``emit_routed`` False the agent's messages are collected, not emitted (a
+        recurring run turns them into one result component instead).
+        """
+        task = ctx.task
+        factory = ResponseFactory(task, ctx.run.run_id)
+        router = ctx.router = EventRouter(factory)
+        emit = self.log.emit
+        await emit(factory.tool_call_started(CONNECT_TOOL + ":" + ctx.run.run_id, CONNECT_TOOL))
+        client = self.registry.get(task.agent_name)
+        metadata = execution_metadata(task, self.default_zone) | ctx.extra_metadata
+        continuing = reply is not None
+        stream = client.send(
+            reply if continuing else task.query,  # type: ignore[arg-type]
+            metadata=metadata,
+            remote_task_id=ctx.remote_task_id if continuing else None,
+            context_id=ctx.context_id if continuing else None,
+        )
+        connected = False
+        started = time.perf_counter()
+        last: AgentUpdate | None = None
+        try:
+            async for update in stream:
+                if not connected:
+                    connected = True
+                    await self._connected(ctx, factory, update, continuing)
+                    if update.kind is UpdateKind.ACCEPTED:
+                        continue
+                last = update
+                if emit_routed or update.kind is UpdateKind.INPUT_REQUIRED:
+                    for event in router.route(update):
+                        await emit(event)
+                else:
+                    router.route(update)
+                if update.kind in TERMINAL_KINDS or update.kind is UpdateKind.INPUT_REQUIRED:
+                    break
+        except TransientAgentError as exc:
+            if not connected:
+                await emit(
+                    factory.tool_call_completed(
+                        CONNECT_TOOL + ":" + ctx.run.run_id, CONNECT_TOOL, f"error: {exc}"
+                    )
+                )
+            raise
+        finally:
+            AGENT_CALL_SECONDS.labels(agent=task.agent_name).observe(time.perf_counter() - started)
+        return self._outcome(last, router)
+
+    async def _connected(
+        self, ctx: RunContext, factory: ResponseFactory, update: AgentUpdate, continuing: bool
+    ) -> None:
+        await self.log.emit(
+            factory.tool_call_completed(
+                CONNECT_TOOL + ":" + ctx.run.run_id, CONNECT_TOOL, "connected"
+            )
+        )
+        if update.remote_task_id and update.remote_task_id != ctx.remote_task_id:
+            ctx.remote_task_id = update.remote_task_id
+            ctx.context_id = update.context_id
+            remote_ids = [*ctx.task.remote_task_ids, update.remote_task_id]
+            ctx.task.remote_task_ids = remote_ids
+            metadata = {**ctx.task.metadata, CONTEXT_KEY: update.context_id}
+            ctx.task.metadata = metadata
+            await self.store.update(
+                ctx.task.task_id, {"remote_task_ids": remote_ids, "metadata": metadata}
+            )
+        if not continuing:
+            await self.log.emit(factory.task_started())
+
+    @staticmethod
+    def _outcome(last: AgentUpdate | None, router: EventRouter) -> Outcome:
+        if last is None:
+            raise TransientAgentError("the agent accepted the task but said nothing more")
+        if last.kind is UpdateKind.COMPLETED:
+            return Outcome(OutcomeKind.COMPLETED, router.result_text)
+        if last.kind is UpdateKind.FAILED:
+            reason = clean_text(last.text) or "the agent reported a failure without a reason"
+            return Outcome(OutcomeKind.FAILED, reason)
+        if last.kind is UpdateKind.CANCELED:
+            return Outcome(OutcomeKind.CANCELLED, clean_text(last.text) or "cancelled by the agent")
+        if last.kind is UpdateKind.INPUT_REQUIRED:
+            return Outcome(OutcomeKind.WAITING_INPUT, router.question or "")
+        raise TransientAgentError("the agent's stream ended before the task finished")

@@ -1,0 +1,151 @@
+"""The event router: one run's agent updates in, events out (the origin's routing rules).
+
+- WORKING updates are routed by ``metadata["response_event"]``: message chunks, whole messages,
+  reasoning, tool calls, components; an update without one that carries text is a chunk.
+- ARTIFACT updates become messages, or components when their data names a
+  ``component_type``; the ``final_result`` artifact that repeats an answer already streamed as
+  chunks is dropped (A2A 1.0 agents put results in artifacts, and some stream them too).
+- INPUT_REQUIRED becomes ``plan_require_user_input`` carrying the agent's question.
+- The terminal updates are left to the executor, which owns the task's state.
+
+The router also collects what the run said (its messages, for a recurring run's result).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from taskcell.agents.base import AgentUpdate, UpdateKind
+from taskcell.domain.events import Event
+from taskcell.domain.models import new_id
+from taskcell.engine.responses import ResponseFactory
+
+FINAL_RESULT = "final_result"
+
+
+def clean_text(text: str) -> str:
+    """Text from an agent, safe for every store (PostgreSQL refuses NUL characters)."""
+    return text.replace("\x00", "") if "\x00" in text else text
+
+
+class EventRouter:
+    """Routes the updates of one run; see the module docstring."""
+
+    def __init__(self, factory: ResponseFactory) -> None:
+        self.factory = factory
+        self.message_item: str | None = None
+        self.reasoning_item: str | None = None
+        self.messages: list[str] = []
+        self.streamed = False
+        self.question: str | None = None
+
+    @property
+    def result_text(self) -> str:
+        return "".join(self.messages).strip()
+
+    def route(self, update: AgentUpdate) -> list[Event]:
+        if update.kind is UpdateKind.WORKING:
+            return self._working(update)
+        if update.kind is UpdateKind.ARTIFACT:
+            return self._artifact(update)
+        if update.kind is UpdateKind.INPUT_REQUIRED:
+            self.question = clean_text(update.text) or "The agent needs more input."
+            self.message_item = None
+            return [self.factory.require_user_input(self.question)]
+        if update.kind is UpdateKind.COMPLETED and update.text and not self.messages:
+            return self._whole_message(update.text)
+        return []
+
+    # -- working updates ----------------------------------------------------------------
+
+    def _working(self, update: AgentUpdate) -> list[Event]:
+        meta = update.metadata
+        kind = meta.get("response_event")
+        text = clean_text(update.text)
+        if kind in (None, "message_chunk"):
+            return self._chunk(text) if text else []
+        if kind == "message":
+            return self._whole_message(text)
+        if kind in ("reasoning_started", "reasoning", "reasoning_completed"):
+            return self._reasoning(kind, text)
+        if kind in ("tool_call_started", "tool_call_completed"):
+            return self._tool_call(kind, meta, text)
+        if kind == "component_generator":
+            return self._component(meta, update.data, text)
+        return self._chunk(text) if text else []
+
+    def _chunk(self, text: str) -> list[Event]:
+        if self.message_item is None:
+            self.message_item = new_id()
+        self.messages.append(text)
+        self.streamed = True
+        return [self.factory.message_chunk(text, item_id=self.message_item)]
+
+    def _whole_message(self, text: str) -> list[Event]:
+        self.message_item = None
+        text = clean_text(text)
+        if self.messages:
+            self.messages.append("\n\n")
+        self.messages.append(text)
+        self.streamed = True
+        return [self.factory.message(text)]
+
+    def _reasoning(self, kind: str, text: str) -> list[Event]:
+        factory = self.factory
+        if kind == "reasoning_started" or self.reasoning_item is None:
+            self.reasoning_item = new_id()
+            events = [factory.reasoning_started(item_id=self.reasoning_item)]
+            if kind == "reasoning_started":
+                return events
+        else:
+            events = []
+        item = self.reasoning_item
+        if kind == "reasoning":
+            events.append(factory.reasoning(text, item_id=item))
+        else:
+            events.append(factory.reasoning_completed(item_id=item))
+            self.reasoning_item = None
+        return events
+
+    def _tool_call(self, kind: str, meta: dict[str, Any], text: str) -> list[Event]:
+        self.message_item = None
+        tool_call_id = str(meta.get("tool_call_id") or new_id())
+        tool_name = str(meta.get("tool_name") or "tool")
+        if kind == "tool_call_started":
+            return [self.factory.tool_call_started(tool_call_id, tool_name)]
+        result = meta.get("tool_result", text)
+        result_text = result if isinstance(result, str) else json.dumps(result, default=str)
+        return [self.factory.tool_call_completed(tool_call_id, tool_name, clean_text(result_text))]
+
+    def _component(
+        self, meta: dict[str, Any], data: dict[str, Any] | None, text: str
+    ) -> list[Event]:
+        self.message_item = None
+        source = data or {}
+        component_type = meta.get("component_type") or source.get("component_type") or "card"
+        content: Any = meta.get("content", source.get("content", text))
+        item_id = meta.get("item_id") or meta.get("component_id")
+        return [
+            self.factory.component(
+                str(component_type),
+                content if isinstance(content, str | dict) else json.dumps(content),
+                item_id=str(item_id) if item_id else None,
+            )
+        ]
+
+    # -- artifacts ----------------------------------------------------------------------
+
+    def _artifact(self, update: AgentUpdate) -> list[Event]:
+        meta = update.metadata
+        if meta.get("response_event") == FINAL_RESULT and self.streamed:
+            return []
+        data = update.data or {}
+        if "component_type" in data:
+            return self._component(meta, data, update.text)
+        text = clean_text(update.text)
+        if not text:
+            return []
+        if update.append:
+            return self._chunk(text)
+        return self._whole_message(text)

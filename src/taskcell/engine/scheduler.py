@@ -1,0 +1,109 @@
+"""The scheduler: one per process, sleeping until the earliest due time.
+
+It never polls per task. It sleeps until the store's earliest ``next_run_at`` (or until woken:
+a task created, cancelled, paused or resumed), claims every due occurrence with one guarded
+write (so an occurrence fires once however many processes watch the store), and starts its
+run. Occurrences missed while nothing ran are coalesced into that one run; an occurrence that
+comes due while the previous run still runs is recorded as skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from taskcell.domain.models import Run, RunStatus, Task, utcnow
+from taskcell.domain.schedule import missed_occurrences, next_fire_time
+
+if TYPE_CHECKING:
+    from taskcell.engine.engine import Engine
+
+logger = logging.getLogger(__name__)
+
+SKIPPED_REASON = "skipped: the previous run was still running"
+_BATCH = 500
+
+
+class Scheduler:
+    """See the module docstring. ``run`` is the supervised loop; ``fire_due`` one pass."""
+
+    def __init__(self, engine: Engine, *, fallback_poll_seconds: float = 60.0) -> None:
+        self.engine = engine
+        self.fallback_poll_seconds = fallback_poll_seconds
+        self._wakeup = asyncio.Event()
+        self.passes = 0
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        while True:
+            self._wakeup.clear()
+            await self.fire_due()
+            delay = await self.seconds_until_next()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout=delay)
+            except TimeoutError:
+                pass
+
+    async def seconds_until_next(self) -> float:
+        upcoming = await self.engine.store.next_due_at()
+        if upcoming is None:
+            return self.fallback_poll_seconds
+        wait = (upcoming - utcnow()).total_seconds()
+        return min(max(wait, 0.0), self.fallback_poll_seconds)
+
+    async def fire_due(self, now: datetime | None = None) -> int:
+        """Claim and start every occurrence due at ``now``; answers how many runs started."""
+        self.passes += 1
+        moment = now or utcnow()
+        started = 0
+        while True:
+            due = await self.engine.store.due_tasks(moment, limit=_BATCH)
+            results = await asyncio.gather(*(self._fire(task, moment) for task in due))
+            started += sum(results)
+            if len(due) < _BATCH:
+                return started
+
+    async def _fire(self, task: Task, now: datetime) -> int:
+        engine = self.engine
+        due_at, schedule = task.next_run_at, task.schedule_config
+        if due_at is None or schedule is None:
+            return 0
+        upcoming = next_fire_time(
+            schedule, now=now, previous=due_at, default_zone=engine.default_zone
+        )
+        if not await engine.store.claim_occurrence(task.task_id, due=due_at, next_run_at=upcoming):
+            return 0
+        task.next_run_at = upcoming
+        if engine.is_running_here(task.task_id):
+            skipped = Run(
+                task_id=task.task_id,
+                scheduled_for=due_at,
+                status=RunStatus.SKIPPED,
+                finished_at=now,
+                error=SKIPPED_REASON,
+                owner=engine.owner,
+            )
+            await engine.store.add_run(skipped)
+            logger.info("occurrence skipped", extra={"task_id": task.task_id})
+            await engine.update_controllers(task)
+            return 0
+        from taskcell.engine.engine import occurrence_run
+
+        run = occurrence_run(task, due_at, engine.owner)
+        if not await engine.store.add_run(run):
+            return 0
+        missed = missed_occurrences(
+            schedule, previous=due_at, now=now, default_zone=engine.default_zone
+        )
+        if missed:
+            logger.info(
+                "missed occurrences coalesced",
+                extra={"task_id": task.task_id, "missed": missed},
+            )
+        engine.spawn_occurrence(task, run)
+        await engine.update_controllers(task, durable=False)
+        return 1

@@ -1,0 +1,20 @@
+"""Prometheus metrics (served at /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RUNS = Counter("taskcell_runs_total", "Runs finished, by outcome", ["outcome"])
+EVENTS_APPENDED_GAUGE = Gauge(
+    "taskcell_events_appended", "Events appended to the log by this process since it started"
+)
+TASKS_BY_STATUS = Gauge("taskcell_tasks", "Tasks in the store, by status", ["status"])
+LIVE_SUBSCRIBERS = Gauge("taskcell_live_subscribers", "Live event subscribers")
+SCHEDULER_LAG = Histogram(
+    "taskcell_scheduler_lag_seconds",
+    "Start of a scheduled run minus its scheduled time",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+AGENT_CALL_SECONDS = Histogram(
+    "taskcell_agent_call_seconds", "Duration of one call to an agent", ["agent"]
+)

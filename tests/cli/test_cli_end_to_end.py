@@ -1,0 +1,33 @@
+"""The command line against the real taskcell app (skipped until ``taskcell.api.app`` exists)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from taskcell.cli import app
+from taskcell.settings import Settings
+from taskcell.testing import serve_app_in_thread
+
+
+def test_create_and_watch_an_echo_task(runner: CliRunner, tmp_path: Path) -> None:
+    api = pytest.importorskip("taskcell.api.app", exc_type=ModuleNotFoundError)
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'tasks.db'}", api_keys="")
+
+    def make(base_url: str) -> Any:
+        return api.create_app(settings.with_overrides(public_url=base_url))
+
+    with serve_app_in_thread(app_factory=make) as url:
+        args = ["tasks", "create", "hello world", "--agent", "echo", "--watch", "--url", url]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert "hello world" in result.output
+        assert "status: completed" in result.output
+
+        listed = runner.invoke(app, ["tasks", "list", "--url", url])
+        assert listed.exit_code == 0, listed.output
+        assert "hello world" in listed.output
+        assert "completed" in listed.output

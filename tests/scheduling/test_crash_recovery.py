@@ -1,0 +1,165 @@
+"""A real ``taskcell serve`` killed with SIGKILL, then restarted on the same SQLite file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+INTERRUPTED = "interrupted: the server stopped while it ran"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def start_server(db: Path, port: int) -> subprocess.Popen[bytes]:
+    """``taskcell serve`` on ``db``; its output goes to ``<db>.<port>.log``."""
+    env = {**os.environ, "TASKCELL_RETRY_BASE_SECONDS": "0.01", "TASKCELL_LOG_LEVEL": "WARNING"}
+    with open(f"{db}.{port}.log", "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "taskcell.cli", "serve", "--port", str(port), "--db", str(db)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def output_of(db: Path, process: subprocess.Popen[bytes]) -> str:
+    port = process.args[process.args.index("--port") + 1]  # type: ignore[index,union-attr]
+    return Path(f"{db}.{port}.log").read_text(errors="replace")
+
+
+@contextmanager
+def server(db: Path) -> Iterator[tuple[httpx.Client, subprocess.Popen[bytes]]]:
+    port = free_port()
+    process = start_server(db, port)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if client.get("/api/v1/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, output_of(db, process)[-2000:]
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.05)
+        yield client, process
+    finally:
+        client.close()
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=15)
+
+
+def read_events(
+    client: httpx.Client, task_id: str, count: int | None = None
+) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    with client.stream("GET", f"/api/v1/tasks/{task_id}/events") as response:
+        for line in response.iter_lines():
+            if line.startswith("data:"):
+                events.append(json.loads(line[5:]))
+                if count is not None and len(events) >= count:
+                    break
+    return events
+
+
+def wait_until(check: Any, timeout: float = 15) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def test_sigkill_then_restart_recovers_runs_without_losing_events(tmp_path: Path) -> None:
+    db = tmp_path / "crash.db"
+    with server(db) as (client, process):
+        retried = client.post(
+            "/api/v1/tasks",
+            json={"query": "stream for 30 seconds", "agent_name": "slow", "max_attempts": 3},
+        ).json()["data"]
+        last_try = client.post(
+            "/api/v1/tasks",
+            json={"query": "stream for 30 seconds", "agent_name": "slow", "max_attempts": 1},
+        ).json()["data"]
+        schedule = {"interval_minutes": 1}
+        recurring = client.post(
+            "/api/v1/tasks",
+            json={
+                "query": "time?",
+                "agent_name": "clock",
+                "pattern": "recurring",
+                "schedule_config": schedule,
+            },
+        ).json()["data"]
+        seen = read_events(client, retried["task_id"], count=12)
+        read_events(client, last_try["task_id"], count=8)
+        wait_until(
+            lambda: client.get(f"/api/v1/tasks/{recurring['task_id']}/runs").json()["data"]["items"]
+        )
+        before = client.get(f"/api/v1/tasks/{recurring['task_id']}").json()["data"]
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+
+    with server(db) as (client, _):
+        # The once task with attempts left runs again; the other failed with the reason.
+        def rerun() -> list[dict[str, Any]] | None:
+            items: list[dict[str, Any]] = client.get(
+                f"/api/v1/tasks/{retried['task_id']}/runs"
+            ).json()["data"]["items"]
+            return items if len(items) == 2 else None
+
+        runs = sorted(wait_until(rerun), key=lambda r: r["attempt"])
+        assert [(r["attempt"], r["status"]) for r in runs] == [(1, "interrupted"), (2, "running")]
+        assert runs[0]["error"] == INTERRUPTED
+        failed = client.get(f"/api/v1/tasks/{last_try['task_id']}").json()["data"]
+        assert (failed["status"], failed["error_message"]) == ("failed", INTERRUPTED)
+
+        # The recurring task does not fire at start-up: it waits for its next occurrence.
+        after = client.get(f"/api/v1/tasks/{recurring['task_id']}").json()["data"]
+        assert after["status"] == "running"
+        assert after["next_run_at"] == before["next_run_at"]
+        recurring_runs = client.get(f"/api/v1/tasks/{recurring['task_id']}/runs").json()["data"][
+            "items"
+        ]
+        assert [r["status"] for r in recurring_runs] == ["completed"]
+
+        assert client.post(f"/api/v1/tasks/{retried['task_id']}/cancel").status_code == 200
+        events = read_events(client, retried["task_id"])
+        seqs = [e["seq"] for e in events]
+        assert seqs == list(range(1, len(events) + 1))  # nothing lost, nothing twice
+        assert events[: len(seen)] == seen  # what a reader saw before the crash is in the log
+        assert [e["event"] for e in events][-2:] == ["task_cancelled", "done"]
+        for task in (last_try, recurring):
+            logged = read_events(client, task["task_id"]) if task is last_try else []
+            assert [e["seq"] for e in logged] == list(range(1, len(logged) + 1))
+
+
+def test_a_second_server_on_the_same_sqlite_file_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "one.db"
+    with server(db):
+        second = start_server(db, free_port())
+        second.wait(timeout=30)
+        assert second.returncode != 0
+        message = " ".join(output_of(db, second).split())
+        assert "already serving" in message and str(db) in message
+        assert "SQLite serves one server at a time" in message

@@ -1,0 +1,482 @@
+"""The web page, driven by Playwright in Debian's headless Chromium against a real `taskcell serve`.
+
+Each test starts a `taskcell serve` subprocess on a free loopback port with a temporary SQLite
+file, opens the page, and checks what a person sees: the form and its errors, the live stream,
+the controller of a recurring task, the input box, and the resume after a restart. A screenshot
+of each state is saved under ``test-output/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Locator, Page, async_playwright, expect
+
+CHROMIUM = Path("/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "test-output" / "screenshots"
+DIST_INDEX = ROOT / "src" / "taskcell" / "web" / "dist" / "index.html"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+UI_TIMEOUT_MS = 20_000
+
+pytestmark = [
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="the browser tests need Debian's Chromium at /usr/bin/chromium "
+        "(apt-get install -y chromium)",
+    ),
+    pytest.mark.timeout(120),
+]
+
+expect.set_options(timeout=UI_TIMEOUT_MS)
+
+
+# ---- the server ---------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _taskcell() -> list[str]:
+    exe = Path(sys.executable).with_name("taskcell")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "taskcell.cli"]
+
+
+@dataclass
+class Server:
+    """A `taskcell serve` subprocess on loopback over one SQLite file; restartable."""
+
+    db: Path
+    log: Path
+    port: int = field(default_factory=_free_port)
+    api_keys: str = ""
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "TASKCELL_DATABASE_URL": f"sqlite:///{self.db}",
+            "TASKCELL_API_KEYS": self.api_keys,
+            "TASKCELL_LOG_LEVEL": "WARNING",
+        }
+        env.pop("TASKCELL_CONFIG", None)
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [*_taskcell(), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                env=env,
+                cwd=self.db.parent,  # no taskcell.toml of the developer's
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"taskcell serve exited:\n{self.log.read_text()[-4000:]}")
+            try:
+                if httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"taskcell serve did not answer:\n{self.log.read_text()[-4000:]}")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def api(self, method: str, path: str, key: str = "", **kwargs: Any) -> Any:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        url = f"{self.url}/api/v1{path}"
+        answer = httpx.request(method, url, timeout=10, headers=headers, **kwargs)
+        answer.raise_for_status()
+        return answer.json()["data"]
+
+    def events(self, task_id: str) -> list[dict[str, Any]]:
+        """The task's whole event log (the task is finished, so the stream ends)."""
+        found: list[dict[str, Any]] = []
+        url = f"{self.url}/api/v1/tasks/{task_id}/events"
+        with httpx.stream("GET", url, timeout=httpx.Timeout(10, read=20)) as answer:
+            for line in answer.iter_lines():
+                if line.startswith("data:"):
+                    message = json.loads(line[5:].strip())
+                    found.append(message)
+                    if message["event"] == "done":
+                        status = self.api("GET", f"/tasks/{task_id}")["status"]
+                        if status in ("completed", "failed", "cancelled"):
+                            break
+        return found
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    assert DIST_INDEX.exists(), "the page is not built: run `npm ci && npm run build` in frontend/"
+    made = Server(db=tmp_path / "taskcell.db", log=tmp_path / "serve.log")
+    made.start()
+    try:
+        yield made
+    finally:
+        made.stop()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+@pytest.fixture
+async def page(browser: Browser, server: Server) -> AsyncIterator[Page]:
+    context = await browser.new_context(viewport={"width": 1360, "height": 900})
+    opened = await context.new_page()
+    errors: list[str] = []
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+    await opened.goto(server.url + "/")
+    try:
+        yield opened
+    finally:
+        await context.close()
+    assert not errors, f"the page raised: {errors}"
+
+
+async def shot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await page.evaluate("window.scrollTo(0, 0)")  # else the sticky header lands mid-picture
+    await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+# ---- helpers --------------------------------------------------------------------------------
+
+
+async def fill_form(
+    page: Page,
+    *,
+    agent: str,
+    query: str,
+    title: str = "",
+    interval: int | None = None,
+    timezone: str | None = None,
+) -> None:
+    await page.goto(page.url.split("#")[0] + "#/new")
+    await expect(
+        page.get_by_test_id("agent-select").locator(f'option[value="{agent}"]')
+    ).to_have_count(1)
+    await page.get_by_test_id("agent-select").select_option(agent)
+    await page.get_by_test_id("query-input").fill(query)
+    if title:
+        await page.get_by_test_id("title-input").fill(title)
+    if interval is not None or timezone is not None:
+        await page.get_by_test_id("pattern-recurring").check()
+        if interval is not None:
+            await page.get_by_test_id("schedule-interval").check()
+            await page.get_by_test_id("interval-input").fill(str(interval))
+        if timezone is not None:
+            await page.get_by_test_id("timezone-input").fill(timezone)
+
+
+async def create(page: Page) -> str:
+    """Submits the form; answers the new task's id once its page shows."""
+    await page.get_by_test_id("create-submit").click()
+    view = page.get_by_test_id("task-view")
+    await expect(view).to_be_visible()
+    task_id = await view.get_attribute("data-task-id")
+    assert task_id
+    return task_id
+
+
+def row(page: Page, task_id: str) -> Locator:
+    return page.locator(f'[data-testid="task-row"][data-task-id="{task_id}"]')
+
+
+async def page_messages(page: Page) -> list[tuple[str, str]]:
+    """(item id, text) of each message the page shows, in order."""
+    found: list[tuple[str, str]] = []
+    for message in await page.get_by_test_id("message").all():
+        item_id = await message.get_attribute("data-item-id") or ""
+        text = await message.get_by_test_id("message-text").inner_text()
+        found.append((item_id, text.strip()))
+    return found
+
+
+def merged_messages(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """What the page must show for `events`: message chunks merged by item id, in order."""
+    texts: dict[str, str] = {}
+    for event in events:
+        data = event["data"]
+        content = str((data.get("payload") or {}).get("content") or "")
+        if event["event"] == "message_chunk":
+            texts[data["item_id"]] = texts.get(data["item_id"], "") + content
+        elif event["event"] == "message":
+            texts[data["item_id"]] = content
+    return [(item_id, text.strip()) for item_id, text in texts.items()]
+
+
+# ---- tests ----------------------------------------------------------------------------------
+
+
+async def test_echo_task_streams_its_words_and_completes(page: Page, server: Server) -> None:
+    await fill_form(page, agent="echo", query="the quick brown fox jumps")
+    description = page.get_by_test_id("agent-description")
+    await expect(description).not_to_be_empty()
+    await shot(page, "01-create-form")
+
+    task_id = await create(page)
+    answer = page.locator('[data-testid="message"][data-role="agent"]')
+    await expect(answer.last).to_contain_text("the quick brown fox jumps")
+    await expect(page.get_by_test_id("task-status")).to_have_attribute("data-status", "completed")
+    await expect(page.get_by_test_id("tool-call").first).to_be_visible()
+    await expect(page.get_by_test_id("reasoning").first).to_be_visible()
+    await expect(page.get_by_test_id("stream-ended")).to_be_visible()
+    await expect(row(page, task_id)).to_have_attribute("data-status", "completed")
+    await expect(page.get_by_test_id("run-row").first).to_have_attribute(
+        "data-status", re.compile("complete|succeed")
+    )
+    await shot(page, "02-echo-completed")
+
+    # The conversation's history shows the same words.
+    await page.get_by_test_id("conversation-link").click()
+    history = page.get_by_test_id("conversation-view")
+    await expect(history.get_by_test_id("message").last).to_contain_text(
+        "the quick brown fox jumps"
+    )
+    await shot(page, "03-conversation-history")
+
+
+async def test_recurring_clock_task_is_controlled_from_its_controller(
+    page: Page, server: Server
+) -> None:
+    await fill_form(
+        page,
+        agent="clock",
+        query="what time is it",
+        title="Paris clock",
+        interval=60,
+        timezone="Europe/Paris",
+    )
+    await shot(page, "04-recurring-form")
+    task_id = await create(page)
+
+    controller = page.get_by_test_id("controller")
+    status = controller.get_by_test_id("controller-status")
+    await expect(controller).to_be_visible()
+    await expect(controller).to_contain_text("Paris clock")
+    await expect(page.get_by_test_id("result-card").first).to_contain_text("Europe/Paris")
+    await expect(status).to_have_attribute("data-status", "running")
+    await expect(row(page, task_id)).to_have_attribute("data-status", "running")
+    await shot(page, "05-recurring-running")
+
+    await controller.get_by_test_id("controller-pause").click()
+    await expect(status).to_have_attribute("data-status", "paused")
+    await expect(row(page, task_id).get_by_test_id("status-badge")).to_have_attribute(
+        "data-status", "paused"
+    )
+    assert server.api("GET", f"/tasks/{task_id}")["paused"] is True
+    await shot(page, "06-recurring-paused")
+
+    await controller.get_by_test_id("controller-resume").click()
+    await expect(status).to_have_attribute("data-status", "running")
+    await expect(row(page, task_id).get_by_test_id("status-badge")).to_have_attribute(
+        "data-status", "running"
+    )
+    assert server.api("GET", f"/tasks/{task_id}")["paused"] is False
+
+    runs_before = await page.get_by_test_id("run-row").count()
+    await controller.get_by_test_id("controller-run").click()
+    await expect(page.get_by_test_id("run-row")).to_have_count(runs_before + 1)
+    await expect(page.get_by_test_id("result-card")).to_have_count(2)
+    await shot(page, "07-recurring-run-now")
+
+    await controller.get_by_test_id("controller-cancel").click()
+    await expect(status).to_have_attribute("data-status", "cancelled")
+    await expect(page.get_by_test_id("task-status")).to_have_attribute("data-status", "cancelled")
+    await expect(row(page, task_id)).to_have_attribute("data-status", "cancelled")
+    await expect(controller.get_by_test_id("controller-run")).to_be_disabled()
+    assert server.api("GET", f"/tasks/{task_id}")["status"] == "cancelled"
+    await shot(page, "08-recurring-cancelled")
+
+
+async def test_asker_task_is_answered_from_the_input_box(page: Page, server: Server) -> None:
+    await fill_form(page, agent="asker", query="greet me")
+    task_id = await create(page)
+
+    box = page.get_by_test_id("input-box")
+    await expect(box).to_be_visible()
+    await expect(box.get_by_test_id("input-question")).to_contain_text("What is your name?")
+    await expect(page.get_by_test_id("task-status")).to_have_attribute(
+        "data-status", "waiting_input"
+    )
+    await shot(page, "09-asker-waiting")
+
+    await box.get_by_test_id("input-text").fill("Ada")
+    await box.get_by_test_id("input-send").click()
+    answer = page.locator('[data-testid="message"][data-role="agent"]')
+    await expect(answer.last).to_contain_text("Hello, Ada.")
+    await expect(page.get_by_test_id("task-status")).to_have_attribute("data-status", "completed")
+    await expect(page.get_by_test_id("input-box")).to_have_count(0)
+    await expect(row(page, task_id)).to_have_attribute("data-status", "completed")
+    await shot(page, "10-asker-answered")
+
+
+async def test_the_api_errors_show_next_to_their_fields(page: Page, server: Server) -> None:
+    await fill_form(page, agent="echo", query="")
+    await page.get_by_test_id("create-submit").click()
+    query_error = page.get_by_test_id("field-error-query")
+    await expect(query_error).to_be_visible()
+    await expect(query_error).not_to_be_empty()
+    await expect(page.get_by_test_id("query-input")).to_have_attribute("aria-invalid", "true")
+    await shot(page, "11-error-empty-query")
+
+    await fill_form(
+        page, agent="clock", query="what time is it", interval=5, timezone="Mars/Olympus"
+    )
+    await page.get_by_test_id("create-submit").click()
+    zone_error = page.get_by_test_id("field-error-schedule_config.timezone")
+    await expect(zone_error).to_be_visible()
+    await expect(zone_error).not_to_be_empty()
+    await shot(page, "12-error-bad-timezone")
+
+    # Nothing was created.
+    assert server.api("GET", "/tasks")["items"] == []
+    await expect(page.get_by_test_id("task-view")).to_have_count(0)
+
+
+async def test_the_stream_resumes_after_a_restart_without_loss_or_repeat(
+    page: Page, server: Server
+) -> None:
+    await fill_form(page, agent="slow", query="stream for 8 seconds")
+    task_id = await create(page)
+    agent_message = page.locator('[data-testid="message"][data-role="agent"]')
+    await expect(agent_message.first).to_contain_text("tick 5 ")
+
+    server.stop()
+    await expect(page.get_by_test_id("reconnecting")).to_be_visible()
+    await shot(page, "13-reconnecting")
+    server.start()
+
+    await expect(
+        page.get_by_test_id("stream-live").or_(page.get_by_test_id("stream-ended"))
+    ).to_be_visible()
+    status = page.get_by_test_id("task-status")
+    await expect(status).to_have_attribute(
+        "data-status", re.compile("completed|failed"), timeout=60_000
+    )
+    await expect(page.get_by_test_id("stream-ended")).to_be_visible()
+    await shot(page, "14-resumed")
+
+    # The page shows exactly the server's log: every message once, every chunk once, in order.
+    expected = merged_messages(server.events(task_id))
+    assert expected, "the slow agent sent no message"
+    assert await page_messages(page) == expected
+    for _, text in expected:
+        ticks = [int(n) for n in re.findall(r"tick (\d+)", text)]
+        assert ticks == sorted(set(ticks)), f"a chunk repeats or is out of order: {text!r}"
+
+
+async def test_with_api_keys_the_page_asks_for_a_key_and_sends_it(
+    browser: Browser, tmp_path: Path
+) -> None:
+    keyed = Server(db=tmp_path / "keyed.db", log=tmp_path / "keyed.log", api_keys="k-ada:ada:user")
+    keyed.start()
+    try:
+        task = keyed.api(
+            "POST", "/tasks", key="k-ada", json={"query": "hi there", "agent_name": "echo"}
+        )
+        context = await browser.new_context(viewport={"width": 1360, "height": 900})
+        page = await context.new_page()
+        await page.goto(f"{keyed.url}/#/tasks/{task['task_id']}")
+        await expect(page.get_by_test_id("api-key-required")).to_be_visible()
+        await shot(page, "15-api-key-asked")
+
+        await page.get_by_test_id("api-key-input").fill("k-ada")
+        await page.get_by_test_id("api-key-save").click()
+        await expect(page.get_by_test_id("api-key-panel")).to_have_count(0)
+        await expect(row(page, task["task_id"])).to_be_visible()
+        # The stream is read with the key too.
+        answer = page.locator('[data-testid="message"][data-role="agent"]')
+        await expect(answer.last).to_contain_text("hi there")
+        assert await page.evaluate("localStorage.getItem('taskcell.apiKey')") == "k-ada"
+        await shot(page, "16-api-key-accepted")
+        await context.close()
+    finally:
+        keyed.stop()
+
+
+async def test_the_list_filters_and_pages(page: Page, server: Server) -> None:
+    schedule = {"interval_minutes": 600, "timezone": "UTC"}
+    ids = [
+        server.api(
+            "POST",
+            "/tasks",
+            json={
+                "query": f"clock {n}",
+                "title": f"Clock {n:02d}",
+                "agent_name": "clock",
+                "pattern": "recurring",
+                "schedule_config": schedule,
+                "run_immediately": False,
+            },
+        )["task_id"]
+        for n in range(27)
+    ]
+    await page.reload()
+    rows = page.get_by_test_id("task-row")
+    await expect(rows).to_have_count(25)
+    await expect(rows.first).to_contain_text("Clock 26")  # newest first
+    await page.get_by_test_id("page-next").click()
+    await expect(rows).to_have_count(2)
+    await expect(row(page, ids[0])).to_be_visible()
+    await shot(page, "17-list-page-2")
+    await page.get_by_test_id("page-prev").click()
+    await expect(rows).to_have_count(25)
+
+    await page.get_by_test_id("filter-pattern").select_option("once")
+    await expect(page.get_by_test_id("list-empty")).to_be_visible()
+    await page.get_by_test_id("filter-pattern").select_option("recurring")
+    await page.get_by_test_id("filter-agent").select_option("clock")
+    await expect(rows).to_have_count(25)
+    await page.get_by_test_id("filter-status").select_option("completed")
+    await expect(page.get_by_test_id("list-empty")).to_be_visible()
