@@ -7,7 +7,7 @@ implementation.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -183,7 +183,7 @@ class EventStore(Protocol):
     - ``task_items`` answers a task's items with the given component type (found through an
       index on task id, never by scanning conversations).
     - ``ensure_conversation`` creates a conversation record if missing and answers whether it
-      did.
+      did; ``conversation_owner`` answers the user who created it (None if it does not exist).
     - Deleting a task (``TaskStore.delete``) removes its events and items too.
     """
 
@@ -209,6 +209,38 @@ class EventStore(Protocol):
         self, conversation_id: str, *, title: str, user_id: str
     ) -> bool: ...
 
+    async def conversation_owner(self, conversation_id: str) -> str | None: ...
 
-class Store(TaskStore, EventStore, Protocol):
+
+class Coordination(Protocol):
+    """How the processes that share a store find each other.
+
+    Contract:
+
+    - ``single_server`` is True for a store only one server may use (SQLite, memory): at
+      start-up every run left running is then an orphan. False for a shared database.
+    - ``heartbeat`` records that ``process_id`` is alive at ``now``.
+    - ``renew_leases`` moves ``lease_expires_at`` of every queued or running run of ``owner``
+      to ``until`` and answers how many it renewed.
+    - ``interrupt_expired`` closes, in one guarded write, every queued or running run whose lease
+      expired before ``now`` (status interrupted, the reason as error) and answers those runs:
+      each is recovered by exactly one process, the one that closed it.
+    - ``notify`` tells every other process ``message`` (a no-op for a single server); ``listen``
+      calls ``handler`` with each message another process sent, until cancelled.
+    """
+
+    single_server: bool
+
+    async def heartbeat(self, process_id: str, now: datetime) -> None: ...
+
+    async def renew_leases(self, owner: str, until: datetime) -> int: ...
+
+    async def interrupt_expired(self, now: datetime, reason: str) -> list[Run]: ...
+
+    async def notify(self, message: str) -> None: ...
+
+    async def listen(self, handler: Callable[[str], None]) -> None: ...
+
+
+class Store(TaskStore, EventStore, Coordination, Protocol):
     """A complete store: tasks, runs, events and conversations in one database."""

@@ -47,6 +47,20 @@ async def test_users_see_only_their_own_tasks(server_factory: ServerFactory) -> 
             assert (await bob.post(f"/api/v1/tasks/{task_id}/cancel")).status_code == 404
             assert (await root.get(f"/api/v1/tasks/{task_id}")).status_code == 200
 
+            conversation = task["conversation_id"]
+            items = await alice.get(f"/api/v1/conversations/{conversation}/items")
+            assert items.status_code == 200 and items.json()["data"]["items"]
+            peek = await bob.get(f"/api/v1/conversations/{conversation}/items")
+            assert peek.status_code == 404
+            join = await bob.post(
+                "/api/v1/tasks",
+                json={"query": "let me in", "agent_name": "echo", "conversation_id": conversation},
+            )
+            assert join.status_code == 404
+            assert join.json()["data"] == [
+                {"field": "conversation_id", "message": f"conversation {conversation} not found"}
+            ]
+
             forbidden = await bob.get("/api/v1/tasks", params={"user_id": "alice"})
             assert forbidden.status_code == 403
             assert forbidden.json() == {

@@ -230,6 +230,21 @@ async def test_pause_resume_run_now_and_cancel_are_recorded(engines: EngineFacto
         assert json.loads(str((results[0].payload or {})["content"]))["result"] == "tick for UTC"
 
 
+async def test_pausing_and_resuming_before_the_next_occurrence_keeps_it(
+    engines: EngineFactory,
+) -> None:
+    with time_machine.travel(START, tick=False) as clock:
+        engine = await engines()
+        task = await engine.submit(recurring(interval_minutes=5), run_immediately=False)
+        clock.move_to(START + timedelta(minutes=1))
+        await engine.pause(task.task_id)
+        resumed = await engine.resume(task.task_id)
+        assert resumed.next_run_at == START + timedelta(minutes=5)
+        await engine.cancel(task.task_id)
+        cancelled = await engine.service.require_task(task.task_id)
+        assert cancelled.next_run_at is None
+
+
 async def test_an_occurrence_due_while_the_previous_run_runs_is_skipped(
     engines: EngineFactory,
 ) -> None:

@@ -7,11 +7,13 @@ stops the engine with its scheduler and event log writer.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import anyio
+import httpx
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -23,6 +25,7 @@ from taskcell.agents.registry import AgentRegistry
 from taskcell.api import routes_misc, routes_tasks, streams
 from taskcell.api.auth import Authenticator, parse_api_keys
 from taskcell.api.envelope import install_error_handlers
+from taskcell.domain.state_machine import TaskStatus
 from taskcell.engine.engine import Engine, RetryPolicy
 from taskcell.metrics import EVENTS_APPENDED_GAUGE, LIVE_SUBSCRIBERS, TASKS_BY_STATUS
 from taskcell.settings import Settings
@@ -68,17 +71,24 @@ def create_app(
             registry,
             retry=RetryPolicy(settings.retry_base_seconds, settings.retry_cap_seconds),
             max_concurrent_runs=settings.max_concurrent_runs,
+            lease_seconds=settings.lease_seconds,
             on_failure=on_failure,
         )
         app.state.engine = engine
+        recovery: asyncio.Task[None] | None = None
         try:
-            await engine.start()
+            await engine.start(recover=False)
+            # Runs left by a dead process start again once this server answers: the demo
+            # agents they call are served by this same server.
+            recovery = asyncio.create_task(_recover_when_serving(engine, base_url))
             logger.info(
                 "taskcell serving",
                 extra={"url": base_url, "database_url": settings.database_url},
             )
             yield
         finally:
+            if recovery is not None and not recovery.done():
+                recovery.cancel()
             app.state.shutdown_event.set()
             await engine.stop()
             await registry.aclose()
@@ -105,12 +115,32 @@ def create_app(
     return app
 
 
+async def _recover_when_serving(engine: Engine, base_url: str, wait_seconds: float = 10.0) -> None:
+    """Wait until this server answers (up to ``wait_seconds``), then recover orphaned runs."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_seconds
+    async with httpx.AsyncClient(timeout=1.0) as client:
+        while loop.time() < deadline:
+            try:
+                if (await client.get(f"{base_url}/api/v1/health")).status_code < 500:
+                    break
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.05)
+    try:
+        await engine.recover()
+    except Exception:
+        logger.exception("recovery at start-up failed")
+        raise
+
+
 def _add_metrics(app: FastAPI) -> None:
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
         engine: Engine = app.state.engine
-        for status, count in (await engine.store.count_by_status()).items():
-            TASKS_BY_STATUS.labels(status=status).set(count)
+        counts = await engine.store.count_by_status()
+        for status in TaskStatus:
+            TASKS_BY_STATUS.labels(status=status.value).set(counts.get(status.value, 0))
         LIVE_SUBSCRIBERS.set(engine.log.subscriber_count)
         EVENTS_APPENDED_GAUGE.set(engine.log.appended_total)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -30,7 +30,7 @@ class Caller:
         return self.is_admin or task.user_id == self.user_id
 
 
-ANONYMOUS = Caller(DEFAULT_USER, Role.ADMIN)
+ANONYMOUS = Caller(DEFAULT_USER, Role.USER)
 
 
 def parse_api_keys(text: str) -> dict[str, Caller]:

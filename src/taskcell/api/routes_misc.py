@@ -7,7 +7,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 
-from taskcell.abc import TaskFilter
 from taskcell.api.auth import Caller, caller
 from taskcell.api.deps import engine_of
 from taskcell.api.envelope import ApiError, Envelope, ok
@@ -52,12 +51,9 @@ async def conversation_items(
     cursor: str | None = None,
 ) -> JSONResponse:
     """The conversation's history, oldest first: messages merged, components latest."""
-    if not who.is_admin:
-        mine = await engine.store.list_tasks(
-            TaskFilter(user_id=who.user_id, conversation_id=conversation_id), limit=1
-        )
-        if not mine.items:
-            raise ApiError(404, f"conversation {conversation_id} not found")
+    owner = await engine.store.conversation_owner(conversation_id)
+    if owner is None or not (who.is_admin or owner == who.user_id):
+        raise ApiError(404, f"conversation {conversation_id} not found")
     page = await engine.store.list_items(conversation_id, limit=limit, cursor=cursor)
     return ok({"items": [i.to_dict() for i in page.items], "next_cursor": page.next_cursor})
 

@@ -17,7 +17,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from taskcell.api.auth import Caller, caller
 from taskcell.api.deps import engine_of, visible_task
 from taskcell.api.envelope import ApiError
-from taskcell.api.routes_tasks import ERRORS, build_task
+from taskcell.api.routes_tasks import ERRORS, build_task, check_conversation
 from taskcell.api.schemas import StreamCreate, TaskCreate
 from taskcell.domain.events import EventType
 from taskcell.engine.engine import Engine
@@ -109,5 +109,7 @@ async def agent_stream(
         schedule_config=body.schedule_config,
         title=body.title,
     )
-    task = await engine.submit(build_task(create, who))
+    task = build_task(create, who)
+    await check_conversation(engine, who, task.conversation_id)
+    task = await engine.submit(task)
     return streaming(request, event_stream(engine, task.task_id, 0, end_at_first_done=True))

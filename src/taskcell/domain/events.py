@@ -66,6 +66,11 @@ class Event:
     seq: int = 0
     _wire: str | None = field(default=None, repr=False, compare=False)
 
+    def renumber(self, seq: int) -> None:
+        """Give the event another sequence number (before anyone saw it)."""
+        self.seq = seq
+        self._wire = None
+
     def to_json(self) -> str:
         """The event as compact JSON, made once and shared by every reader."""
         if self._wire is None:

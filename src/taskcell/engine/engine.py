@@ -16,7 +16,7 @@ import random
 import socket
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from taskcell.abc import Store, TaskFilter
@@ -42,6 +42,8 @@ INTERRUPTED = "interrupted: the server stopped while it ran"
 CANCELLED_BY_USER = "cancelled by the user"
 _REMOTE_CANCEL_TIMEOUT = 2.0
 _STOP_GRACE = 5.0
+_NOTIFY_CHUNK = 7000  # PostgreSQL's NOTIFY payload limit is 8000 bytes
+CLUSTER_POLL_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +82,7 @@ class Engine:
         max_concurrent_runs: int = 64,
         default_zone: str | None = None,
         owner: str | None = None,
+        lease_seconds: float = 30.0,
         on_failure: Callable[[str, BaseException | None], None] | None = None,
     ) -> None:
         self.store = store
@@ -95,7 +98,14 @@ class Engine:
         self._slots = asyncio.Semaphore(max_concurrent_runs)
         self._runs: dict[str, asyncio.Task[None]] = {}
         self._cancelling: dict[str, str] = {}
-        self._started = False
+        self._background: set[asyncio.Task[None]] = set()
+        self.lease = timedelta(seconds=lease_seconds)
+        if not store.single_server:
+            # A cluster: tell the others about new events, and poll slowly in case a
+            # notification is lost.
+            self.log.poll_seconds = CLUSTER_POLL_SECONDS
+            self.log.on_appended = self._announce_events
+            self.scheduler.fallback_poll_seconds = CLUSTER_POLL_SECONDS
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -104,9 +114,11 @@ class Engine:
         self.supervisor.start("event-log-writer", self.log.run)
         if recover:
             await self.recover()
+        self.supervisor.start("leases", self._keep_leases)
+        if not self.store.single_server:
+            self.supervisor.start("notifications", self._listen)
         if schedule:
             self.supervisor.start("scheduler", self.scheduler.run)
-        self._started = True
 
     async def stop(self) -> None:
         """Stop runs (they are closed as interrupted and queued again), then the loops."""
@@ -180,6 +192,7 @@ class Engine:
                     started_at=now,
                     created_at=now,
                     owner=self.owner,
+                    lease_expires_at=now + self.lease,
                 )
                 if not await self.store.add_run(run):
                     return  # another process runs this attempt
@@ -364,9 +377,8 @@ class Engine:
         one; :class:`TaskNotFound` for an unknown one.
         """
         task = await self.service.require_task(task_id)
-        changed = await self.store.transition(
-            task_id, TaskStatus.CANCELLED, changes={"error_message": reason}
-        )
+        changes: dict[str, Any] = {"error_message": reason, "next_run_at": None}
+        changed = await self.store.transition(task_id, TaskStatus.CANCELLED, changes=changes)
         if not changed:
             current = await self.service.require_task(task_id)
             if current.status is not TaskStatus.CANCELLED:
@@ -379,12 +391,40 @@ class Engine:
             self._cancelling[task_id] = reason
             runner.cancel()
             await asyncio.wait([runner], timeout=_STOP_GRACE)
-        else:
+        elif not await self._cancel_elsewhere(task_id):
             await self._cancel_idle(task, reason)
-        self.scheduler.wake()
+        await self.schedule_changed()
         await self.log.flush()
         logger.info("task cancelled", extra={"task_id": task_id, "components": len(ids)})
         return CancelResult(task_id, True, ids)
+
+    async def _cancel_elsewhere(self, task_id: str) -> bool:
+        """Signal the process whose run holds a live lease on the task; wait until it stopped.
+
+        Answers False when no other process runs the task (or it did not stop in time), so
+        the caller closes it here.
+        """
+        if self.store.single_server:
+            return False
+        runs = (await self.store.list_runs(task_id, limit=1)).items
+        run = runs[0] if runs else None
+        if (
+            run is None
+            or run.status is not RunStatus.RUNNING
+            or run.owner == self.owner
+            or run.lease_expires_at is None
+            or run.lease_expires_at < utcnow()
+        ):
+            return False
+        await self.store.notify(self._message("cancel", task_id))
+        deadline = asyncio.get_running_loop().time() + _STOP_GRACE
+        while asyncio.get_running_loop().time() < deadline:
+            current = await self.store.load_run(run.run_id)
+            if current is None or current.status is not RunStatus.RUNNING:
+                return True
+            await asyncio.sleep(0.005)
+        logger.warning("remote run did not stop in time", extra={"task_id": task_id})
+        return False
 
     async def _cancel_idle(self, task: Task, reason: str) -> None:
         """Cancel a task that no asyncio task runs here (queued, waiting, or between runs)."""
@@ -474,29 +514,113 @@ class Engine:
     def subscribe(self, task_id: str, *, after: int = 0) -> AsyncIterator[Event]:
         return self.log.subscribe(task_id, after=after)
 
+    # -- the cluster --------------------------------------------------------------------
+
+    def _message(self, kind: str, argument: str = "") -> str:
+        return f"{self.owner}|{kind}|{argument}"
+
+    async def schedule_changed(self) -> None:
+        """Wake this process's scheduler and, in a cluster, the others'."""
+        self.scheduler.wake()
+        if not self.store.single_server:
+            await self.store.notify(self._message("schedule"))
+
+    def _announce_events(self, task_ids: set[str]) -> None:
+        text = ",".join(sorted(task_ids))
+        for start in range(0, len(text), _NOTIFY_CHUNK):
+            chunk = text[start : start + _NOTIFY_CHUNK].strip(",")
+            self._in_background(self.store.notify(self._message("events", chunk)))
+
+    def _in_background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _listen(self) -> None:
+        await self.store.listen(self._on_notice)
+
+    def _on_notice(self, message: str) -> None:
+        """A notification from another process (``owner|kind|argument``)."""
+        owner, _, rest = message.partition("|")
+        kind, _, argument = rest.partition("|")
+        if owner == self.owner:
+            return
+        if kind == "schedule":
+            self.scheduler.wake()
+        elif kind == "events":
+            for task_id in filter(None, argument.split(",")):
+                self.log.wake_readers(task_id)
+        elif kind == "cancel":
+            self._in_background(self._cancel_from_elsewhere(argument))
+
+    async def _cancel_from_elsewhere(self, task_id: str) -> None:
+        runner = self._runs.get(task_id)
+        if runner is None or runner.done():
+            return
+        task = await self.store.load(task_id)
+        self._cancelling[task_id] = (task.error_message if task else None) or CANCELLED_BY_USER
+        runner.cancel()
+
+    async def _keep_leases(self) -> None:
+        """Heartbeat, renew this process's leases, and recover runs whose lease expired."""
+        interval = self.lease.total_seconds() / 2
+        while True:
+            now = utcnow()
+            await self.store.heartbeat(self.owner, now)
+            await self.store.renew_leases(self.owner, now + self.lease)
+            await self.recover_expired(now)
+            if not self.store.single_server:
+                await self.resume_pending(older_than=now - self.lease)
+            await asyncio.sleep(interval)
+
+    async def recover_expired(self, now: datetime) -> int:
+        """Close runs whose lease expired (their process died) and recover their tasks."""
+        runs = await self.store.interrupt_expired(now, INTERRUPTED)
+        for run in runs:
+            RUNS.labels(outcome=RunStatus.INTERRUPTED.value).inc()
+            await self._recover_task(run)
+        return len(runs)
+
+    async def _recover_task(self, run: Run) -> None:
+        task = await self.store.load(run.task_id)
+        if task is None or task.pattern is TaskPattern.RECURRING:
+            return  # a recurring task goes on at its next occurrence
+        if task.status is TaskStatus.RUNNING:
+            await self._requeue_or_fail(task, run)
+            logger.info(
+                "interrupted run recovered", extra={"task_id": task.task_id, "run_id": run.run_id}
+            )
+            requeued = await self.store.load(task.task_id)
+            if requeued is not None and requeued.status is TaskStatus.PENDING:
+                if not self.is_running_here(task.task_id):
+                    self._spawn(task.task_id, self._run_once(requeued))
+
     # -- recovery -------------------------------------------------------------------------
 
     async def recover(self) -> None:
         """Close runs a dead process left running, then queue what must run again.
 
-        A once task is retried if it has attempts left, else failed with the reason; a
-        recurring task goes on at its next occurrence (the scheduler coalesces what it missed).
+        On a single-server store every run still running at start-up is an orphan; on a
+        shared database only those whose lease expired. A once task is retried if it has
+        attempts left, else failed with the reason; a recurring task goes on at its next
+        occurrence (the scheduler coalesces what it missed).
         """
-        for run in await self.store.runs_in_status([RunStatus.RUNNING, RunStatus.QUEUED]):
-            await self.close_run(run, RunStatus.INTERRUPTED, INTERRUPTED)
-            task = await self.store.load(run.task_id)
-            if task is None or task.pattern is TaskPattern.RECURRING:
-                continue
-            if task.status is TaskStatus.RUNNING:
-                await self._requeue_or_fail(task, run)
-                logger.info(
-                    "interrupted run recovered",
-                    extra={"task_id": task.task_id, "run_id": run.run_id},
-                )
-        await self.resume_pending()
+        now = utcnow()
+        if self.store.single_server:
+            for run in await self.store.runs_in_status([RunStatus.RUNNING, RunStatus.QUEUED]):
+                await self.close_run(run, RunStatus.INTERRUPTED, INTERRUPTED)
+                await self._recover_task(run)
+            await self.resume_pending()
+        else:
+            await self.recover_expired(now)
+            await self.resume_pending(older_than=now - self.lease)
 
-    async def resume_pending(self) -> int:
-        """Start every pending once task in the store that no run here handles."""
+    async def resume_pending(self, *, older_than: datetime | None = None) -> int:
+        """Start pending once tasks that no run here handles.
+
+        With ``older_than`` (a cluster) only those unchanged since then: a task just created
+        or waiting out a retry's back-off belongs to the process that is about to run it.
+        """
         started = 0
         cursor: str | None = None
         while True:
@@ -506,6 +630,8 @@ class Engine:
                 cursor=cursor,
             )
             for task in page.items:
+                if older_than is not None and task.updated_at > older_than:
+                    continue
                 if not self.is_running_here(task.task_id):
                     self._spawn(task.task_id, self._run_once(task))
                     started += 1
@@ -514,9 +640,10 @@ class Engine:
                 return started
 
 
-def occurrence_run(task: Task, scheduled_for: datetime, owner: str) -> Run:
+def occurrence_run(task: Task, scheduled_for: datetime, owner: str, lease: timedelta) -> Run:
     now = utcnow()
     return Run(
+        lease_expires_at=now + lease,
         run_id=new_id(),
         task_id=task.task_id,
         attempt=1,

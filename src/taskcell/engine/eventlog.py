@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 
 from taskcell.abc import EventStore
@@ -98,6 +98,10 @@ class EventLog:
         self._flush_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._subscribers: dict[str, set[_Subscriber]] = {}
         self.appended_total = 0
+        #: In a cluster, how often an idle reader reads the log anyway (a lost notification).
+        self.poll_seconds: float | None = None
+        #: Called with the task ids of every appended batch (cluster mode tells the others).
+        self.on_appended: Callable[[set[str]], None] | None = None
 
     # -- writing --------------------------------------------------------------------------
 
@@ -186,17 +190,37 @@ class EventLog:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                logger.exception(
-                    "event append failed", extra={"events": len(batch), "attempt": attempt}
+                logger.warning(
+                    "event append failed; renumbering after the log's end",
+                    extra={"events": len(batch), "attempt": attempt},
+                    exc_info=attempt == _APPEND_RETRIES,
                 )
                 if attempt == _APPEND_RETRIES:
                     raise
-                await asyncio.sleep(0.05 * 2**attempt)
+                await asyncio.sleep(0.01 * 2**attempt)
+                await self._renumber(batch)
         self._persisted += len(batch)
         self.appended_total += len(batch)
         self._publish(batch)
+        if self.on_appended is not None:
+            self.on_appended({e.task_id for e in batch})
         self._forget_finished(batch)
         self._release_flush_waiters()
+
+    async def _renumber(self, batch: list[Event]) -> None:
+        """Give a batch's events numbers after what the log holds now.
+
+        Another process may have appended to the same task's log (in a cluster, a cancel or a
+        controller update comes from the process that took the request). The batch was not
+        published yet, so nobody saw the old numbers.
+        """
+        for task_id in {e.task_id for e in batch}:
+            seq = await self._store.last_seq(task_id)
+            for event in [*batch, *self._pending]:
+                if event.task_id == task_id:
+                    seq += 1
+                    event.renumber(seq)
+            self._seqs[task_id] = seq
 
     def _publish(self, batch: list[Event]) -> None:
         if not self._subscribers:
@@ -285,7 +309,13 @@ class EventLog:
                 return
             if not subscriber.queue:
                 subscriber.ready.clear()
-                await subscriber.ready.wait()
+                if self.poll_seconds is None:
+                    await subscriber.ready.wait()
+                    continue
+                try:
+                    await asyncio.wait_for(subscriber.ready.wait(), self.poll_seconds)
+                except TimeoutError:
+                    return  # the slow poll: read the log in case a notification was lost
                 continue
             event = subscriber.queue.popleft()
             if event.seq <= last:

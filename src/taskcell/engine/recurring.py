@@ -86,7 +86,7 @@ async def submit(engine: Engine, task: Task, *, run_immediately: bool) -> Task:
     await engine.log.emit(factory.component(CONTROLLER, content, item_id=controller_item_id(task)))
     await engine.log.emit(factory.done())
     await engine.log.flush()  # the controller is in the history before the caller hears of it
-    engine.scheduler.wake()
+    await engine.schedule_changed()
     return task
 
 
@@ -129,7 +129,7 @@ async def _finish(engine: Engine, ctx: RunContext, outcome: Outcome) -> None:
             task.task_id, {"paused": True, "error_message": reason}, expected=[TaskStatus.RUNNING]
         )
         extra["last_error"] = reason
-        engine.scheduler.wake()
+        await engine.schedule_changed()
     await update_controllers(engine, task, **extra)
 
 
@@ -193,7 +193,7 @@ async def pause(engine: Engine, task_id: str) -> Task:
     if not await engine.store.update(task_id, {"paused": True}, expected=[TaskStatus.RUNNING]):
         raise InvalidTransition(task_id, None, TaskStatus.RUNNING)
     await update_controllers(engine, task)
-    engine.scheduler.wake()
+    await engine.schedule_changed()
     return await engine.service.require_task(task_id)
 
 
@@ -202,14 +202,16 @@ async def resume(engine: Engine, task_id: str) -> Task:
     task = await _recurring(engine, task_id, "be resumed")
     now = utcnow()
     assert task.schedule_config is not None
-    upcoming = next_fire_time(
-        task.schedule_config, now=now, previous=task.next_run_at, default_zone=engine.default_zone
-    )
+    upcoming = task.next_run_at
+    if upcoming is None or upcoming <= now:  # occurrences missed while paused are dropped
+        upcoming = next_fire_time(
+            task.schedule_config, now=now, previous=upcoming, default_zone=engine.default_zone
+        )
     changes = {"paused": False, "next_run_at": upcoming, "error_message": None}
     if not await engine.store.update(task_id, changes, expected=[TaskStatus.RUNNING]):
         raise InvalidTransition(task_id, None, TaskStatus.RUNNING)
     await update_controllers(engine, task, last_error=None)
-    engine.scheduler.wake()
+    await engine.schedule_changed()
     return await engine.service.require_task(task_id)
 
 
@@ -220,7 +222,7 @@ async def run_now(engine: Engine, task_id: str) -> Run:
     task = await _recurring(engine, task_id, "be run now")
     if engine.is_running_here(task_id):
         raise RunInProgress(task)
-    run = occurrence_run(task, utcnow(), engine.owner)
+    run = occurrence_run(task, utcnow(), engine.owner, engine.lease)
     if not await engine.store.add_run(run):
         raise RunInProgress(task)
     engine.spawn_occurrence(task, run)

@@ -125,12 +125,14 @@ class EventRouter:
         source = data or {}
         component_type = meta.get("component_type") or source.get("component_type") or "card"
         content: Any = meta.get("content", source.get("content", text))
-        item_id = meta.get("item_id") or meta.get("component_id")
+        agent_item = meta.get("item_id") or meta.get("component_id")
+        # An agent names its own components; they are kept apart from every other task's.
+        item_id = f"{self.factory.task.task_id}:agent:{agent_item}" if agent_item else None
         return [
             self.factory.component(
                 str(component_type),
                 content if isinstance(content, str | dict) else json.dumps(content),
-                item_id=str(item_id) if item_id else None,
+                item_id=item_id,
             )
         ]
 

@@ -93,7 +93,7 @@ class Scheduler:
             return 0
         from taskcell.engine.engine import occurrence_run
 
-        run = occurrence_run(task, due_at, engine.owner)
+        run = occurrence_run(task, due_at, engine.owner, engine.lease)
         if not await engine.store.add_run(run):
             return 0
         missed = missed_occurrences(

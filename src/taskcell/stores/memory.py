@@ -6,9 +6,10 @@ atomic with respect to other coroutines, which is this store's form of a guarded
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import copy
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, sources_of
 from taskcell.stores.cursor import decode_cursor, encode_cursor
 
 _Key = tuple[datetime, str]
+_LEASED = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})
 
 
 def _matches(task: Task, flt: TaskFilter) -> bool:
@@ -236,6 +238,35 @@ class InMemoryTaskStore:
             counts[task.status.value] = counts.get(task.status.value, 0) + 1
         return counts
 
+    # -- coordination (one process) --------------------------------------------------------
+
+    single_server = True
+
+    async def heartbeat(self, process_id: str, now: datetime) -> None:
+        return None
+
+    async def renew_leases(self, owner: str, until: datetime) -> int:
+        active = [r for r in self._runs.values() if r.owner == owner and r.status in _LEASED]
+        for run in active:
+            run.lease_expires_at = until
+        return len(active)
+
+    async def interrupt_expired(self, now: datetime, reason: str) -> list[Run]:
+        expired = [
+            r
+            for r in self._runs.values()
+            if r.status in _LEASED and r.lease_expires_at is not None and r.lease_expires_at < now
+        ]
+        for run in expired:
+            run.status, run.finished_at, run.error = RunStatus.INTERRUPTED, now, reason
+        return [r.model_copy(deep=True) for r in expired]
+
+    async def notify(self, message: str) -> None:
+        return None
+
+    async def listen(self, handler: Callable[[str], None]) -> None:
+        await asyncio.Event().wait()  # nobody else to hear from
+
     # -- events and conversations ---------------------------------------------------------
 
     async def append_events(
@@ -294,6 +325,10 @@ class InMemoryTaskStore:
             return False
         self._conversations[conversation_id] = (title, user_id)
         return True
+
+    async def conversation_owner(self, conversation_id: str) -> str | None:
+        found = self._conversations.get(conversation_id)
+        return found[1] if found else None
 
 
 def _same_slot(a: Run, b: Run) -> bool:

@@ -33,8 +33,9 @@ module and those files.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
 from importlib import resources
@@ -112,7 +113,7 @@ _APPEND_EVENTS = (
     " SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[]))"
     f" INSERT INTO conversation_items ({', '.join(codec.ITEM_COLUMNS)}) SELECT * FROM unnest("
     + ", ".join(f"${i}::{t}" for i, t in enumerate(_ITEM_ARRAY_TYPES, start=_EVENT_COLUMNS + 1))
-    + ") ON CONFLICT (item_id) DO UPDATE SET payload = excluded.payload,"
+    + ") ON CONFLICT (item_id) DO UPDATE SET payload = excluded.payload, event = excluded.event,"
     " metadata = excluded.metadata, run_id = excluded.run_id, updated_at = excluded.updated_at"
 )
 _EVENT_READ = "SELECT body FROM events WHERE task_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
@@ -133,6 +134,22 @@ _CONVERSATION_INSERT = (
     "INSERT INTO conversations (conversation_id, title, user_id, created_at)"
     " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
 )
+_HEARTBEAT = (
+    "INSERT INTO processes (process_id, started_at, heartbeat_at) VALUES ($1, $2, $2)"
+    " ON CONFLICT (process_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at"
+)
+_RENEW_LEASES = (
+    "UPDATE runs SET lease_expires_at = $1 WHERE owner = $2 AND status IN ('queued', 'running')"
+)
+_INTERRUPT_EXPIRED = (
+    "UPDATE runs SET status = 'interrupted', finished_at = $1, error = $2"
+    " WHERE run_id IN (SELECT run_id FROM runs WHERE status IN ('queued', 'running')"
+    " AND lease_expires_at < $1 FOR UPDATE SKIP LOCKED)"
+    f" RETURNING {', '.join(codec.RUN_COLUMNS)}"
+)
+#: The channel every taskcell process listens on.
+CHANNEL = "taskcell"
+_NOTIFY = "SELECT pg_notify('taskcell', $1)"
 _SCHEMA_LOCK = "SELECT pg_advisory_xact_lock($1)"
 _SCHEMA_VERSION_TABLE = (
     "CREATE TABLE IF NOT EXISTS schema_version"
@@ -216,6 +233,10 @@ def _item_columns(items: Sequence[ConversationItem]) -> list[list[Any]]:
     return [list(column) for column in zip(*merged.values(), strict=True)] or [
         [] for _ in codec.ITEM_COLUMNS
     ]
+
+
+def _set_event(event: asyncio.Event, *_: object) -> None:
+    event.set()
 
 
 def describe_url(url: str) -> str:
@@ -483,6 +504,43 @@ class PostgresTaskStore:
         rows = await (await self.pool()).fetch(_COUNT_BY_STATUS)
         return {row[0]: int(row[1]) for row in rows}
 
+    # -- coordination (a cluster) --------------------------------------------------------
+
+    single_server = False
+
+    async def heartbeat(self, process_id: str, now: datetime) -> None:
+        await (await self.pool()).execute(_HEARTBEAT, process_id, codec.utc(now))
+
+    async def renew_leases(self, owner: str, until: datetime) -> int:
+        status = await (await self.pool()).execute(_RENEW_LEASES, codec.utc(until), owner)
+        return _row_count(status)
+
+    async def interrupt_expired(self, now: datetime, reason: str) -> list[Run]:
+        rows = await (await self.pool()).fetch(_INTERRUPT_EXPIRED, codec.utc(now), reason)
+        return [codec.run_from_row(tuple(row)) for row in rows]
+
+    async def notify(self, message: str) -> None:
+        await (await self.pool()).execute(_NOTIFY, message)
+
+    async def listen(self, handler: Callable[[str], None]) -> None:
+        """LISTEN on a connection of its own until cancelled; reconnects when it drops."""
+        while True:
+            conn = await asyncpg.connect(self.url, timeout=self._connect_timeout)
+            lost = asyncio.Event()
+
+            def on_message(_c: object, _pid: int, _channel: str, payload: object) -> None:
+                handler(str(payload))
+
+            conn.add_termination_listener(functools.partial(_set_event, lost))
+            try:
+                await conn.add_listener(CHANNEL, on_message)
+                await lost.wait()
+                logger.warning("notification connection lost; reconnecting")
+            finally:
+                if not conn.is_closed():
+                    await asyncio.shield(conn.close(timeout=self._close_timeout))
+            await asyncio.sleep(0.5)
+
     # -- events and conversations ---------------------------------------------------------
 
     async def append_events(
@@ -536,6 +594,12 @@ class PostgresTaskStore:
     async def ensure_conversation(self, conversation_id: str, *, title: str, user_id: str) -> bool:
         args = (conversation_id, title, user_id, codec.utc(utcnow()))
         return _row_count(await (await self.pool()).execute(_CONVERSATION_INSERT, *args)) == 1
+
+    async def conversation_owner(self, conversation_id: str) -> str | None:
+        owner = await (await self.pool()).fetchval(
+            "SELECT user_id FROM conversations WHERE conversation_id = $1", conversation_id
+        )
+        return None if owner is None else str(owner)
 
 
 # -- schema versions ---------------------------------------------------------------------

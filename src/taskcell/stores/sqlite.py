@@ -53,7 +53,7 @@ _ITEM_SELECT = f"SELECT {', '.join(codec.ITEM_COLUMNS)} FROM conversation_items"
 _ITEM_UPSERT = (
     f"INSERT INTO conversation_items ({', '.join(codec.ITEM_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in codec.ITEM_COLUMNS)}) "
-    "ON CONFLICT (item_id) DO UPDATE SET payload = excluded.payload,"
+    "ON CONFLICT (item_id) DO UPDATE SET payload = excluded.payload, event = excluded.event,"
     " metadata = excluded.metadata, run_id = excluded.run_id, updated_at = excluded.updated_at"
 )
 _RUN_INSERT_IF_NEW = f"{_RUN_INSERT} ON CONFLICT DO NOTHING"
@@ -401,6 +401,42 @@ class SQLiteTaskStore:
         rows = self.conn.execute("SELECT status, COUNT(*) FROM tasks GROUP BY status")
         return {str(status): int(count) for status, count in rows.fetchall()}
 
+    # -- coordination (one server) -------------------------------------------------------
+
+    single_server = True
+
+    async def heartbeat(self, process_id: str, now: datetime) -> None:
+        sql = (
+            "INSERT INTO processes VALUES (?, ?, ?)"
+            " ON CONFLICT (process_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at"
+        )
+        args = (process_id, codec.ts(now), codec.ts(now))
+        await self.write(lambda conn: conn.execute(sql, args))
+
+    async def renew_leases(self, owner: str, until: datetime) -> int:
+        sql = (
+            "UPDATE runs SET lease_expires_at = ?"
+            " WHERE owner = ? AND status IN ('queued', 'running')"
+        )
+        args = (codec.ts(until), owner)
+        return await self.write(lambda conn: conn.execute(sql, args).rowcount)
+
+    async def interrupt_expired(self, now: datetime, reason: str) -> list[Run]:
+        sql = (
+            "UPDATE runs SET status = 'interrupted', finished_at = ?, error = ?"
+            " WHERE status IN ('queued', 'running') AND lease_expires_at < ?"
+            f" RETURNING {', '.join(codec.RUN_COLUMNS)}"
+        )
+        args = (codec.ts(now), reason, codec.ts(now))
+        rows = await self.write(lambda conn: conn.execute(sql, args).fetchall())
+        return [codec.run_from_row(row) for row in rows]
+
+    async def notify(self, message: str) -> None:
+        return None
+
+    async def listen(self, handler: Callable[[str], None]) -> None:
+        await asyncio.Event().wait()  # one server: nobody else to hear from
+
     # -- events and conversations ---------------------------------------------------------
 
     async def append_events(
@@ -455,6 +491,12 @@ class SQLiteTaskStore:
         args = (conversation_id, title, user_id, codec.ts(utcnow()))
         sql = "INSERT INTO conversations VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
         return await self.write(lambda conn: conn.execute(sql, args).rowcount == 1)
+
+    async def conversation_owner(self, conversation_id: str) -> str | None:
+        row = self.conn.execute(
+            "SELECT user_id FROM conversations WHERE conversation_id = ?", (conversation_id,)
+        ).fetchone()
+        return str(row[0]) if row else None
 
 
 class ServerAlreadyRunning(RuntimeError):
