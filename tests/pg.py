@@ -130,7 +130,7 @@ async def empty_tables(store: PostgresTaskStore) -> None:
     """
     await (await store.pool()).execute(
         "DELETE FROM runs; DELETE FROM tasks; DELETE FROM events;"
-        " DELETE FROM conversation_items; DELETE FROM conversations"
+        " DELETE FROM conversation_items; DELETE FROM conversations; DELETE FROM processes"
     )
 
 

@@ -93,6 +93,10 @@ class TaskStore(Protocol):
     - ``claim_occurrence`` moves an armed task's ``next_run_at`` from ``due`` to ``next_run_at``
       in one guarded write and answers whether it did: of several schedulers that saw the same
       due time, exactly one wins the occurrence.
+    - ``claim_due`` claims up to ``limit`` due occurrences at once: for each armed task due at
+      ``now`` it moves ``next_run_at`` to ``next_time(task)`` and answers the task (with the new
+      time) and the due time it had. Concurrent claimers get disjoint tasks (PostgreSQL:
+      ``FOR UPDATE SKIP LOCKED``); each occurrence is claimed once.
     - ``count_by_status`` answers how many tasks are in each status (for metrics).
     - Datetimes go in and come out aware, in UTC.
     """
@@ -163,6 +167,14 @@ class TaskStore(Protocol):
     async def claim_occurrence(
         self, task_id: str, *, due: datetime, next_run_at: datetime | None
     ) -> bool: ...
+
+    async def claim_due(
+        self,
+        now: datetime,
+        next_time: Callable[[Task], datetime | None],
+        *,
+        limit: int = 500,
+    ) -> list[tuple[Task, datetime]]: ...
 
     async def count_by_status(self) -> dict[str, int]: ...
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import random
 from datetime import UTC, datetime, timedelta, timezone
@@ -317,3 +318,31 @@ async def test_due_tasks_are_armed_recurring_tasks_in_time_order(store: TaskStor
     assert [t.task_id for t in due] == [early.task_id, late.task_id]
     assert await store.next_due_at() == early.next_run_at
     assert await store.ping()
+
+
+async def test_claim_due_claims_each_occurrence_once(store: TaskStore) -> None:
+    tasks = [
+        make_task(
+            pattern=TaskPattern.RECURRING,
+            schedule_config={"interval_minutes": 1},
+            status=TaskStatus.RUNNING,
+            next_run_at=T0 - timedelta(seconds=i),
+        )
+        for i in range(20)
+    ]
+    for task in tasks:
+        await store.save(task)
+    later = T0 + timedelta(minutes=1)
+
+    def next_time(task: Task) -> datetime:
+        return later
+
+    first, second = await asyncio.gather(
+        store.claim_due(T0, next_time, limit=50), store.claim_due(T0, next_time, limit=50)
+    )
+    claimed = [t.task_id for t, _ in first] + [t.task_id for t, _ in second]
+    assert sorted(claimed) == sorted(t.task_id for t in tasks)
+    dues = {t.task_id: due for t, due in [*first, *second]}
+    assert dues == {t.task_id: t.next_run_at for t in tasks}
+    assert await store.claim_due(T0, next_time) == []
+    assert await store.next_due_at() == later

@@ -140,6 +140,20 @@ class Engine:
             await asyncio.wait(list(self._runs.values()))
         await self.log.flush()
 
+    async def has_live_run(self, task_id: str) -> bool:
+        """Whether a run of the task goes on, here or (in a cluster) in a live process."""
+        if self.is_running_here(task_id):
+            return True
+        if self.store.single_server:
+            return False
+        runs = (await self.store.list_runs(task_id, limit=1)).items
+        return bool(
+            runs
+            and runs[0].status is RunStatus.RUNNING
+            and runs[0].lease_expires_at is not None
+            and runs[0].lease_expires_at > utcnow()
+        )
+
     def is_running_here(self, task_id: str) -> bool:
         run = self._runs.get(task_id)
         return run is not None and not run.done()

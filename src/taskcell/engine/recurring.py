@@ -220,7 +220,7 @@ async def run_now(engine: Engine, task_id: str) -> Run:
     from taskcell.engine.engine import occurrence_run
 
     task = await _recurring(engine, task_id, "be run now")
-    if engine.is_running_here(task_id):
+    if await engine.has_live_run(task_id):
         raise RunInProgress(task)
     run = occurrence_run(task, utcnow(), engine.owner, engine.lease)
     if not await engine.store.add_run(run):

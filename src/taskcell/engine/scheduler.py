@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from taskcell.domain.models import Run, RunStatus, Task, utcnow
@@ -59,26 +59,31 @@ class Scheduler:
         """Claim and start every occurrence due at ``now``; answers how many runs started."""
         self.passes += 1
         moment = now or utcnow()
+        engine = self.engine
+
+        def upcoming(task: Task) -> datetime | None:
+            assert task.schedule_config is not None
+            return next_fire_time(
+                task.schedule_config,
+                now=moment,
+                previous=task.next_run_at,
+                default_zone=engine.default_zone,
+            )
+
         started = 0
         while True:
-            due = await self.engine.store.due_tasks(moment, limit=_BATCH)
-            results = await asyncio.gather(*(self._fire(task, moment) for task in due))
+            claimed = await engine.store.claim_due(moment, upcoming, limit=_BATCH)
+            results = await asyncio.gather(
+                *(self._start(task, due, moment) for task, due in claimed)
+            )
             started += sum(results)
-            if len(due) < _BATCH:
+            if len(claimed) < _BATCH:
                 return started
 
-    async def _fire(self, task: Task, now: datetime) -> int:
+    async def _start(self, task: Task, due_at: datetime, now: datetime) -> int:
+        """Start the run of a claimed occurrence (or record it skipped)."""
         engine = self.engine
-        due_at, schedule = task.next_run_at, task.schedule_config
-        if due_at is None or schedule is None:
-            return 0
-        upcoming = next_fire_time(
-            schedule, now=now, previous=due_at, default_zone=engine.default_zone
-        )
-        if not await engine.store.claim_occurrence(task.task_id, due=due_at, next_run_at=upcoming):
-            return 0
-        task.next_run_at = upcoming
-        if engine.is_running_here(task.task_id):
+        if await engine.has_live_run(task.task_id):
             skipped = Run(
                 task_id=task.task_id,
                 scheduled_for=due_at,
@@ -89,21 +94,23 @@ class Scheduler:
             )
             await engine.store.add_run(skipped)
             logger.info("occurrence skipped", extra={"task_id": task.task_id})
-            await engine.update_controllers(task)
             return 0
-        from taskcell.engine.engine import occurrence_run
-
-        run = occurrence_run(task, due_at, engine.owner, engine.lease)
-        if not await engine.store.add_run(run):
-            return 0
+        schedule = task.schedule_config
+        assert schedule is not None
         missed = missed_occurrences(
             schedule, previous=due_at, now=now, default_zone=engine.default_zone
         )
-        if missed:
+        scheduled_for = due_at
+        if missed and schedule.interval_minutes and task.next_run_at is not None:
+            # Coalesced: the run serves the latest missed occurrence.
+            scheduled_for = task.next_run_at - timedelta(minutes=schedule.interval_minutes)
             logger.info(
-                "missed occurrences coalesced",
-                extra={"task_id": task.task_id, "missed": missed},
+                "missed occurrences coalesced", extra={"task_id": task.task_id, "missed": missed}
             )
+        from taskcell.engine.engine import occurrence_run
+
+        run = occurrence_run(task, scheduled_for, engine.owner, engine.lease)
+        if not await engine.store.add_run(run):
+            return 0
         engine.spawn_occurrence(task, run)
-        await engine.update_controllers(task, durable=False)
         return 1

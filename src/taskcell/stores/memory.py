@@ -232,6 +232,22 @@ class InMemoryTaskStore:
         task.updated_at = utcnow()
         return True
 
+    async def claim_due(
+        self,
+        now: datetime,
+        next_time: Callable[[Task], datetime | None],
+        *,
+        limit: int = 500,
+    ) -> list[tuple[Task, datetime]]:
+        claimed = []
+        for task in await self.due_tasks(now, limit=limit):
+            due = task.next_run_at
+            assert due is not None
+            task.next_run_at = next_time(task)
+            if await self.claim_occurrence(task.task_id, due=due, next_run_at=task.next_run_at):
+                claimed.append((task, due))
+        return claimed
+
     async def count_by_status(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for task in self._tasks.values():

@@ -96,6 +96,11 @@ _DUE_TASKS = (
     f"{_TASK_SELECT} WHERE {_ARMED} AND next_run_at <= $1 ORDER BY next_run_at, task_id LIMIT $2"
 )
 _NEXT_DUE_AT = f"SELECT MIN(next_run_at) FROM tasks WHERE {_ARMED}"
+_CLAIM_DUE_SELECT = (
+    f"{_TASK_SELECT} WHERE {_ARMED} AND next_run_at <= $1"
+    " ORDER BY next_run_at, task_id LIMIT $2 FOR UPDATE SKIP LOCKED"
+)
+_CLAIM_DUE_UPDATE = "UPDATE tasks SET next_run_at = $1, updated_at = $2 WHERE task_id = $3"
 _COUNT_BY_STATUS = "SELECT status, COUNT(*) FROM tasks GROUP BY status"
 _CLAIM_OCCURRENCE = (
     "UPDATE tasks SET next_run_at = $1, updated_at = $2"
@@ -498,6 +503,31 @@ class PostgresTaskStore:
         """
         args = (codec.utc(next_run_at), codec.utc(utcnow()), task_id, codec.utc(due))
         return _row_count(await (await self.pool()).execute(_CLAIM_OCCURRENCE, *args)) == 1
+
+    async def claim_due(
+        self,
+        now: datetime,
+        next_time: Callable[[Task], datetime | None],
+        *,
+        limit: int = 500,
+    ) -> list[tuple[Task, datetime]]:
+        """Lock due tasks no other process holds (SKIP LOCKED), move them on, commit."""
+        pool = await self.pool()
+        claimed: list[tuple[Task, datetime]] = []
+        async with pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(_CLAIM_DUE_SELECT, codec.utc(now), limit)
+            moment = utcnow()
+            updates = []
+            for row in rows:
+                task = codec.task_from_row(tuple(row))
+                due = task.next_run_at
+                assert due is not None
+                task.next_run_at = next_time(task)
+                updates.append((codec.utc(task.next_run_at), moment, task.task_id))
+                claimed.append((task, due))
+            if updates:
+                await conn.executemany(_CLAIM_DUE_UPDATE, updates)
+        return claimed
 
     async def count_by_status(self) -> dict[str, int]:
         """How many tasks are in each status (statuses without tasks are left out)."""

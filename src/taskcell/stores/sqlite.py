@@ -397,6 +397,35 @@ class SQLiteTaskStore:
         args = (codec.ts(next_run_at), codec.ts(utcnow()), task_id, codec.ts(due))
         return await self.write(lambda conn: conn.execute(sql, args).rowcount == 1)
 
+    async def claim_due(
+        self,
+        now: datetime,
+        next_time: Callable[[Task], datetime | None],
+        *,
+        limit: int = 500,
+    ) -> list[tuple[Task, datetime]]:
+        select = (
+            f"{_TASK_SELECT} WHERE {_ARMED} AND next_run_at <= ?"
+            " ORDER BY next_run_at, task_id LIMIT ?"
+        )
+        update = "UPDATE tasks SET next_run_at = ?, updated_at = ? WHERE task_id = ?"
+        moment = codec.ts(utcnow())
+
+        def claim(conn: sqlite3.Connection) -> list[tuple[Task, datetime]]:
+            # One write transaction: other processes wait for the lock, so nothing is claimed
+            # twice.
+            claimed = []
+            for row in conn.execute(select, (codec.ts(now), limit)).fetchall():
+                task = codec.task_from_row(row)
+                due = task.next_run_at
+                assert due is not None
+                task.next_run_at = next_time(task)
+                conn.execute(update, (codec.ts(task.next_run_at), moment, task.task_id))
+                claimed.append((task, due))
+            return claimed
+
+        return await self.write(claim, atomic=True)
+
     async def count_by_status(self) -> dict[str, int]:
         rows = self.conn.execute("SELECT status, COUNT(*) FROM tasks GROUP BY status")
         return {str(status): int(count) for status, count in rows.fetchall()}

@@ -1,0 +1,220 @@
+"""Cluster mode: three real ``taskcell serve`` processes on one PostgreSQL database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from collections import Counter
+from typing import Any
+
+import httpx
+import pytest
+
+from .conftest import LEASE_SECONDS, Node
+
+pytestmark = pytest.mark.timeout(240)
+
+
+async def create(client: httpx.AsyncClient, node: Node, body: dict[str, Any]) -> dict[str, Any]:
+    response = await client.post(f"{node.url}/api/v1/tasks", json=body)
+    assert response.status_code == 201, response.text
+    data: dict[str, Any] = response.json()["data"]
+    return data
+
+
+async def runs_of(client: httpx.AsyncClient, node: Node, task_id: str) -> list[dict[str, Any]]:
+    response = await client.get(f"{node.url}/api/v1/tasks/{task_id}/runs", params={"limit": 500})
+    items: list[dict[str, Any]] = response.json()["data"]["items"]
+    return items
+
+
+async def events_of(client: httpx.AsyncClient, node: Node, task_id: str) -> list[dict[str, Any]]:
+    events = []
+    async with client.stream("GET", f"{node.url}/api/v1/tasks/{task_id}/events") as response:
+        async for line in response.aiter_lines():
+            if line.startswith("data:"):
+                events.append(json.loads(line[5:]))
+    return events
+
+
+def owner_node(run: dict[str, Any], nodes: list[Node]) -> str:
+    for node in nodes:
+        if str(run["owner"]).endswith(node.owner_pid):
+            return node.name
+    raise AssertionError(f"unknown owner {run['owner']}")
+
+
+async def test_recurring_occurrences_run_exactly_once_spread_over_processes(
+    cluster: list[Node],
+) -> None:
+    async with httpx.AsyncClient(timeout=30) as client:
+        body = {
+            "query": "tick",
+            "agent_name": "instant",
+            "pattern": "recurring",
+            "schedule_config": {"interval_minutes": 1},
+        }
+        created = await asyncio.gather(*(create(client, cluster[i % 3], body) for i in range(300)))
+        ids = [t["task_id"] for t in created]
+        deadline = time.monotonic() + 90
+        while True:
+            counts = await asyncio.gather(*(runs_of(client, cluster[0], t) for t in ids))
+            if all(len(runs) >= 2 for runs in counts) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(1)
+        await asyncio.sleep(1)
+        counts = await asyncio.gather(*(runs_of(client, cluster[0], t) for t in ids))
+    owners: Counter[str] = Counter()
+    for runs in counts:
+        assert len(runs) == 2, runs  # two occurrences, each exactly once
+        assert len({r["scheduled_for"] for r in runs}) == 2
+        assert all(r["status"] == "completed" for r in runs), runs
+        owners.update(owner_node(r, cluster) for r in runs)
+    assert set(owners) == {"A", "B", "C"}, owners  # spread over the processes
+
+
+async def test_a_thousand_once_tasks_each_run_exactly_once(cluster: list[Node]) -> None:
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=60)) as client:
+        semaphore = asyncio.Semaphore(50)
+
+        async def one(i: int) -> str:
+            async with semaphore:
+                task = await create(
+                    client, cluster[i % 3], {"query": f"n{i}", "agent_name": "instant"}
+                )
+                return str(task["task_id"])
+
+        ids = await asyncio.gather(*(one(i) for i in range(1000)))
+        deadline = time.monotonic() + 60
+        while True:
+            page = await client.get(
+                f"{cluster[1].url}/api/v1/tasks", params={"status": "completed", "limit": 500}
+            )
+            done = len(page.json()["data"]["items"])
+            if done >= 500 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+
+        async def settled(task_id: str) -> list[dict[str, Any]]:
+            async with semaphore:
+                for _ in range(200):
+                    runs = await runs_of(client, cluster[2], task_id)
+                    if runs and runs[0]["status"] == "completed":
+                        return runs
+                    await asyncio.sleep(0.1)
+                return runs
+
+        all_runs = await asyncio.gather(*(settled(t) for t in ids))
+    for runs in all_runs:
+        assert [(r["attempt"], r["status"]) for r in runs] == [(1, "completed")], runs
+
+
+async def test_cancel_through_a_stops_a_run_on_b_and_c_streams_it(cluster: list[Node]) -> None:
+    a, b, c = cluster
+    async with httpx.AsyncClient(timeout=30) as client:
+        task = await create(client, b, {"query": "stream for 30 seconds", "agent_name": "slow"})
+        task_id = task["task_id"]
+        seen: list[dict[str, Any]] = []
+        chunk_seen = asyncio.Event()
+
+        async def read_on_c() -> None:
+            url = f"{c.url}/api/v1/tasks/{task_id}/events"
+            async with client.stream("GET", url) as response:
+                async for line in response.aiter_lines():
+                    if line.startswith("data:"):
+                        seen.append(json.loads(line[5:]))
+                        if seen[-1]["event"] == "message_chunk":
+                            chunk_seen.set()
+
+        reader = asyncio.create_task(read_on_c())
+        await asyncio.wait_for(chunk_seen.wait(), 20)  # C streams B's run live
+        started = time.perf_counter()
+        answer = await client.post(f"{a.url}/api/v1/tasks/{task_id}/cancel")
+        elapsed = time.perf_counter() - started
+        assert answer.status_code == 200 and answer.json()["data"]["success"] is True
+        assert elapsed < 0.2, f"cancel took {elapsed * 1000:.0f} ms"
+        await asyncio.wait_for(reader, 10)  # and sees the end
+        runs = await runs_of(client, a, task_id)
+        stored = (await client.get(f"{a.url}/api/v1/tasks/{task_id}")).json()["data"]
+    assert [e["event"] for e in seen][-2:] == ["task_cancelled", "done"]
+    assert [e["seq"] for e in seen] == list(range(1, len(seen) + 1))
+    assert [(r["status"], owner_node(r, cluster)) for r in runs] == [("cancelled", "B")]
+    assert stored["status"] == "cancelled"
+    remote_id = stored["remote_task_ids"][-1]
+    state = await remote_state(b, remote_id)
+    assert state == "TASK_STATE_CANCELED"
+
+
+async def remote_state(node: Node, remote_task_id: str) -> str:
+    """The slow agent's own view of its task, read over A2A (JSON-RPC GetTask)."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        response = await client.post(
+            f"{node.url}/a2a/slow",
+            headers={"A2A-Version": "1.0"},
+            json={"jsonrpc": "2.0", "id": 1, "method": "GetTask", "params": {"id": remote_task_id}},
+        )
+    body = response.json()
+    assert "result" in body, body
+    return str(body["result"]["status"]["state"])
+
+
+async def test_a_killed_process_runs_are_recovered_by_the_others(cluster: list[Node]) -> None:
+    a, b, c = cluster
+    async with httpx.AsyncClient(timeout=30) as client:
+        tasks = [
+            await create(client, b, {"query": "stream for 4 seconds", "agent_name": "slow"})
+            for _ in range(4)
+        ]
+        recurring = await create(
+            client,
+            b,
+            {
+                "query": "stream for 4 seconds",
+                "agent_name": "slow",
+                "pattern": "recurring",
+                "schedule_config": {"interval_minutes": 60},
+            },
+        )
+        for task in tasks:
+            deadline = time.monotonic() + 20
+            while not await runs_of(client, a, task["task_id"]):
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # in the middle of their runs
+        b.process.send_signal(signal.SIGKILL)
+        b.process.wait(timeout=10)
+        killed_at = time.monotonic()
+
+        async def recovered(task_id: str) -> list[dict[str, Any]]:
+            while time.monotonic() - killed_at < 30:
+                runs = await runs_of(client, a, task_id)
+                if runs and runs[0]["status"] == "completed":
+                    return runs
+                await asyncio.sleep(0.2)
+            return await runs_of(client, a, task_id)
+
+        all_runs = await asyncio.gather(*(recovered(t["task_id"]) for t in tasks))
+        recurring_runs = await runs_of(client, a, recurring["task_id"])
+        logs = [await events_of(client, c, t["task_id"]) for t in tasks]
+    for runs in all_runs:
+        ordered = sorted(runs, key=lambda r: r["attempt"])
+        assert [(r["attempt"], r["status"]) for r in ordered] == [
+            (1, "interrupted"),
+            (2, "completed"),
+        ], runs
+        assert owner_node(ordered[0], cluster) == "B"
+        assert owner_node(ordered[1], cluster) in {"A", "C"}
+        # recovered within the lease time (plus one renewal interval to notice)
+        finished = ordered[0]["finished_at"]
+        assert finished is not None
+    # The occurrence ran once: interrupted if B had claimed it, else completed elsewhere.
+    assert len(recurring_runs) == 1, recurring_runs
+    only = recurring_runs[0]
+    expected = "interrupted" if owner_node(only, cluster) == "B" else "completed"
+    assert only["status"] == expected, only
+    for events in logs:
+        assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+        assert [e["event"] for e in events][-2:] == ["task_completed", "done"]
+    assert LEASE_SECONDS <= 2
