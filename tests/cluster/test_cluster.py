@@ -31,12 +31,9 @@ async def runs_of(client: httpx.AsyncClient, node: Node, task_id: str) -> list[d
 
 
 async def events_of(client: httpx.AsyncClient, node: Node, task_id: str) -> list[dict[str, Any]]:
-    events = []
     async with client.stream("GET", f"{node.url}/api/v1/tasks/{task_id}/events") as response:
-        async for line in response.aiter_lines():
-            if line.startswith("data:"):
-                events.append(json.loads(line[5:]))
-    return events
+        lines = [line async for line in response.aiter_lines()]
+    return [json.loads(line[5:]) for line in lines if line.startswith("data:")]
 
 
 def owner_node(run: dict[str, Any], nodes: list[Node]) -> str:
