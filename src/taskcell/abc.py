@@ -97,6 +97,9 @@ class TaskStore(Protocol):
       ``now`` it moves ``next_run_at`` to ``next_time(task)`` and answers the task (with the new
       time) and the due time it had. Concurrent claimers get disjoint tasks (PostgreSQL:
       ``FOR UPDATE SKIP LOCKED``); each occurrence is claimed once.
+    - ``claim_pending`` claims up to ``limit`` pending once tasks unchanged since
+      ``older_than`` (orphans: their process died before running them) by touching their
+      ``updated_at``, oldest first; concurrent claimers get disjoint tasks.
     - ``count_by_status`` answers how many tasks are in each status (for metrics).
     - Datetimes go in and come out aware, in UTC.
     """
@@ -175,6 +178,8 @@ class TaskStore(Protocol):
         *,
         limit: int = 500,
     ) -> list[tuple[Task, datetime]]: ...
+
+    async def claim_pending(self, older_than: datetime, *, limit: int = 100) -> list[Task]: ...
 
     async def count_by_status(self) -> dict[str, int]: ...
 

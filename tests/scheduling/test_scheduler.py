@@ -292,3 +292,28 @@ async def test_three_failed_runs_in_a_row_pause_the_schedule(engines: EngineFact
         assert "the tool is down" in str(shown["last_error"])
         clock.move_to(START + timedelta(minutes=5))
         assert await engine.scheduler.fire_due() == 0
+
+
+async def test_a_transient_failure_is_retried_within_the_occurrence(
+    engines: EngineFactory,
+) -> None:
+    from taskcell.agents.base import TransientAgentError
+
+    calls = {"n": 0}
+
+    async def shaky(request: object) -> str:
+        calls["n"] += 1
+        if calls["n"] < 3:
+            raise TransientAgentError("agent unreachable for a moment")
+        return "made it"
+
+    with time_machine.travel(START, tick=False):
+        engine = await engines()
+        engine.registry.register_local("shaky", shaky)
+        task = await engine.submit(recurring("shaky", interval_minutes=5))
+        assert await engine.scheduler.fire_due() == 1
+        await engine.wait_idle()
+        runs = (await engine.store.list_runs(task.task_id)).items
+        assert [(r.attempt, r.status, r.result) for r in runs] == [
+            (3, RunStatus.COMPLETED, "made it")
+        ]

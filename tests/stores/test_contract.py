@@ -346,3 +346,17 @@ async def test_claim_due_claims_each_occurrence_once(store: TaskStore) -> None:
     assert dues == {t.task_id: t.next_run_at for t in tasks}
     assert await store.claim_due(T0, next_time) == []
     assert await store.next_due_at() == later
+
+
+async def test_claim_pending_takes_each_orphan_once(store: TaskStore) -> None:
+    old = [make_task(updated_at=T0 - timedelta(minutes=5), created_at=T0) for _ in range(6)]
+    fresh = make_task(updated_at=T0 + timedelta(minutes=5))
+    running = make_task(status=TaskStatus.RUNNING, updated_at=T0 - timedelta(minutes=5))
+    for task in [*old, fresh, running]:
+        await store.save(task)
+    first, second = await asyncio.gather(
+        store.claim_pending(T0, limit=4), store.claim_pending(T0, limit=4)
+    )
+    claimed = [t.task_id for t in first] + [t.task_id for t in second]
+    assert sorted(claimed) == sorted(t.task_id for t in old)
+    assert await store.claim_pending(T0) == []  # touched: no longer orphans

@@ -632,10 +632,17 @@ class Engine:
     async def resume_pending(self, *, older_than: datetime | None = None) -> int:
         """Start pending once tasks that no run here handles.
 
-        With ``older_than`` (a cluster) only those unchanged since then: a task just created
-        or waiting out a retry's back-off belongs to the process that is about to run it.
+        With ``older_than`` (a cluster) only orphans, claimed so that one process takes each:
+        a task just created, or waiting out a retry's back-off, belongs to the process that
+        is about to run it.
         """
         started = 0
+        if older_than is not None:
+            for task in await self.store.claim_pending(older_than):
+                if not self.is_running_here(task.task_id):
+                    self._spawn(task.task_id, self._run_once(task))
+                    started += 1
+            return started
         cursor: str | None = None
         while True:
             page = await self.store.list_tasks(
@@ -644,8 +651,6 @@ class Engine:
                 cursor=cursor,
             )
             for task in page.items:
-                if older_than is not None and task.updated_at > older_than:
-                    continue
                 if not self.is_running_here(task.task_id):
                     self._spawn(task.task_id, self._run_once(task))
                     started += 1

@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 CONNECT_TOOL = "connect_agent"
 CONTEXT_KEY = "remote_context_id"
+MAX_REMOTE_IDS = 20
 
 
 class OutcomeKind(StrEnum):
@@ -157,7 +158,8 @@ class TaskExecutor:
         if update.remote_task_id and update.remote_task_id != ctx.remote_task_id:
             ctx.remote_task_id = update.remote_task_id
             ctx.context_id = update.context_id
-            remote_ids = [*ctx.task.remote_task_ids, update.remote_task_id]
+            # A recurring task keeps the remote ids of its latest runs only.
+            remote_ids = [*ctx.task.remote_task_ids, update.remote_task_id][-MAX_REMOTE_IDS:]
             ctx.task.remote_task_ids = remote_ids
             metadata = {**ctx.task.metadata, CONTEXT_KEY: update.context_id}
             ctx.task.metadata = metadata

@@ -248,6 +248,22 @@ class InMemoryTaskStore:
                 claimed.append((task, due))
         return claimed
 
+    async def claim_pending(self, older_than: datetime, *, limit: int = 100) -> list[Task]:
+        orphans = sorted(
+            (
+                t
+                for t in self._tasks.values()
+                if t.status is TaskStatus.PENDING
+                and t.pattern is TaskPattern.ONCE
+                and t.updated_at < older_than
+            ),
+            key=lambda t: (t.created_at, t.task_id),
+        )[:limit]
+        now = utcnow()
+        for task in orphans:
+            task.updated_at = now
+        return [t.model_copy(deep=True) for t in orphans]
+
     async def count_by_status(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for task in self._tasks.values():

@@ -101,6 +101,12 @@ _CLAIM_DUE_SELECT = (
     " ORDER BY next_run_at, task_id LIMIT $2 FOR UPDATE SKIP LOCKED"
 )
 _CLAIM_DUE_UPDATE = "UPDATE tasks SET next_run_at = $1, updated_at = $2 WHERE task_id = $3"
+_CLAIM_PENDING = (
+    "UPDATE tasks SET updated_at = $1 WHERE task_id IN (SELECT task_id FROM tasks"
+    " WHERE status = 'pending' AND pattern = 'once' AND updated_at < $2"
+    " ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED)"
+    f" RETURNING {', '.join(codec.TASK_COLUMNS)}"
+)
 _COUNT_BY_STATUS = "SELECT status, COUNT(*) FROM tasks GROUP BY status"
 _CLAIM_OCCURRENCE = (
     "UPDATE tasks SET next_run_at = $1, updated_at = $2"
@@ -528,6 +534,14 @@ class PostgresTaskStore:
             if updates:
                 await conn.executemany(_CLAIM_DUE_UPDATE, updates)
         return claimed
+
+    async def claim_pending(self, older_than: datetime, *, limit: int = 100) -> list[Task]:
+        """Claim orphaned pending tasks no other process holds (SKIP LOCKED)."""
+        rows = await (await self.pool()).fetch(
+            _CLAIM_PENDING, codec.utc(utcnow()), codec.utc(older_than), limit
+        )
+        tasks = [codec.task_from_row(tuple(row)) for row in rows]
+        return sorted(tasks, key=lambda t: (t.created_at, t.task_id))
 
     async def count_by_status(self) -> dict[str, int]:
         """How many tasks are in each status (statuses without tasks are left out)."""
