@@ -80,14 +80,15 @@ def read_events(
     return events
 
 
-def wait_until(check: Any, timeout: float = 15) -> Any:
+def wait_until(check: Any, timeout: float = 30) -> Any:
     deadline = time.monotonic() + timeout
+    value = None
     while time.monotonic() < deadline:
         value = check()
         if value:
             return value
         time.sleep(0.05)
-    raise AssertionError("timed out")
+    raise AssertionError(f"timed out; last saw {value!r}")
 
 
 def test_sigkill_then_restart_recovers_runs_without_losing_events(tmp_path: Path) -> None:
@@ -126,7 +127,7 @@ def test_sigkill_then_restart_recovers_runs_without_losing_events(tmp_path: Path
             items: list[dict[str, Any]] = client.get(
                 f"/api/v1/tasks/{retried['task_id']}/runs"
             ).json()["data"]["items"]
-            return items if len(items) == 2 else None
+            return items if len(items) >= 2 else None
 
         runs = sorted(wait_until(rerun), key=lambda r: r["attempt"])
         assert [(r["attempt"], r["status"]) for r in runs] == [(1, "interrupted"), (2, "running")]

@@ -27,6 +27,7 @@ from taskcell.domain.models import Run, RunStatus, Task, TaskPattern, new_id, ut
 from taskcell.domain.schedule import resolve_zone_name
 from taskcell.domain.state_machine import InvalidTransition, TaskStatus
 from taskcell.engine import recurring
+from taskcell.engine.cluster import Coordinator
 from taskcell.engine.eventlog import EventLog
 from taskcell.engine.executor import CONTEXT_KEY, Outcome, OutcomeKind, RunContext, TaskExecutor
 from taskcell.engine.plan import ExecutionPlan, PlanResult, execute_plan
@@ -42,8 +43,6 @@ INTERRUPTED = "interrupted: the server stopped while it ran"
 CANCELLED_BY_USER = "cancelled by the user"
 _REMOTE_CANCEL_TIMEOUT = 2.0
 _STOP_GRACE = 5.0
-_NOTIFY_CHUNK = 7000  # PostgreSQL's NOTIFY payload limit is 8000 bytes
-CLUSTER_POLL_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,14 +97,8 @@ class Engine:
         self._slots = asyncio.Semaphore(max_concurrent_runs)
         self._runs: dict[str, asyncio.Task[None]] = {}
         self._cancelling: dict[str, str] = {}
-        self._background: set[asyncio.Task[None]] = set()
         self.lease = timedelta(seconds=lease_seconds)
-        if not store.single_server:
-            # A cluster: tell the others about new events, and poll slowly in case a
-            # notification is lost.
-            self.log.poll_seconds = CLUSTER_POLL_SECONDS
-            self.log.on_appended = self._announce_events
-            self.scheduler.fallback_poll_seconds = CLUSTER_POLL_SECONDS
+        self.cluster = Coordinator(self)
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -114,9 +107,9 @@ class Engine:
         self.supervisor.start("event-log-writer", self.log.run)
         if recover:
             await self.recover()
-        self.supervisor.start("leases", self._keep_leases)
-        if not self.store.single_server:
-            self.supervisor.start("notifications", self._listen)
+        self.supervisor.start("leases", self.cluster.keep_leases)
+        if self.cluster.clustered:
+            self.supervisor.start("notifications", self.cluster.listen)
         if schedule:
             self.supervisor.start("scheduler", self.scheduler.run)
 
@@ -141,18 +134,21 @@ class Engine:
         await self.log.flush()
 
     async def has_live_run(self, task_id: str) -> bool:
-        """Whether a run of the task goes on, here or (in a cluster) in a live process."""
-        if self.is_running_here(task_id):
-            return True
-        if self.store.single_server:
-            return False
-        runs = (await self.store.list_runs(task_id, limit=1)).items
-        return bool(
-            runs
-            and runs[0].status is RunStatus.RUNNING
-            and runs[0].lease_expires_at is not None
-            and runs[0].lease_expires_at > utcnow()
-        )
+        """Whether a run of the task goes on, here or in another live process."""
+        return await self.cluster.has_live_run(task_id)
+
+    async def schedule_changed(self) -> None:
+        """Wake the schedulers (this process's and, in a cluster, the others')."""
+        await self.cluster.schedule_changed()
+
+    def stop_run_here(self, task_id: str, reason: str | None) -> asyncio.Task[None] | None:
+        """Cancel the run of ``task_id`` in this process (a user's cancel, with ``reason``)."""
+        runner = self._runs.get(task_id)
+        if runner is None or runner.done():
+            return None
+        self._cancelling[task_id] = reason or CANCELLED_BY_USER
+        runner.cancel()
+        return runner
 
     def is_running_here(self, task_id: str) -> bool:
         run = self._runs.get(task_id)
@@ -400,45 +396,15 @@ class Engine:
             items = await self.store.task_items(task_id, component_type=CONTROLLER)
             return CancelResult(task_id, True, [i.item_id for i in items])
         ids = await self.update_controllers(task, next_run_at=None)
-        runner = self._runs.get(task_id)
-        if runner is not None and not runner.done():
-            self._cancelling[task_id] = reason
-            runner.cancel()
+        runner = self.stop_run_here(task_id, reason)
+        if runner is not None:
             await asyncio.wait([runner], timeout=_STOP_GRACE)
-        elif not await self._cancel_elsewhere(task_id):
+        elif not await self.cluster.cancel_elsewhere(task_id):
             await self._cancel_idle(task, reason)
         await self.schedule_changed()
         await self.log.flush()
         logger.info("task cancelled", extra={"task_id": task_id, "components": len(ids)})
         return CancelResult(task_id, True, ids)
-
-    async def _cancel_elsewhere(self, task_id: str) -> bool:
-        """Signal the process whose run holds a live lease on the task; wait until it stopped.
-
-        Answers False when no other process runs the task (or it did not stop in time), so
-        the caller closes it here.
-        """
-        if self.store.single_server:
-            return False
-        runs = (await self.store.list_runs(task_id, limit=1)).items
-        run = runs[0] if runs else None
-        if (
-            run is None
-            or run.status is not RunStatus.RUNNING
-            or run.owner == self.owner
-            or run.lease_expires_at is None
-            or run.lease_expires_at < utcnow()
-        ):
-            return False
-        await self.store.notify(self._message("cancel", task_id))
-        deadline = asyncio.get_running_loop().time() + _STOP_GRACE
-        while asyncio.get_running_loop().time() < deadline:
-            current = await self.store.load_run(run.run_id)
-            if current is None or current.status is not RunStatus.RUNNING:
-                return True
-            await asyncio.sleep(0.005)
-        logger.warning("remote run did not stop in time", extra={"task_id": task_id})
-        return False
 
     async def _cancel_idle(self, task: Task, reason: str) -> None:
         """Cancel a task that no asyncio task runs here (queued, waiting, or between runs)."""
@@ -527,65 +493,6 @@ class Engine:
 
     def subscribe(self, task_id: str, *, after: int = 0) -> AsyncIterator[Event]:
         return self.log.subscribe(task_id, after=after)
-
-    # -- the cluster --------------------------------------------------------------------
-
-    def _message(self, kind: str, argument: str = "") -> str:
-        return f"{self.owner}|{kind}|{argument}"
-
-    async def schedule_changed(self) -> None:
-        """Wake this process's scheduler and, in a cluster, the others'."""
-        self.scheduler.wake()
-        if not self.store.single_server:
-            await self.store.notify(self._message("schedule"))
-
-    def _announce_events(self, task_ids: set[str]) -> None:
-        text = ",".join(sorted(task_ids))
-        for start in range(0, len(text), _NOTIFY_CHUNK):
-            chunk = text[start : start + _NOTIFY_CHUNK].strip(",")
-            self._in_background(self.store.notify(self._message("events", chunk)))
-
-    def _in_background(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _listen(self) -> None:
-        await self.store.listen(self._on_notice)
-
-    def _on_notice(self, message: str) -> None:
-        """A notification from another process (``owner|kind|argument``)."""
-        owner, _, rest = message.partition("|")
-        kind, _, argument = rest.partition("|")
-        if owner == self.owner:
-            return
-        if kind == "schedule":
-            self.scheduler.wake()
-        elif kind == "events":
-            for task_id in filter(None, argument.split(",")):
-                self.log.wake_readers(task_id)
-        elif kind == "cancel":
-            self._in_background(self._cancel_from_elsewhere(argument))
-
-    async def _cancel_from_elsewhere(self, task_id: str) -> None:
-        runner = self._runs.get(task_id)
-        if runner is None or runner.done():
-            return
-        task = await self.store.load(task_id)
-        self._cancelling[task_id] = (task.error_message if task else None) or CANCELLED_BY_USER
-        runner.cancel()
-
-    async def _keep_leases(self) -> None:
-        """Heartbeat, renew this process's leases, and recover runs whose lease expired."""
-        interval = self.lease.total_seconds() / 2
-        while True:
-            now = utcnow()
-            await self.store.heartbeat(self.owner, now)
-            await self.store.renew_leases(self.owner, now + self.lease)
-            await self.recover_expired(now)
-            if not self.store.single_server:
-                await self.resume_pending(older_than=now - self.lease)
-            await asyncio.sleep(interval)
 
     async def recover_expired(self, now: datetime) -> int:
         """Close runs whose lease expired (their process died) and recover their tasks."""

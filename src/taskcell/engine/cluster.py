@@ -1,0 +1,156 @@
+"""Coordination between the processes that share a database (a cluster).
+
+Each process heartbeats, renews the leases of its runs at half their length, and recovers runs
+whose lease expired (their process died). Processes wake each other with notifications
+(PostgreSQL LISTEN/NOTIFY): a schedule changed, events were appended (readers elsewhere read
+the log), or a cancel must reach the process that runs a task. Messages are
+``owner|kind|argument``; a process ignores its own. On a single-server store (SQLite) the
+notifications are no-ops and only the lease loop runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+from taskcell.domain.models import RunStatus, utcnow
+
+if TYPE_CHECKING:
+    from taskcell.engine.engine import Engine
+
+logger = logging.getLogger(__name__)
+
+#: PostgreSQL's NOTIFY payload limit is 8000 bytes.
+NOTIFY_CHUNK = 7000
+#: In a cluster, how often the scheduler and idle stream readers look anyway.
+CLUSTER_POLL_SECONDS = 5.0
+STOP_GRACE_SECONDS = 5.0
+
+
+class Coordinator:
+    """The cluster side of one engine (see the module docstring)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._background: set[asyncio.Task[None]] = set()
+        if not engine.store.single_server:
+            engine.log.poll_seconds = CLUSTER_POLL_SECONDS
+            engine.log.on_appended = self.announce_events
+            engine.scheduler.fallback_poll_seconds = CLUSTER_POLL_SECONDS
+
+    @property
+    def clustered(self) -> bool:
+        return not self.engine.store.single_server
+
+    def message(self, kind: str, argument: str = "") -> str:
+        return f"{self.engine.owner}|{kind}|{argument}"
+
+    # -- telling the others -------------------------------------------------------------
+
+    async def schedule_changed(self) -> None:
+        """Wake this process's scheduler and, in a cluster, the others'."""
+        self.engine.scheduler.wake()
+        if self.clustered:
+            await self.engine.store.notify(self.message("schedule"))
+
+    def announce_events(self, task_ids: set[str]) -> None:
+        text = ",".join(sorted(task_ids))
+        for start in range(0, len(text), NOTIFY_CHUNK):
+            chunk = text[start : start + NOTIFY_CHUNK].strip(",")
+            self._in_background(self.engine.store.notify(self.message("events", chunk)))
+
+    def _in_background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- hearing from them --------------------------------------------------------------
+
+    async def listen(self) -> None:
+        """The supervised ``notifications`` loop."""
+        await self.engine.store.listen(self.on_notice)
+
+    def on_notice(self, message: str) -> None:
+        owner, _, rest = message.partition("|")
+        kind, _, argument = rest.partition("|")
+        if owner == self.engine.owner:
+            return
+        if kind == "schedule":
+            self.engine.scheduler.wake()
+        elif kind == "events":
+            for task_id in filter(None, argument.split(",")):
+                self.engine.log.wake_readers(task_id)
+        elif kind == "cancel":
+            self._in_background(self._cancel_here(argument))
+
+    async def _cancel_here(self, task_id: str) -> None:
+        engine = self.engine
+        if not engine.is_running_here(task_id):
+            return
+        task = await engine.store.load(task_id)
+        reason = task.error_message if task and task.error_message else None
+        engine.stop_run_here(task_id, reason)
+
+    # -- runs elsewhere -------------------------------------------------------------------
+
+    async def has_live_run(self, task_id: str) -> bool:
+        """Whether a run of the task goes on, here or (in a cluster) in a live process."""
+        engine = self.engine
+        if engine.is_running_here(task_id):
+            return True
+        if not self.clustered:
+            return False
+        runs = (await engine.store.list_runs(task_id, limit=1)).items
+        return bool(
+            runs
+            and runs[0].status is RunStatus.RUNNING
+            and runs[0].lease_expires_at is not None
+            and runs[0].lease_expires_at > utcnow()
+        )
+
+    async def cancel_elsewhere(self, task_id: str) -> bool:
+        """Signal the process whose run holds a live lease on the task; wait until it stopped.
+
+        Answers False when no other process runs the task (or it did not stop in time), so
+        the caller closes it here.
+        """
+        store = self.engine.store
+        if not self.clustered:
+            return False
+        runs = (await store.list_runs(task_id, limit=1)).items
+        run = runs[0] if runs else None
+        if (
+            run is None
+            or run.status is not RunStatus.RUNNING
+            or run.owner == self.engine.owner
+            or run.lease_expires_at is None
+            or run.lease_expires_at < utcnow()
+        ):
+            return False
+        await store.notify(self.message("cancel", task_id))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOP_GRACE_SECONDS
+        while loop.time() < deadline:
+            current = await store.load_run(run.run_id)
+            if current is None or current.status is not RunStatus.RUNNING:
+                return True
+            await asyncio.sleep(0.005)
+        logger.warning("remote run did not stop in time", extra={"task_id": task_id})
+        return False
+
+    # -- leases ---------------------------------------------------------------------------
+
+    async def keep_leases(self) -> None:
+        """The supervised ``leases`` loop: heartbeat, renew, recover expired runs."""
+        engine = self.engine
+        interval = engine.lease.total_seconds() / 2
+        while True:
+            now = utcnow()
+            await engine.store.heartbeat(engine.owner, now)
+            await engine.store.renew_leases(engine.owner, now + engine.lease)
+            await engine.recover_expired(now)
+            if self.clustered:
+                await engine.resume_pending(older_than=now - engine.lease)
+            await asyncio.sleep(interval)
