@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 
 from taskcell.api.auth import Caller, caller
 from taskcell.api.deps import engine_of, visible_task
@@ -36,12 +36,13 @@ _SSE: dict[int | str, dict[str, Any]] = {
 
 async def event_stream(
     engine: Engine, task_id: str, after: int, *, end_at_first_done: bool = False
-) -> AsyncIterator[ServerSentEvent]:
+) -> AsyncIterator[bytes]:
+    """Each event's SSE frame (made once per event and shared by every reader)."""
     task = await engine.store.load(task_id)
     if task is not None and task.is_finished() and after >= await engine.store.last_seq(task_id):
         return
     async for event in engine.subscribe(task_id, after=after):
-        yield ServerSentEvent(data=event.to_json(), id=str(event.seq))
+        yield event.sse_frame()
         if event.event is EventType.DONE:
             if end_at_first_done or await _ended(engine, task_id, event.seq):
                 return
@@ -71,7 +72,7 @@ def _resume_point(last_event_id: str | None, after: int | None) -> int:
     return after or 0
 
 
-def streaming(request: Request, events: AsyncIterator[ServerSentEvent]) -> EventSourceResponse:
+def streaming(request: Request, events: AsyncIterator[bytes]) -> EventSourceResponse:
     shutdown = request.app.state.shutdown_event
     return EventSourceResponse(
         events,

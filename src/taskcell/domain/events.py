@@ -65,17 +65,25 @@ class Event:
     metadata: dict[str, Any] = field(default_factory=dict)
     seq: int = 0
     _wire: str | None = field(default=None, repr=False, compare=False)
+    _frame: bytes | None = field(default=None, repr=False, compare=False)
 
     def renumber(self, seq: int) -> None:
         """Give the event another sequence number (before anyone saw it)."""
         self.seq = seq
         self._wire = None
+        self._frame = None
 
     def to_json(self) -> str:
         """The event as compact JSON, made once and shared by every reader."""
         if self._wire is None:
             self._wire = json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
         return self._wire
+
+    def sse_frame(self) -> bytes:
+        """The event as one Server-Sent Events message (``id:`` and one ``data:`` line)."""
+        if self._frame is None:
+            self._frame = f"id: {self.seq}\r\ndata: {self.to_json()}\r\n\r\n".encode()
+        return self._frame
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of API.md: ``{"seq", "event", "data": {...}, "created_at"}``."""

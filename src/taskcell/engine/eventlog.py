@@ -45,10 +45,19 @@ _ITEM_EVENTS = frozenset(
 _GROWING = {EventType.MESSAGE_CHUNK: EventType.MESSAGE, EventType.REASONING: EventType.REASONING}
 
 
+#: While a message grows, its history item is rewritten at most this often (it is written at
+#: once when the message ends: any other event of the task, or a flush).
+GROWING_WRITE_SECONDS = 1.0
+#: When fewer events than this are queued, the writer waits a moment for more to batch.
+LINGER_BELOW = 64
+LINGER_SECONDS = 0.001
+
+
 @dataclass(slots=True)
 class _Merged:
     item: ConversationItem
     chunks: list[str] = field(default_factory=list)
+    written_at: float | None = None  # loop time of the last write, None if never written
 
     def render(self) -> ConversationItem:
         if self.chunks:
@@ -92,6 +101,7 @@ class EventLog:
         self._pending: list[Event] = []
         self._merged: dict[str, _Merged] = {}
         self._dirty: set[str] = set()
+        self._growing: dict[str, str] = {}  # item id -> task id, grown since last written
         self._wakeup = asyncio.Event()
         self._emitted = 0
         self._persisted = 0
@@ -157,9 +167,13 @@ class EventLog:
         merged.item.updated_at = event.created_at
         if event.event in _GROWING:
             merged.chunks.append(str((payload or {}).get("content", "")))
-        else:
-            merged.item.event = kind
-            merged.item.payload = payload
+            if merged.written_at is None:
+                self._dirty.add(event.item_id)  # a new message shows at once
+            else:
+                self._growing[event.item_id] = event.task_id
+            return
+        merged.item.event = kind
+        merged.item.payload = payload
         self._dirty.add(event.item_id)
 
     async def flush(self) -> None:
@@ -176,13 +190,35 @@ class EventLog:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
+            if len(self._pending) < LINGER_BELOW and not self._flush_waiters:
+                await asyncio.sleep(LINGER_SECONDS)  # let a trickle of events share a commit
             while self._pending:
                 await self._write_batch()
 
+    def _items_to_write(self, batch: list[Event]) -> list[ConversationItem]:
+        """Changed items; a growing message only when it ended, on a flush, or once a second."""
+        now = asyncio.get_running_loop().time()
+        moved_on = {e.task_id for e in batch if e.event not in _GROWING}
+        for item_id, task_id in list(self._growing.items()):
+            merged = self._merged.get(item_id)
+            if merged is None:
+                del self._growing[item_id]
+                continue
+            stale = merged.written_at is None or now - merged.written_at >= GROWING_WRITE_SECONDS
+            if task_id in moved_on or self._flush_waiters or stale:
+                self._dirty.add(item_id)
+                del self._growing[item_id]
+        items = []
+        for item_id in self._dirty:
+            merged = self._merged[item_id]
+            merged.written_at = now
+            items.append(merged.render())
+        self._dirty.clear()
+        return items
+
     async def _write_batch(self) -> None:
         batch, self._pending = self._pending, []
-        items = [self._merged[item_id].render() for item_id in self._dirty]
-        self._dirty.clear()
+        items = self._items_to_write(batch)
         for attempt in range(1, _APPEND_RETRIES + 1):
             try:
                 await self._store.append_events(batch, items)
@@ -244,7 +280,9 @@ class EventLog:
         stale = [
             item_id
             for item_id, merged in self._merged.items()
-            if merged.item.task_id in ended and item_id not in self._dirty
+            if merged.item.task_id in ended
+            and item_id not in self._dirty
+            and item_id not in self._growing
         ]
         for item_id in stale:
             del self._merged[item_id]
