@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from pydantic import TypeAdapter
 
 from taskcell.abc import TaskFilter
 from taskcell.api.auth import Caller, caller
@@ -28,6 +30,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 router = APIRouter(prefix="/api/v1", tags=["tasks"], responses=ERRORS)
+
+_TASK_LIST = TypeAdapter(list[Task])
 
 CallerDep = Annotated[Caller, Depends(caller)]
 EngineDep = Annotated[Engine, Depends(engine_of)]
@@ -84,7 +88,7 @@ async def list_tasks(
     user_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
-) -> JSONResponse:
+) -> Response:
     """The caller's tasks, newest first, filtered and paged by cursor."""
     if user_id is not None and not who.is_admin:
         raise ApiError(403, "user_id: only an admin may list another user's tasks")
@@ -97,7 +101,11 @@ async def list_tasks(
         conversation_id=conversation_id,
     )
     page = await engine.service.list_tasks(flt, limit=limit, cursor=cursor)
-    return ok({"items": [task_json(t) for t in page.items], "next_cursor": page.next_cursor})
+    # The page is serialised in one go by pydantic's core (the list endpoint is the hot one).
+    items = _TASK_LIST.dump_json(page.items)
+    cursor_json = json.dumps(page.next_cursor).encode()
+    body = b'{"code":0,"msg":"ok","data":{"items":' + items + b',"next_cursor":' + cursor_json
+    return Response(body + b"}}", media_type="application/json")
 
 
 @router.get("/tasks/{task_id}", response_model=Envelope[Task])
