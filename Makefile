@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/events.py
 	$(BIN)/python bench/schedule.py
 	$(BIN)/python bench/sse.py
+	$(BIN)/python bench/cluster.py
 
 clean:
 	rm -rf $(VENV) frontend/node_modules .pytest_cache .mypy_cache .ruff_cache test-output

@@ -3,7 +3,8 @@
 taskcell: N real ``taskcell serve`` processes (N = 1, then 3) on one PostgreSQL database, each
 with the in-process agent ``instant`` (``taskcell.agents.samples:instant``, answers at once).
 The client, this process, submits M once tasks with ``POST /api/v1/tasks`` round-robin over the
-processes, a bounded number of requests in flight on one ``httpx.AsyncClient`` (keep-alive).
+processes (task n to process n mod N), 64 requests in flight by default: one kept-alive
+``httpx.AsyncClient`` per request in flight, each bound to one process (see ``post_tasks``).
 Timed from the first POST until ``SELECT count(*) FROM tasks WHERE status = 'completed'``
 (asyncpg, polled every 50 ms) counts all M. tasks/s = M / elapsed.
 
@@ -23,9 +24,10 @@ with concurrency 10, and concurrency 1 fed by single ``defer_async`` calls (as m
 taskcell's POSTs), the enqueue path closest to taskcell's.
 
 Every measured configuration is first warmed (a few tasks or jobs per process, not counted),
-then measured ``--repeat`` times; the best is kept and all are printed. CPU seconds of the
-client, the servers or worker, and all ``postgres`` processes of the machine during each measured
-run are printed, with the load average: the machine has 2 cores, shared by all of them.
+then measured ``--repeat`` times; the best is kept and all are printed. CPU milliseconds per
+task of the client, the servers or worker, and all ``postgres`` processes of the machine during
+the best run are printed, with the load average: the machine has 2 cores, shared by all of them
+(and by whatever else runs), so the CPU per task is the steadier figure.
 
 Targets: taskcell with one process at least as fast as procrastinate with one worker; three
 processes at least 1.5 times one.

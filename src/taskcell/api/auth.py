@@ -71,6 +71,7 @@ class Authenticator:
         raise ApiError(401, "unknown API key")
 
 
-def caller(request: Request) -> Caller:
+async def caller(request: Request) -> Caller:
+    """The caller of a request (async: FastAPI runs a plain function in a worker thread)."""
     auth: Authenticator = request.app.state.auth
     return auth.identify(request.headers.get("authorization"))

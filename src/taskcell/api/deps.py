@@ -10,7 +10,7 @@ from taskcell.engine.engine import Engine
 from taskcell.service import TaskNotFound
 
 
-def engine_of(request: Request) -> Engine:
+async def engine_of(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
 

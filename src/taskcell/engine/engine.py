@@ -180,6 +180,8 @@ class Engine:
         return task
 
     async def open_conversation(self, task: Task) -> None:
+        """Emit a new task's opening events (its conversation, if new, then its thread)."""
+        self.log.new_task(task.task_id)
         factory = ResponseFactory(task)
         title = task.title or task.query[:80]
         if await self.store.ensure_conversation(

@@ -131,6 +131,10 @@ class EventLog:
             await self.flush()
         return event
 
+    def new_task(self, task_id: str) -> None:
+        """A task created just now has no events yet: its numbering starts at 1."""
+        self._seqs.setdefault(task_id, 0)
+
     async def emit_all(self, events: Iterable[Event]) -> list[Event]:
         return [await self.emit(event) for event in events]
 

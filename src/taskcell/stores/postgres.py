@@ -246,6 +246,10 @@ def _item_columns(items: Sequence[ConversationItem]) -> list[list[Any]]:
     ]
 
 
+async def _keep_session(_: object) -> None:
+    return None
+
+
 def _set_event(event: asyncio.Event, *_: object) -> None:
     event.set()
 
@@ -302,6 +306,10 @@ class PostgresTaskStore:
             max_size=self._max_size,
             timeout=self._connect_timeout,
             server_settings={"application_name": "taskcell"},
+            # The store keeps no session state (LISTEN has its own connection; advisory locks
+            # are per transaction), so skip asyncpg's RESET ALL / UNLISTEN round trip on
+            # every release; asyncpg still rolls back an open transaction itself.
+            reset=_keep_session,
         )
         try:
             async with pool.acquire() as conn:
