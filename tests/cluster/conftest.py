@@ -38,7 +38,7 @@ class Node:
 
     @property
     def owner_pid(self) -> str:
-        return f":{self.process.pid}"
+        return f":{self.process.pid}:"
 
 
 async def _empty(url: str) -> None:

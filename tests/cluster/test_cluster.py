@@ -38,7 +38,7 @@ async def events_of(client: httpx.AsyncClient, node: Node, task_id: str) -> list
 
 def owner_node(run: dict[str, Any], nodes: list[Node]) -> str:
     for node in nodes:
-        if str(run["owner"]).endswith(node.owner_pid):
+        if node.owner_pid in str(run["owner"]):
             return node.name
     raise AssertionError(f"unknown owner {run['owner']}")
 

@@ -37,15 +37,21 @@ _SSE: dict[int | str, dict[str, Any]] = {
 async def event_stream(
     engine: Engine, task_id: str, after: int, *, end_at_first_done: bool = False
 ) -> AsyncIterator[bytes]:
-    """Each event's SSE frame (made once per event and shared by every reader)."""
+    """The events' SSE frames (made once per event, shared by every reader), several per
+    write when several are waiting."""
     task = await engine.store.load(task_id)
     if task is not None and task.is_finished() and after >= await engine.store.last_seq(task_id):
         return
-    async for event in engine.subscribe(task_id, after=after):
-        yield event.sse_frame()
-        if event.event is EventType.DONE:
-            if end_at_first_done or await _ended(engine, task_id, event.seq):
+    async for batch in engine.subscribe_batches(task_id, after=after):
+        frames = []
+        for event in batch:
+            frames.append(event.sse_frame())
+            if event.event is EventType.DONE and (
+                end_at_first_done or await _ended(engine, task_id, event.seq)
+            ):
+                yield b"".join(frames)
                 return
+        yield b"".join(frames)
 
 
 async def _ended(engine: Engine, task_id: str, seq: int) -> bool:

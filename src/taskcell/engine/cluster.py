@@ -15,7 +15,7 @@ import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
-from taskcell.domain.models import RunStatus, utcnow
+from taskcell.domain.models import Run, RunStatus, utcnow
 
 if TYPE_CHECKING:
     from taskcell.engine.engine import Engine
@@ -27,6 +27,7 @@ NOTIFY_CHUNK = 7000
 #: In a cluster, how often the scheduler and idle stream readers look anyway.
 CLUSTER_POLL_SECONDS = 5.0
 STOP_GRACE_SECONDS = 5.0
+_RECENT_RUNS = 10
 
 
 class Coordinator:
@@ -102,13 +103,17 @@ class Coordinator:
             return True
         if not self.clustered:
             return False
-        runs = (await engine.store.list_runs(task_id, limit=1)).items
-        return bool(
-            runs
-            and runs[0].status is RunStatus.RUNNING
-            and runs[0].lease_expires_at is not None
-            and runs[0].lease_expires_at > utcnow()
-        )
+        return await self._live_run_elsewhere(task_id) is not None
+
+    async def _live_run_elsewhere(self, task_id: str) -> Run | None:
+        """A running run of the task whose lease holds (among its latest runs: a skipped
+        occurrence may have been recorded after it)."""
+        now = utcnow()
+        for run in (await self.engine.store.list_runs(task_id, limit=_RECENT_RUNS)).items:
+            live = run.lease_expires_at is not None and run.lease_expires_at > now
+            if run.status is RunStatus.RUNNING and live:
+                return run
+        return None
 
     async def cancel_elsewhere(self, task_id: str) -> bool:
         """Signal the process whose run holds a live lease on the task; wait until it stopped.
@@ -119,15 +124,8 @@ class Coordinator:
         store = self.engine.store
         if not self.clustered:
             return False
-        runs = (await store.list_runs(task_id, limit=1)).items
-        run = runs[0] if runs else None
-        if (
-            run is None
-            or run.status is not RunStatus.RUNNING
-            or run.owner == self.engine.owner
-            or run.lease_expires_at is None
-            or run.lease_expires_at < utcnow()
-        ):
+        run = await self._live_run_elsewhere(task_id)
+        if run is None or run.owner == self.engine.owner:
             return False
         await store.notify(self.message("cancel", task_id))
         loop = asyncio.get_running_loop()
@@ -136,7 +134,7 @@ class Coordinator:
             current = await store.load_run(run.run_id)
             if current is None or current.status is not RunStatus.RUNNING:
                 return True
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.01)
         logger.warning("remote run did not stop in time", extra={"task_id": task_id})
         return False
 
@@ -146,11 +144,14 @@ class Coordinator:
         """The supervised ``leases`` loop: heartbeat, renew, recover expired runs."""
         engine = self.engine
         interval = engine.lease.total_seconds() / 2
+        recover = False  # the first pass only heartbeats: start-up recovery comes separately
         while True:
             now = utcnow()
             await engine.store.heartbeat(engine.owner, now)
             await engine.store.renew_leases(engine.owner, now + engine.lease)
-            await engine.recover_expired(now)
-            if self.clustered:
-                await engine.resume_pending(older_than=now - engine.lease)
+            if recover:
+                await engine.recover_expired(now)
+                if self.clustered:
+                    await engine.resume_pending(older_than=now - engine.lease)
+            recover = True
             await asyncio.sleep(interval)

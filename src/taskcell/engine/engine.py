@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import random
+import secrets
 import socket
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
@@ -65,8 +66,8 @@ class RetryPolicy:
 
 
 def process_id() -> str:
-    """This process's name in run ownership: host and pid."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """This process's name in run ownership: host, pid, and a token (a pid can come back)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 class Engine:
@@ -431,8 +432,9 @@ class Engine:
         if not runs:
             raise InvalidTransition(task_id, task.status, TaskStatus.RUNNING)
         run = runs[0]
+        lease = {"owner": self.owner, "lease_expires_at": utcnow() + self.lease}
         await self.store.update_run(
-            run.run_id, {"status": RunStatus.RUNNING}, expected=[RunStatus.WAITING_INPUT]
+            run.run_id, {"status": RunStatus.RUNNING, **lease}, expected=[RunStatus.WAITING_INPUT]
         )
         await self.log.emit(ResponseFactory(task, run.run_id).user_message(text))
         ctx = RunContext(
@@ -494,7 +496,12 @@ class Engine:
     # -- reading --------------------------------------------------------------------------
 
     def subscribe(self, task_id: str, *, after: int = 0) -> AsyncIterator[Event]:
+        """The task's events after ``after``: replayed from the log, then live."""
         return self.log.subscribe(task_id, after=after)
+
+    def subscribe_batches(self, task_id: str, *, after: int = 0) -> AsyncIterator[list[Event]]:
+        """Like :meth:`subscribe`, in runs of consecutive events."""
+        return self.log.subscribe_batches(task_id, after=after)
 
     async def recover_expired(self, now: datetime) -> int:
         """Close runs whose lease expired (their process died) and recover their tasks."""
@@ -531,6 +538,8 @@ class Engine:
         now = utcnow()
         if self.store.single_server:
             for run in await self.store.runs_in_status([RunStatus.RUNNING, RunStatus.QUEUED]):
+                if run.owner == self.owner:
+                    continue  # started by this process since it started
                 await self.close_run(run, RunStatus.INTERRUPTED, INTERRUPTED)
                 await self._recover_task(run)
             await self.resume_pending()

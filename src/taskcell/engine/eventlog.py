@@ -13,9 +13,10 @@ is.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 
 from taskcell.abc import EventStore
@@ -315,6 +316,16 @@ class EventLog:
 
     async def subscribe(self, task_id: str, *, after: int = 0) -> AsyncIterator[Event]:
         """The task's events with ``seq > after``: the log, then live, each exactly once."""
+        async with contextlib.aclosing(self.subscribe_batches(task_id, after=after)) as batches:
+            async for batch in batches:
+                for event in batch:
+                    yield event
+
+    async def subscribe_batches(
+        self, task_id: str, *, after: int = 0
+    ) -> AsyncGenerator[list[Event], None]:
+        """Like :meth:`subscribe`, in runs of consecutive events (a page of the log, or what
+        queued for a live reader since it last looked), so a reader can send them at once."""
         subscriber = _Subscriber(self._subscriber_queue)
         self._subscribers.setdefault(task_id, set()).add(subscriber)
         last = after
@@ -326,15 +337,15 @@ class EventLog:
                 replayed = False
                 while True:
                     page = await self._store.read_events(task_id, after=last, limit=_READ_PAGE)
-                    for event in page:
-                        yield event
-                        last = event.seq
-                    replayed = replayed or bool(page)
+                    if page:
+                        yield page
+                        last = page[-1].seq
+                        replayed = True
                     if len(page) < _READ_PAGE:
                         break
-                async for event in self._live(subscriber, last, trust_gaps=not replayed):
-                    yield event
-                    last = event.seq
+                async for batch in self._live(subscriber, last, trust_gaps=not replayed):
+                    yield batch
+                    last = batch[-1].seq
         finally:
             subscribers = self._subscribers.get(task_id)
             if subscribers is not None:
@@ -344,7 +355,7 @@ class EventLog:
 
     async def _live(
         self, subscriber: _Subscriber, last: int, *, trust_gaps: bool
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncIterator[list[Event]]:
         """Live events after ``last``; returns when the log must be read again."""
         while True:
             if subscriber.lagging:
@@ -359,13 +370,21 @@ class EventLog:
                 except TimeoutError:
                     return  # the slow poll: read the log in case a notification was lost
                 continue
-            event = subscriber.queue.popleft()
-            if event.seq <= last:
-                continue
-            if event.seq > last + 1 and not trust_gaps:
-                # Events between were appended by someone else: read them from the log.
-                subscriber.queue.appendleft(event)
+            batch: list[Event] = []
+            gap = False
+            while subscriber.queue:
+                event = subscriber.queue.popleft()
+                if event.seq <= last:
+                    continue
+                if event.seq > last + 1 and not trust_gaps:
+                    # Events between were appended by someone else: read them from the log.
+                    subscriber.queue.appendleft(event)
+                    gap = True
+                    break
+                batch.append(event)
+                last = event.seq
+                trust_gaps = False
+            if batch:
+                yield batch
+            if gap:
                 return
-            yield event
-            last = event.seq
-            trust_gaps = False
