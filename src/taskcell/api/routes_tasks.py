@@ -72,7 +72,8 @@ async def check_conversation(engine: Engine, who: Caller, conversation_id: str) 
 async def create_task(body: TaskCreate, who: CallerDep, engine: EngineDep) -> JSONResponse:
     """Create a task and queue it to run (a recurring one is scheduled)."""
     task = build_task(body, who)
-    await check_conversation(engine, who, task.conversation_id)
+    if body.conversation_id is not None:  # a new conversation has no owner to check
+        await check_conversation(engine, who, task.conversation_id)
     created = await engine.submit(task, run_immediately=body.run_immediately)
     return ok(task_json(created), 201)
 

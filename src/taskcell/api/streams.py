@@ -117,6 +117,7 @@ async def agent_stream(
         title=body.title,
     )
     task = build_task(create, who)
-    await check_conversation(engine, who, task.conversation_id)
+    if body.conversation_id is not None:  # a new conversation has no owner to check
+        await check_conversation(engine, who, task.conversation_id)
     task = await engine.submit(task)
     return streaming(request, event_stream(engine, task.task_id, 0, end_at_first_done=True))

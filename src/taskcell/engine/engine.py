@@ -252,22 +252,27 @@ class Engine:
         if outcome.kind is OutcomeKind.WAITING_INPUT:
             await self.store.update_run(run.run_id, {"status": RunStatus.WAITING_INPUT})
             await self.store.transition(
-                task.task_id, TaskStatus.WAITING_INPUT, expected=[TaskStatus.RUNNING]
+                task.task_id,
+                TaskStatus.WAITING_INPUT,
+                expected=[TaskStatus.RUNNING],
+                changes=ctx.remote_changes(),
             )
             return
         if outcome.kind is OutcomeKind.COMPLETED:
             await self.close_run(run, RunStatus.COMPLETED, result=outcome.text)
             if await self.store.transition(
-                task.task_id, TaskStatus.COMPLETED, expected=[TaskStatus.RUNNING]
+                task.task_id,
+                TaskStatus.COMPLETED,
+                expected=[TaskStatus.RUNNING],
+                changes=ctx.remote_changes(),
             ):
                 await emit(factory.task_completed())
                 await emit(factory.done())
             return
         if outcome.kind is OutcomeKind.CANCELLED:
             await self.close_run(run, RunStatus.CANCELLED, outcome.text)
-            if await self.store.transition(
-                task.task_id, TaskStatus.CANCELLED, changes={"error_message": outcome.text}
-            ):
+            changes = {"error_message": outcome.text, **ctx.remote_changes()}
+            if await self.store.transition(task.task_id, TaskStatus.CANCELLED, changes=changes):
                 await emit(factory.task_cancelled(outcome.text))
                 await emit(factory.done())
             return
@@ -278,9 +283,8 @@ class Engine:
         task, run = ctx.task, ctx.run
         factory = ResponseFactory(task, run.run_id)
         await self.close_run(run, RunStatus.FAILED, reason)
-        if await self.store.transition(
-            task.task_id, TaskStatus.FAILED, changes={"error_message": reason}
-        ):
+        changes = {"error_message": reason, **ctx.remote_changes()}
+        if await self.store.transition(task.task_id, TaskStatus.FAILED, changes=changes):
             await self.log.emit(factory.task_failed(reason))
             await self.update_controllers(task, task_status="failed", last_error=reason)
             await self.log.emit(factory.done())
@@ -295,9 +299,13 @@ class Engine:
             )
             return None
         if not await self.store.transition(
-            task.task_id, TaskStatus.PENDING, expected=[TaskStatus.RUNNING]
+            task.task_id,
+            TaskStatus.PENDING,
+            expected=[TaskStatus.RUNNING],
+            changes=ctx.remote_changes(),
         ):
             return None
+        ctx.remote_changed = False
         delay = self.retry.delay(run.attempt)
         note = (
             f"Attempt {run.attempt} of {task.max_attempts} failed: {reason}. "
@@ -339,6 +347,8 @@ class Engine:
     async def stopped(self, ctx: RunContext) -> None:
         """A run's asyncio task was cancelled: by a user's cancel, or by shutdown."""
         reason = self._cancelling.get(ctx.task.task_id)
+        if ctx.remote_changed:
+            await self.store.update(ctx.task.task_id, ctx.remote_changes())
         if reason is not None:
             await self.cancel_remote(ctx.task, ctx.remote_task_id)
             await self.close_run(ctx.run, RunStatus.CANCELLED, reason)

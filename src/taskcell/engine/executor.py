@@ -57,6 +57,13 @@ class RunContext:
     context_id: str | None = None
     router: EventRouter | None = None
     extra_metadata: dict[str, Any] = field(default_factory=dict)
+    remote_changed: bool = False
+
+    def remote_changes(self) -> dict[str, Any]:
+        """The task fields that record the remote task, if this run learned of a new one."""
+        if not self.remote_changed:
+            return {}
+        return {"remote_task_ids": self.task.remote_task_ids, "metadata": self.task.metadata}
 
 
 def execution_metadata(task: Task, default_zone: str) -> dict[str, Any]:
@@ -161,11 +168,8 @@ class TaskExecutor:
             # A recurring task keeps the remote ids of its latest runs only.
             remote_ids = [*ctx.task.remote_task_ids, update.remote_task_id][-MAX_REMOTE_IDS:]
             ctx.task.remote_task_ids = remote_ids
-            metadata = {**ctx.task.metadata, CONTEXT_KEY: update.context_id}
-            ctx.task.metadata = metadata
-            await self.store.update(
-                ctx.task.task_id, {"remote_task_ids": remote_ids, "metadata": metadata}
-            )
+            ctx.task.metadata = {**ctx.task.metadata, CONTEXT_KEY: update.context_id}
+            ctx.remote_changed = True  # stored with the write that settles the run
         if not continuing:
             await self.log.emit(factory.task_started())
 

@@ -126,6 +126,8 @@ async def _attempts(engine: Engine, ctx: RunContext) -> Outcome:
 
 async def _finish(engine: Engine, ctx: RunContext, outcome: Outcome) -> None:
     task, run = ctx.task, ctx.run
+    if ctx.remote_changed:
+        await engine.store.update(task.task_id, ctx.remote_changes())
     if outcome.kind is OutcomeKind.COMPLETED:
         await engine.close_run(run, RunStatus.COMPLETED, result=outcome.text)
         text, error = outcome.text or NO_OUTPUT, None
