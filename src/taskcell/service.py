@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any
 
 from taskcell.abc import UPDATABLE_FIELDS, Page, TaskFilter, TaskStore
 from taskcell.domain.models import Task, utcnow
@@ -62,9 +60,6 @@ class TaskService:
         """Write the task's non-status fields; status moves only through transitions."""
         changes = {name: getattr(task, name) for name in UPDATABLE_FIELDS}
         return await self.store.update(task.task_id, changes)
-
-    async def update_fields(self, task_id: str, changes: Mapping[str, Any]) -> bool:
-        return await self.store.update(task_id, changes)
 
     async def start_task(self, task_id: str) -> bool:
         return await self.store.transition(task_id, TaskStatus.RUNNING)

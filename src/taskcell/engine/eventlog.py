@@ -136,9 +136,6 @@ class EventLog:
         """A task created just now has no events yet: its numbering starts at 1."""
         self._seqs.setdefault(task_id, 0)
 
-    async def emit_all(self, events: Iterable[Event]) -> list[Event]:
-        return [await self.emit(event) for event in events]
-
     async def _load_seq(self, task_id: str) -> int:
         async with self._seq_lock:
             seq = self._seqs.get(task_id)

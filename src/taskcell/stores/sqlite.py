@@ -111,7 +111,6 @@ class SQLiteTaskStore:
         self._conn: sqlite3.Connection | None = None
         self._tx_open = False
         self._waiters: list[asyncio.Future[None]] = []
-        self._after_commit: list[Callable[[], None]] = []
 
     # -- connection and schema ----------------------------------------------------------
 
@@ -186,13 +185,8 @@ class SQLiteTaskStore:
         await waiter
         return result
 
-    def after_commit(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` once the current write transaction has committed."""
-        self._after_commit.append(callback)
-
     def _commit(self) -> None:
         waiters, self._waiters = self._waiters, []
-        callbacks, self._after_commit = self._after_commit, []
         self._tx_open = False
         conn = self.conn
         try:
@@ -208,8 +202,6 @@ class SQLiteTaskStore:
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
-        for callback in callbacks:
-            callback()
 
     # -- tasks --------------------------------------------------------------------------
 
