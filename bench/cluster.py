@@ -4,7 +4,7 @@ taskcell: N real ``taskcell serve`` processes (N = 1, then 3) on one PostgreSQL 
 with the in-process agent ``instant`` (``taskcell.agents.samples:instant``, answers at once).
 The client, this process, submits M once tasks with ``POST /api/v1/tasks`` round-robin over the
 processes (task n to process n mod N), 64 requests in flight by default: one kept-alive
-``httpx.AsyncClient`` per request in flight, each bound to one process (see ``post_tasks``).
+HTTP/1.1 connection per request in flight, each bound to one process (see ``Poster``).
 Timed from the first POST until ``SELECT count(*) FROM tasks WHERE status = 'completed'``
 (asyncpg, polled every 50 ms) counts all M. tasks/s = M / elapsed.
 
@@ -280,36 +280,79 @@ def serve_processes(
         stop([p for p, _ in started])
 
 
-async def post_tasks(
-    clients: list[httpx.AsyncClient], bases: list[str], first: int, count: int
-) -> None:
+class Poster:
+    """One kept-alive HTTP/1.1 connection that POSTs JSON bodies and reads the answers.
+
+    A few lines of asyncio streams instead of httpx: the client shares the machine's 2 cores
+    with the servers it measures, and httpx costs about 1.4 ms of CPU per request here. A
+    connection the server closed while idle (uvicorn's keep-alive time-out) is opened again,
+    and the request sent again: the server never saw it.
+    """
+
+    def __init__(self, base: str) -> None:
+        parts = urlsplit(base)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        for attempt in (1, 2):
+            if self.writer is None:
+                self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            try:
+                return await self._exchange(path, body)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                await self.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _exchange(self, path: str, body: bytes) -> tuple[int, bytes]:
+        assert self.reader is not None and self.writer is not None
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + body)
+        status_line = await self.reader.readuntil(b"\r\n")
+        if not status_line:
+            raise ConnectionError("closed")
+        status = int(status_line.split()[1])
+        length = 0
+        while (line := await self.reader.readuntil(b"\r\n")) != b"\r\n":
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        return status, await self.reader.readexactly(length)
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            with contextlib.suppress(ConnectionError):
+                await self.writer.wait_closed()
+        self.reader = self.writer = None
+
+
+async def post_tasks(posters: list[Poster], bases: list[str], first: int, count: int) -> None:
     """POST tasks ``first`` to ``first + count - 1``, task n to process n mod N (round-robin).
 
-    Each client sends one request at a time, always to the same process (client i to process
-    i mod N), taking the next task number of that process. One client per sender, not one
-    client shared by all: httpcore's pool scans every connection for every queued request
-    (``_assign_requests_to_connections``), so one client with 64 connections spends
-    milliseconds of CPU per request, on a machine of 2 cores. One process per client: a
-    kept-alive connection left idle for 5 s (uvicorn's keep-alive time-out) is closed by the
-    server, and a request sent just then fails with ``ReadError``; a client that moved between
-    processes at random left some of its connections idle that long.
+    Each poster sends one request at a time, always to the same process (poster i to process
+    i mod N), taking the next task number of that process.
     """
     numbers = [
         iter(range(first + (base - first) % len(bases), first + count, len(bases)))
         for base in range(len(bases))
     ]
 
-    async def sender(index: int, client: httpx.AsyncClient) -> None:
+    async def sender(index: int, poster: Poster) -> None:
         base = index % len(bases)
         for number in numbers[base]:
-            response = await client.post(
-                f"{bases[base]}/api/v1/tasks",
-                json={"query": f"bench task {number}", "agent_name": "instant"},
-            )
-            if response.status_code != 201:
-                raise RuntimeError(f"POST /api/v1/tasks: {response.status_code} {response.text}")
+            body = json.dumps({"query": f"bench task {number}", "agent_name": "instant"})
+            status, answer = await poster.post("/api/v1/tasks", body.encode())
+            if status != 201:
+                raise RuntimeError(f"POST /api/v1/tasks: {status} {answer[:300]!r}")
 
-    await asyncio.gather(*(sender(i, client) for i, client in enumerate(clients)))
+    await asyncio.gather(*(sender(i, poster) for i, poster in enumerate(posters)))
 
 
 async def bench_taskcell(
@@ -326,12 +369,12 @@ async def bench_taskcell(
         logs = [folder / f"serve-{nodes}-{i}.log" for i in range(nodes)]
         alive = checker(processes, logs)
         async with contextlib.AsyncExitStack() as stack:
-            clients = [
-                await stack.enter_async_context(httpx.AsyncClient(timeout=60))
-                for _ in range(max(in_flight, nodes))
-            ]
+            health = await stack.enter_async_context(httpx.AsyncClient(timeout=60))
             for base in bases:
-                await wait_healthy(clients[0], base, alive)
+                await wait_healthy(health, base, alive)
+            clients = [Poster(bases[i % len(bases)]) for i in range(max(in_flight, nodes))]
+            for poster in clients:
+                stack.push_async_callback(poster.close)
             conn = await asyncpg.connect(url)
             stack.push_async_callback(conn.close)
             sent = max(WARM_PER_PROCESS * nodes, in_flight)  # opens every client's connections
@@ -475,8 +518,9 @@ async def main(admin_url: str, count: int, repeat: int, in_flight: int) -> None:
         f" {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {os.cpu_count()} CPUs"
     )
     print(
-        f"client: this process, one asyncio loop. taskcell: {in_flight} httpx.AsyncClients"
-        " (keep-alive), one POST in flight each, round-robin over the processes. procrastinate:"
+        f"client: this process, one asyncio loop. taskcell: {in_flight} kept-alive HTTP/1.1"
+        " connections (asyncio streams), one POST in flight each, round-robin over the"
+        " processes. procrastinate:"
         f" its PsycopgConnector (psycopg {psycopg.__version__}, {psycopg.pq.__impl__}"
         " implementation). Completion counted with asyncpg every 50 ms."
     )
