@@ -3,30 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
-import httpx
 import pytest
 
-from pg import run_sync
+from pg import EMPTY_ALL, run_sync
+from serving import free_port, start_serve, wait_healthy
 
 LEASE_SECONDS = 2
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @dataclass
@@ -44,10 +33,7 @@ class Node:
 async def _empty(url: str) -> None:
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute(
-            "DELETE FROM runs; DELETE FROM tasks; DELETE FROM events;"
-            " DELETE FROM conversation_items; DELETE FROM conversations; DELETE FROM processes"
-        )
+        await conn.execute(EMPTY_ALL)
     finally:
         await conn.close()
 
@@ -55,7 +41,6 @@ async def _empty(url: str) -> None:
 def start_node(name: str, database: str, folder: Path) -> Node:
     port = free_port()
     env = {
-        **os.environ,
         "TASKCELL_DATABASE_URL": database,
         "TASKCELL_LEASE_SECONDS": str(LEASE_SECONDS),
         "TASKCELL_RETRY_BASE_SECONDS": "0.05",
@@ -63,27 +48,8 @@ def start_node(name: str, database: str, folder: Path) -> Node:
         "TASKCELL_AGENTS": json.dumps({"instant": {"entry": "taskcell.agents.samples:instant"}}),
     }
     log = folder / f"{name}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "taskcell.cli", "serve", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    process = start_serve(["--port", str(port)], env, log)
     return Node(name, f"http://127.0.0.1:{port}", process, log)
-
-
-def wait_healthy(node: Node, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(f"{node.url}/api/v1/health", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert node.process.poll() is None, node.log.read_text()[-3000:]
-        assert time.monotonic() < deadline, f"{node.name} did not start"
-        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -99,7 +65,7 @@ def nodes(database: str, folder: Path, names: str) -> Iterator[list[Node]]:
     started = [start_node(name, database, folder) for name in names]
     try:
         for node in started:
-            wait_healthy(node)
+            wait_healthy(node.url, node.process, node.log)
         yield started
     finally:
         for node in started:

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,26 +13,15 @@ from typing import Any
 
 import httpx
 
+from serving import free_port, start_serve, wait_healthy
+
 INTERRUPTED = "interrupted: the server stopped while it ran"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def start_server(db: Path, port: int) -> subprocess.Popen[bytes]:
     """``taskcell serve`` on ``db``; its output goes to ``<db>.<port>.log``."""
-    env = {**os.environ, "TASKCELL_RETRY_BASE_SECONDS": "0.01", "TASKCELL_LOG_LEVEL": "WARNING"}
-    with open(f"{db}.{port}.log", "wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "taskcell.cli", "serve", "--port", str(port), "--db", str(db)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    env = {"TASKCELL_RETRY_BASE_SECONDS": "0.01", "TASKCELL_LOG_LEVEL": "WARNING"}
+    return start_serve(["--port", str(port), "--db", str(db)], env, Path(f"{db}.{port}.log"))
 
 
 def output_of(db: Path, process: subprocess.Popen[bytes]) -> str:
@@ -49,16 +35,7 @@ def server(db: Path) -> Iterator[tuple[httpx.Client, subprocess.Popen[bytes]]]:
     process = start_server(db, port)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if client.get("/api/v1/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, output_of(db, process)[-2000:]
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.05)
+        wait_healthy(f"http://127.0.0.1:{port}", process, Path(f"{db}.{port}.log"))
         yield client, process
     finally:
         client.close()
