@@ -458,22 +458,43 @@ class Engine:
 
     async def _continue(self, ctx: RunContext, text: str) -> None:
         async with self._slots:
-            for attempt in range(1, ctx.task.max_attempts + 1):
-                try:
-                    outcome = await self.executor.execute(ctx, reply=text)
-                except TransientAgentError as exc:
-                    if attempt == ctx.task.max_attempts:
-                        await self._fail(ctx, f"{exc} (gave up after {attempt} attempts)")
-                        return
-                    await asyncio.sleep(self.retry.delay(attempt))
-                    continue
-                except AgentError as exc:
-                    outcome = Outcome(OutcomeKind.FAILED, str(exc))
-                except asyncio.CancelledError:
-                    await asyncio.shield(self.stopped(ctx))
-                    raise
-                await self._settle(ctx, outcome)
-                return
+            try:
+                outcome = await self.execute_with_retries(ctx, reply=text)
+            except asyncio.CancelledError:
+                await asyncio.shield(self.stopped(ctx))
+                raise
+            await self._settle(ctx, outcome)
+
+    async def execute_with_retries(
+        self,
+        ctx: RunContext,
+        *,
+        reply: str | None = None,
+        emit_routed: bool = True,
+        count_attempts: bool = False,
+    ) -> Outcome:
+        """Execute within one run, retrying transient failures with back-off.
+
+        Used where a new run per attempt is not possible: a reply continuing a waiting task,
+        and an occurrence of a recurring task (``count_attempts`` records the attempt on the
+        run). Giving up answers a FAILED outcome that says after how many attempts.
+        """
+        limit = ctx.task.max_attempts
+        for attempt in range(1, limit + 1):
+            try:
+                return await self.executor.execute(ctx, reply=reply, emit_routed=emit_routed)
+            except TransientAgentError as exc:
+                if attempt == limit:
+                    plural = "s" if attempt != 1 else ""
+                    reason = f"{exc} (gave up after {attempt} attempt{plural})"
+                    return Outcome(OutcomeKind.FAILED, reason)
+                if count_attempts:
+                    ctx.run.attempt = attempt + 1
+                    await self.store.update_run(ctx.run.run_id, {"attempt": ctx.run.attempt})
+                await asyncio.sleep(self.retry.delay(attempt))
+            except AgentError as exc:
+                return Outcome(OutcomeKind.FAILED, str(exc))
+        raise AssertionError("unreachable: max_attempts is at least 1")
 
     async def update_controllers(
         self, task: Task, *, durable: bool = True, **changes: Any

@@ -14,7 +14,6 @@ import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
-from taskcell.agents.base import AgentError, TransientAgentError
 from taskcell.domain.models import Run, RunStatus, ScheduleConfig, Task, TaskPattern, utcnow
 from taskcell.domain.schedule import describe, next_fire_time
 from taskcell.domain.state_machine import InvalidTransition, TaskConflict, TaskStatus
@@ -97,31 +96,11 @@ async def run_occurrence(engine: Engine, task: Task, run: Run) -> None:
             SCHEDULER_LAG.observe((run.started_at - run.scheduled_for).total_seconds())
         ctx = RunContext(task, run)
         try:
-            outcome = await _attempts(engine, ctx)
+            outcome = await engine.execute_with_retries(ctx, emit_routed=False, count_attempts=True)
         except asyncio.CancelledError:
             await asyncio.shield(engine.stopped(ctx))
             raise
         await _finish(engine, ctx, outcome)
-
-
-async def _attempts(engine: Engine, ctx: RunContext) -> Outcome:
-    """Run an occurrence, retrying transient failures within it (the run counts attempts)."""
-    limit = ctx.task.max_attempts
-    for attempt in range(1, limit + 1):
-        try:
-            return await engine.executor.execute(ctx, emit_routed=False)
-        except TransientAgentError as exc:
-            if attempt == limit:
-                plural = "s" if attempt != 1 else ""
-                return Outcome(
-                    OutcomeKind.FAILED, f"{exc} (gave up after {attempt} attempt{plural})"
-                )
-            ctx.run.attempt = attempt + 1
-            await engine.store.update_run(ctx.run.run_id, {"attempt": ctx.run.attempt})
-            await asyncio.sleep(engine.retry.delay(attempt))
-        except AgentError as exc:
-            return Outcome(OutcomeKind.FAILED, str(exc))
-    raise AssertionError("unreachable: max_attempts is at least 1")
 
 
 async def _finish(engine: Engine, ctx: RunContext, outcome: Outcome) -> None:
