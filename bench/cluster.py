@@ -69,6 +69,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 TASKCELL_TABLES = "runs, tasks, events, conversation_items, conversations, processes"
 PROCRASTINATE_TABLES = "procrastinate_jobs, procrastinate_events, procrastinate_workers"
 HERE = Path(__file__).resolve()
+#: A command the servers are started under, e.g. ``py-spy record -o FILE --`` (for profiling).
+PROFILER = os.environ.get("TASKCELL_BENCH_PROFILER", "").split()
 
 # procrastinate warns when an App is made in ``__main__``; the task is found by its name here.
 logging.getLogger("procrastinate.blueprints").setLevel(logging.ERROR)
@@ -249,7 +251,7 @@ def start_serve(url: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
     }
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "taskcell.cli", "serve", "--port", str(port)],
+            [*PROFILER, sys.executable, "-m", "taskcell.cli", "serve", "--port", str(port)],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -511,7 +513,7 @@ async def scratch_database(admin_url: str) -> AsyncIterator[str]:
         await execute(admin_url, drop)
 
 
-async def main(admin_url: str, count: int, repeat: int, in_flight: int) -> None:
+async def main(admin_url: str, count: int, repeat: int, in_flight: int, only: str | None) -> None:
     folder = Path(tempfile.mkdtemp(prefix="taskcell-bench-cluster-"))
     print(
         f"{count:,} tasks/jobs per run, best of {repeat}; load average before:"
@@ -530,6 +532,8 @@ async def main(admin_url: str, count: int, repeat: int, in_flight: int) -> None:
             await app.schema_manager.apply_schema_async()
         taskcell_1 = await bench_taskcell(url, 1, count, repeat, in_flight, folder)
         print(taskcell_1.line("tasks"))
+        if only == "taskcell-1":
+            return
         base = await bench_procrastinate(url, 1, 0, count, repeat, folder)
         print(base.line("jobs"))
         taskcell_3 = await bench_taskcell(url, 3, count, repeat, in_flight, folder)
@@ -557,6 +561,9 @@ if __name__ == "__main__":
     parser.add_argument("--repeat", type=int, default=2, help="measured runs per line")
     parser.add_argument("--in-flight", type=int, default=64, help="concurrent requests")
     parser.add_argument("--admin-url", default=ADMIN_URL, help="a database to create ours from")
+    parser.add_argument(
+        "--only", choices=["taskcell-1"], help="measure only this line (for quick checks)"
+    )
     parser.add_argument("--procrastinate-worker", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--worker-concurrency", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -570,5 +577,6 @@ if __name__ == "__main__":
                 300 if quick else args.tasks,
                 1 if quick else args.repeat,
                 args.in_flight,
+                args.only,
             )
         )

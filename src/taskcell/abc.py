@@ -68,6 +68,9 @@ class TaskStore(Protocol):
     Contract:
 
     - ``save`` inserts a new task and raises :class:`DuplicateTask` if its id exists.
+      ``create`` does the same and, in the same write, stores the task's conversation (owned by
+      the task's user, named ``conversation_title``) if it is not stored yet; it answers whether
+      the conversation is new. A duplicate task stores neither.
     - ``load`` answers the task or None; ``exists`` whether it is stored; ``delete`` removes a
       task with its runs and answers whether it existed.
     - ``list_tasks`` answers tasks matching every set field of the filter, newest first
@@ -86,8 +89,16 @@ class TaskStore(Protocol):
       answers their ids.
     - ``add_run`` stores a run; it answers False (and stores nothing) when the task already has a
       run for the same ``scheduled_for``, so an occurrence never runs twice.
-    - ``finish_run`` / ``update_run`` change a run, guarded by its current status being in
-      ``expected``, and answer whether they did. ``list_runs`` answers a task's runs newest first.
+    - ``start_run`` starts an attempt of a once task in one write: it moves the task from pending
+      to running (``attempt`` set to ``run.attempt``, ``started_at`` on the first start) and
+      stores ``run``, both or neither. It answers False, changing nothing, when the task is not
+      pending or already has a run for that attempt.
+    - ``update_run`` changes a run, guarded by its current status being in ``expected``, and
+      answers whether it did. ``list_runs`` answers a task's runs newest first.
+    - ``finish_run`` ends a run and settles its task in one write: it applies ``changes`` to the
+      run if the run is still open (queued, running or waiting for input), and moves the task to
+      ``target`` exactly as ``transition`` would (with ``expected`` and ``task_changes``). It
+      answers (run closed, task moved); each part happens or not on its own guard.
     - ``due_tasks`` answers unpaused running recurring tasks whose ``next_run_at`` is at or
       before ``now``, earliest first; ``next_due_at`` the earliest such time (or None).
     - ``claim_occurrence`` moves an armed task's ``next_run_at`` from ``due`` to ``next_run_at``
@@ -111,6 +122,8 @@ class TaskStore(Protocol):
     async def ping(self) -> bool: ...
 
     async def save(self, task: Task) -> None: ...
+
+    async def create(self, task: Task, *, conversation_title: str) -> bool: ...
 
     async def load(self, task_id: str) -> Task | None: ...
 
@@ -147,6 +160,8 @@ class TaskStore(Protocol):
 
     async def add_run(self, run: Run) -> bool: ...
 
+    async def start_run(self, run: Run, *, now: datetime | None = None) -> bool: ...
+
     async def update_run(
         self,
         run_id: str,
@@ -154,6 +169,18 @@ class TaskStore(Protocol):
         *,
         expected: Collection[RunStatus] | None = None,
     ) -> bool: ...
+
+    async def finish_run(
+        self,
+        run_id: str,
+        changes: Mapping[str, Any],
+        *,
+        task_id: str,
+        target: TaskStatus,
+        expected: Collection[TaskStatus] | None = None,
+        task_changes: Mapping[str, Any] | None = None,
+        now: datetime | None = None,
+    ) -> tuple[bool, bool]: ...
 
     async def load_run(self, run_id: str) -> Run | None: ...
 
@@ -192,7 +219,8 @@ class EventStore(Protocol):
     - ``append_events`` stores a batch of events (each with its task's next ``seq``; (task_id,
       seq) is unique) and upserts conversation items by ``item_id`` (an existing item keeps its
       ``created_at`` and takes the new payload), all in one transaction: after it returns, all
-      of it is durable, or none of it on an error.
+      of it is durable, or none of it on an error. Each of ``notices`` is sent to the other
+      processes (as ``Coordination.notify`` would) when, and only if, the batch commits.
     - ``read_events`` answers a task's events with ``seq > after``, in order, at most ``limit``.
     - ``last_seq`` answers the highest ``seq`` stored for a task (0 for none).
     - ``list_items`` answers a conversation's items oldest first (``created_at``, ``item_id``),
@@ -205,7 +233,11 @@ class EventStore(Protocol):
     """
 
     async def append_events(
-        self, events: Sequence[Event], items: Sequence[ConversationItem]
+        self,
+        events: Sequence[Event],
+        items: Sequence[ConversationItem],
+        *,
+        notices: Sequence[str] = (),
     ) -> None: ...
 
     async def read_events(

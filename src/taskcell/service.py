@@ -19,6 +19,11 @@ class TaskNotFound(LookupError):
         super().__init__(f"task {task_id} not found")
 
 
+def conversation_title(task: Task) -> str:
+    """The title a new conversation takes from the task that opens it."""
+    return task.title or task.query[:80]
+
+
 class TaskService:
     """The origin's task operations, each state change one guarded write in the store.
 
@@ -31,12 +36,19 @@ class TaskService:
         self.store = store
 
     async def create_task(self, task: Task) -> Task:
-        await self.store.save(task)
+        await self.add_task(task)
+        return task
+
+    async def add_task(self, task: Task) -> bool:
+        """Store a new task and, if new, its conversation; answers whether the conversation is
+        new. :class:`DuplicateTask` (nothing stored) when the task's id is taken."""
+        title = conversation_title(task)
+        new_conversation = await self.store.create(task, conversation_title=title)
         logger.info(
             "task created",
             extra={"task_id": task.task_id, "agent": task.agent_name, "pattern": task.pattern},
         )
-        return task
+        return new_conversation
 
     async def get_task(self, task_id: str) -> Task | None:
         return await self.store.load(task_id)

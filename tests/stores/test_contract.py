@@ -360,3 +360,136 @@ async def test_claim_pending_takes_each_orphan_once(store: TaskStore) -> None:
     claimed = [t.task_id for t in first] + [t.task_id for t in second]
     assert sorted(claimed) == sorted(t.task_id for t in old)
     assert await store.claim_pending(T0) == []  # touched: no longer orphans
+
+
+async def test_create_stores_the_task_and_its_conversation_once(store: TaskStore) -> None:
+    first = make_task(conversation_id="conv-new", user_id="alice")
+    assert await store.create(first, conversation_title="Filings")
+    second = make_task(conversation_id="conv-new", user_id="alice")
+    assert not await store.create(second, conversation_title="ignored")
+    assert await store.load(first.task_id) == first
+    assert await store.load(second.task_id) == second
+    owner = await store.conversation_owner("conv-new")  # type: ignore[attr-defined]
+    assert owner == "alice"
+
+
+async def test_create_of_a_duplicate_stores_neither(store: TaskStore) -> None:
+    task = make_task(conversation_id="conv-a")
+    await store.create(task, conversation_title="a")
+    again = make_task(task_id=task.task_id, conversation_id="conv-b", query="other")
+    with pytest.raises(DuplicateTask):
+        await store.create(again, conversation_title="b")
+    assert await store.conversation_owner("conv-b") is None  # type: ignore[attr-defined]
+    assert await store.load(task.task_id) == task
+
+
+async def test_start_run_moves_a_pending_task_and_stores_the_run(store: TaskStore) -> None:
+    task = make_task()
+    await store.save(task)
+    run = Run(task_id=task.task_id, attempt=1, started_at=T0, created_at=T0, owner="p1")
+    assert await store.start_run(run, now=T0)
+    loaded = await store.load(task.task_id)
+    assert loaded is not None
+    assert (loaded.status, loaded.attempt, loaded.started_at) == (TaskStatus.RUNNING, 1, T0)
+    assert await store.load_run(run.run_id) == run
+    # Not pending any more: a second start changes nothing.
+    again = Run(task_id=task.task_id, attempt=2, created_at=T0)
+    assert not await store.start_run(again, now=T0)
+    assert await store.load_run(again.run_id) is None
+    assert (await store.load(task.task_id)) == loaded
+
+
+async def test_start_run_of_a_taken_attempt_changes_nothing(store: TaskStore) -> None:
+    task = make_task()
+    await store.save(task)
+    assert await store.add_run(Run(task_id=task.task_id, attempt=1, created_at=T0))
+    clash = Run(task_id=task.task_id, attempt=1, created_at=T0)
+    assert not await store.start_run(clash, now=T0)
+    loaded = await store.load(task.task_id)
+    assert loaded is not None and (loaded.status, loaded.attempt) == (TaskStatus.PENDING, 0)
+    assert await store.load_run(clash.run_id) is None
+
+
+async def test_start_run_of_a_cancelled_or_unknown_task_answers_false(store: TaskStore) -> None:
+    task = make_task(status=TaskStatus.CANCELLED)
+    await store.save(task)
+    assert not await store.start_run(Run(task_id=task.task_id, attempt=1))
+    assert not await store.start_run(Run(task_id="no-such-task", attempt=1))
+    assert (await store.list_runs(task.task_id)).items == []
+    assert (await store.list_runs("no-such-task")).items == []
+
+
+async def test_finish_run_closes_the_run_and_settles_the_task(store: TaskStore) -> None:
+    task = make_task()
+    await store.save(task)
+    run = Run(task_id=task.task_id, attempt=1, created_at=T0)
+    assert await store.start_run(run, now=T0)
+    done_at = T0 + timedelta(seconds=3)
+    closed, moved = await store.finish_run(
+        run.run_id,
+        {"status": RunStatus.COMPLETED, "finished_at": done_at, "result": "42"},
+        task_id=task.task_id,
+        target=TaskStatus.COMPLETED,
+        expected=[TaskStatus.RUNNING],
+        task_changes={"remote_task_ids": ["r-1"]},
+        now=done_at,
+    )
+    assert (closed, moved) == (True, True)
+    loaded_run = await store.load_run(run.run_id)
+    assert loaded_run is not None
+    assert (loaded_run.status, loaded_run.finished_at, loaded_run.result) == (
+        RunStatus.COMPLETED,
+        done_at,
+        "42",
+    )
+    loaded = await store.load(task.task_id)
+    assert loaded is not None
+    assert (loaded.status, loaded.completed_at, loaded.remote_task_ids) == (
+        TaskStatus.COMPLETED,
+        done_at,
+        ["r-1"],
+    )
+    # Both guards hold on their own: a closed run stays closed, a final task stays final.
+    closed, moved = await store.finish_run(
+        run.run_id,
+        {"status": RunStatus.FAILED, "error": "late"},
+        task_id=task.task_id,
+        target=TaskStatus.FAILED,
+        task_changes={"error_message": "late"},
+    )
+    assert (closed, moved) == (False, False)
+    assert (await store.load_run(run.run_id)) == loaded_run
+    assert (await store.load(task.task_id)) == loaded
+
+
+async def test_finish_run_closes_the_run_when_the_task_refuses(store: TaskStore) -> None:
+    task = make_task()
+    await store.save(task)
+    run = Run(task_id=task.task_id, attempt=1, created_at=T0)
+    assert await store.start_run(run, now=T0)
+    assert await store.transition(task.task_id, TaskStatus.CANCELLED)
+    closed, moved = await store.finish_run(
+        run.run_id,
+        {"status": RunStatus.COMPLETED, "result": "too late"},
+        task_id=task.task_id,
+        target=TaskStatus.COMPLETED,
+        expected=[TaskStatus.RUNNING],
+    )
+    assert (closed, moved) == (True, False)
+    loaded = await store.load(task.task_id)
+    assert loaded is not None and loaded.status is TaskStatus.CANCELLED
+    loaded_run = await store.load_run(run.run_id)
+    assert loaded_run is not None and loaded_run.status is RunStatus.COMPLETED
+
+
+async def test_finish_run_refuses_an_unknown_run_field(store: TaskStore) -> None:
+    task = make_task()
+    await store.save(task)
+    run = Run(task_id=task.task_id, attempt=1, created_at=T0)
+    assert await store.start_run(run, now=T0)
+    with pytest.raises(ValueError, match="task_id"):
+        await store.finish_run(
+            run.run_id, {"task_id": "x"}, task_id=task.task_id, target=TaskStatus.FAILED
+        )
+    loaded = await store.load(task.task_id)
+    assert loaded is not None and loaded.status is TaskStatus.RUNNING

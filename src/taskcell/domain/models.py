@@ -86,6 +86,11 @@ FINAL_RUN_STATUSES: frozenset[RunStatus] = frozenset(
     }
 )
 
+#: A run that has not ended yet (``finish_run`` and ``close_run`` end only these).
+OPEN_RUN_STATUSES: frozenset[RunStatus] = frozenset(
+    {RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING_INPUT}
+)
+
 
 class ScheduleConfig(BaseModel):
     """When a recurring task fires: every ``interval_minutes``, or daily at ``daily_time``.

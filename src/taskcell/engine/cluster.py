@@ -38,7 +38,7 @@ class Coordinator:
         self._background: set[asyncio.Task[None]] = set()
         if not engine.store.single_server:
             engine.log.poll_seconds = CLUSTER_POLL_SECONDS
-            engine.log.on_appended = self.announce_events
+            engine.log.notices_for = self.event_notices
             engine.scheduler.fallback_poll_seconds = CLUSTER_POLL_SECONDS
 
     @property
@@ -56,11 +56,21 @@ class Coordinator:
         if self.clustered:
             await self.engine.store.notify(self.message("schedule"))
 
-    def announce_events(self, task_ids: set[str]) -> None:
-        text = ",".join(sorted(task_ids))
-        for start in range(0, len(text), NOTIFY_CHUNK):
-            chunk = text[start : start + NOTIFY_CHUNK].strip(",")
-            self._in_background(self.engine.store.notify(self.message("events", chunk)))
+    def event_notices(self, task_ids: set[str]) -> list[str]:
+        """The notices that tell the others a batch of these tasks' events is stored (sent
+        with the batch, in its transaction)."""
+        notices = []
+        batch: list[str] = []
+        size = 0
+        for task_id in sorted(task_ids):
+            if batch and size + len(task_id) + 1 > NOTIFY_CHUNK:
+                notices.append(self.message("events", ",".join(batch)))
+                batch, size = [], 0
+            batch.append(task_id)
+            size += len(task_id) + 1
+        if batch:
+            notices.append(self.message("events", ",".join(batch)))
+        return notices
 
     def _in_background(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)

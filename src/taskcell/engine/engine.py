@@ -24,7 +24,15 @@ from taskcell.abc import Store, TaskFilter
 from taskcell.agents.base import AgentError, TransientAgentError
 from taskcell.agents.registry import AgentRegistry
 from taskcell.domain.events import Event
-from taskcell.domain.models import Run, RunStatus, Task, TaskPattern, new_id, utcnow
+from taskcell.domain.models import (
+    OPEN_RUN_STATUSES,
+    Run,
+    RunStatus,
+    Task,
+    TaskPattern,
+    new_id,
+    utcnow,
+)
 from taskcell.domain.schedule import resolve_zone_name
 from taskcell.domain.state_machine import InvalidTransition, TaskStatus
 from taskcell.engine import recurring
@@ -36,7 +44,7 @@ from taskcell.engine.responses import CONTROLLER, ResponseFactory
 from taskcell.engine.scheduler import Scheduler
 from taskcell.engine.supervisor import Supervisor
 from taskcell.metrics import RUNS
-from taskcell.service import TaskNotFound, TaskService
+from taskcell.service import TaskNotFound, TaskService, conversation_title
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +71,16 @@ class RetryPolicy:
     def delay(self, attempt: int) -> float:
         raw = min(self.cap_seconds, self.base_seconds * 2.0 ** (attempt - 1))
         return float(raw * (0.5 + random.random() / 2))
+
+
+def _closing(status: RunStatus, error: str | None, result: str | None) -> dict[str, Any]:
+    """The changes that end a run."""
+    changes: dict[str, Any] = {"status": status, "finished_at": utcnow()}
+    if error is not None:
+        changes["error"] = error
+    if result is not None:
+        changes["result"] = result
+    return changes
 
 
 def process_id() -> str:
@@ -175,21 +193,19 @@ class Engine:
         self.registry.get(task.agent_name)  # UnknownAgent before anything is stored
         if task.pattern is TaskPattern.RECURRING:
             return await recurring.submit(self, task, run_immediately=run_immediately)
-        await self.service.create_task(task)
-        await self.open_conversation(task)
+        await self.open_task(task)
         self._spawn(task.task_id, self._run_once(task))
         return task
 
-    async def open_conversation(self, task: Task) -> None:
-        """Emit a new task's opening events (its conversation, if new, then its thread)."""
+    async def open_task(self, task: Task) -> None:
+        """Store a new task and emit its opening events (its conversation, if new, then its
+        thread)."""
+        new_conversation = await self.service.add_task(task)
         self.log.new_task(task.task_id)
         factory = ResponseFactory(task)
-        title = task.title or task.query[:80]
-        if await self.store.ensure_conversation(
-            task.conversation_id, title=title, user_id=task.user_id
-        ):
+        if new_conversation:
             await self.log.emit(factory.conversation_started())
-        await self.log.emit(factory.thread_started(title))
+        await self.log.emit(factory.thread_started(conversation_title(task)))
         await self.log.emit(factory.user_message(task.query))
 
     # -- once tasks -----------------------------------------------------------------------
@@ -207,16 +223,8 @@ class Engine:
                     owner=self.owner,
                     lease_expires_at=now + self.lease,
                 )
-                if not await self.store.add_run(run):
-                    return  # another process runs this attempt
-                if not await self.store.transition(
-                    task.task_id,
-                    TaskStatus.RUNNING,
-                    expected=[TaskStatus.PENDING],
-                    changes={"attempt": attempt},
-                ):
-                    await self.close_run(run, RunStatus.CANCELLED, "the task was no longer pending")
-                    return
+                if not await self.store.start_run(run, now=now):
+                    return  # no longer pending: cancelled, or another process runs it
                 task.attempt, task.status = attempt, TaskStatus.RUNNING
                 delay = await self._attempt(RunContext(task, run))
                 if delay is None:
@@ -259,10 +267,11 @@ class Engine:
             )
             return
         if outcome.kind is OutcomeKind.COMPLETED:
-            await self.close_run(run, RunStatus.COMPLETED, result=outcome.text)
-            if await self.store.transition(
-                task.task_id,
+            if await self.finish_run(
+                run,
+                RunStatus.COMPLETED,
                 TaskStatus.COMPLETED,
+                result=outcome.text,
                 expected=[TaskStatus.RUNNING],
                 changes=ctx.remote_changes(),
             ):
@@ -270,9 +279,10 @@ class Engine:
                 await emit(factory.done())
             return
         if outcome.kind is OutcomeKind.CANCELLED:
-            await self.close_run(run, RunStatus.CANCELLED, outcome.text)
             changes = {"error_message": outcome.text, **ctx.remote_changes()}
-            if await self.store.transition(task.task_id, TaskStatus.CANCELLED, changes=changes):
+            if await self.finish_run(
+                run, RunStatus.CANCELLED, TaskStatus.CANCELLED, error=outcome.text, changes=changes
+            ):
                 await emit(factory.task_cancelled(outcome.text))
                 await emit(factory.done())
             return
@@ -282,25 +292,27 @@ class Engine:
         """The FAIL_TASK side effect: the run and task failed, their components updated."""
         task, run = ctx.task, ctx.run
         factory = ResponseFactory(task, run.run_id)
-        await self.close_run(run, RunStatus.FAILED, reason)
         changes = {"error_message": reason, **ctx.remote_changes()}
-        if await self.store.transition(task.task_id, TaskStatus.FAILED, changes=changes):
+        if await self.finish_run(
+            run, RunStatus.FAILED, TaskStatus.FAILED, error=reason, changes=changes
+        ):
             await self.log.emit(factory.task_failed(reason))
             await self.update_controllers(task, task_status="failed", last_error=reason)
             await self.log.emit(factory.done())
 
     async def _transient_failure(self, ctx: RunContext, reason: str) -> float | None:
         task, run = ctx.task, ctx.run
-        await self.close_run(run, RunStatus.FAILED, reason)
         if run.attempt >= task.max_attempts:
             plural = "s" if run.attempt != 1 else ""
             await self._fail_task(
-                task, run, f"{reason} (gave up after {run.attempt} attempt{plural})"
+                task, run, f"{reason} (gave up after {run.attempt} attempt{plural})", error=reason
             )
             return None
-        if not await self.store.transition(
-            task.task_id,
+        if not await self.finish_run(
+            run,
+            RunStatus.FAILED,
             TaskStatus.PENDING,
+            error=reason,
             expected=[TaskStatus.RUNNING],
             changes=ctx.remote_changes(),
         ):
@@ -314,11 +326,20 @@ class Engine:
         await self.log.emit(ResponseFactory(task, run.run_id).system_message(note))
         return delay
 
-    async def _fail_task(self, task: Task, run: Run | None, reason: str) -> None:
+    async def _fail_task(
+        self, task: Task, run: Run | None, reason: str, *, error: str | None = None
+    ) -> None:
+        """Fail the task with ``reason``; a still open ``run`` is closed as failed with
+        ``error`` (default: the reason) in the same write."""
         factory = ResponseFactory(task, run.run_id if run else None)
-        if await self.store.transition(
-            task.task_id, TaskStatus.FAILED, changes={"error_message": reason}
-        ):
+        changes = {"error_message": reason}
+        if run is None:
+            failed = await self.store.transition(task.task_id, TaskStatus.FAILED, changes=changes)
+        else:
+            failed = await self.finish_run(
+                run, RunStatus.FAILED, TaskStatus.FAILED, error=error or reason, changes=changes
+            )
+        if failed:
             await self.log.emit(factory.task_failed(reason))
             await self.log.emit(factory.done())
 
@@ -330,17 +351,35 @@ class Engine:
         *,
         result: str | None = None,
     ) -> None:
-        changes: dict[str, Any] = {"status": status, "finished_at": utcnow()}
-        if error is not None:
-            changes["error"] = error
-        if result is not None:
-            changes["result"] = result
-        if await self.store.update_run(
-            run.run_id,
-            changes,
-            expected=[RunStatus.RUNNING, RunStatus.WAITING_INPUT, RunStatus.QUEUED],
-        ):
+        """End ``run`` with ``status`` if it is still open (its task is left as it is)."""
+        changes = _closing(status, error, result)
+        if await self.store.update_run(run.run_id, changes, expected=OPEN_RUN_STATUSES):
             RUNS.labels(outcome=status.value).inc()
+
+    async def finish_run(
+        self,
+        run: Run,
+        status: RunStatus,
+        target: TaskStatus,
+        *,
+        error: str | None = None,
+        result: str | None = None,
+        expected: list[TaskStatus] | None = None,
+        changes: dict[str, Any] | None = None,
+    ) -> bool:
+        """End ``run`` with ``status`` and move its task to ``target`` in one write; answers
+        whether the task moved (the run is closed either way, if it was still open)."""
+        closed, moved = await self.store.finish_run(
+            run.run_id,
+            _closing(status, error, result),
+            task_id=run.task_id,
+            target=target,
+            expected=expected,
+            task_changes=changes,
+        )
+        if closed:
+            RUNS.labels(outcome=status.value).inc()
+        return moved
 
     # -- stopping a run -------------------------------------------------------------------
 

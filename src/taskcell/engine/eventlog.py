@@ -111,8 +111,8 @@ class EventLog:
         self.appended_total = 0
         #: In a cluster, how often an idle reader reads the log anyway (a lost notification).
         self.poll_seconds: float | None = None
-        #: Called with the task ids of every appended batch (cluster mode tells the others).
-        self.on_appended: Callable[[set[str]], None] | None = None
+        #: The notices to send with a batch, from its task ids (a cluster tells the others).
+        self.notices_for: Callable[[set[str]], list[str]] | None = None
 
     # -- writing --------------------------------------------------------------------------
 
@@ -221,9 +221,11 @@ class EventLog:
     async def _write_batch(self) -> None:
         batch, self._pending = self._pending, []
         items = self._items_to_write(batch)
+        task_ids = {e.task_id for e in batch}
+        notices = self.notices_for(task_ids) if self.notices_for is not None else []
         for attempt in range(1, _APPEND_RETRIES + 1):
             try:
-                await self._store.append_events(batch, items)
+                await self._store.append_events(batch, items, notices=notices)
                 break
             except asyncio.CancelledError:
                 raise
@@ -240,8 +242,6 @@ class EventLog:
         self._persisted += len(batch)
         self.appended_total += len(batch)
         self._publish(batch)
-        if self.on_appended is not None:
-            self.on_appended({e.task_id for e in batch})
         self._forget_finished(batch)
         self._release_flush_waiters()
 

@@ -78,8 +78,7 @@ async def submit(engine: Engine, task: Task, *, run_immediately: bool) -> Task:
         if run_immediately
         else next_fire_time(task.schedule_config, now=now, default_zone=engine.default_zone)  # type: ignore[arg-type]
     )
-    await engine.service.create_task(task)
-    await engine.open_conversation(task)
+    await engine.open_task(task)
     factory = ResponseFactory(task)
     content = controller_content(task, engine.default_zone)
     await engine.log.emit(factory.component(CONTROLLER, content, item_id=controller_item_id(task)))

@@ -15,7 +15,7 @@ from typing import Any
 
 from taskcell.abc import UPDATABLE_FIELDS, DuplicateTask, Page, TaskFilter
 from taskcell.domain.events import ConversationItem, Event
-from taskcell.domain.models import Run, RunStatus, Task, TaskPattern, utcnow
+from taskcell.domain.models import OPEN_RUN_STATUSES, Run, RunStatus, Task, TaskPattern, utcnow
 from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, sources_of
 from taskcell.stores.cursor import decode_cursor, encode_cursor
 
@@ -79,6 +79,12 @@ class InMemoryTaskStore:
             raise DuplicateTask(f"task {task.task_id} exists already")
         self._tasks[task.task_id] = task.model_copy(deep=True)
         bisect.insort(self._order, (task.created_at, task.task_id))
+
+    async def create(self, task: Task, *, conversation_title: str) -> bool:
+        await self.save(task)
+        return await self.ensure_conversation(
+            task.conversation_id, title=conversation_title, user_id=task.user_id
+        )
 
     async def load(self, task_id: str) -> Task | None:
         task = self._tasks.get(task_id)
@@ -170,6 +176,33 @@ class InMemoryTaskStore:
         self._runs[run.run_id] = run.model_copy(deep=True)
         siblings.append(run.run_id)
         return True
+
+    async def start_run(self, run: Run, *, now: datetime | None = None) -> bool:
+        task = self._tasks.get(run.task_id)
+        if task is None or task.status is not TaskStatus.PENDING:
+            return False
+        if not await self.add_run(run):
+            return False
+        apply_transition_fields(task, TaskStatus.RUNNING, now or utcnow(), {"attempt": run.attempt})
+        return True
+
+    async def finish_run(
+        self,
+        run_id: str,
+        changes: Mapping[str, Any],
+        *,
+        task_id: str,
+        target: TaskStatus,
+        expected: Collection[TaskStatus] | None = None,
+        task_changes: Mapping[str, Any] | None = None,
+        now: datetime | None = None,
+    ) -> tuple[bool, bool]:
+        check_changes(task_changes or {})
+        closed = await self.update_run(run_id, changes, expected=OPEN_RUN_STATUSES)
+        moved = await self.transition(
+            task_id, target, expected=expected, changes=task_changes, now=now
+        )
+        return closed, moved
 
     async def update_run(
         self,
@@ -302,7 +335,11 @@ class InMemoryTaskStore:
     # -- events and conversations ---------------------------------------------------------
 
     async def append_events(
-        self, events: Sequence[Event], items: Sequence[ConversationItem]
+        self,
+        events: Sequence[Event],
+        items: Sequence[ConversationItem],
+        *,
+        notices: Sequence[str] = (),
     ) -> None:
         for event in events:
             log = self._events.setdefault(event.task_id, [])

@@ -18,11 +18,18 @@ asyncpg's default codec (``codec.encode_field(..., dialect="postgres")`` and
 stored exactly as written (see ``002_events_and_conversations.sql``).
 
 The event log. :meth:`PostgresTaskStore.append_events` is one statement, hence one transaction
-and one round trip: a data-modifying CTE inserts the batch's events from arrays
-(``INSERT ... SELECT FROM unnest($1::text[], $2::bigint[], $3::text[])``), and the main
-statement upserts the conversation items the same way. A batch of 1,000 events costs one
-statement, not 1,000. Items repeated within a batch are merged first (an upsert may not touch a
-row twice in one statement): the first occurrence's ``created_at``, the last one's values.
+and one round trip: data-modifying CTEs insert the batch's events from arrays
+(``INSERT ... SELECT FROM unnest($1::text[], $2::bigint[], $3::text[])``) and upsert the
+conversation items the same way, and the main statement sends the batch's notices with
+``pg_notify`` (delivered by PostgreSQL at commit, so never for a batch that failed). A batch of
+1,000 events costs one statement, not 1,000. Items repeated within a batch are merged first (an
+upsert may not touch a row twice in one statement): the first occurrence's ``created_at``, the
+last one's values.
+
+Round trips per once task: ``create`` (the task and, if new, its conversation), ``start_run``
+(pending to running plus the run) and ``finish_run`` (the run closed plus the task settled) are
+one statement each, each a CTE of the writes that must happen together; the task's events share
+the event log's batched appends.
 
 Schema versions are the numbered files in ``taskcell/stores/sql/postgres``, applied at open, each
 in its own transaction under ``pg_advisory_xact_lock``, so processes starting together do not
@@ -46,7 +53,7 @@ import asyncpg
 
 from taskcell.abc import DuplicateTask, Page, TaskFilter
 from taskcell.domain.events import ConversationItem, Event
-from taskcell.domain.models import Run, RunStatus, Task, utcnow
+from taskcell.domain.models import OPEN_RUN_STATUSES, Run, RunStatus, Task, utcnow
 from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, sources_of
 from taskcell.stores import codec
 from taskcell.stores.cursor import decode_cursor, encode_cursor
@@ -75,6 +82,33 @@ _RUN_INSERT = (
     f"INSERT INTO runs ({', '.join(codec.RUN_COLUMNS)}) "
     f"VALUES ({', '.join(f'${i}' for i in range(1, len(codec.RUN_COLUMNS) + 1))})"
     " ON CONFLICT DO NOTHING"
+)
+_CONVERSATION_COLUMNS = "conversation_id, title, user_id, created_at"
+_CREATE_TASK = (
+    "WITH conversation AS (INSERT INTO conversations"
+    f" ({_CONVERSATION_COLUMNS}) VALUES ("
+    + ", ".join(f"${len(codec.TASK_COLUMNS) + i}" for i in range(1, 5))
+    + f") ON CONFLICT DO NOTHING RETURNING 1) {_TASK_INSERT}"
+    " RETURNING (SELECT count(*) FROM conversation)"
+)
+#: The type of each run column, for a run inserted from a SELECT (which does not infer them).
+_RUN_TYPES = {
+    "attempt": "integer",
+    **dict.fromkeys(
+        ("scheduled_for", "started_at", "finished_at", "lease_expires_at", "created_at"),
+        "timestamptz",
+    ),
+}
+_START_RUN = (
+    "WITH started AS (UPDATE tasks SET status = 'running', attempt = $3,"
+    f" updated_at = ${len(codec.RUN_COLUMNS) + 1},"
+    f" started_at = COALESCE(started_at, ${len(codec.RUN_COLUMNS) + 1})"
+    " WHERE task_id = $2 AND status = 'pending' RETURNING 1)"
+    f" INSERT INTO runs ({', '.join(codec.RUN_COLUMNS)}) SELECT "
+    + ", ".join(
+        f"${i}::{_RUN_TYPES.get(name, 'text')}" for i, name in enumerate(codec.RUN_COLUMNS, start=1)
+    )
+    + " FROM started"
 )
 _TASK_BY_ID = f"{_TASK_SELECT} WHERE task_id = $1"
 _TASK_EXISTS = "SELECT EXISTS (SELECT 1 FROM tasks WHERE task_id = $1)"
@@ -121,11 +155,14 @@ _ITEM_CREATED_AT = codec.ITEM_COLUMNS.index("created_at")
 _EVENT_COLUMNS = 3  # task_id, seq, body
 _APPEND_EVENTS = (
     "WITH appended AS (INSERT INTO events (task_id, seq, body)"
-    " SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[]))"
-    f" INSERT INTO conversation_items ({', '.join(codec.ITEM_COLUMNS)}) SELECT * FROM unnest("
+    " SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[])),"
+    f" upserted AS (INSERT INTO conversation_items ({', '.join(codec.ITEM_COLUMNS)})"
+    " SELECT * FROM unnest("
     + ", ".join(f"${i}::{t}" for i, t in enumerate(_ITEM_ARRAY_TYPES, start=_EVENT_COLUMNS + 1))
     + ") ON CONFLICT (item_id) DO UPDATE SET payload = excluded.payload, event = excluded.event,"
-    " metadata = excluded.metadata, run_id = excluded.run_id, updated_at = excluded.updated_at"
+    " metadata = excluded.metadata, run_id = excluded.run_id, updated_at = excluded.updated_at)"
+    " SELECT pg_notify('taskcell', notice)"
+    f" FROM unnest(${_EVENT_COLUMNS + len(_ITEM_ARRAY_TYPES) + 1}::text[]) AS notice"
 )
 _EVENT_READ = "SELECT body FROM events WHERE task_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
 _LAST_SEQ = "SELECT COALESCE(MAX(seq), 0) FROM events WHERE task_id = $1"
@@ -142,8 +179,8 @@ _ITEMS_OF_TASK_TYPED = (
     f"{_ITEM_SELECT} WHERE task_id = $1 AND component_type = $2 ORDER BY created_at, item_id"
 )
 _CONVERSATION_INSERT = (
-    "INSERT INTO conversations (conversation_id, title, user_id, created_at)"
-    " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
+    f"INSERT INTO conversations ({_CONVERSATION_COLUMNS}) VALUES ($1, $2, $3, $4)"
+    " ON CONFLICT DO NOTHING"
 )
 _HEARTBEAT = (
     "INSERT INTO processes (process_id, started_at, heartbeat_at) VALUES ($1, $2, $2)"
@@ -171,18 +208,23 @@ _SCHEMA_VERSION_NOW = "SELECT COALESCE(MAX(version), 0) FROM schema_version"
 _SCHEMA_VERSION_ADD = "INSERT INTO schema_version (version, name, applied_at) VALUES ($1, $2, $3)"
 
 _FINAL = [s.value for s in FINAL_STATUSES]
+_OPEN_RUN = sorted(s.value for s in OPEN_RUN_STATUSES)
 
 
 @lru_cache(maxsize=256)
-def _transition_sql(target: str, fields: tuple[str, ...]) -> str:
-    """$1 target, $2 now, $3 task id, $4 allowed sources, then one value per field."""
-    sets = ["status = $1", "updated_at = $2"]
+def _transition_sql(target: str, fields: tuple[str, ...], first: int = 1) -> str:
+    """$first target, then now, task id, allowed sources, and one value per field."""
+    target_, now, task_id, sources = (f"${first + i}" for i in range(4))
+    sets = [f"status = {target_}", f"updated_at = {now}"]
     if target == TaskStatus.RUNNING:
-        sets.append("started_at = COALESCE(started_at, $2)")
+        sets.append(f"started_at = COALESCE(started_at, {now})")
     if target in _FINAL:
-        sets.append("completed_at = $2")
-    sets += [f"{name} = ${i}" for i, name in enumerate(fields, start=5)]
-    return f"UPDATE tasks SET {', '.join(sets)} WHERE task_id = $3 AND status = ANY($4::text[])"
+        sets.append(f"completed_at = {now}")
+    sets += [f"{name} = ${i}" for i, name in enumerate(fields, start=first + 4)]
+    return (
+        f"UPDATE tasks SET {', '.join(sets)}"
+        f" WHERE task_id = {task_id} AND status = ANY({sources}::text[])"
+    )
 
 
 @lru_cache(maxsize=256)
@@ -201,6 +243,46 @@ def _update_run_sql(fields: tuple[str, ...], guarded: bool) -> str:
     sets = [f"{name} = ${i}" for i, name in enumerate(fields, start=first)] or ["status = status"]
     sql = f"UPDATE runs SET {', '.join(sets)} WHERE run_id = $1"
     return sql + " AND status = ANY($2::text[])" if guarded else sql
+
+
+@lru_cache(maxsize=256)
+def _finish_run_sql(run_fields: tuple[str, ...], target: str, task_fields: tuple[str, ...]) -> str:
+    """Both guarded UPDATEs of ``finish_run`` in one statement, answering their row counts.
+
+    $1 run id, $2 open statuses, one value per run field, then the transition's arguments.
+    """
+    closing = _update_run_sql(run_fields, True)
+    moving = _transition_sql(target, task_fields, 3 + len(run_fields))
+    return (
+        f"WITH closed AS ({closing} RETURNING 1), moved AS ({moving} RETURNING 1)"
+        " SELECT (SELECT count(*) FROM closed), (SELECT count(*) FROM moved)"
+    )
+
+
+def _transition_args(
+    task_id: str,
+    target: TaskStatus,
+    expected: Collection[TaskStatus] | None,
+    changes: Mapping[str, Any],
+    now: datetime | None,
+) -> list[Any]:
+    """The arguments of :func:`_transition_sql` (no sources allowed: an empty array)."""
+    check_changes(changes)
+    allowed = sources_of(target) if expected is None else sources_of(target) & set(expected)
+    return [
+        target.value,
+        codec.utc(now or utcnow()),
+        task_id,
+        sorted(s.value for s in allowed),
+        *(codec.encode_field(name, changes[name], dialect="postgres") for name in changes),
+    ]
+
+
+def _run_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
+    bad = set(changes) - set(codec.RUN_COLUMNS) | (set(changes) & {"run_id", "task_id"})
+    if bad:
+        raise ValueError(f"run fields cannot be updated: {sorted(bad)}")
+    return codec.encode_changes(changes, dialect="postgres")
 
 
 def _filter_sql(flt: TaskFilter) -> tuple[list[str], list[Any]]:
@@ -277,7 +359,7 @@ class PostgresTaskStore:
         url: str,
         *,
         min_size: int = 1,
-        max_size: int = 10,
+        max_size: int = 30,
         connect_timeout: float = 10.0,
         close_timeout: float = 10.0,
     ) -> None:
@@ -360,6 +442,16 @@ class PostgresTaskStore:
         except asyncpg.UniqueViolationError as exc:
             raise DuplicateTask(f"task {task.task_id} exists already") from exc
 
+    async def create(self, task: Task, *, conversation_title: str) -> bool:
+        """Insert the task and its conversation (if new) in one statement (a CTE)."""
+        values = codec.task_values(task, dialect="postgres")
+        conversation = (task.conversation_id, conversation_title, task.user_id, utcnow())
+        pool = await self.pool()
+        try:
+            return bool(await pool.fetchval(_CREATE_TASK, *values, *conversation))
+        except asyncpg.UniqueViolationError as exc:
+            raise DuplicateTask(f"task {task.task_id} exists already") from exc
+
     async def load(self, task_id: str) -> Task | None:
         row = await (await self.pool()).fetchrow(_TASK_BY_ID, task_id)
         return codec.task_from_row(tuple(row)) if row is not None else None
@@ -397,19 +489,10 @@ class PostgresTaskStore:
         now: datetime | None = None,
     ) -> bool:
         changes = changes or {}
-        check_changes(changes)
-        allowed = sources_of(target) if expected is None else sources_of(target) & set(expected)
-        if not allowed:
+        args = _transition_args(task_id, target, expected, changes, now)
+        if not args[3]:
             return False
-        fields = tuple(changes)
-        sql = _transition_sql(target.value, fields)
-        args = [
-            target.value,
-            codec.utc(now or utcnow()),
-            task_id,
-            sorted(s.value for s in allowed),
-            *(codec.encode_field(name, changes[name], dialect="postgres") for name in fields),
-        ]
+        sql = _transition_sql(target.value, tuple(changes))
         return _row_count(await (await self.pool()).execute(sql, *args)) == 1
 
     async def update(
@@ -451,6 +534,19 @@ class PostgresTaskStore:
         except asyncpg.UniqueViolationError as exc:
             raise ValueError(f"run {run.run_id} exists already") from exc
 
+    async def start_run(self, run: Run, *, now: datetime | None = None) -> bool:
+        """Move the task to running and insert the run in one statement (a CTE), so both or
+        neither: a unique violation on the attempt undoes the move too."""
+        values = codec.run_values(run, dialect="postgres")
+        pool = await self.pool()
+        try:
+            status = await pool.execute(_START_RUN, *values, codec.utc(now or utcnow()))
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == "runs_pkey":
+                raise ValueError(f"run {run.run_id} exists already") from exc
+            return False
+        return _row_count(status) == 1
+
     async def update_run(
         self,
         run_id: str,
@@ -458,10 +554,7 @@ class PostgresTaskStore:
         *,
         expected: Collection[RunStatus] | None = None,
     ) -> bool:
-        bad = set(changes) - set(codec.RUN_COLUMNS) | (set(changes) & {"run_id", "task_id"})
-        if bad:
-            raise ValueError(f"run fields cannot be updated: {sorted(bad)}")
-        encoded = codec.encode_changes(changes, dialect="postgres")
+        encoded = _run_changes(changes)
         args: list[Any] = [run_id]
         if expected is not None:
             statuses = [RunStatus(s).value for s in expected]
@@ -471,6 +564,27 @@ class PostgresTaskStore:
         sql = _update_run_sql(tuple(encoded), expected is not None)
         args += encoded.values()
         return _row_count(await (await self.pool()).execute(sql, *args)) == 1
+
+    async def finish_run(
+        self,
+        run_id: str,
+        changes: Mapping[str, Any],
+        *,
+        task_id: str,
+        target: TaskStatus,
+        expected: Collection[TaskStatus] | None = None,
+        task_changes: Mapping[str, Any] | None = None,
+        now: datetime | None = None,
+    ) -> tuple[bool, bool]:
+        """Close the run and move its task in one statement: two guarded UPDATEs in a CTE."""
+        encoded = _run_changes(changes)
+        task_changes = task_changes or {}
+        moving = _transition_args(task_id, target, expected, task_changes, now)
+        sql = _finish_run_sql(tuple(encoded), target.value, tuple(task_changes))
+        args = [run_id, _OPEN_RUN, *encoded.values(), *moving]
+        row = await (await self.pool()).fetchrow(sql, *args)
+        assert row is not None
+        return row[0] == 1, row[1] == 1
 
     async def load_run(self, run_id: str) -> Run | None:
         row = await (await self.pool()).fetchrow(_RUN_BY_ID, run_id)
@@ -596,10 +710,16 @@ class PostgresTaskStore:
     # -- events and conversations ---------------------------------------------------------
 
     async def append_events(
-        self, events: Sequence[Event], items: Sequence[ConversationItem]
+        self,
+        events: Sequence[Event],
+        items: Sequence[ConversationItem],
+        *,
+        notices: Sequence[str] = (),
     ) -> None:
-        """Insert the events and upsert the items in one statement (so one transaction)."""
+        """Insert the events, upsert the items and notify in one statement (one transaction)."""
         if not events and not items:
+            for notice in notices:
+                await self.notify(notice)
             return
         event_columns: list[list[Any]] = [[], [], []]
         for event in events:
@@ -608,7 +728,7 @@ class PostgresTaskStore:
             event_columns[2].append(codec.event_body(event))
         pool = await self.pool()
         try:
-            await pool.execute(_APPEND_EVENTS, *event_columns, *_item_columns(items))
+            await pool.execute(_APPEND_EVENTS, *event_columns, *_item_columns(items), list(notices))
         except asyncpg.UniqueViolationError as exc:
             raise ValueError(f"events already stored: {exc.detail or exc}") from exc
 

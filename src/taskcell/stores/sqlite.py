@@ -27,7 +27,7 @@ from typing import IO, Any, TypeVar
 
 from taskcell.abc import DuplicateTask, Page, TaskFilter
 from taskcell.domain.events import ConversationItem, Event
-from taskcell.domain.models import Run, RunStatus, Task, utcnow
+from taskcell.domain.models import OPEN_RUN_STATUSES, Run, RunStatus, Task, utcnow
 from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, sources_of
 from taskcell.stores import codec
 from taskcell.stores.cursor import decode_cursor, encode_cursor
@@ -57,8 +57,13 @@ _ITEM_UPSERT = (
     " metadata = excluded.metadata, run_id = excluded.run_id, updated_at = excluded.updated_at"
 )
 _RUN_INSERT_IF_NEW = f"{_RUN_INSERT} ON CONFLICT DO NOTHING"
+_CONVERSATION_INSERT = "INSERT INTO conversations VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
 _FINAL = tuple(s.value for s in FINAL_STATUSES)
 _ARMED = "pattern = 'recurring' AND status = 'running' AND paused = 0"
+
+
+class _Refused(Exception):
+    """Raised inside an atomic write to undo it when a later statement's guard refuses."""
 
 
 def sqlite_path(url_or_path: str | Path) -> Path:
@@ -84,6 +89,59 @@ def _transition_sql(target: str, sources: tuple[str, ...], fields: tuple[str, ..
     sets += [f"{name} = ?" for name in fields]
     marks = ", ".join("?" for _ in sources)
     return f"UPDATE tasks SET {', '.join(sets)} WHERE task_id = ? AND status IN ({marks})"
+
+
+Statement = tuple[str, list[Any]]
+
+
+def _transition_statement(
+    task_id: str,
+    target: TaskStatus,
+    expected: Collection[TaskStatus] | None,
+    changes: Mapping[str, Any] | None,
+    now: datetime | None,
+) -> Statement | None:
+    """The guarded UPDATE of ``transition``, or None when no source status is allowed."""
+    changes = changes or {}
+    check_changes(changes)
+    allowed = sources_of(target) if expected is None else sources_of(target) & set(expected)
+    if not allowed:
+        return None
+    sources = tuple(sorted(s.value for s in allowed))
+    fields = tuple(changes)
+    moment = codec.ts(now or utcnow())
+    args: list[Any] = [target.value, moment]
+    if target is TaskStatus.RUNNING:
+        args.append(moment)
+    if target in FINAL_STATUSES:
+        args.append(moment)
+    args += [codec.encode_field(name, changes[name]) for name in fields]
+    args += [task_id, *sources]
+    return _transition_sql(target.value, sources, fields), args
+
+
+def _run_update_statement(
+    run_id: str, changes: Mapping[str, Any], expected: Collection[RunStatus] | None
+) -> Statement | None:
+    """The (guarded) UPDATE of ``update_run``, or None when ``expected`` is empty."""
+    bad = set(changes) - set(codec.RUN_COLUMNS) | (set(changes) & {"run_id", "task_id"})
+    if bad:
+        raise ValueError(f"run fields cannot be updated: {sorted(bad)}")
+    encoded = codec.encode_changes(changes)
+    sets = ", ".join(f"{name} = ?" for name in encoded) or "status = status"
+    sql = f"UPDATE runs SET {sets} WHERE run_id = ?"
+    args: list[Any] = [*encoded.values(), run_id]
+    if expected is not None:
+        statuses = sorted(RunStatus(s).value for s in expected)
+        if not statuses:
+            return None
+        sql += f" AND status IN ({', '.join('?' for _ in statuses)})"
+        args += statuses
+    return sql, args
+
+
+def _changed_one(conn: sqlite3.Connection, statement: Statement | None) -> bool:
+    return statement is not None and conn.execute(*statement).rowcount == 1
 
 
 def _filter_sql(flt: TaskFilter) -> tuple[list[str], list[Any]]:
@@ -216,6 +274,19 @@ class SQLiteTaskStore:
 
         await self.write(insert)
 
+    async def create(self, task: Task, *, conversation_title: str) -> bool:
+        values = codec.task_values(task)
+        conversation = (task.conversation_id, conversation_title, task.user_id, codec.ts(utcnow()))
+
+        def insert(conn: sqlite3.Connection) -> bool:
+            try:
+                conn.execute(_TASK_INSERT, values)
+            except sqlite3.IntegrityError as exc:
+                raise DuplicateTask(f"task {task.task_id} exists already") from exc
+            return conn.execute(_CONVERSATION_INSERT, conversation).rowcount == 1
+
+        return await self.write(insert, atomic=True)
+
     async def load(self, task_id: str) -> Task | None:
         row = self.conn.execute(f"{_TASK_SELECT} WHERE task_id = ?", (task_id,)).fetchone()
         return codec.task_from_row(row) if row else None
@@ -257,23 +328,10 @@ class SQLiteTaskStore:
         changes: Mapping[str, Any] | None = None,
         now: datetime | None = None,
     ) -> bool:
-        changes = changes or {}
-        check_changes(changes)
-        allowed = sources_of(target) if expected is None else sources_of(target) & set(expected)
-        if not allowed:
+        statement = _transition_statement(task_id, target, expected, changes, now)
+        if statement is None:
             return False
-        sources = tuple(sorted(s.value for s in allowed))
-        fields = tuple(changes)
-        sql = _transition_sql(target.value, sources, fields)
-        moment = codec.ts(now or utcnow())
-        args: list[Any] = [target.value, moment]
-        if target is TaskStatus.RUNNING:
-            args.append(moment)
-        if target in FINAL_STATUSES:
-            args.append(moment)
-        args += [codec.encode_field(name, changes[name]) for name in fields]
-        args += [task_id, *sources]
-        return await self.write(lambda conn: conn.execute(sql, args).rowcount == 1)
+        return await self.write(lambda conn: _changed_one(conn, statement))
 
     async def update(
         self,
@@ -321,6 +379,26 @@ class SQLiteTaskStore:
 
         return await self.write(insert)
 
+    async def start_run(self, run: Run, *, now: datetime | None = None) -> bool:
+        values = codec.run_values(run)
+        statement = _transition_statement(
+            run.task_id, TaskStatus.RUNNING, [TaskStatus.PENDING], {"attempt": run.attempt}, now
+        )
+
+        def start(conn: sqlite3.Connection) -> bool:
+            if not _changed_one(conn, statement):
+                return False
+            try:
+                conn.execute(_RUN_INSERT, values)
+            except sqlite3.IntegrityError:
+                raise _Refused from None
+            return True
+
+        try:
+            return await self.write(start, atomic=True)
+        except _Refused:
+            return False
+
     async def update_run(
         self,
         run_id: str,
@@ -328,20 +406,29 @@ class SQLiteTaskStore:
         *,
         expected: Collection[RunStatus] | None = None,
     ) -> bool:
-        bad = set(changes) - set(codec.RUN_COLUMNS) | (set(changes) & {"run_id", "task_id"})
-        if bad:
-            raise ValueError(f"run fields cannot be updated: {sorted(bad)}")
-        encoded = codec.encode_changes(changes)
-        sets = ", ".join(f"{name} = ?" for name in encoded) or "status = status"
-        sql = f"UPDATE runs SET {sets} WHERE run_id = ?"
-        args: list[Any] = [*encoded.values(), run_id]
-        if expected is not None:
-            statuses = [RunStatus(s).value for s in expected]
-            if not statuses:
-                return False
-            sql += f" AND status IN ({', '.join('?' for _ in statuses)})"
-            args += statuses
-        return await self.write(lambda conn: conn.execute(sql, args).rowcount == 1)
+        statement = _run_update_statement(run_id, changes, expected)
+        if statement is None:
+            return False
+        return await self.write(lambda conn: _changed_one(conn, statement))
+
+    async def finish_run(
+        self,
+        run_id: str,
+        changes: Mapping[str, Any],
+        *,
+        task_id: str,
+        target: TaskStatus,
+        expected: Collection[TaskStatus] | None = None,
+        task_changes: Mapping[str, Any] | None = None,
+        now: datetime | None = None,
+    ) -> tuple[bool, bool]:
+        closing = _run_update_statement(run_id, changes, OPEN_RUN_STATUSES)
+        moving = _transition_statement(task_id, target, expected, task_changes, now)
+
+        def finish(conn: sqlite3.Connection) -> tuple[bool, bool]:
+            return _changed_one(conn, closing), _changed_one(conn, moving)
+
+        return await self.write(finish, atomic=True)
 
     async def load_run(self, run_id: str) -> Run | None:
         row = self.conn.execute(f"{_RUN_SELECT} WHERE run_id = ?", (run_id,)).fetchone()
@@ -476,7 +563,11 @@ class SQLiteTaskStore:
     # -- events and conversations ---------------------------------------------------------
 
     async def append_events(
-        self, events: Sequence[Event], items: Sequence[ConversationItem]
+        self,
+        events: Sequence[Event],
+        items: Sequence[ConversationItem],
+        *,
+        notices: Sequence[str] = (),
     ) -> None:
         event_rows = [(e.task_id, e.seq, codec.event_body(e)) for e in events]
         item_rows = [codec.item_values(item) for item in items]
@@ -525,8 +616,7 @@ class SQLiteTaskStore:
 
     async def ensure_conversation(self, conversation_id: str, *, title: str, user_id: str) -> bool:
         args = (conversation_id, title, user_id, codec.ts(utcnow()))
-        sql = "INSERT INTO conversations VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
-        return await self.write(lambda conn: conn.execute(sql, args).rowcount == 1)
+        return await self.write(lambda conn: conn.execute(_CONVERSATION_INSERT, args).rowcount == 1)
 
     async def conversation_owner(self, conversation_id: str) -> str | None:
         row = self.conn.execute(
