@@ -54,6 +54,15 @@ UPDATABLE_FIELDS: frozenset[str] = frozenset(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class ProcessInfo:
+    """A process serving the database (``process_id`` names host and pid), by its heartbeats."""
+
+    process_id: str
+    started_at: datetime
+    heartbeat_at: datetime
+
+
 class InvalidCursor(ValueError):
     """A cursor that this store did not hand out (the API answers 400)."""
 
@@ -268,7 +277,14 @@ class Coordination(Protocol):
 
     - ``single_server`` is True for a store only one server may use (SQLite, memory): at
       start-up every run left running is then an orphan. False for a shared database.
-    - ``heartbeat`` records that ``process_id`` is alive at ``now``.
+    - ``heartbeat`` records that ``process_id`` is alive at ``now`` (its first heartbeat is its
+      ``started_at``). ``live_processes`` answers the processes whose last heartbeat is at or
+      after ``since``, oldest first.
+    - ``claim_dead_processes`` deletes the process records whose last heartbeat is before
+      ``before`` (except ``keep``'s) and answers them: concurrent claimers get disjoint ones,
+      so exactly one process tidies up after each dead one.
+    - ``runs_finished_by`` answers the ended runs of ``owner`` with ``finished_at`` at or after
+      ``since``.
     - ``renew_leases`` moves ``lease_expires_at`` of every queued or running run of ``owner``
       to ``until`` and answers how many it renewed.
     - ``interrupt_expired`` closes, in one guarded write, every queued or running run whose lease
@@ -281,6 +297,12 @@ class Coordination(Protocol):
     single_server: bool
 
     async def heartbeat(self, process_id: str, now: datetime) -> None: ...
+
+    async def live_processes(self, since: datetime) -> list[ProcessInfo]: ...
+
+    async def claim_dead_processes(self, before: datetime, *, keep: str) -> list[ProcessInfo]: ...
+
+    async def runs_finished_by(self, owner: str, since: datetime) -> list[Run]: ...
 
     async def renew_leases(self, owner: str, until: datetime) -> int: ...
 

@@ -19,6 +19,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from taskcell.stores.factory import DEFAULT_POOL_SIZE
+
 
 def default_database_url() -> str:
     """``sqlite:///`` a file in the user's data directory."""
@@ -49,6 +51,9 @@ class Settings(BaseSettings):
     )
 
     database_url: str = Field(default_factory=default_database_url)
+    #: PostgreSQL only: connections each process may open (each process also keeps one more
+    #: for LISTEN). Keep processes x (pool + 1) under the server's ``max_connections``.
+    database_pool_size: int = Field(default=DEFAULT_POOL_SIZE, ge=1, le=1000)
     host: str = "127.0.0.1"
     port: int = 8000
     #: "KEY:USER:ROLE,..." with ROLE user or admin; empty means no authentication (loopback).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import httpx
@@ -15,6 +16,8 @@ from .conftest import ServerFactory, read_sse
 
 async def test_health_and_metrics(client: httpx.AsyncClient) -> None:
     health = (await client.get("/api/v1/health")).json()
+    processes = health["data"].pop("processes")
+    me = health["data"].pop("process_id")
     assert health["data"] == {
         "status": "ok",
         "store": True,
@@ -22,6 +25,9 @@ async def test_health_and_metrics(client: httpx.AsyncClient) -> None:
         "event_log": True,
         "problem": None,
     }
+    # This server is the one live process of its SQLite file, named by host and pid.
+    assert [p["process_id"] for p in processes] == [me]
+    assert me.split(":")[1] == str(os.getpid())
     made = await client.post("/api/v1/tasks", json={"query": "count me", "agent_name": "echo"})
     await read_sse(client, f"/api/v1/tasks/{made.json()['data']['task_id']}/events")
     text = (await client.get("/metrics")).text

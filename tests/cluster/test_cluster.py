@@ -43,6 +43,13 @@ def owner_node(run: dict[str, Any], nodes: list[Node]) -> str:
     raise AssertionError(f"unknown owner {run['owner']}")
 
 
+async def live_nodes(client: httpx.AsyncClient, node: Node, cluster: list[Node]) -> list[Node]:
+    """The nodes ``node``'s health answer lists as live processes of the database."""
+    health = (await client.get(f"{node.url}/api/v1/health")).json()["data"]
+    ids = [p["process_id"] for p in health["processes"]]
+    return [n for n in cluster if any(n.owner_pid in i for i in ids)]
+
+
 async def test_recurring_occurrences_run_exactly_once_spread_over_processes(
     cluster: list[Node],
 ) -> None:
@@ -179,6 +186,7 @@ async def test_a_killed_process_runs_are_recovered_by_the_others(cluster: list[N
             while not await runs_of(client, a, task["task_id"]):
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.05)
+        assert {node.name for node in await live_nodes(client, a, cluster)} == {"A", "B", "C"}
         await asyncio.sleep(0.5)  # in the middle of their runs
         b.process.send_signal(signal.SIGKILL)
         b.process.wait(timeout=10)
@@ -195,6 +203,10 @@ async def test_a_killed_process_runs_are_recovered_by_the_others(cluster: list[N
         all_runs = await asyncio.gather(*(recovered(t["task_id"]) for t in tasks))
         recurring_runs = await runs_of(client, a, recurring["task_id"])
         logs = [await events_of(client, c, t["task_id"]) for t in tasks]
+        # B's record is buried once it has been silent for two lease lengths.
+        while {node.name for node in await live_nodes(client, c, cluster)} != {"A", "C"}:
+            assert time.monotonic() - killed_at < 4 * LEASE_SECONDS + 5
+            await asyncio.sleep(0.2)
     for runs in all_runs:
         ordered = sorted(runs, key=lambda r: r["attempt"])
         assert [(r["attempt"], r["status"]) for r in ordered] == [

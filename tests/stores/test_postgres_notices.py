@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import UTC, datetime
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 
@@ -76,9 +76,10 @@ async def test_a_batch_sends_its_notices_only_when_it_commits(
 ) -> None:
     sender, listener = two_stores
     async with listening(listener) as heard:
-        await sender.append_events([make_event("t1", 1)], [], notices=["p1|events|t1", "p1|events|t2"])
+        notices = ["p1|events|t1", "p1|events|t2"]
+        await sender.append_events([make_event("t1", 1)], [], notices=notices)
         async with asyncio.timeout(WAIT):
-            assert [await heard.get(), await heard.get()] == ["p1|events|t1", "p1|events|t2"]
+            assert [await heard.get(), await heard.get()] == notices
         with pytest.raises(ValueError, match="already stored"):
             await sender.append_events([make_event("t1", 1)], [], notices=["p1|events|lost"])
         await sender.notify("p1|marker|")

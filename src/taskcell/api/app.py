@@ -61,7 +61,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = store_from_url(settings.database_url)
+        store = store_from_url(settings.database_url, pool_size=settings.database_pool_size)
         lock = ServerLock.acquire(store.path) if isinstance(store, SQLiteTaskStore) else None
         registry = AgentRegistry.from_settings(settings, base_url)
         if register_agents is not None:

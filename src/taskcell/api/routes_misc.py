@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import asdict
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
@@ -11,7 +12,8 @@ from taskcell.api.auth import Caller, caller
 from taskcell.api.deps import engine_of
 from taskcell.api.envelope import ApiError, Envelope, ok
 from taskcell.api.routes_tasks import ERRORS
-from taskcell.api.schemas import AgentOut, HealthOut, ItemPage
+from taskcell.api.schemas import AgentOut, HealthOut, ItemPage, ProcessOut
+from taskcell.domain.models import utcnow
 from taskcell.engine.engine import Engine
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
@@ -65,8 +67,16 @@ async def conversation_items(
     responses={503: {"model": Envelope[HealthOut]}},
 )
 async def health(engine: EngineDep) -> JSONResponse:
-    """Liveness: the store answers, and the scheduler and event log writer run."""
+    """Liveness: the store answers, and the scheduler and event log writer run; which
+    processes serve the database (a heartbeat within two lease lengths)."""
     store_ok = await engine.store.ping()
+    processes: list[dict[str, Any]] = []
+    if store_ok:
+        since = utcnow() - engine.dead_after
+        processes = [
+            ProcessOut(**asdict(p)).model_dump(mode="json")
+            for p in await engine.store.live_processes(since)
+        ]
     scheduler_ok = engine.supervisor.alive("scheduler")
     log_ok = engine.supervisor.alive("event-log-writer")
     healthy = store_ok and scheduler_ok and log_ok
@@ -76,6 +86,8 @@ async def health(engine: EngineDep) -> JSONResponse:
         "scheduler": scheduler_ok,
         "event_log": log_ok,
         "problem": engine.supervisor.failure,
+        "process_id": engine.owner,
+        "processes": processes,
     }
     if healthy:
         return ok(body)

@@ -104,12 +104,22 @@ class ItemPage(BaseModel):
     next_cursor: str | None = None
 
 
+class ProcessOut(BaseModel):
+    process_id: str
+    started_at: datetime
+    heartbeat_at: datetime
+
+
 class HealthOut(BaseModel):
     status: Literal["ok", "failing"]
     store: bool
     scheduler: bool
     event_log: bool
     problem: str | None = None
+    #: This process, as it is named in run ownership ("host:pid:token").
+    process_id: str
+    #: The processes serving this database with a recent heartbeat (a cluster shows them all).
+    processes: list[ProcessOut]
 
 
 LIMIT = Field(default=50, ge=1, le=500)

@@ -162,6 +162,7 @@ class Coordinator:
             if recover:
                 await engine.recover_expired(now)
                 if self.clustered:
+                    await engine.bury_dead_processes(now - engine.dead_after)
                     await engine.resume_pending(older_than=now - engine.lease)
             recover = True
             await asyncio.sleep(interval)

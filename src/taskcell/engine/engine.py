@@ -23,7 +23,7 @@ from typing import Any
 from taskcell.abc import Store, TaskFilter
 from taskcell.agents.base import AgentError, TransientAgentError
 from taskcell.agents.registry import AgentRegistry
-from taskcell.domain.events import Event
+from taskcell.domain.events import Event, EventType
 from taskcell.domain.models import (
     OPEN_RUN_STATUSES,
     Run,
@@ -117,6 +117,8 @@ class Engine:
         self._runs: dict[str, asyncio.Task[None]] = {}
         self._cancelling: dict[str, str] = {}
         self.lease = timedelta(seconds=lease_seconds)
+        #: A process with no heartbeat for this long is dead (it heartbeats every half lease).
+        self.dead_after = 2 * self.lease
         self.cluster = Coordinator(self)
 
     # -- life cycle -----------------------------------------------------------------------
@@ -595,6 +597,49 @@ class Engine:
                 if not self.is_running_here(task.task_id):
                     self._spawn(task.task_id, self._run_once(requeued))
 
+    async def bury_dead_processes(self, before: datetime) -> int:
+        """Tidy up after processes with no heartbeat since ``before``; answers how many.
+
+        Each dead process's record is claimed (deleted) by exactly one live process, which then
+        looks at the runs the dead one ended in its last moments: a task it settled may lack
+        its closing events, if the process died between the settling write and the event
+        log's next append. Those events are written here, so every finished task's log ends
+        with ``done`` and its streams end. (Runs it left open are closed by their leases.)
+        """
+        dead = await self.store.claim_dead_processes(before, keep=self.owner)
+        for process in dead:
+            since = process.heartbeat_at - self.lease
+            for run in await self.store.runs_finished_by(process.process_id, since):
+                await self._close_log_of(run)
+            logger.info(
+                "dead process buried",
+                extra={"process_id": process.process_id, "last_heartbeat": process.heartbeat_at},
+            )
+        return len(dead)
+
+    async def _close_log_of(self, run: Run) -> None:
+        """Emit a finished once task's closing events if its log does not end with ``done``."""
+        task = await self.store.load(run.task_id)
+        if task is None or task.pattern is not TaskPattern.ONCE or not task.is_finished():
+            return
+        last = await self.store.last_seq(task.task_id)
+        tail = await self.store.read_events(task.task_id, after=max(0, last - 1))
+        if tail and tail[-1].event is EventType.DONE:
+            return
+        factory = ResponseFactory(task, run.run_id)
+        reason = task.error_message or task.status.value
+        if task.status is TaskStatus.COMPLETED:
+            await self.log.emit(factory.task_completed())
+        elif task.status is TaskStatus.FAILED:
+            await self.log.emit(factory.task_failed(reason))
+        else:
+            await self.log.emit(factory.task_cancelled(reason))
+        await self.log.emit(factory.done())
+        logger.warning(
+            "closing events written for a task a dead process settled",
+            extra={"task_id": task.task_id, "status": task.status.value},
+        )
+
     # -- recovery -------------------------------------------------------------------------
 
     async def recover(self) -> None:
@@ -612,9 +657,11 @@ class Engine:
                     continue  # started by this process since it started
                 await self.close_run(run, RunStatus.INTERRUPTED, INTERRUPTED)
                 await self._recover_task(run)
+            await self.bury_dead_processes(now)  # a single server: every other one is dead
             await self.resume_pending()
         else:
             await self.recover_expired(now)
+            await self.bury_dead_processes(now - self.dead_after)
             await self.resume_pending(older_than=now - self.lease)
 
     async def resume_pending(self, *, older_than: datetime | None = None) -> int:

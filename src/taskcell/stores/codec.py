@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from taskcell.abc import ProcessInfo
 from taskcell.domain.events import ConversationItem, Event, EventType, Role
 from taskcell.domain.models import Run, RunStatus, ScheduleConfig, Task, TaskPattern
 from taskcell.domain.state_machine import TaskStatus
@@ -190,6 +191,11 @@ def _required_dt(value: Any) -> datetime:
     if moment is None:
         raise ValueError("a required datetime column is NULL")
     return moment
+
+
+def process_from_row(row: Sequence[Any]) -> ProcessInfo:
+    """A process record from (process_id, started_at, heartbeat_at)."""
+    return ProcessInfo(row[0], _required_dt(row[1]), _required_dt(row[2]))
 
 
 def _json(value: Any) -> Any:

@@ -14,11 +14,17 @@ def normalise_url(url: str) -> str:
     return f"{scheme.split('+', 1)[0]}://{rest}"
 
 
-def store_from_url(url: str) -> Store:
-    """``sqlite:///PATH``, a plain file path, or ``postgresql://...``."""
+#: PostgreSQL connections per process, at most: three processes stay well inside the default
+#: ``max_connections`` (100), and one process has enough for 64 runs at once.
+DEFAULT_POOL_SIZE = 20
+
+
+def store_from_url(url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> Store:
+    """``sqlite:///PATH``, a plain file path, or ``postgresql://...`` (a pool of at most
+    ``pool_size`` connections)."""
     url = normalise_url(url)
     if url.startswith(("postgresql://", "postgres://")):
         from taskcell.stores.postgres import PostgresTaskStore
 
-        return PostgresTaskStore(url)
+        return PostgresTaskStore(url, max_size=pool_size)
     return SQLiteTaskStore(url)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from taskcell.abc import UPDATABLE_FIELDS, DuplicateTask, Page, TaskFilter
+from taskcell.abc import UPDATABLE_FIELDS, DuplicateTask, Page, ProcessInfo, TaskFilter
 from taskcell.domain.events import ConversationItem, Event
 from taskcell.domain.models import OPEN_RUN_STATUSES, Run, RunStatus, Task, TaskPattern, utcnow
 from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, sources_of
@@ -64,6 +64,7 @@ class InMemoryTaskStore:
         self._events: dict[str, list[Event]] = {}
         self._items: dict[str, ConversationItem] = {}
         self._conversations: dict[str, tuple[str, str]] = {}
+        self._processes: dict[str, ProcessInfo] = {}
 
     async def open(self) -> None:
         return None
@@ -308,7 +309,28 @@ class InMemoryTaskStore:
     single_server = True
 
     async def heartbeat(self, process_id: str, now: datetime) -> None:
-        return None
+        known = self._processes.get(process_id)
+        started = known.started_at if known is not None else now
+        self._processes[process_id] = ProcessInfo(process_id, started, now)
+
+    async def live_processes(self, since: datetime) -> list[ProcessInfo]:
+        live = [p for p in self._processes.values() if p.heartbeat_at >= since]
+        return sorted(live, key=lambda p: (p.started_at, p.process_id))
+
+    async def claim_dead_processes(self, before: datetime, *, keep: str) -> list[ProcessInfo]:
+        dead = [
+            p for p in self._processes.values() if p.heartbeat_at < before and p.process_id != keep
+        ]
+        for process in dead:
+            del self._processes[process.process_id]
+        return sorted(dead, key=lambda p: (p.started_at, p.process_id))
+
+    async def runs_finished_by(self, owner: str, since: datetime) -> list[Run]:
+        return [
+            r.model_copy(deep=True)
+            for r in self._runs.values()
+            if r.owner == owner and r.finished_at is not None and r.finished_at >= since
+        ]
 
     async def renew_leases(self, owner: str, until: datetime) -> int:
         active = [r for r in self._runs.values() if r.owner == owner and r.status in _LEASED]

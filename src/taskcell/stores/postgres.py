@@ -51,7 +51,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from taskcell.abc import DuplicateTask, Page, TaskFilter
+from taskcell.abc import DuplicateTask, Page, ProcessInfo, TaskFilter
 from taskcell.domain.events import ConversationItem, Event
 from taskcell.domain.models import OPEN_RUN_STATUSES, Run, RunStatus, Task, utcnow
 from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, sources_of
@@ -185,6 +185,20 @@ _CONVERSATION_INSERT = (
 _HEARTBEAT = (
     "INSERT INTO processes (process_id, started_at, heartbeat_at) VALUES ($1, $2, $2)"
     " ON CONFLICT (process_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at"
+)
+_PROCESS_COLUMNS = "process_id, started_at, heartbeat_at"
+_LIVE_PROCESSES = (
+    f"SELECT {_PROCESS_COLUMNS} FROM processes WHERE heartbeat_at >= $1"
+    " ORDER BY started_at, process_id"
+)
+#: A row deleted by one claimer is gone for every other: each dead process is claimed once.
+_DEAD_PROCESSES = (
+    "DELETE FROM processes WHERE heartbeat_at < $1 AND process_id <> $2"
+    f" RETURNING {_PROCESS_COLUMNS}"
+)
+_RUNS_FINISHED_BY = (
+    f"{_RUN_SELECT} WHERE owner = $1 AND finished_at IS NOT NULL AND finished_at >= $2"
+    " ORDER BY finished_at, run_id"
 )
 _RENEW_LEASES = (
     "UPDATE runs SET lease_expires_at = $1 WHERE owner = $2 AND status IN ('queued', 'running')"
@@ -359,7 +373,7 @@ class PostgresTaskStore:
         url: str,
         *,
         min_size: int = 1,
-        max_size: int = 30,
+        max_size: int = 20,
         connect_timeout: float = 10.0,
         close_timeout: float = 10.0,
     ) -> None:
@@ -676,6 +690,19 @@ class PostgresTaskStore:
 
     async def heartbeat(self, process_id: str, now: datetime) -> None:
         await (await self.pool()).execute(_HEARTBEAT, process_id, codec.utc(now))
+
+    async def live_processes(self, since: datetime) -> list[ProcessInfo]:
+        rows = await (await self.pool()).fetch(_LIVE_PROCESSES, codec.utc(since))
+        return [codec.process_from_row(tuple(row)) for row in rows]
+
+    async def claim_dead_processes(self, before: datetime, *, keep: str) -> list[ProcessInfo]:
+        rows = await (await self.pool()).fetch(_DEAD_PROCESSES, codec.utc(before), keep)
+        processes = [codec.process_from_row(tuple(row)) for row in rows]
+        return sorted(processes, key=lambda p: (p.started_at, p.process_id))
+
+    async def runs_finished_by(self, owner: str, since: datetime) -> list[Run]:
+        rows = await (await self.pool()).fetch(_RUNS_FINISHED_BY, owner, codec.utc(since))
+        return [codec.run_from_row(tuple(row)) for row in rows]
 
     async def renew_leases(self, owner: str, until: datetime) -> int:
         status = await (await self.pool()).execute(_RENEW_LEASES, codec.utc(until), owner)

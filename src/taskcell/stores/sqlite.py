@@ -25,7 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from taskcell.abc import DuplicateTask, Page, TaskFilter
+from taskcell.abc import DuplicateTask, Page, ProcessInfo, TaskFilter
 from taskcell.domain.events import ConversationItem, Event
 from taskcell.domain.models import OPEN_RUN_STATUSES, Run, RunStatus, Task, utcnow
 from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, sources_of
@@ -58,6 +58,18 @@ _ITEM_UPSERT = (
 )
 _RUN_INSERT_IF_NEW = f"{_RUN_INSERT} ON CONFLICT DO NOTHING"
 _CONVERSATION_INSERT = "INSERT INTO conversations VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
+_PROCESS_COLUMNS = "process_id, started_at, heartbeat_at"
+_LIVE_PROCESSES = (
+    f"SELECT {_PROCESS_COLUMNS} FROM processes WHERE heartbeat_at >= ?"
+    " ORDER BY started_at, process_id"
+)
+_DEAD_PROCESSES = (
+    f"DELETE FROM processes WHERE heartbeat_at < ? AND process_id <> ? RETURNING {_PROCESS_COLUMNS}"
+)
+_RUNS_FINISHED_BY = (
+    f"{_RUN_SELECT} WHERE owner = ? AND finished_at IS NOT NULL AND finished_at >= ?"
+    " ORDER BY finished_at, run_id"
+)
 _FINAL = tuple(s.value for s in FINAL_STATUSES)
 _ARMED = "pattern = 'recurring' AND status = 'running' AND paused = 0"
 
@@ -535,6 +547,20 @@ class SQLiteTaskStore:
         )
         args = (process_id, codec.ts(now), codec.ts(now))
         await self.write(lambda conn: conn.execute(sql, args))
+
+    async def live_processes(self, since: datetime) -> list[ProcessInfo]:
+        rows = self.conn.execute(_LIVE_PROCESSES, (codec.ts(since),)).fetchall()
+        return [codec.process_from_row(row) for row in rows]
+
+    async def claim_dead_processes(self, before: datetime, *, keep: str) -> list[ProcessInfo]:
+        args = (codec.ts(before), keep)
+        rows = await self.write(lambda conn: conn.execute(_DEAD_PROCESSES, args).fetchall())
+        processes = [codec.process_from_row(row) for row in rows]
+        return sorted(processes, key=lambda p: (p.started_at, p.process_id))
+
+    async def runs_finished_by(self, owner: str, since: datetime) -> list[Run]:
+        rows = self.conn.execute(_RUNS_FINISHED_BY, (owner, codec.ts(since))).fetchall()
+        return [codec.run_from_row(row) for row in rows]
 
     async def renew_leases(self, owner: str, until: datetime) -> int:
         sql = (
