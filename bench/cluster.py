@@ -31,6 +31,16 @@ the best run are printed, with the load average: the machine has 2 cores, shared
 
 Targets: taskcell with one process at least as fast as procrastinate with one worker; three
 processes at least 1.5 times one.
+
+Two more lines, after the procrastinate ones: a ceiling, and a workload the CPU does not bound.
+Three processes can only beat one by what the machine has left over while one runs. The
+ceiling line prints the CPU milliseconds per task of the one-process run (client, server and
+PostgreSQL together) and the rate at which they would keep every core busy: no number of
+processes can go past it, so on 2 cores it caps the 3 / 1 ratio. The extra workload uses the
+in-process agent ``pause`` (answers after 50 ms) with 8 runs at once per process
+(``TASKCELL_MAX_CONCURRENT_RUNS=8``), half as many tasks: each process is then bound by its own
+run slots (8 / 50 ms = 160 tasks/s at most), and the 3 / 1 ratio shows whether the processes
+share the work without getting in each other's way.
 """
 
 from __future__ import annotations
@@ -153,6 +163,13 @@ class Result:
     def best(self) -> float:
         return self.count / min(self.seconds)
 
+    @property
+    def cpu_ms_per_task(self) -> float:
+        """CPU milliseconds per task of everything measured (client, servers, PostgreSQL) in
+        the best run."""
+        best = self.seconds.index(min(self.seconds))
+        return sum(self.cpu[best].values()) * 1000 / self.count
+
     def line(self, unit: str) -> str:
         rates = ", ".join(f"{self.count / s:,.0f}" for s in self.seconds)
         best = self.seconds.index(min(self.seconds))
@@ -240,14 +257,23 @@ def checker(processes: list[subprocess.Popen[bytes]], logs: list[Path]) -> Calla
 # -- taskcell ----------------------------------------------------------------------------------
 
 
-def start_serve(url: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+AGENTS = {
+    "instant": {"entry": "taskcell.agents.samples:instant"},
+    "pause": {"entry": "taskcell.agents.samples:pause"},
+}
+
+
+def start_serve(
+    url: str, log: Path, settings: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {
         **os.environ,
         "TASKCELL_DATABASE_URL": url,
         "TASKCELL_HOST": "127.0.0.1",
         "TASKCELL_LOG_LEVEL": "WARNING",
-        "TASKCELL_AGENTS": json.dumps({"instant": {"entry": "taskcell.agents.samples:instant"}}),
+        "TASKCELL_AGENTS": json.dumps(AGENTS),
+        **settings,
     }
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -273,9 +299,9 @@ async def wait_healthy(client: httpx.AsyncClient, base: str, alive: Callable[[],
 
 @contextlib.contextmanager
 def serve_processes(
-    url: str, count: int, folder: Path
+    url: str, count: int, folder: Path, settings: dict[str, str]
 ) -> Iterator[tuple[list[subprocess.Popen[bytes]], list[str]]]:
-    started = [start_serve(url, folder / f"serve-{count}-{i}.log") for i in range(count)]
+    started = [start_serve(url, folder / f"serve-{count}-{i}.log", settings) for i in range(count)]
     try:
         yield [p for p, _ in started], [base for _, base in started]
     finally:
@@ -335,7 +361,9 @@ class Poster:
         self.reader = self.writer = None
 
 
-async def post_tasks(posters: list[Poster], bases: list[str], first: int, count: int) -> None:
+async def post_tasks(
+    posters: list[Poster], bases: list[str], first: int, count: int, agent: str
+) -> None:
     """POST tasks ``first`` to ``first + count - 1``, task n to process n mod N (round-robin).
 
     Each poster sends one request at a time, always to the same process (poster i to process
@@ -349,7 +377,7 @@ async def post_tasks(posters: list[Poster], bases: list[str], first: int, count:
     async def sender(index: int, poster: Poster) -> None:
         base = index % len(bases)
         for number in numbers[base]:
-            body = json.dumps({"query": f"bench task {number}", "agent_name": "instant"})
+            body = json.dumps({"query": f"bench task {number}", "agent_name": agent})
             status, answer = await poster.post("/api/v1/tasks", body.encode())
             if status != 201:
                 raise RuntimeError(f"POST /api/v1/tasks: {status} {answer[:300]!r}")
@@ -358,16 +386,29 @@ async def post_tasks(posters: list[Poster], bases: list[str], first: int, count:
 
 
 async def bench_taskcell(
-    url: str, nodes: int, count: int, repeat: int, in_flight: int, folder: Path
+    url: str,
+    nodes: int,
+    count: int,
+    repeat: int,
+    in_flight: int,
+    folder: Path,
+    *,
+    agent: str = "instant",
+    runs_at_once: int | None = None,
 ) -> Result:
     await execute(
         url,
         "DO $$ BEGIN IF to_regclass('tasks') IS NOT NULL THEN"
         f" TRUNCATE {TASKCELL_TABLES} CASCADE; END IF; END $$",
     )
-    result = Result(f"taskcell, {nodes} process{'es' if nodes > 1 else ''}", count)
+    label = f"taskcell, {nodes} process{'es' if nodes > 1 else ''}"
+    settings = {}
+    if runs_at_once is not None:
+        label += f", agent {agent!r}, {runs_at_once} runs at once each"
+        settings["TASKCELL_MAX_CONCURRENT_RUNS"] = str(runs_at_once)
+    result = Result(label, count)
     count_sql = "SELECT count(*) FROM tasks WHERE status = 'completed'"
-    with serve_processes(url, nodes, folder) as (processes, bases):
+    with serve_processes(url, nodes, folder, settings) as (processes, bases):
         logs = [folder / f"serve-{nodes}-{i}.log" for i in range(nodes)]
         alive = checker(processes, logs)
         async with contextlib.AsyncExitStack() as stack:
@@ -381,7 +422,7 @@ async def bench_taskcell(
             stack.push_async_callback(conn.close)
             sent = max(WARM_PER_PROCESS * nodes, in_flight)  # opens every client's connections
             await timed(
-                partial(post_tasks, clients, bases, 0, sent),
+                partial(post_tasks, clients, bases, 0, sent, agent),
                 conn,
                 count_sql,
                 sent,
@@ -393,7 +434,7 @@ async def bench_taskcell(
                 sent += count
                 with CpuMeter([p.pid for p in processes], "servers") as meter:
                     seconds = await timed(
-                        partial(post_tasks, clients, bases, first, count),
+                        partial(post_tasks, clients, bases, first, count, agent),
                         conn,
                         count_sql,
                         sent,
@@ -541,8 +582,19 @@ async def main(admin_url: str, count: int, repeat: int, in_flight: int, only: st
         for concurrency, single in ((10, 0), (1, in_flight)):
             extra = await bench_procrastinate(url, concurrency, single, count, repeat, folder)
             print(extra.line("jobs"))
+        # Extra: a workload bound by each process's run slots rather than by the CPU.
+        waits = [
+            await bench_taskcell(
+                url, n, count // 2, repeat, in_flight, folder, agent="pause", runs_at_once=8
+            )
+            for n in (1, 3)
+        ]
+        for result in waits:
+            print(result.line("tasks"))
     one_to_base = taskcell_1.best / base.best
     three_to_one = taskcell_3.best / taskcell_1.best
+    cpus = os.cpu_count() or 1
+    ceiling = cpus * 1000 / taskcell_1.cpu_ms_per_task
     print(
         f"ratio taskcell 1 process / procrastinate 1 worker:   {one_to_base:5.2f}"
         f"   (target >= 1.0: {'met' if one_to_base >= 1 else 'NOT met'})"
@@ -550,6 +602,15 @@ async def main(admin_url: str, count: int, repeat: int, in_flight: int, only: st
     print(
         f"ratio taskcell 3 processes / taskcell 1 process:     {three_to_one:5.2f}"
         f"   (target >= 1.5: {'met' if three_to_one >= 1.5 else 'NOT met'})"
+    )
+    print(
+        f"    this machine's ceiling: {taskcell_1.cpu_ms_per_task:.2f} CPU ms per task (client,"
+        f" server, PostgreSQL) on {cpus} CPUs is {ceiling:,.0f} tasks/s with every core busy,"
+        f" {ceiling / taskcell_1.best:.2f} times one process"
+    )
+    print(
+        "ratio 3 / 1 processes, agent 'pause' (50 ms), 8 runs at once each:"
+        f" {waits[1].best / waits[0].best:5.2f}   (extra: a workload the CPU does not bound)"
     )
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; logs: {folder}")
 

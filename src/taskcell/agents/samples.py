@@ -6,6 +6,7 @@ Register one by entry point, e.g. ``TASKCELL_AGENTS='{"instant": {"entry":
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from taskcell.agents.local import AgentRequest
@@ -13,6 +14,12 @@ from taskcell.agents.local import AgentRequest
 
 async def instant(request: AgentRequest) -> str:
     """Answers at once with the query."""
+    return f"done: {request.query}"
+
+
+async def pause(request: AgentRequest) -> str:
+    """Answers after 50 ms, a stand-in for an agent that waits on a model or a service."""
+    await asyncio.sleep(0.05)
     return f"done: {request.query}"
 
 
