@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
 from taskcell.agents.registry import AgentRegistry
+from taskcell.api.app import create_app
+from taskcell.cli import app as cli
+from taskcell.engine.engine import Engine
 from taskcell.settings import Settings
+from taskcell.testing import serve_app
 
-from .conftest import ServerFactory, read_sse
+from .conftest import ServerFactory, read_sse, settings_for
 
 
 async def test_health_and_metrics(client: httpx.AsyncClient) -> None:
@@ -77,3 +84,34 @@ def test_agents_come_from_taskcell_toml_and_the_environment(
     assert "instant" in AgentRegistry.from_settings(Settings(), "http://127.0.0.1:1")
     with pytest.raises(ValueError, match="exactly one of url and entry"):
         Settings(agents={"bad": {"url": "http://x", "entry": "a:b"}})
+
+
+async def test_health_answers_503_when_a_loop_died_and_status_says_so(db_path: Path) -> None:
+    apps: list[Any] = []
+
+    def build(base_url: str) -> Any:
+        made = create_app(settings_for(db_path, public_url=base_url))
+        apps.append(made)
+        return made
+
+    async def crash() -> None:
+        raise RuntimeError("disk on fire")
+
+    async with serve_app(app_factory=build) as url, httpx.AsyncClient(base_url=url) as client:
+        engine: Engine = apps[0].state.engine
+        real = engine.supervisor._loops["scheduler"]
+        engine.supervisor.start("scheduler", crash)  # stands in for the real loop dying
+        try:
+            await asyncio.wait_for(engine.supervisor.failed.wait(), 5)
+            answer = await client.get("/api/v1/health")
+            result = await asyncio.to_thread(CliRunner().invoke, cli, ["status", "--url", url])
+        finally:
+            engine.supervisor._loops["scheduler"] = real  # stopped with the others
+    assert answer.status_code == 503
+    data = answer.json()["data"]
+    assert (data["status"], data["scheduler"], data["store"]) == ("failing", False, True)
+    assert "disk on fire" in data["problem"]
+    assert result.exit_code == 1, result.output
+    assert "failing" in result.output
+    assert "scheduler down" in result.output
+    assert "disk on fire" in result.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -31,3 +32,26 @@ def test_create_and_watch_an_echo_task(runner: CliRunner, tmp_path: Path) -> Non
         assert listed.exit_code == 0, listed.output
         assert "hello world" in listed.output
         assert "completed" in listed.output
+
+
+def test_status_shows_the_checks_and_the_live_process(runner: CliRunner, tmp_path: Path) -> None:
+    api = pytest.importorskip("taskcell.api.app", exc_type=ModuleNotFoundError)
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'tasks.db'}", api_keys="")
+
+    def make(base_url: str) -> Any:
+        return api.create_app(settings.with_overrides(public_url=base_url))
+
+    with serve_app_in_thread(app_factory=make) as url:
+        result = runner.invoke(app, ["status", "--url", url])
+    assert result.exit_code == 0, result.output
+    assert "healthy" in result.output
+    assert "store ok" in result.output and "scheduler ok" in result.output
+    assert "1 live process serves this database" in result.output
+    assert f":{os.getpid()}:" in result.output  # the server runs in this process's thread
+    assert "answered this request" in result.output
+
+
+def test_status_of_a_server_that_is_not_there(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["status", "--url", "http://127.0.0.1:9"])
+    assert result.exit_code == 1
+    assert "127.0.0.1:9" in result.output

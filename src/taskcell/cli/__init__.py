@@ -1,4 +1,4 @@
-"""The ``taskcell`` command line: ``serve``, ``tasks ...``, ``agents``, ``db upgrade``.
+"""The ``taskcell`` command line: ``serve``, ``tasks ...``, ``agents``, ``status``, ``db upgrade``.
 
 Client commands talk to a running server over HTTP (``--url``, default ``$TASKCELL_URL`` or
 http://127.0.0.1:8000; ``--key``, default ``$TASKCELL_API_KEY``).
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from taskcell.cli import agents, db, serve, tasks
+from taskcell.cli import agents, db, serve, status, tasks
 
 app = typer.Typer(
     name="taskcell",
@@ -19,6 +19,7 @@ app = typer.Typer(
 app.command("serve")(serve.serve)
 app.add_typer(tasks.app, name="tasks")
 app.command("agents")(agents.agents)
+app.command("status")(status.status)
 app.add_typer(db.app, name="db")
 
 __all__ = ["app", "main"]

@@ -198,6 +198,21 @@ class TaskcellClient:
         result: JsonObject = self.request("DELETE", f"/tasks/{task_id}")
         return result
 
+    def health(self) -> JsonObject:
+        """GET /health: the checks and the live processes, also when it answers 503."""
+        try:
+            response = self._http.get("/health")
+        except httpx.HTTPError as exc:
+            raise _unreachable(self.base_url, exc) from exc
+        if response.status_code == 503:
+            with contextlib.suppress(ValueError):
+                body = response.json()
+                data = body.get("data") if isinstance(body, dict) else None
+                if isinstance(data, dict):
+                    return data
+        result: JsonObject = unwrap(response)
+        return result
+
     def agents(self) -> list[JsonObject]:
         """GET /agents."""
         result = self.request("GET", "/agents")
