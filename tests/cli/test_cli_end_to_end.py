@@ -1,27 +1,35 @@
-"""The command line against the real taskcell app (skipped until ``taskcell.api.app`` exists)."""
+"""The command line against the real taskcell app on a real server."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
 from typer.testing import CliRunner
 
+from taskcell.api.app import create_app
 from taskcell.cli import app
 from taskcell.settings import Settings
 from taskcell.testing import serve_app_in_thread
 
 
-def test_create_and_watch_an_echo_task(runner: CliRunner, tmp_path: Path) -> None:
-    api = pytest.importorskip("taskcell.api.app", exc_type=ModuleNotFoundError)
+@contextmanager
+def served(tmp_path: Path) -> Iterator[str]:
+    """A real taskcell server on an SQLite file in ``tmp_path``, in a thread; its URL."""
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'tasks.db'}", api_keys="")
 
     def make(base_url: str) -> Any:
-        return api.create_app(settings.with_overrides(public_url=base_url))
+        return create_app(settings.with_overrides(public_url=base_url))
 
     with serve_app_in_thread(app_factory=make) as url:
+        yield url
+
+
+def test_create_and_watch_an_echo_task(runner: CliRunner, tmp_path: Path) -> None:
+    with served(tmp_path) as url:
         args = ["tasks", "create", "hello world", "--agent", "echo", "--watch", "--url", url]
         result = runner.invoke(app, args)
         assert result.exit_code == 0, result.output
@@ -35,13 +43,7 @@ def test_create_and_watch_an_echo_task(runner: CliRunner, tmp_path: Path) -> Non
 
 
 def test_status_shows_the_checks_and_the_live_process(runner: CliRunner, tmp_path: Path) -> None:
-    api = pytest.importorskip("taskcell.api.app", exc_type=ModuleNotFoundError)
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'tasks.db'}", api_keys="")
-
-    def make(base_url: str) -> Any:
-        return api.create_app(settings.with_overrides(public_url=base_url))
-
-    with serve_app_in_thread(app_factory=make) as url:
+    with served(tmp_path) as url:
         result = runner.invoke(app, ["status", "--url", url])
     assert result.exit_code == 0, result.output
     assert "healthy" in result.output
