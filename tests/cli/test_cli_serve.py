@@ -1,4 +1,5 @@
-"""``taskcell serve``: the database URL forms and the refusal to expose an open server."""
+"""``taskcell serve``: the database URL forms, the refusal to expose an open server, and the
+refusal of a database it cannot use."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pytest
 import uvicorn
 from typer.testing import CliRunner
 
-from taskcell.cli import app
+from serving import free_port
+from taskcell.cli import app, serve
 from taskcell.cli.serve import is_loopback, redact_url, resolve_db_url
 from taskcell.settings import Settings
 
@@ -114,6 +116,7 @@ def test_serve_on_a_public_host_with_keys_starts(
     runner: CliRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     recorder = _Recorder(monkeypatch)
+    monkeypatch.setattr(serve, "database_problem", lambda url: None)  # no server at h
     monkeypatch.setenv("TASKCELL_API_KEYS", "k1:alice:admin")
     result = runner.invoke(
         app, ["serve", "--host", "0.0.0.0", "--db", "postgresql+asyncpg://u:pw@h/d"]
@@ -134,3 +137,22 @@ def test_serve_on_loopback_needs_no_keys(
     assert recorder.config is not None
     assert recorder.config.host == "127.0.0.1"
     assert "http://127.0.0.1:8124/" in result.output
+
+
+def test_serve_refuses_a_postgres_database_nobody_answers_at(runner: CliRunner) -> None:
+    port = free_port()  # nothing listens there
+    result = runner.invoke(app, ["serve", "--db", f"postgresql://postgres@127.0.0.1:{port}/x"])
+    assert result.exit_code == 1
+    out = " ".join(result.output.split())
+    assert f"cannot open the PostgreSQL database 127.0.0.1:{port}/x" in out
+    assert "Traceback" not in out
+
+
+def test_serve_refuses_an_sqlite_file_it_cannot_make(runner: CliRunner, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = runner.invoke(app, ["serve", "--db", str(blocker / "tasks.db")])
+    assert result.exit_code == 1
+    out = " ".join(result.output.split())
+    assert "cannot use the SQLite database" in out
+    assert "Traceback" not in out

@@ -128,7 +128,7 @@ def serve(
     from taskcell.logs import configure_logging
 
     configure_logging(settings.log_level)
-    refusal = sqlite_in_use(settings.database_url)
+    refusal = database_problem(settings.database_url)
     if refusal is not None:
         err_console.print(refusal, style="red", markup=False)
         raise typer.Exit(1)
@@ -159,14 +159,44 @@ def serve(
         raise typer.Exit(1)
 
 
-def sqlite_in_use(database_url: str) -> str | None:
-    """Why a server cannot serve this SQLite file (another server holds it), or None."""
+def database_problem(database_url: str) -> str | None:
+    """Why this server cannot use the database, said for a person, or None.
+
+    SQLite: another server holds the file, or the file cannot be made there. PostgreSQL: no
+    server answers, or it refuses the login or the database (checked with one connection).
+    """
+    if database_url.startswith(("postgresql://", "postgres://")):
+        return _postgres_problem(database_url)
     from taskcell.stores.sqlite import ServerAlreadyRunning, ServerLock, sqlite_path
 
-    if not database_url.startswith("sqlite"):
-        return None
     try:
-        ServerLock.acquire(sqlite_path(database_url)).release()
+        path = sqlite_path(database_url)
+        ServerLock.acquire(path).release()
     except ServerAlreadyRunning as exc:
         return str(exc)
+    except (OSError, ValueError) as exc:
+        return f"cannot use the SQLite database {database_url}: {exc}"
+    return None
+
+
+def _postgres_problem(database_url: str) -> str | None:
+    import asyncio
+
+    import asyncpg
+
+    from taskcell.stores.postgres import describe_url
+
+    async def connect() -> None:
+        conn = await asyncpg.connect(database_url, timeout=10)
+        await conn.close()
+
+    try:
+        asyncio.run(connect())
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        reason = str(exc) or type(exc).__name__
+        return (
+            f"cannot open the PostgreSQL database {describe_url(database_url)}: {reason}\n"
+            "Check that PostgreSQL runs there and that the URL's user, password and database "
+            "are right (postgresql://USER:PASSWORD@HOST:PORT/DATABASE)."
+        )
     return None
