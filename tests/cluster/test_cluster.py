@@ -227,3 +227,32 @@ async def test_a_killed_process_runs_are_recovered_by_the_others(cluster: list[N
         assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
         assert [e["event"] for e in events][-2:] == ["task_completed", "done"]
     assert LEASE_SECONDS <= 2
+
+
+async def test_a_reply_through_a_reaches_the_process_that_waits_for_it(
+    cluster: list[Node],
+) -> None:
+    a, b, c = cluster
+    async with httpx.AsyncClient(timeout=30) as client:
+        # The asker demo agent keeps its question in B's memory (B serves it).
+        task = await create(client, b, {"query": "Say hello", "agent_name": "asker"})
+        deadline = time.monotonic() + 20
+        while (await client.get(f"{a.url}/api/v1/tasks/{task['task_id']}")).json()["data"][
+            "status"
+        ] != "waiting_input":
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        answer = await client.post(
+            f"{a.url}/api/v1/tasks/{task['task_id']}/input", json={"text": "Ada"}
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["data"]["status"] in {"running", "completed"}
+        events = await events_of(client, c, task["task_id"])
+        runs = await runs_of(client, a, task["task_id"])
+    kinds = [e["event"] for e in events]
+    assert kinds[-2:] == ["task_completed", "done"], kinds
+    said = [e["data"]["payload"]["content"] for e in events if e["event"] == "message"]
+    assert said.count("Ada") == 1, said
+    assert any("Hello, Ada." in str(e["data"]["payload"]) for e in events), events
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert [(r["status"], owner_node(r, cluster)) for r in runs] == [("completed", "B")]

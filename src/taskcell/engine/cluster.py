@@ -3,7 +3,8 @@
 Each process heartbeats, renews the leases of its runs at half their length, and recovers runs
 whose lease expired (their process died). Processes wake each other with notifications
 (PostgreSQL LISTEN/NOTIFY): a schedule changed, events were appended (readers elsewhere read
-the log), or a cancel must reach the process that runs a task. Messages are
+the log), a cancel must reach the process that runs a task, or a reply must reach the process
+that waits for it. Messages are
 ``owner|kind|argument``; a process ignores its own. On a single-server store (SQLite) the
 notifications are no-ops and only the lease loop runs.
 """
@@ -15,7 +16,10 @@ import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
-from taskcell.domain.models import Run, RunStatus, utcnow
+from taskcell.domain.models import Run, RunStatus, Task, utcnow
+from taskcell.domain.state_machine import InvalidTransition, TaskStatus
+from taskcell.engine.responses import ResponseFactory
+from taskcell.service import TaskNotFound
 
 if TYPE_CHECKING:
     from taskcell.engine.engine import Engine
@@ -95,6 +99,10 @@ class Coordinator:
                 self.engine.log.wake_readers(task_id)
         elif kind == "cancel":
             self._in_background(self._cancel_here(argument))
+        elif kind == "input":
+            task_id, seq, target = [*argument.split(",", 2), "", ""][:3]
+            if target == self.engine.owner and seq.isdigit():
+                self._in_background(self._answer_here(task_id, int(seq)))
 
     async def _cancel_here(self, task_id: str) -> None:
         engine = self.engine
@@ -103,6 +111,20 @@ class Coordinator:
         task = await engine.store.load(task_id)
         reason = task.error_message if task and task.error_message else None
         engine.stop_run_here(task_id, reason)
+
+    async def _answer_here(self, task_id: str, seq: int) -> None:
+        """Continue a task waiting here with the reply another process wrote at ``seq``."""
+        engine = self.engine
+        engine.log.appended_elsewhere(task_id)
+        found = await engine.store.read_events(task_id, after=seq - 1, limit=1)
+        if not found or found[0].seq != seq or found[0].payload is None:
+            logger.warning("forwarded reply not found", extra={"task_id": task_id, "seq": seq})
+            return
+        text = str(found[0].payload.get("content", ""))
+        try:
+            await engine.answer_here(task_id, text, said=True)
+        except (InvalidTransition, TaskNotFound) as exc:  # answered already, or deleted
+            logger.info("forwarded reply not taken", extra={"task_id": task_id, "why": str(exc)})
 
     # -- runs elsewhere -------------------------------------------------------------------
 
@@ -124,6 +146,47 @@ class Coordinator:
             if run.status is RunStatus.RUNNING and live:
                 return run
         return None
+
+    async def forward_input(self, task: Task, text: str) -> bool:
+        """Hand a reply to the live process that waits for it; answers whether it was handled.
+
+        The reply is written to the task's log here as the user's message (so no size limit
+        applies to it), then its ``seq`` is sent to the waiting process, which continues the
+        task; this waits (up to a few seconds) until the task is no longer waiting, and answers
+        the task here if it still waits then. False, and nothing written, when no other live
+        process waits for the task: the caller answers it itself.
+        """
+        engine = self.engine
+        if not self.clustered or task.status is not TaskStatus.WAITING_INPUT:
+            return False
+        runs = (await engine.store.list_runs(task.task_id, limit=1)).items
+        if not runs or runs[0].status is not RunStatus.WAITING_INPUT:
+            return False
+        run = runs[0]
+        if run.owner is None or run.owner == engine.owner:
+            return False
+        alive = await engine.store.live_processes(utcnow() - engine.dead_after)
+        if run.owner not in {p.process_id for p in alive}:
+            return False
+        said = await engine.log.emit(ResponseFactory(task, run.run_id).user_message(text))
+        await engine.log.flush()
+        engine.log.appended_elsewhere(task.task_id)  # the owner numbers what follows
+        await engine.store.notify(self.message("input", f"{task.task_id},{said.seq},{run.owner}"))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOP_GRACE_SECONDS
+        while loop.time() < deadline:
+            current = await engine.store.load(task.task_id)
+            if current is None or current.status is not TaskStatus.WAITING_INPUT:
+                return True
+            await asyncio.sleep(0.01)
+        # Its notification was lost, or it is stuck: answer here rather than leave the reply
+        # unread (an agent whose waiting state lived there then fails, and says so).
+        logger.warning("reply not taken by its process", extra={"task_id": task.task_id})
+        try:
+            await engine.answer_here(task.task_id, text, said=True)
+        except InvalidTransition:
+            pass  # it took the reply after all, just now
+        return True
 
     async def cancel_elsewhere(self, task_id: str) -> bool:
         """Signal the process whose run holds a live lease on the task; wait until it stopped.

@@ -472,7 +472,19 @@ class Engine:
         await self.log.emit(factory.done())
 
     async def provide_input(self, task_id: str, text: str) -> Task:
-        """Answer a task that waits for input; it continues the same remote task."""
+        """Answer a task that waits for input; it continues the same remote task.
+
+        In a cluster, a task waiting in another live process is answered there (its waiting
+        state may live in that process's memory): the reply is forwarded to it.
+        """
+        task = await self.service.require_task(task_id)
+        if await self.cluster.forward_input(task, text):
+            return await self.service.require_task(task_id)
+        return await self.answer_here(task_id, text)
+
+    async def answer_here(self, task_id: str, text: str, *, said: bool = False) -> Task:
+        """Continue a waiting task in this process with ``text`` (``said``: the user's message
+        is in its log already, written by the process that took the reply)."""
         task = await self.service.require_task(task_id)
         if not await self.store.transition(
             task_id, TaskStatus.RUNNING, expected=[TaskStatus.WAITING_INPUT]
@@ -487,7 +499,8 @@ class Engine:
         await self.store.update_run(
             run.run_id, {"status": RunStatus.RUNNING, **lease}, expected=[RunStatus.WAITING_INPUT]
         )
-        await self.log.emit(ResponseFactory(task, run.run_id).user_message(text))
+        if not said:
+            await self.log.emit(ResponseFactory(task, run.run_id).user_message(text))
         ctx = RunContext(
             task,
             run,

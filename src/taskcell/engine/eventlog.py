@@ -136,6 +136,12 @@ class EventLog:
         """A task created just now has no events yet: its numbering starts at 1."""
         self._seqs.setdefault(task_id, 0)
 
+    def appended_elsewhere(self, task_id: str) -> None:
+        """Another process appended to ``task_id``'s log: number its next event after the log's
+        end as stored (unless events of it are still queued here, which keep their order)."""
+        if not any(e.task_id == task_id for e in self._pending):
+            self._seqs.pop(task_id, None)
+
     async def _load_seq(self, task_id: str) -> int:
         async with self._seq_lock:
             seq = self._seqs.get(task_id)
