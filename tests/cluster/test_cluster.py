@@ -256,3 +256,33 @@ async def test_a_reply_through_a_reaches_the_process_that_waits_for_it(
     assert any("Hello, Ada." in str(e["data"]["payload"]) for e in events), events
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     assert [(r["status"], owner_node(r, cluster)) for r in runs] == [("completed", "B")]
+
+
+async def test_a_reply_for_a_dead_process_is_answered_where_it_arrived(
+    cluster: list[Node],
+) -> None:
+    a, b, _ = cluster
+    async with httpx.AsyncClient(timeout=30) as client:
+        task = await create(client, b, {"query": "Say hello", "agent_name": "asker"})
+        url = f"{a.url}/api/v1/tasks/{task['task_id']}"
+        deadline = time.monotonic() + 20
+        while (await client.get(url)).json()["data"]["status"] != "waiting_input":
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        b.process.send_signal(signal.SIGKILL)
+        b.process.wait(timeout=10)
+        # B's heartbeat is still fresh: A passes the reply on, hears nothing back, and after a
+        # few seconds continues the task itself. The asker's question died with B.
+        started = time.monotonic()
+        answer = await client.post(f"{url}/input", json={"text": "Ada"})
+        waited = time.monotonic() - started
+        assert answer.status_code == 200, answer.text
+        events = await events_of(client, a, task["task_id"])
+        final = (await client.get(url)).json()["data"]
+    assert 4 <= waited < 15, waited
+    assert final["status"] == "failed", final
+    kinds = [e["event"] for e in events]
+    assert kinds[-2:] == ["task_failed", "done"], kinds
+    said = [e["data"]["payload"]["content"] for e in events if e["event"] == "message"]
+    assert said.count("Ada") == 1, said
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
