@@ -76,10 +76,20 @@ class Coordinator:
             notices.append(self.message("events", ",".join(batch)))
         return notices
 
-    def _in_background(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coro)
+    def _in_background(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """Run what a notice asks for without holding up the listener; failures are logged."""
+        task = asyncio.create_task(coro, name=name)
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error(
+                "acting on a notice failed",
+                extra={"step": task.get_name()},
+                exc_info=task.exception(),
+            )
 
     # -- hearing from them --------------------------------------------------------------
 
@@ -98,11 +108,11 @@ class Coordinator:
             for task_id in filter(None, argument.split(",")):
                 self.engine.log.wake_readers(task_id)
         elif kind == "cancel":
-            self._in_background(self._cancel_here(argument))
+            self._in_background(self._cancel_here(argument), f"cancel {argument}")
         elif kind == "input":
             task_id, seq, target = [*argument.split(",", 2), "", ""][:3]
             if target == self.engine.owner and seq.isdigit():
-                self._in_background(self._answer_here(task_id, int(seq)))
+                self._in_background(self._answer_here(task_id, int(seq)), f"reply {task_id}")
 
     async def _cancel_here(self, task_id: str) -> None:
         engine = self.engine
