@@ -71,6 +71,12 @@ class DuplicateTask(ValueError):
     """A task with this id exists already."""
 
 
+class EventConflict(ValueError):
+    """An appended event's (task_id, seq) is taken: another writer appended to that task's log
+    first. Nothing of the batch was stored; numbering it after the log's end and appending
+    again is the remedy."""
+
+
 class TaskStore(Protocol):
     """Durable storage of tasks and their runs.
 
@@ -102,6 +108,10 @@ class TaskStore(Protocol):
       to running (``attempt`` set to ``run.attempt``, ``started_at`` on the first start) and
       stores ``run``, both or neither. It answers False, changing nothing, when the task is not
       pending or already has a run for that attempt.
+    - ``continue_run`` takes up a task that waited for input in one write: the task moves from
+      waiting_input to running and its run ``run_id`` from waiting_input to running under
+      ``owner`` with ``lease_expires_at``, both or neither. It answers False, changing nothing,
+      when either is not waiting (another reply won, or the task was cancelled).
     - ``update_run`` changes a run, guarded by its current status being in ``expected``, and
       answers whether it did. ``list_runs`` answers a task's runs newest first.
     - ``finish_run`` ends a run and settles its task in one write: it applies ``changes`` to the
@@ -171,6 +181,16 @@ class TaskStore(Protocol):
 
     async def start_run(self, run: Run, *, now: datetime | None = None) -> bool: ...
 
+    async def continue_run(
+        self,
+        run_id: str,
+        *,
+        task_id: str,
+        owner: str,
+        lease_expires_at: datetime,
+        now: datetime | None = None,
+    ) -> bool: ...
+
     async def update_run(
         self,
         run_id: str,
@@ -228,8 +248,10 @@ class EventStore(Protocol):
     - ``append_events`` stores a batch of events (each with its task's next ``seq``; (task_id,
       seq) is unique) and upserts conversation items by ``item_id`` (an existing item keeps its
       ``created_at`` and takes the new payload), all in one transaction: after it returns, all
-      of it is durable, or none of it on an error. Each of ``notices`` is sent to the other
-      processes (as ``Coordination.notify`` would) when, and only if, the batch commits.
+      of it is durable, or none of it on an error. An event whose (task_id, seq) is stored
+      already raises :class:`EventConflict`, storing nothing. Each of ``notices`` is sent to
+      the other processes (as ``Coordination.notify`` would) when, and only if, the batch
+      commits.
     - ``read_events`` answers a task's events with ``seq > after``, in order, at most ``limit``.
     - ``last_seq`` answers the highest ``seq`` stored for a task (0 for none).
     - ``list_items`` answers a conversation's items oldest first (``created_at``, ``item_id``),

@@ -493,3 +493,53 @@ async def test_finish_run_refuses_an_unknown_run_field(store: TaskStore) -> None
         )
     loaded = await store.load(task.task_id)
     assert loaded is not None and loaded.status is TaskStatus.RUNNING
+
+
+async def test_continue_run_takes_up_a_waiting_task_and_its_run(store: TaskStore) -> None:
+    task = make_task()
+    await store.save(task)
+    run = Run(task_id=task.task_id, attempt=1, created_at=T0, owner="p1")
+    assert await store.start_run(run, now=T0)
+    assert await store.update_run(run.run_id, {"status": RunStatus.WAITING_INPUT})
+    assert await store.transition(task.task_id, TaskStatus.WAITING_INPUT)
+    later = T0 + timedelta(minutes=3)
+    lease = later + timedelta(seconds=30)
+    assert await store.continue_run(
+        run.run_id, task_id=task.task_id, owner="p2", lease_expires_at=lease, now=later
+    )
+    loaded = await store.load(task.task_id)
+    assert loaded is not None
+    assert (loaded.status, loaded.updated_at, loaded.started_at) == (TaskStatus.RUNNING, later, T0)
+    taken = await store.load_run(run.run_id)
+    assert taken is not None
+    assert (taken.status, taken.owner, taken.lease_expires_at) == (RunStatus.RUNNING, "p2", lease)
+    # A second reply finds nothing waiting, and changes nothing.
+    assert not await store.continue_run(
+        run.run_id, task_id=task.task_id, owner="p3", lease_expires_at=lease, now=later
+    )
+    again = await store.load_run(run.run_id)
+    assert again is not None and again.owner == "p2"
+
+
+async def test_continue_run_changes_nothing_unless_both_wait(store: TaskStore) -> None:
+    task = make_task()
+    await store.save(task)
+    run = Run(task_id=task.task_id, attempt=1, created_at=T0, owner="p1")
+    assert await store.start_run(run, now=T0)
+    assert await store.transition(task.task_id, TaskStatus.WAITING_INPUT)
+    # The task waits but its run does not: neither moves.
+    assert not await store.continue_run(
+        run.run_id, task_id=task.task_id, owner="p2", lease_expires_at=T0, now=T0
+    )
+    loaded = await store.load(task.task_id)
+    assert loaded is not None and loaded.status is TaskStatus.WAITING_INPUT
+    kept = await store.load_run(run.run_id)
+    assert kept is not None and (kept.status, kept.owner) == (RunStatus.RUNNING, "p1")
+    # The run waits but the task was cancelled: neither moves.
+    assert await store.update_run(run.run_id, {"status": RunStatus.WAITING_INPUT})
+    assert await store.transition(task.task_id, TaskStatus.CANCELLED)
+    assert not await store.continue_run(
+        run.run_id, task_id=task.task_id, owner="p2", lease_expires_at=T0, now=T0
+    )
+    kept = await store.load_run(run.run_id)
+    assert kept is not None and (kept.status, kept.owner) == (RunStatus.WAITING_INPUT, "p1")

@@ -7,13 +7,12 @@ Every test runs on the memory, SQLite and PostgreSQL stores through the ``store`
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
 
-from taskcell.abc import InvalidCursor, Store, TaskStore
+from taskcell.abc import EventConflict, InvalidCursor, Store, TaskStore
 from taskcell.domain.events import ConversationItem, Event, EventType, Role
 from taskcell.domain.models import Run, Task, TaskPattern
 from taskcell.domain.state_machine import TaskStatus
@@ -22,7 +21,7 @@ T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 #: What a duplicate (task_id, seq) raises: each store's own integrity error (the contract
 #: names none); PostgreSQL's store answers ValueError, like the memory store.
-DUPLICATE_ERRORS = (ValueError, sqlite3.IntegrityError)
+DUPLICATE_ERRORS = EventConflict
 
 
 def as_store(store: TaskStore) -> Store:

@@ -105,8 +105,10 @@ class Coordinator:
         if kind == "schedule":
             self.engine.scheduler.wake()
         elif kind == "events":
+            log = self.engine.log
             for task_id in filter(None, argument.split(",")):
-                self.engine.log.wake_readers(task_id)
+                log.wake_readers(task_id)
+                log.appended_elsewhere(task_id)  # so this process numbers after those events
         elif kind == "cancel":
             self._in_background(self._cancel_here(argument), f"cancel {argument}")
         elif kind == "input":

@@ -486,19 +486,16 @@ class Engine:
         """Continue a waiting task in this process with ``text`` (``said``: the user's message
         is in its log already, written by the process that took the reply)."""
         task = await self.service.require_task(task_id)
-        if not await self.store.transition(
-            task_id, TaskStatus.RUNNING, expected=[TaskStatus.WAITING_INPUT]
+        runs = (await self.store.list_runs(task_id, limit=1)).items
+        lease_until = utcnow() + self.lease
+        if not runs or not await self.store.continue_run(
+            runs[0].run_id, task_id=task_id, owner=self.owner, lease_expires_at=lease_until
         ):
             current = await self.service.require_task(task_id)
             raise InvalidTransition(task_id, current.status, TaskStatus.RUNNING)
-        runs = (await self.store.list_runs(task_id, limit=1)).items
-        if not runs:
-            raise InvalidTransition(task_id, task.status, TaskStatus.RUNNING)
         run = runs[0]
-        lease = {"owner": self.owner, "lease_expires_at": utcnow() + self.lease}
-        await self.store.update_run(
-            run.run_id, {"status": RunStatus.RUNNING, **lease}, expected=[RunStatus.WAITING_INPUT]
-        )
+        run.status, run.owner, run.lease_expires_at = RunStatus.RUNNING, self.owner, lease_until
+        task.status = TaskStatus.RUNNING
         if not said:
             await self.log.emit(ResponseFactory(task, run.run_id).user_message(text))
         ctx = RunContext(

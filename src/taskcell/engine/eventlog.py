@@ -19,13 +19,17 @@ from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 
-from taskcell.abc import EventStore
+from taskcell.abc import EventConflict, EventStore
 from taskcell.domain.events import ConversationItem, Event, EventType
 
 logger = logging.getLogger(__name__)
 
 _READ_PAGE = 500
+#: Attempts at appending a batch that fails for another reason than a conflict (the store is
+#: unreachable, say); then the writer dies and the service stops.
 _APPEND_RETRIES = 5
+#: Attempts at appending a batch that another writer's events keep conflicting with.
+_CONFLICT_RETRIES = 50
 
 #: Events that become (or update) an item of the conversation's history.
 _ITEM_EVENTS = frozenset(
@@ -139,8 +143,8 @@ class EventLog:
     def appended_elsewhere(self, task_id: str) -> None:
         """Another process appended to ``task_id``'s log: number its next event after the log's
         end as stored (unless events of it are still queued here, which keep their order)."""
-        if not any(e.task_id == task_id for e in self._pending):
-            self._seqs.pop(task_id, None)
+        if task_id in self._seqs and not any(e.task_id == task_id for e in self._pending):
+            del self._seqs[task_id]
 
     async def _load_seq(self, task_id: str) -> int:
         async with self._seq_lock:
@@ -229,27 +233,61 @@ class EventLog:
         items = self._items_to_write(batch)
         task_ids = {e.task_id for e in batch}
         notices = self.notices_for(task_ids) if self.notices_for is not None else []
-        for attempt in range(1, _APPEND_RETRIES + 1):
+        failures = conflicts = 0
+        renumber = False
+        while True:
+            if renumber:
+                await self._renumber(batch)
             try:
                 await self._store.append_events(batch, items, notices=notices)
                 break
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.warning(
-                    "event append failed; renumbering after the log's end",
-                    extra={"events": len(batch), "attempt": attempt},
-                    exc_info=attempt == _APPEND_RETRIES,
+            except EventConflict:
+                if failures and await self._stored_already(batch):
+                    break  # an attempt whose answer was lost had been committed after all
+                # Another process appended to one of these tasks first: number the batch after
+                # the log's end and try again. Each retry follows someone else's progress, so
+                # this ends; the bound only guards against a store that always refuses.
+                conflicts += 1
+                logger.info(
+                    "events renumbered after another writer's",
+                    extra={"events": len(batch), "conflicts": conflicts},
                 )
-                if attempt == _APPEND_RETRIES:
+                if conflicts == _CONFLICT_RETRIES:
                     raise
-                await asyncio.sleep(0.01 * 2**attempt)
-                await self._renumber(batch)
+                await asyncio.sleep(min(0.2, 0.002 * 2**conflicts))
+                renumber = True
+            except Exception:
+                # The outcome is unknown (the answer may have been lost after the commit), so
+                # the same numbers are tried again: a conflict then tells which it was.
+                failures += 1
+                logger.warning(
+                    "event append failed; trying again",
+                    extra={"events": len(batch), "attempt": failures},
+                    exc_info=failures == _APPEND_RETRIES,
+                )
+                if failures == _APPEND_RETRIES:
+                    raise
+                await asyncio.sleep(0.01 * 2**failures)
+                renumber = False
         self._persisted += len(batch)
         self.appended_total += len(batch)
         self._publish(batch)
         self._forget_finished(batch)
         self._release_flush_waiters()
+
+    async def _stored_already(self, batch: list[Event]) -> bool:
+        """Whether the log holds exactly this batch's events (first and last of each task)."""
+        by_task: dict[str, list[Event]] = {}
+        for event in batch:
+            by_task.setdefault(event.task_id, []).append(event)
+        for task_id, events in by_task.items():
+            for event in {events[0].seq: events[0], events[-1].seq: events[-1]}.values():
+                found = await self._store.read_events(task_id, after=event.seq - 1, limit=1)
+                if not found or found[0].to_dict() != event.to_dict():
+                    return False
+        return True
 
     async def _renumber(self, batch: list[Event]) -> None:
         """Give a batch's events numbers after what the log holds now.

@@ -13,7 +13,14 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from taskcell.abc import UPDATABLE_FIELDS, DuplicateTask, Page, ProcessInfo, TaskFilter
+from taskcell.abc import (
+    UPDATABLE_FIELDS,
+    DuplicateTask,
+    EventConflict,
+    Page,
+    ProcessInfo,
+    TaskFilter,
+)
 from taskcell.domain.events import ConversationItem, Event
 from taskcell.domain.models import OPEN_RUN_STATUSES, Run, RunStatus, Task, TaskPattern, utcnow
 from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, sources_of
@@ -185,6 +192,24 @@ class InMemoryTaskStore:
         if not await self.add_run(run):
             return False
         apply_transition_fields(task, TaskStatus.RUNNING, now or utcnow(), {"attempt": run.attempt})
+        return True
+
+    async def continue_run(
+        self,
+        run_id: str,
+        *,
+        task_id: str,
+        owner: str,
+        lease_expires_at: datetime,
+        now: datetime | None = None,
+    ) -> bool:
+        task, run = self._tasks.get(task_id), self._runs.get(run_id)
+        if task is None or run is None or run.task_id != task_id:
+            return False
+        if task.status is not TaskStatus.WAITING_INPUT or run.status is not RunStatus.WAITING_INPUT:
+            return False
+        apply_transition_fields(task, TaskStatus.RUNNING, now or utcnow(), None)
+        run.status, run.owner, run.lease_expires_at = RunStatus.RUNNING, owner, lease_expires_at
         return True
 
     async def finish_run(
@@ -366,7 +391,7 @@ class InMemoryTaskStore:
         for event in events:
             log = self._events.setdefault(event.task_id, [])
             if log and log[-1].seq >= event.seq:
-                raise ValueError(f"event {event.task_id}/{event.seq} is not after the log's end")
+                raise EventConflict(f"event {event.task_id}/{event.seq} is not after the log's end")
         for event in events:
             self._events[event.task_id].append(copy.deepcopy(event))
         for item in items:

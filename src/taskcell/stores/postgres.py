@@ -51,7 +51,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from taskcell.abc import DuplicateTask, Page, ProcessInfo, TaskFilter
+from taskcell.abc import DuplicateTask, EventConflict, Page, ProcessInfo, TaskFilter
 from taskcell.domain.events import ConversationItem, Event
 from taskcell.domain.models import OPEN_RUN_STATUSES, Run, RunStatus, Task, utcnow
 from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, sources_of
@@ -109,6 +109,16 @@ _START_RUN = (
         f"${i}::{_RUN_TYPES.get(name, 'text')}" for i, name in enumerate(codec.RUN_COLUMNS, start=1)
     )
     + " FROM started"
+)
+#: $1 task id, $2 run id, $3 owner, $4 lease expiry, $5 now. The task moves only if its run
+#: waits too; the run moves only if the task did.
+_CONTINUE_RUN = (
+    "WITH moved AS (UPDATE tasks SET status = 'running', updated_at = $5,"
+    " started_at = COALESCE(started_at, $5)"
+    " WHERE task_id = $1 AND status = 'waiting_input' AND EXISTS (SELECT 1 FROM runs"
+    " WHERE run_id = $2 AND task_id = $1 AND status = 'waiting_input') RETURNING 1)"
+    " UPDATE runs SET status = 'running', owner = $3, lease_expires_at = $4"
+    " WHERE run_id = $2 AND status = 'waiting_input' AND EXISTS (SELECT 1 FROM moved)"
 )
 _TASK_BY_ID = f"{_TASK_SELECT} WHERE task_id = $1"
 _TASK_EXISTS = "SELECT EXISTS (SELECT 1 FROM tasks WHERE task_id = $1)"
@@ -363,7 +373,7 @@ class PostgresTaskStore:
     ``max_size`` connections, each made within ``connect_timeout`` seconds. Beyond the
     contract: a run id given to :meth:`add_run` twice raises ``ValueError`` (only a repeated
     occurrence answers False), an event whose (task_id, seq) is stored already makes
-    :meth:`append_events` raise ``ValueError`` (and store nothing of the batch), and values
+    :meth:`append_events` raise ``EventConflict`` (and store nothing of the batch), and values
     PostgreSQL cannot store (a NUL character in text, NaN in a task's JSON, an integer past 32
     bits) raise :class:`asyncpg.DataError`.
     """
@@ -559,6 +569,20 @@ class PostgresTaskStore:
             if exc.constraint_name == "runs_pkey":
                 raise ValueError(f"run {run.run_id} exists already") from exc
             return False
+        return _row_count(status) == 1
+
+    async def continue_run(
+        self,
+        run_id: str,
+        *,
+        task_id: str,
+        owner: str,
+        lease_expires_at: datetime,
+        now: datetime | None = None,
+    ) -> bool:
+        """Both moves in one statement: the run's UPDATE reads the task's from a CTE."""
+        args = (task_id, run_id, owner, codec.utc(lease_expires_at), codec.utc(now or utcnow()))
+        status = await (await self.pool()).execute(_CONTINUE_RUN, *args)
         return _row_count(status) == 1
 
     async def update_run(
@@ -757,7 +781,7 @@ class PostgresTaskStore:
         try:
             await pool.execute(_APPEND_EVENTS, *event_columns, *_item_columns(items), list(notices))
         except asyncpg.UniqueViolationError as exc:
-            raise ValueError(f"events already stored: {exc.detail or exc}") from exc
+            raise EventConflict(f"events already stored: {exc.detail or exc}") from exc
 
     async def read_events(self, task_id: str, *, after: int = 0, limit: int = 500) -> list[Event]:
         rows = await (await self.pool()).fetch(_EVENT_READ, task_id, after, limit)

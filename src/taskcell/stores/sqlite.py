@@ -25,7 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from taskcell.abc import DuplicateTask, Page, ProcessInfo, TaskFilter
+from taskcell.abc import DuplicateTask, EventConflict, Page, ProcessInfo, TaskFilter
 from taskcell.domain.events import ConversationItem, Event
 from taskcell.domain.models import OPEN_RUN_STATUSES, Run, RunStatus, Task, utcnow
 from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, sources_of
@@ -411,6 +411,36 @@ class SQLiteTaskStore:
         except _Refused:
             return False
 
+    async def continue_run(
+        self,
+        run_id: str,
+        *,
+        task_id: str,
+        owner: str,
+        lease_expires_at: datetime,
+        now: datetime | None = None,
+    ) -> bool:
+        moving = _transition_statement(
+            task_id, TaskStatus.RUNNING, [TaskStatus.WAITING_INPUT], None, now
+        )
+        resuming = (
+            "UPDATE runs SET status = 'running', owner = ?, lease_expires_at = ?"
+            " WHERE run_id = ? AND task_id = ? AND status = 'waiting_input'",
+            [owner, codec.ts(lease_expires_at), run_id, task_id],
+        )
+
+        def take_up(conn: sqlite3.Connection) -> bool:
+            if not _changed_one(conn, moving):
+                return False
+            if not _changed_one(conn, resuming):
+                raise _Refused
+            return True
+
+        try:
+            return await self.write(take_up, atomic=True)
+        except _Refused:
+            return False
+
     async def update_run(
         self,
         run_id: str,
@@ -599,7 +629,10 @@ class SQLiteTaskStore:
         item_rows = [codec.item_values(item) for item in items]
 
         def append(conn: sqlite3.Connection) -> None:
-            conn.executemany(_EVENT_INSERT, event_rows)
+            try:
+                conn.executemany(_EVENT_INSERT, event_rows)
+            except sqlite3.IntegrityError as exc:
+                raise EventConflict(f"events already stored: {exc}") from exc
             conn.executemany(_ITEM_UPSERT, item_rows)
 
         await self.write(append, atomic=True)
