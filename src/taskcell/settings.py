@@ -21,6 +21,12 @@ from pydantic_settings import (
 
 from taskcell.stores.factory import DEFAULT_POOL_SIZE
 
+#: How long an idle kept-alive connection stays open. Longer than HTTP clients keep idle
+#: connections in their pools (httpx and many others: 5 s), so a client never sends a request
+#: on a connection the server is closing at that moment; uvicorn's default is also 5 s, which
+#: makes that race (seen as sporadic "connection closed" errors under load).
+KEEP_ALIVE_SECONDS = 65
+
 
 def default_database_url() -> str:
     """``sqlite:///`` a file in the user's data directory."""

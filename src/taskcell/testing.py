@@ -23,6 +23,8 @@ from typing import Any
 
 import uvicorn
 
+from taskcell.settings import KEEP_ALIVE_SECONDS
+
 ASGIApp = Callable[..., Any]
 AppFactory = Callable[[str], ASGIApp]
 
@@ -67,6 +69,7 @@ def _make_server(app: ASGIApp, sock: socket.socket, grace: int) -> _QuietServer:
         timeout_graceful_shutdown=grace,
         ws="none",
         backlog=1024,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
     return _QuietServer(config)
 

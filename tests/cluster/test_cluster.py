@@ -229,19 +229,24 @@ async def test_a_killed_process_runs_are_recovered_by_the_others(cluster: list[N
     assert LEASE_SECONDS <= 2
 
 
+async def asked_on(client: httpx.AsyncClient, node: Node) -> dict[str, Any]:
+    """An asker task created on ``node``, once it waits for its answer there."""
+    task = await create(client, node, {"query": "Say hello", "agent_name": "asker"})
+    url = f"{node.url}/api/v1/tasks/{task['task_id']}"
+    deadline = time.monotonic() + 20
+    while (await client.get(url)).json()["data"]["status"] != "waiting_input":
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    return task
+
+
 async def test_a_reply_through_a_reaches_the_process_that_waits_for_it(
     cluster: list[Node],
 ) -> None:
     a, b, c = cluster
     async with httpx.AsyncClient(timeout=30) as client:
         # The asker demo agent keeps its question in B's memory (B serves it).
-        task = await create(client, b, {"query": "Say hello", "agent_name": "asker"})
-        deadline = time.monotonic() + 20
-        while (await client.get(f"{a.url}/api/v1/tasks/{task['task_id']}")).json()["data"][
-            "status"
-        ] != "waiting_input":
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
+        task = await asked_on(client, b)
         answer = await client.post(
             f"{a.url}/api/v1/tasks/{task['task_id']}/input", json={"text": "Ada"}
         )
@@ -263,12 +268,8 @@ async def test_a_reply_for_a_dead_process_is_answered_where_it_arrived(
 ) -> None:
     a, b, _ = cluster
     async with httpx.AsyncClient(timeout=30) as client:
-        task = await create(client, b, {"query": "Say hello", "agent_name": "asker"})
+        task = await asked_on(client, b)
         url = f"{a.url}/api/v1/tasks/{task['task_id']}"
-        deadline = time.monotonic() + 20
-        while (await client.get(url)).json()["data"]["status"] != "waiting_input":
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
         b.process.send_signal(signal.SIGKILL)
         b.process.wait(timeout=10)
         # B's heartbeat is still fresh: A passes the reply on, hears nothing back, and after a

@@ -14,7 +14,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from taskcell.cli.common import console, err_console
-from taskcell.settings import Settings
+from taskcell.settings import KEEP_ALIVE_SECONDS, Settings
 from taskcell.stores.factory import normalise_url
 
 DbOption = Annotated[
@@ -152,6 +152,7 @@ def serve(
         log_level=uvicorn_log_level(settings.log_level),
         lifespan="on",
         log_config=None,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
     server = uvicorn.Server(config)
     server.run()
