@@ -56,7 +56,6 @@ _ITEM_UPSERT = (
     "ON CONFLICT (item_id) DO UPDATE SET payload = excluded.payload, event = excluded.event,"
     " metadata = excluded.metadata, run_id = excluded.run_id, updated_at = excluded.updated_at"
 )
-_RUN_INSERT_IF_NEW = f"{_RUN_INSERT} ON CONFLICT DO NOTHING"
 _CONVERSATION_INSERT = "INSERT INTO conversations VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
 _PROCESS_COLUMNS = "process_id, started_at, heartbeat_at"
 _LIVE_PROCESSES = (
