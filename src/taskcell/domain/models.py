@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -85,6 +86,20 @@ FINAL_RUN_STATUSES: frozenset[RunStatus] = frozenset(
         RunStatus.SKIPPED,
     }
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """A run's fencing token: the run, its owner and its lease epoch.
+
+    A write guarded by a fence happens only if the run still has this owner and this epoch
+    (and, for the writes that settle it, is still open); see :class:`taskcell.abc.LeaseLost`.
+    """
+
+    run_id: str
+    owner: str
+    epoch: int
+
 
 #: A run that has not ended yet (``finish_run`` and ``close_run`` end only these).
 OPEN_RUN_STATUSES: frozenset[RunStatus] = frozenset(
@@ -294,3 +309,12 @@ class Run(BaseModel):
     owner: str | None = None
     lease_expires_at: UtcDatetime | None = None
     created_at: UtcDatetime = Field(default_factory=utcnow)
+    #: The lease epoch: grows at each takeover (another process's recovery, a reply taken up).
+    epoch: int = Field(default=0, ge=0)
+    #: The process that closed the run when another than its owner did (recovery).
+    closed_by: str | None = None
+
+    @property
+    def fence(self) -> Fence:
+        """This run's fencing token as it is now (its writes are guarded by it)."""
+        return Fence(self.run_id, self.owner or "", self.epoch)

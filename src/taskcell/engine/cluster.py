@@ -121,8 +121,9 @@ class Coordinator:
         if not engine.is_running_here(task_id):
             return
         task = await engine.store.load(task_id)
-        reason = task.error_message if task and task.error_message else None
-        engine.stop_run_here(task_id, reason)
+        if task is None or task.status is not TaskStatus.CANCELLED:
+            return  # an old notice: the task runs again, or was never cancelled
+        engine.stop_run_here(task_id, task.error_message or None)
 
     async def _answer_here(self, task_id: str, seq: int) -> None:
         """Continue a task waiting here with the reply another process wrote at ``seq``."""

@@ -10,6 +10,7 @@ agent's task, emits ``task_cancelled`` and ``done``, and ends its run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -20,12 +21,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from taskcell.abc import Store, TaskFilter
+from taskcell.abc import LeaseLost, Store, TaskFilter
 from taskcell.agents.base import AgentError, TransientAgentError
 from taskcell.agents.registry import AgentRegistry
 from taskcell.domain.events import Event, EventType
 from taskcell.domain.models import (
     OPEN_RUN_STATUSES,
+    Fence,
     Run,
     RunStatus,
     Task,
@@ -116,10 +118,15 @@ class Engine:
         self._slots = asyncio.Semaphore(max_concurrent_runs)
         self._runs: dict[str, asyncio.Task[None]] = {}
         self._cancelling: dict[str, str] = {}
+        #: Runs of this process whose lease was lost (a write refused): they stop, writing
+        #: nothing more. By run id, with the task id the run belongs to.
+        self._lost: dict[str, str] = {}
+        self._held: dict[str, str] = {}  # run id -> task id, for the runs holding a fence here
         self.lease = timedelta(seconds=lease_seconds)
         #: A process with no heartbeat for this long is dead (it heartbeats every half lease).
         self.dead_after = 2 * self.lease
         self.cluster = Coordinator(self)
+        self.log.on_lease_lost = self.leases_lost
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -197,6 +204,7 @@ class Engine:
             return await recurring.submit(self, task, run_immediately=run_immediately)
         await self.open_task(task)
         self._spawn(task.task_id, self._run_once(task))
+        await self.log.flush()  # the opening events are durable before the caller hears of it
         return task
 
     async def open_task(self, task: Task) -> None:
@@ -228,7 +236,13 @@ class Engine:
                 if not await self.store.start_run(run, now=now):
                     return  # no longer pending: cancelled, or another process runs it
                 task.attempt, task.status = attempt, TaskStatus.RUNNING
-                delay = await self._attempt(RunContext(task, run))
+                ctx = RunContext(task, run)
+                with self.fenced(ctx):
+                    try:
+                        delay = await self._attempt(ctx)
+                    except LeaseLost:
+                        await self.lease_lost(ctx)
+                        return
                 if delay is None:
                     return
                 try:
@@ -260,7 +274,8 @@ class Engine:
         factory = ResponseFactory(task, run.run_id)
         emit = self.log.emit
         if outcome.kind is OutcomeKind.WAITING_INPUT:
-            await self.store.update_run(run.run_id, {"status": RunStatus.WAITING_INPUT})
+            waiting: dict[str, Any] = {"status": RunStatus.WAITING_INPUT}
+            await self.store.update_run(run.run_id, waiting, fence=run.fence)
             await self.store.transition(
                 task.task_id,
                 TaskStatus.WAITING_INPUT,
@@ -276,6 +291,7 @@ class Engine:
                 result=outcome.text,
                 expected=[TaskStatus.RUNNING],
                 changes=ctx.remote_changes(),
+                fence=run.fence,
             ):
                 await emit(factory.task_completed())
                 await emit(factory.done())
@@ -283,7 +299,12 @@ class Engine:
         if outcome.kind is OutcomeKind.CANCELLED:
             changes = {"error_message": outcome.text, **ctx.remote_changes()}
             if await self.finish_run(
-                run, RunStatus.CANCELLED, TaskStatus.CANCELLED, error=outcome.text, changes=changes
+                run,
+                RunStatus.CANCELLED,
+                TaskStatus.CANCELLED,
+                error=outcome.text,
+                changes=changes,
+                fence=run.fence,
             ):
                 await emit(factory.task_cancelled(outcome.text))
                 await emit(factory.done())
@@ -296,10 +317,12 @@ class Engine:
         factory = ResponseFactory(task, run.run_id)
         changes = {"error_message": reason, **ctx.remote_changes()}
         if await self.finish_run(
-            run, RunStatus.FAILED, TaskStatus.FAILED, error=reason, changes=changes
+            run, RunStatus.FAILED, TaskStatus.FAILED, error=reason, changes=changes, fence=run.fence
         ):
             await self.log.emit(factory.task_failed(reason))
-            await self.update_controllers(task, task_status="failed", last_error=reason)
+            await self.update_controllers(
+                task, task_status="failed", last_error=reason, fence=run.fence
+            )
             await self.log.emit(factory.done())
 
     async def _transient_failure(self, ctx: RunContext, reason: str) -> float | None:
@@ -307,7 +330,12 @@ class Engine:
         if run.attempt >= task.max_attempts:
             plural = "s" if run.attempt != 1 else ""
             await self._fail_task(
-                task, run, f"{reason} (gave up after {run.attempt} attempt{plural})", error=reason
+                task,
+                run,
+                f"{reason} (gave up after {run.attempt} attempt{plural})",
+                error=reason,
+                changes=ctx.remote_changes(),
+                fence=run.fence,
             )
             return None
         if not await self.finish_run(
@@ -317,6 +345,7 @@ class Engine:
             error=reason,
             expected=[TaskStatus.RUNNING],
             changes=ctx.remote_changes(),
+            fence=run.fence,
         ):
             return None
         ctx.remote_changed = False
@@ -329,17 +358,30 @@ class Engine:
         return delay
 
     async def _fail_task(
-        self, task: Task, run: Run | None, reason: str, *, error: str | None = None
+        self,
+        task: Task,
+        run: Run | None,
+        reason: str,
+        *,
+        error: str | None = None,
+        changes: dict[str, Any] | None = None,
+        fence: Fence | None = None,
+        status: RunStatus = RunStatus.FAILED,
     ) -> None:
-        """Fail the task with ``reason``; a still open ``run`` is closed as failed with
-        ``error`` (default: the reason) in the same write."""
+        """Fail the task with ``reason``; a still open ``run`` is closed (as ``status``, with
+        ``error``, default the reason) in the same write, guarded by ``fence``."""
         factory = ResponseFactory(task, run.run_id if run else None)
-        changes = {"error_message": reason}
+        changes = {**(changes or {}), "error_message": reason}
         if run is None:
             failed = await self.store.transition(task.task_id, TaskStatus.FAILED, changes=changes)
         else:
             failed = await self.finish_run(
-                run, RunStatus.FAILED, TaskStatus.FAILED, error=error or reason, changes=changes
+                run,
+                status,
+                TaskStatus.FAILED,
+                error=error or reason,
+                changes=changes,
+                fence=fence,
             )
         if failed:
             await self.log.emit(factory.task_failed(reason))
@@ -352,10 +394,14 @@ class Engine:
         error: str | None = None,
         *,
         result: str | None = None,
+        fence: Fence | None = None,
     ) -> None:
-        """End ``run`` with ``status`` if it is still open (its task is left as it is)."""
+        """End ``run`` with ``status`` if it is still open (its task is left as it is); with
+        ``fence``, only while the run is still the fence's (else :class:`LeaseLost`)."""
         changes = _closing(status, error, result)
-        if await self.store.update_run(run.run_id, changes, expected=OPEN_RUN_STATUSES):
+        if await self.store.update_run(
+            run.run_id, changes, expected=OPEN_RUN_STATUSES, fence=fence
+        ):
             RUNS.labels(outcome=status.value).inc()
 
     async def finish_run(
@@ -368,9 +414,11 @@ class Engine:
         result: str | None = None,
         expected: list[TaskStatus] | None = None,
         changes: dict[str, Any] | None = None,
+        fence: Fence | None = None,
     ) -> bool:
         """End ``run`` with ``status`` and move its task to ``target`` in one write; answers
-        whether the task moved (the run is closed either way, if it was still open)."""
+        whether the task moved (the run is closed either way, if it was still open). With
+        ``fence``, nothing happens unless the run is still the fence's: :class:`LeaseLost`."""
         closed, moved = await self.store.finish_run(
             run.run_id,
             _closing(status, error, result),
@@ -378,6 +426,7 @@ class Engine:
             target=target,
             expected=expected,
             task_changes=changes,
+            fence=fence,
         )
         if closed:
             RUNS.labels(outcome=status.value).inc()
@@ -386,20 +435,78 @@ class Engine:
     # -- stopping a run -------------------------------------------------------------------
 
     async def stopped(self, ctx: RunContext) -> None:
-        """A run's asyncio task was cancelled: by a user's cancel, or by shutdown."""
-        reason = self._cancelling.get(ctx.task.task_id)
-        if ctx.remote_changed:
-            await self.store.update(ctx.task.task_id, ctx.remote_changes())
+        """A run's asyncio task was cancelled: by a user's cancel, by shutdown, or because its
+        lease was lost (then it writes nothing: another process owns the task now)."""
+        if ctx.run.run_id in self._lost:
+            await self.lease_lost(ctx)
+            return
+        try:
+            await self._stopped(ctx)
+        except LeaseLost:
+            await self.lease_lost(ctx)
+
+    async def _stopped(self, ctx: RunContext) -> None:
+        task, run, fence = ctx.task, ctx.run, ctx.run.fence
+        reason = self._cancelling.get(task.task_id)
         if reason is not None:
-            await self.cancel_remote(ctx.task, ctx.remote_task_id)
-            await self.close_run(ctx.run, RunStatus.CANCELLED, reason)
-            factory = ResponseFactory(ctx.task, ctx.run.run_id)
+            if ctx.remote_changed:
+                await self.store.update(task.task_id, ctx.remote_changes(), fence=fence)
+            await self.cancel_remote(task, ctx.remote_task_id)
+            await self.close_run(run, RunStatus.CANCELLED, reason, fence=fence)
+            factory = ResponseFactory(task, run.run_id)
             await self.log.emit(factory.task_cancelled(reason))
             await self.log.emit(factory.done())
             return
-        await self.close_run(ctx.run, RunStatus.INTERRUPTED, INTERRUPTED)
-        if ctx.task.pattern is TaskPattern.ONCE:
-            await self._requeue_or_fail(ctx.task, ctx.run)
+        if task.pattern is not TaskPattern.ONCE:
+            if ctx.remote_changed:
+                await self.store.update(task.task_id, ctx.remote_changes(), fence=fence)
+            await self.close_run(run, RunStatus.INTERRUPTED, INTERRUPTED, fence=fence)
+            return
+        # Closed and requeued (or failed, without attempts left) in one write.
+        if run.attempt < task.max_attempts:
+            await self.finish_run(
+                run,
+                RunStatus.INTERRUPTED,
+                TaskStatus.PENDING,
+                error=INTERRUPTED,
+                expected=[TaskStatus.RUNNING],
+                changes=ctx.remote_changes(),
+                fence=fence,
+            )
+        else:
+            await self._fail_task(
+                task,
+                run,
+                INTERRUPTED,
+                changes=ctx.remote_changes(),
+                fence=fence,
+                status=RunStatus.INTERRUPTED,
+            )
+
+    def fenced(self, ctx: RunContext) -> contextlib.AbstractContextManager[None]:
+        """While the block runs, the run's events are appended under its fence."""
+        return _Holding(self, ctx.run)
+
+    def leases_lost(self, run_ids: frozenset[str]) -> None:
+        """The store refused writes of these runs (their leases were taken over): each stops
+        at once, writing nothing more (the event log calls this)."""
+        for run_id in run_ids:
+            task_id = self._held.get(run_id)
+            if task_id is None:
+                continue
+            self._lost[run_id] = task_id
+            runner = self._runs.get(task_id)
+            if runner is not None and not runner.done():
+                runner.cancel()
+
+    async def lease_lost(self, ctx: RunContext) -> None:
+        """A run lost its lease: stop its remote task; write nothing (see :class:`LeaseLost`)."""
+        self._lost[ctx.run.run_id] = ctx.task.task_id
+        logger.warning(
+            "run stopped: its lease was lost",
+            extra={"task_id": ctx.task.task_id, "run_id": ctx.run.run_id},
+        )
+        await self.cancel_remote(ctx.task, ctx.remote_task_id)
 
     async def _stopped_between_attempts(self, task: Task) -> None:
         reason = self._cancelling.get(task.task_id)
@@ -407,14 +514,6 @@ class Engine:
             factory = ResponseFactory(task)
             await self.log.emit(factory.task_cancelled(reason))
             await self.log.emit(factory.done())
-
-    async def _requeue_or_fail(self, task: Task, run: Run) -> None:
-        if run.attempt < task.max_attempts:
-            await self.store.transition(
-                task.task_id, TaskStatus.PENDING, expected=[TaskStatus.RUNNING]
-            )
-        else:
-            await self._fail_task(task, run, INTERRUPTED)
 
     async def cancel_remote(self, task: Task, remote_task_id: str | None) -> None:
         if not remote_task_id:
@@ -495,6 +594,7 @@ class Engine:
             raise InvalidTransition(task_id, current.status, TaskStatus.RUNNING)
         run = runs[0]
         run.status, run.owner, run.lease_expires_at = RunStatus.RUNNING, self.owner, lease_until
+        run.epoch += 1  # continue_run took the run over
         task.status = TaskStatus.RUNNING
         if not said:
             await self.log.emit(ResponseFactory(task, run.run_id).user_message(text))
@@ -509,12 +609,16 @@ class Engine:
 
     async def _continue(self, ctx: RunContext, text: str) -> None:
         async with self._slots:
-            try:
-                outcome = await self.execute_with_retries(ctx, reply=text)
-            except asyncio.CancelledError:
-                await asyncio.shield(self.stopped(ctx))
-                raise
-            await self._settle(ctx, outcome)
+            with self.fenced(ctx):
+                try:
+                    try:
+                        outcome = await self.execute_with_retries(ctx, reply=text)
+                    except asyncio.CancelledError:
+                        await asyncio.shield(self.stopped(ctx))
+                        raise
+                    await self._settle(ctx, outcome)
+                except LeaseLost:
+                    await self.lease_lost(ctx)
 
     async def execute_with_retries(
         self,
@@ -541,17 +645,21 @@ class Engine:
                     return Outcome(OutcomeKind.FAILED, reason)
                 if count_attempts:
                     ctx.run.attempt = attempt + 1
-                    await self.store.update_run(ctx.run.run_id, {"attempt": ctx.run.attempt})
+                    changes = {"attempt": ctx.run.attempt}
+                    await self.store.update_run(ctx.run.run_id, changes, fence=ctx.run.fence)
                 await asyncio.sleep(self.retry.delay(attempt))
             except AgentError as exc:
                 return Outcome(OutcomeKind.FAILED, str(exc))
         raise AssertionError("unreachable: max_attempts is at least 1")
 
     async def update_controllers(
-        self, task: Task, *, durable: bool = True, **changes: Any
+        self, task: Task, *, durable: bool = True, fence: Fence | None = None, **changes: Any
     ) -> list[str]:
-        """Update every controller component of ``task`` in place (found by task id)."""
-        return await recurring.update_controllers(self, task, durable=durable, **changes)
+        """Update every controller component of ``task`` in place (found by task id); with
+        ``fence``, as a write of that run (refused once its lease is lost)."""
+        return await recurring.update_controllers(
+            self, task, durable=durable, fence=fence, **changes
+        )
 
     # -- recurring controls (see taskcell.engine.recurring) --------------------------------
 
@@ -586,26 +694,64 @@ class Engine:
         return self.log.subscribe_batches(task_id, after=after)
 
     async def recover_expired(self, now: datetime) -> int:
-        """Close runs whose lease expired (their process died) and recover their tasks."""
-        runs = await self.store.interrupt_expired(now, INTERRUPTED)
+        """Take over runs whose lease expired (their process died or stalled) and recover their
+        tasks: one write closes each run (its epoch bumped, so its old owner's writes are
+        refused from then on; this process named as its closer) and requeues or fails its
+        task."""
+        runs = await self.store.interrupt_expired(now, INTERRUPTED, by=self.owner)
         for run in runs:
             RUNS.labels(outcome=RunStatus.INTERRUPTED.value).inc()
             await self._recover_task(run)
         return len(runs)
 
     async def _recover_task(self, run: Run) -> None:
+        """After the write that closed ``run`` and requeued or failed its task: run it again
+        here, or write the closing events of a task it failed."""
         task = await self.store.load(run.task_id)
         if task is None or task.pattern is TaskPattern.RECURRING:
             return  # a recurring task goes on at its next occurrence
-        if task.status is TaskStatus.RUNNING:
-            await self._requeue_or_fail(task, run)
-            logger.info(
-                "interrupted run recovered", extra={"task_id": task.task_id, "run_id": run.run_id}
-            )
-            requeued = await self.store.load(task.task_id)
-            if requeued is not None and requeued.status is TaskStatus.PENDING:
-                if not self.is_running_here(task.task_id):
-                    self._spawn(task.task_id, self._run_once(requeued))
+        logger.info(
+            "interrupted run recovered", extra={"task_id": task.task_id, "run_id": run.run_id}
+        )
+        if task.status is TaskStatus.PENDING:
+            if not self.is_running_here(task.task_id):
+                self._spawn(task.task_id, self._run_once(task))
+        elif task.status is TaskStatus.FAILED and task.completed_at == run.finished_at:
+            factory = ResponseFactory(task, run.run_id)  # failed by the recovering write
+            await self.log.emit(factory.task_failed(task.error_message or INTERRUPTED))
+            await self.log.emit(factory.done())
+
+    async def _recover_orphan(self, run: Run) -> None:
+        """Single server: close a run a dead process left open and requeue (or fail) its task,
+        in one write that takes the run over (this process its closer, the epoch bumped)."""
+        takeover = {
+            **_closing(RunStatus.INTERRUPTED, INTERRUPTED, None),
+            "closed_by": self.owner,
+            "epoch": run.epoch + 1,
+        }
+        task = await self.store.load(run.task_id)
+        try:
+            if task is None or task.pattern is not TaskPattern.ONCE:
+                closed = await self.store.update_run(run.run_id, takeover, fence=run.fence)
+            else:
+                requeue = run.attempt < task.max_attempts
+                closed, _ = await self.store.finish_run(
+                    run.run_id,
+                    takeover,
+                    task_id=task.task_id,
+                    target=TaskStatus.PENDING if requeue else TaskStatus.FAILED,
+                    expected=[TaskStatus.RUNNING],
+                    task_changes=None if requeue else {"error_message": INTERRUPTED},
+                    now=takeover["finished_at"],
+                    fence=run.fence,
+                )
+        except LeaseLost:
+            return  # taken over meanwhile
+        if closed:
+            RUNS.labels(outcome=RunStatus.INTERRUPTED.value).inc()
+            run.closed_by, run.epoch = self.owner, run.epoch + 1
+            run.finished_at = takeover["finished_at"]
+            await self._recover_task(run)
 
     async def bury_dead_processes(self, before: datetime) -> int:
         """Tidy up after processes with no heartbeat since ``before``; answers how many.
@@ -632,6 +778,9 @@ class Engine:
         task = await self.store.load(run.task_id)
         if task is None or task.pattern is not TaskPattern.ONCE or not task.is_finished():
             return
+        latest = (await self.store.list_runs(task.task_id, limit=1)).items
+        if not latest or latest[0].run_id != run.run_id:
+            return  # a later attempt settled the task: its own events close the log
         last = await self.store.last_seq(task.task_id)
         tail = await self.store.read_events(task.task_id, after=max(0, last - 1))
         if tail and tail[-1].event is EventType.DONE:
@@ -665,8 +814,7 @@ class Engine:
             for run in await self.store.runs_in_status([RunStatus.RUNNING, RunStatus.QUEUED]):
                 if run.owner == self.owner:
                     continue  # started by this process since it started
-                await self.close_run(run, RunStatus.INTERRUPTED, INTERRUPTED)
-                await self._recover_task(run)
+                await self._recover_orphan(run)
             await self.bury_dead_processes(now)  # a single server: every other one is dead
             await self.resume_pending()
         else:
@@ -702,6 +850,23 @@ class Engine:
             cursor = page.next_cursor
             if cursor is None:
                 return started
+
+
+class _Holding(contextlib.AbstractContextManager[None]):
+    """A run holds its fence in the event log (and the engine knows it) while this is open."""
+
+    def __init__(self, engine: Engine, run: Run) -> None:
+        self._engine = engine
+        self._run = run
+
+    def __enter__(self) -> None:
+        self._engine._held[self._run.run_id] = self._run.task_id
+        self._engine.log.hold(self._run.fence)
+
+    def __exit__(self, *_: object) -> None:
+        self._engine._held.pop(self._run.run_id, None)
+        self._engine._lost.pop(self._run.run_id, None)
+        self._engine.log.release(self._run.run_id)
 
 
 def occurrence_run(task: Task, scheduled_for: datetime, owner: str, lease: timedelta) -> Run:

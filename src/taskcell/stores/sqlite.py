@@ -25,13 +25,21 @@ from importlib import resources
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from taskcell.abc import DuplicateTask, EventConflict, Page, ProcessInfo, TaskFilter
-from taskcell.domain.events import ConversationItem, Event
-from taskcell.domain.models import OPEN_RUN_STATUSES, Run, RunStatus, Task, utcnow
+from taskcell.abc import (
+    DuplicateTask,
+    EventConflict,
+    LeaseLost,
+    LogClosed,
+    Page,
+    ProcessInfo,
+    TaskFilter,
+)
+from taskcell.domain.events import ConversationItem, Event, EventType
+from taskcell.domain.models import OPEN_RUN_STATUSES, Fence, Run, RunStatus, Task, utcnow
 from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, sources_of
 from taskcell.stores import codec
 from taskcell.stores.cursor import decode_cursor, encode_cursor
-from taskcell.stores.memory import check_changes
+from taskcell.stores.memory import check_changes, lease_lost, skipped_run
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +56,8 @@ _RUN_INSERT = (
     f"VALUES ({', '.join('?' for _ in codec.RUN_COLUMNS)})"
 )
 _EVENT_INSERT = "INSERT INTO events (task_id, seq, body) VALUES (?, ?, ?)"
+_LOG_STATE = "SELECT log_closed, status FROM tasks WHERE task_id = ?"
+_CLOSE_LOG = "UPDATE tasks SET log_closed = 1 WHERE task_id = ?"
 _EVENT_READ = "SELECT body FROM events WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT ?"
 _ITEM_SELECT = f"SELECT {', '.join(codec.ITEM_COLUMNS)} FROM conversation_items"
 _ITEM_UPSERT = (
@@ -66,10 +76,17 @@ _DEAD_PROCESSES = (
     f"DELETE FROM processes WHERE heartbeat_at < ? AND process_id <> ? RETURNING {_PROCESS_COLUMNS}"
 )
 _RUNS_FINISHED_BY = (
-    f"{_RUN_SELECT} WHERE owner = ? AND finished_at IS NOT NULL AND finished_at >= ?"
-    " ORDER BY finished_at, run_id"
+    f"{_RUN_SELECT} WHERE ((owner = ?1 AND closed_by IS NULL) OR closed_by = ?1)"
+    " AND finished_at IS NOT NULL AND finished_at >= ?2 ORDER BY finished_at, run_id"
 )
 _FINAL = tuple(s.value for s in FINAL_STATUSES)
+#: A once task still running on an interrupted run: requeued, or failed without attempts left.
+_RECOVER_TASK = (
+    "UPDATE tasks SET status = CASE WHEN ?4 < max_attempts THEN 'pending' ELSE 'failed' END,"
+    " error_message = CASE WHEN ?4 < max_attempts THEN error_message ELSE ?1 END,"
+    " completed_at = CASE WHEN ?4 < max_attempts THEN completed_at ELSE ?2 END,"
+    " updated_at = ?3 WHERE task_id = ?5 AND pattern = 'once' AND status = 'running'"
+)
 _ARMED = "pattern = 'recurring' AND status = 'running' AND paused = 0"
 
 
@@ -132,9 +149,15 @@ def _transition_statement(
 
 
 def _run_update_statement(
-    run_id: str, changes: Mapping[str, Any], expected: Collection[RunStatus] | None
+    run_id: str,
+    changes: Mapping[str, Any],
+    expected: Collection[RunStatus] | None,
+    fence: Fence | None = None,
 ) -> Statement | None:
-    """The (guarded) UPDATE of ``update_run``, or None when ``expected`` is empty."""
+    """The (guarded) UPDATE of ``update_run``, or None when ``expected`` is empty; with
+    ``fence`` it is also guarded by the run being open and the fence's."""
+    if fence is not None:
+        expected = OPEN_RUN_STATUSES if expected is None else OPEN_RUN_STATUSES & set(expected)
     bad = set(changes) - set(codec.RUN_COLUMNS) | (set(changes) & {"run_id", "task_id"})
     if bad:
         raise ValueError(f"run fields cannot be updated: {sorted(bad)}")
@@ -148,7 +171,18 @@ def _run_update_statement(
             return None
         sql += f" AND status IN ({', '.join('?' for _ in statuses)})"
         args += statuses
+    if fence is not None:
+        sql += " AND owner = ? AND epoch = ?"
+        args += [fence.owner, fence.epoch]
     return sql, args
+
+
+_HOLDS = "SELECT 1 FROM runs WHERE run_id = ? AND owner = ? AND epoch = ?"
+
+
+def _holds(conn: sqlite3.Connection, fence: Fence) -> bool:
+    """Whether the fence's run still has its owner and epoch (inside a write transaction)."""
+    return conn.execute(_HOLDS, (fence.run_id, fence.owner, fence.epoch)).fetchone() is not None
 
 
 def _changed_one(conn: sqlite3.Connection, statement: Statement | None) -> bool:
@@ -351,6 +385,7 @@ class SQLiteTaskStore:
         *,
         expected: Collection[TaskStatus] | None = None,
         now: datetime | None = None,
+        fence: Fence | None = None,
     ) -> bool:
         check_changes(changes)
         encoded = codec.encode_changes(changes)
@@ -363,7 +398,13 @@ class SQLiteTaskStore:
                 return False
             sql += f" AND status IN ({', '.join('?' for _ in statuses)})"
             args += statuses
-        return await self.write(lambda conn: conn.execute(sql, args).rowcount == 1)
+
+        def change(conn: sqlite3.Connection) -> bool:
+            if fence is not None and not _holds(conn, fence):
+                raise lease_lost(fence)
+            return bool(conn.execute(sql, args).rowcount == 1)
+
+        return await self.write(change)
 
     async def cancel_conversation(
         self, conversation_id: str, *, reason: str | None = None, now: datetime | None = None
@@ -423,7 +464,7 @@ class SQLiteTaskStore:
             task_id, TaskStatus.RUNNING, [TaskStatus.WAITING_INPUT], None, now
         )
         resuming = (
-            "UPDATE runs SET status = 'running', owner = ?, lease_expires_at = ?"
+            "UPDATE runs SET status = 'running', owner = ?, lease_expires_at = ?, epoch = epoch + 1"
             " WHERE run_id = ? AND task_id = ? AND status = 'waiting_input'",
             [owner, codec.ts(lease_expires_at), run_id, task_id],
         )
@@ -446,11 +487,19 @@ class SQLiteTaskStore:
         changes: Mapping[str, Any],
         *,
         expected: Collection[RunStatus] | None = None,
+        fence: Fence | None = None,
     ) -> bool:
-        statement = _run_update_statement(run_id, changes, expected)
+        statement = _run_update_statement(run_id, changes, expected, fence)
         if statement is None:
             return False
-        return await self.write(lambda conn: _changed_one(conn, statement))
+
+        def change(conn: sqlite3.Connection) -> bool:
+            changed = _changed_one(conn, statement)
+            if fence is not None and not changed:
+                raise lease_lost(fence)
+            return changed
+
+        return await self.write(change)
 
     async def finish_run(
         self,
@@ -462,12 +511,16 @@ class SQLiteTaskStore:
         expected: Collection[TaskStatus] | None = None,
         task_changes: Mapping[str, Any] | None = None,
         now: datetime | None = None,
+        fence: Fence | None = None,
     ) -> tuple[bool, bool]:
-        closing = _run_update_statement(run_id, changes, OPEN_RUN_STATUSES)
+        closing = _run_update_statement(run_id, changes, OPEN_RUN_STATUSES, fence)
         moving = _transition_statement(task_id, target, expected, task_changes, now)
 
         def finish(conn: sqlite3.Connection) -> tuple[bool, bool]:
-            return _changed_one(conn, closing), _changed_one(conn, moving)
+            closed = _changed_one(conn, closing)
+            if fence is not None and not closed:
+                raise lease_lost(fence)
+            return closed, _changed_one(conn, moving)
 
         return await self.write(finish, atomic=True)
 
@@ -549,6 +602,45 @@ class SQLiteTaskStore:
 
         return await self.write(claim, atomic=True)
 
+    async def start_due(
+        self,
+        now: datetime,
+        next_time: Callable[[Task], datetime | None],
+        make_run: Callable[[Task, datetime], Run],
+        *,
+        skipped_reason: str,
+        limit: int = 500,
+    ) -> list[tuple[Task, Run | None]]:
+        select = (
+            f"{_TASK_SELECT} WHERE {_ARMED} AND next_run_at <= ?"
+            " ORDER BY next_run_at, task_id LIMIT ?"
+        )
+        update = "UPDATE tasks SET next_run_at = ?, updated_at = ? WHERE task_id = ?"
+        live = (
+            "SELECT 1 FROM runs WHERE task_id = ? AND status IN ('queued', 'running')"
+            " AND lease_expires_at > ?"
+        )
+        insert = _RUN_INSERT.replace("INSERT", "INSERT OR IGNORE", 1)
+        moment = codec.ts(utcnow())
+
+        def claim(conn: sqlite3.Connection) -> list[tuple[Task, Run | None]]:
+            # One write transaction: the claim and the run are stored together or not at all.
+            started: list[tuple[Task, Run | None]] = []
+            for row in conn.execute(select, (codec.ts(now), limit)).fetchall():
+                task = codec.task_from_row(row)
+                due = task.next_run_at
+                assert due is not None
+                task.next_run_at = next_time(task)
+                conn.execute(update, (codec.ts(task.next_run_at), moment, task.task_id))
+                run = make_run(task, due)
+                if conn.execute(live, (task.task_id, codec.ts(now))).fetchone() is not None:
+                    run = skipped_run(run, due, now, skipped_reason)
+                stored = conn.execute(insert, codec.run_values(run)).rowcount == 1
+                started.append((task, run if stored else None))
+            return started
+
+        return await self.write(claim, atomic=True)
+
     async def claim_pending(self, older_than: datetime, *, limit: int = 100) -> list[Task]:
         sql = (
             "UPDATE tasks SET updated_at = ? WHERE task_id IN (SELECT task_id FROM tasks"
@@ -599,15 +691,26 @@ class SQLiteTaskStore:
         args = (codec.ts(until), owner)
         return await self.write(lambda conn: conn.execute(sql, args).rowcount)
 
-    async def interrupt_expired(self, now: datetime, reason: str) -> list[Run]:
+    async def interrupt_expired(
+        self, now: datetime, reason: str, *, by: str | None = None
+    ) -> list[Run]:
         sql = (
-            "UPDATE runs SET status = 'interrupted', finished_at = ?, error = ?"
+            "UPDATE runs SET status = 'interrupted', finished_at = ?, error = ?,"
+            " epoch = epoch + 1, closed_by = ?"
             " WHERE status IN ('queued', 'running') AND lease_expires_at < ?"
             f" RETURNING {', '.join(codec.RUN_COLUMNS)}"
         )
-        args = (codec.ts(now), reason, codec.ts(now))
-        rows = await self.write(lambda conn: conn.execute(sql, args).fetchall())
-        return [codec.run_from_row(row) for row in rows]
+        args = (codec.ts(now), reason, by, codec.ts(now))
+        moment = codec.ts(now)
+
+        def interrupt(conn: sqlite3.Connection) -> list[Run]:
+            runs = [codec.run_from_row(row) for row in conn.execute(sql, args).fetchall()]
+            if by is not None:
+                for run in runs:
+                    conn.execute(_RECOVER_TASK, (reason, moment, moment, run.attempt, run.task_id))
+            return runs
+
+        return await self.write(interrupt, atomic=True)
 
     async def notify(self, message: str) -> None:
         return None
@@ -626,13 +729,35 @@ class SQLiteTaskStore:
     ) -> None:
         event_rows = [(e.task_id, e.seq, codec.event_body(e)) for e in events]
         item_rows = [codec.item_values(item) for item in items]
+        fences = {e.fence for e in events if e.fence is not None}
+        task_ids = list(dict.fromkeys(e.task_id for e in events))
+        done_tasks = {e.task_id for e in events if e.event is EventType.DONE}
 
         def append(conn: sqlite3.Connection) -> None:
+            lost = {f.run_id for f in fences if not _holds(conn, f)}
+            if lost:
+                raise LeaseLost(f"runs no longer held: {sorted(lost)}", run_ids=lost)
+            closing: dict[str, int] = {}
+            refused: set[str] = set()
+            for task_id in task_ids:
+                row = conn.execute(_LOG_STATE, (task_id,)).fetchone()
+                if row is None:
+                    continue
+                if row[0]:
+                    refused.add(task_id)
+                elif task_id in done_tasks and row[1] in _FINAL:
+                    closing[task_id] = min(
+                        e.seq for e in events if e.task_id == task_id and e.event is EventType.DONE
+                    )
+            refused |= {e.task_id for e in events if e.seq > closing.get(e.task_id, e.seq)}
+            if refused:
+                raise LogClosed(f"logs closed: {sorted(refused)}", task_ids=refused)
             try:
                 conn.executemany(_EVENT_INSERT, event_rows)
             except sqlite3.IntegrityError as exc:
                 raise EventConflict(f"events already stored: {exc}") from exc
             conn.executemany(_ITEM_UPSERT, item_rows)
+            conn.executemany(_CLOSE_LOG, [(task_id,) for task_id in closing])
 
         await self.write(append, atomic=True)
 
