@@ -8,6 +8,7 @@ The HTTP status is the error: ``code`` equals it. Validation errors carry a list
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
 from fastapi import FastAPI, Request
@@ -19,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from taskcell.abc import InvalidCursor
 from taskcell.agents.registry import UnknownAgent
 from taskcell.domain.state_machine import TaskConflict
+from taskcell.domain.text import UNSAFE_TEXT, sanitise_text
 from taskcell.service import TaskNotFound
 
 logger = logging.getLogger(__name__)
@@ -59,10 +61,27 @@ def ok(data: Any, status: int = 200) -> JSONResponse:
     return JSONResponse({"code": 0, "msg": "ok", "data": data}, status_code=status)
 
 
-def error(status: int, message: str, fields: list[dict[str, str]] | None = None) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    body = {"code": status, "msg": message, "data": fields}
-    return JSONResponse(body, status_code=status, headers=headers)
+def error(
+    status: int,
+    message: str,
+    fields: list[dict[str, str]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """An error answer. Messages and field names may quote what a client sent, so each is
+    made safe to encode first (a lone surrogate or NUL becomes U+FFFD): an answer about bad
+    text must never fail on that text."""
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if status == 413:
+        headers["Connection"] = "close"  # the rest of the body is never read
+    safe_fields = (
+        None
+        if fields is None
+        else [{key: sanitise_text(str(value))[0] for key, value in f.items()} for f in fields]
+    )
+    body = {"code": status, "msg": sanitise_text(message)[0], "data": safe_fields}
+    return JSONResponse(body, status_code=status, headers=headers or None)
 
 
 def field_errors(errors: list[Any], *, drop: tuple[str, ...] = ("body",)) -> list[dict[str, str]]:
@@ -88,7 +107,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _malformed(_: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = field_errors(list(exc.errors()))
+        errors = list(exc.errors())
+        fields = field_errors(errors)
+        if errors and all(err.get("type") == UNSAFE_TEXT for err in errors):
+            # Well-formed JSON holding text no one can store: a value refused (400).
+            return error(400, describe_fields(fields), fields)
         return error(422, f"malformed request: {describe_fields(fields)}", fields)
 
     @app.exception_handler(ValidationError)
@@ -114,7 +137,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error(exc.status_code, str(exc.detail))
+        # Keeps the exception's headers: a 405 carries ``Allow``.
+        return error(exc.status_code, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _fault(request: Request, exc: Exception) -> JSONResponse:
