@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from taskcell.abc import InvalidCursor
 from taskcell.agents.registry import UnknownAgent
@@ -26,6 +27,10 @@ from taskcell.service import TaskNotFound
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: Validation errors about text no one can store (ours, and pydantic's for a surrogate it meets
+#: in a dict key): the request is well-formed JSON, so these are values refused (400).
+_REFUSED_TEXT = frozenset({UNSAFE_TEXT, "string_unicode"})
 
 
 class Envelope(BaseModel, Generic[T]):
@@ -73,8 +78,6 @@ def error(
     headers = dict(headers or {})
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    if status == 413:
-        headers["Connection"] = "close"  # the rest of the body is never read
     safe_fields = (
         None
         if fields is None
@@ -100,6 +103,19 @@ def describe_fields(fields: list[dict[str, str]]) -> str:
     return "; ".join(f"{f['field']}: {f['message']}" for f in fields)
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods some route of the request's path takes in full (for a 405's ``Allow``)."""
+    allowed = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -109,7 +125,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _malformed(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = list(exc.errors())
         fields = field_errors(errors)
-        if errors and all(err.get("type") == UNSAFE_TEXT for err in errors):
+        if errors and all(err.get("type") in _REFUSED_TEXT for err in errors):
             # Well-formed JSON holding text no one can store: a value refused (400).
             return error(400, describe_fields(fields), fields)
         return error(422, f"malformed request: {describe_fields(fields)}", fields)
@@ -136,9 +152,12 @@ def install_error_handlers(app: FastAPI) -> None:
         return error(400, f"cursor: {exc}", [{"field": "cursor", "message": str(exc)}])
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        # Keeps the exception's headers: a 405 carries ``Allow``.
-        return error(exc.status_code, str(exc.detail), headers=exc.headers)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names only the first route of the path; a path has several.
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return error(exc.status_code, str(exc.detail), headers=headers)
 
     @app.exception_handler(Exception)
     async def _fault(request: Request, exc: Exception) -> JSONResponse:

@@ -108,9 +108,9 @@ class RequestGuard:
             "request body refused: too large",
             extra={"path": scope.get("path"), "limit_bytes": limit},
         )
-        response = error(413, too_large_message(limit))
-        response.headers["Connection"] = "close"  # the rest of the body is never read
-        await response(scope, receive, send)
+        # The connection stays open: uvicorn discards the rest of the body as it arrives (no
+        # memory held), and a client that sends it all before reading still gets this answer.
+        await error(413, too_large_message(limit))(scope, receive, send)
 
 
 def _content_length(headers: Headers) -> int | None:
