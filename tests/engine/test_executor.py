@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from pathlib import Path
 
+from serving import closed_port
 from taskcell import Task, TaskStatus
 from taskcell.agents.demo import slow
 from taskcell.agents.registry import AgentRegistry
@@ -142,23 +142,21 @@ async def test_cancelling_slow_mid_stream_cancels_the_remote_task_within_100ms(
 async def test_an_unreachable_agent_fails_after_retries_with_a_readable_reason(
     tmp_path: Path,
 ) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    registry = AgentRegistry()
-    registry.register(RemoteAgentClient("ghost", f"http://127.0.0.1:{port}", connect_timeout=1))
-    engine = Engine(
-        SQLiteTaskStore(tmp_path / "e.db"),
-        registry,
-        retry=RetryPolicy(base_seconds=0.01, cap_seconds=0.02),
-        default_zone="UTC",
-    )
-    await engine.start()
-    try:
-        task = await engine.submit(Task(query="anyone?", agent_name="ghost", max_attempts=2))
-        events = await read_until_done(engine, task.task_id)
-    finally:
-        await engine.stop()
+    with closed_port() as port:
+        registry = AgentRegistry()
+        registry.register(RemoteAgentClient("ghost", f"http://127.0.0.1:{port}", connect_timeout=1))
+        engine = Engine(
+            SQLiteTaskStore(tmp_path / "e.db"),
+            registry,
+            retry=RetryPolicy(base_seconds=0.01, cap_seconds=0.02),
+            default_zone="UTC",
+        )
+        await engine.start()
+        try:
+            task = await engine.submit(Task(query="anyone?", agent_name="ghost", max_attempts=2))
+            events = await read_until_done(engine, task.task_id)
+        finally:
+            await engine.stop()
     connects = [
         e.payload["tool_result"]
         for e in events
