@@ -1,6 +1,6 @@
 """The client commands against a small real Starlette app on loopback that speaks the envelope.
 
-The app stands in for the taskcell server: it answers what API.md fixes (envelopes, error
+The app stands in for the taskcell server: it answers what docs/api.md fixes (envelopes, error
 statuses, cursors, the SSE event stream with ``Last-Event-ID``), so these tests pin the client's
 side of the contract without the real server.
 """
