@@ -17,6 +17,7 @@ import httpx
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from taskcell.agents.demo import mount_demo_agents
@@ -97,7 +98,9 @@ def create_app(
             if lock is not None:
                 lock.release()
 
-    app = FastAPI(
+    # /docs and /redoc with their scripts and styles served from the fastapi-offline package
+    # (under /static-offline-docs), not from a CDN: they work on a machine without internet.
+    app = FastAPIOffline(
         title="taskcell",
         version="0.1.0",
         description="A durable task service for AI agents. See docs/api.md.",

@@ -149,7 +149,7 @@ class ScheduleConfig(BaseModel):
 
 
 class Task(BaseModel):
-    """A request to an agent, run once or on a schedule. Fields match API.md's task object."""
+    """A request to an agent, run once or on a schedule. Fields match docs/api.md's task object."""
 
     model_config = ConfigDict(validate_assignment=False, extra="forbid")
 

@@ -255,9 +255,11 @@ class SQLiteTaskStore:
         return result
 
     def _commit(self) -> None:
+        conn = self._conn
+        if not self._tx_open or conn is None:
+            return  # close() committed it already: never reopen a closed store
         waiters, self._waiters = self._waiters, []
         self._tx_open = False
-        conn = self.conn
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
