@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from taskcell.agents.base import AgentClient, AgentInfo
 from taskcell.agents.demo import DEMO_AGENTS, demo_agent_url
-from taskcell.agents.local import LocalAgentClient, LocalAgentFn
+from taskcell.agents.local import DEFAULT_RUN_TIMEOUT, LocalAgentClient, LocalAgentFn
 from taskcell.agents.remote import RemoteAgentClient
 from taskcell.settings import Settings
 
@@ -42,12 +42,42 @@ class AgentRegistry:
         self._clients[client.name] = client
 
     def register_local(
-        self, name: str, fn: LocalAgentFn, *, description: str = "", skills: Sequence[str] = ()
+        self,
+        name: str,
+        fn: LocalAgentFn,
+        *,
+        description: str = "",
+        skills: Sequence[str] = (),
+        run_timeout_seconds: float = DEFAULT_RUN_TIMEOUT,
+        max_concurrent_runs: int | None = None,
     ) -> LocalAgentClient:
-        """Register an async Python callable as agent ``name`` (see taskcell.agents.local)."""
-        client = LocalAgentClient(name, fn, description, skills)
+        """Register an async Python callable as agent ``name`` (see taskcell.agents.local):
+        each call ends after ``run_timeout_seconds``; at most ``max_concurrent_runs`` of its
+        tasks run at once (None: half the engine's run slots)."""
+        client = LocalAgentClient(
+            name,
+            fn,
+            description,
+            skills,
+            run_timeout_seconds=run_timeout_seconds,
+            max_concurrent_runs=max_concurrent_runs,
+        )
         self.register(client)
         return client
+
+    def run_limit(self, name: str, slots: int) -> int | None:
+        """How many tasks of agent ``name`` may run at once, of the engine's ``slots``: its
+        ``max_concurrent_runs`` if set; else half the slots for an in-process agent (a hung
+        one must leave slots for the others); else None (no limit but the engine's)."""
+        client = self._clients.get(name)
+        if client is None:
+            return None
+        limit = getattr(client, "max_concurrent_runs", None)
+        if isinstance(limit, int) and limit >= 1:
+            return min(limit, slots)
+        if isinstance(client, LocalAgentClient):
+            return max(1, slots // 2)
+        return None
 
     def get(self, name: str) -> AgentClient:
         try:
@@ -94,7 +124,13 @@ class AgentRegistry:
                 )
             elif config.entry is not None:
                 registry.register(
-                    LocalAgentClient.from_entry_point(name, config.entry, config.description)
+                    LocalAgentClient.from_entry_point(
+                        name,
+                        config.entry,
+                        config.description,
+                        run_timeout_seconds=config.run_timeout_seconds,
+                        max_concurrent_runs=config.max_concurrent_runs,
+                    )
                 )
         logger.info("agents registered", extra={"agents": registry.names()})
         return registry

@@ -10,6 +10,7 @@ agent's task, emits ``task_cancelled`` and ``done``, and ends its run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -114,6 +115,8 @@ class Engine:
         self.supervisor = Supervisor(on_failure)
         self.scheduler = Scheduler(self)
         self._slots = asyncio.Semaphore(max_concurrent_runs)
+        self._max_runs = max_concurrent_runs
+        self._agent_slots: dict[str, asyncio.Semaphore] = {}
         self._runs: dict[str, asyncio.Task[None]] = {}
         self._cancelling: dict[str, str] = {}
         self.lease = timedelta(seconds=lease_seconds)
@@ -212,8 +215,20 @@ class Engine:
 
     # -- once tasks -----------------------------------------------------------------------
 
+    @contextlib.asynccontextmanager
+    async def run_slot(self, task: Task) -> AsyncIterator[None]:
+        """Hold a run slot for ``task``: first one of its agent's own (see
+        ``AgentRegistry.run_limit``; waiting for it holds no engine slot), then one of the
+        engine's ``max_concurrent_runs``."""
+        name = task.agent_name
+        limit = self._agent_slots.get(name)
+        if limit is None and (count := self.registry.run_limit(name, self._max_runs)):
+            limit = self._agent_slots[name] = asyncio.Semaphore(count)
+        async with limit or contextlib.nullcontext(), self._slots:
+            yield
+
     async def _run_once(self, task: Task) -> None:
-        async with self._slots:
+        async with self.run_slot(task):
             while True:
                 attempt = task.attempt + 1
                 now = utcnow()
@@ -508,7 +523,7 @@ class Engine:
         return await self.service.require_task(task_id)
 
     async def _continue(self, ctx: RunContext, text: str) -> None:
-        async with self._slots:
+        async with self.run_slot(ctx.task):
             try:
                 outcome = await self.execute_with_retries(ctx, reply=text)
             except asyncio.CancelledError:
