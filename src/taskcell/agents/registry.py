@@ -11,8 +11,11 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
+import httpx
+
 from taskcell.agents.base import AgentClient, AgentInfo
 from taskcell.agents.demo import DEMO_AGENTS, demo_agent_url
+from taskcell.agents.demo.door import engine_http_client, engine_token
 from taskcell.agents.local import DEFAULT_RUN_TIMEOUT, LocalAgentClient, LocalAgentFn
 from taskcell.agents.remote import RemoteAgentClient
 from taskcell.settings import Settings
@@ -37,6 +40,7 @@ class AgentRegistry:
 
     def __init__(self) -> None:
         self._clients: dict[str, AgentClient] = {}
+        self._http_clients: list[httpx.AsyncClient] = []  # owned here, closed by aclose
 
     def register(self, client: AgentClient) -> None:
         self._clients[client.name] = client
@@ -105,17 +109,35 @@ class AgentRegistry:
     async def aclose(self) -> None:
         for client in self._clients.values():
             await client.aclose()
+        for http_client in self._http_clients:
+            await http_client.aclose()
+        self._http_clients.clear()
 
     @classmethod
     def from_settings(cls, settings: Settings, base_url: str) -> AgentRegistry:
-        """The demo agents served at ``base_url`` (unless turned off) and the configured ones."""
+        """The demo agents served at ``base_url`` (unless turned off) and the configured ones.
+
+        With API keys configured, the demo agents are reached with the engine's credential,
+        acting for the user whose task runs (see :mod:`taskcell.agents.demo.door`)."""
         registry = cls()
         connect, read = settings.agent_connect_timeout, settings.agent_read_timeout
         if settings.demo_agents:
+            http_client = None
+            if settings.api_keys:
+                http_client = engine_http_client(
+                    engine_token(settings.api_keys), connect_timeout=connect, read_timeout=read
+                )
+                registry._http_clients.append(http_client)
             for name, _ in DEMO_AGENTS:
                 url = demo_agent_url(base_url, name)
                 registry.register(
-                    RemoteAgentClient(name, url, connect_timeout=connect, read_timeout=read)
+                    RemoteAgentClient(
+                        name,
+                        url,
+                        http_client=http_client,
+                        connect_timeout=connect,
+                        read_timeout=read,
+                    )
                 )
         for name, config in settings.agents.items():
             if config.url is not None:

@@ -23,6 +23,7 @@ from typing import Any
 
 from taskcell.abc import Store, TaskFilter
 from taskcell.agents.base import AgentError, TransientAgentError
+from taskcell.agents.demo.door import acting_for
 from taskcell.agents.registry import AgentRegistry
 from taskcell.domain.events import Event, EventType
 from taskcell.domain.models import (
@@ -436,7 +437,8 @@ class Engine:
             return
         try:
             client = self.registry.get(task.agent_name)
-            await asyncio.wait_for(client.cancel(remote_task_id), _REMOTE_CANCEL_TIMEOUT)
+            with acting_for(task.user_id):
+                await asyncio.wait_for(client.cancel(remote_task_id), _REMOTE_CANCEL_TIMEOUT)
         except (AgentError, LookupError, TimeoutError) as exc:
             logger.warning(
                 "remote cancel failed",

@@ -32,6 +32,7 @@ from taskcell.agents.base import (
     TransientAgentError,
     UpdateKind,
 )
+from taskcell.agents.demo.door import acting_for
 from taskcell.agents.registry import AgentRegistry, UnknownAgent
 from taskcell.domain.models import Run, Task
 from taskcell.domain.schedule import resolve_zone_name
@@ -143,7 +144,8 @@ class TaskExecutor:
         )
         started = time.perf_counter()
         try:
-            return await self._read(ctx, factory, stream, router, continuing, emit_routed)
+            with acting_for(task.user_id):
+                return await self._read(ctx, factory, stream, router, continuing, emit_routed)
         finally:
             AGENT_CALL_SECONDS.labels(agent=task.agent_name).observe(time.perf_counter() - started)
 
