@@ -21,6 +21,7 @@ from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from taskcell.agents.demo import mount_demo_agents
+from taskcell.agents.demo.door import DemoAgentDoor, engine_token
 from taskcell.agents.http import aclose_shared_http_clients
 from taskcell.agents.registry import AgentRegistry
 from taskcell.api import routes_misc, routes_tasks, streams
@@ -119,9 +120,19 @@ def create_app(
     app.include_router(routes_misc.router)
     _add_metrics(app)
     if settings.demo_agents:
-        mount_demo_agents(app, base_url)
+        mount_demo_agents(app, base_url, door=_demo_agent_door(app.state.auth, settings))
     _add_web_page(app)
     return app
+
+
+def _demo_agent_door(auth: Authenticator, settings: Settings) -> DemoAgentDoor | None:
+    """With API keys, the demo agents need one too (or the engine's own credential)."""
+    if not auth.enabled:
+        return None
+    return DemoAgentDoor(
+        identify=lambda header: auth.identify(header).user_id,
+        engine_token=engine_token(settings.api_keys),
+    )
 
 
 async def _recover_when_serving(engine: Engine, base_url: str, wait_seconds: float = 10.0) -> None:
