@@ -14,9 +14,11 @@ conversation row; ``COMMIT``, then each UPDATE in its own autocommit), one at a 
 values built inline. An extra line, for context only, repeats the old baseline: a 5-column
 table with no secondary index (far less to write per commit, so not the same work).
 
-The machine is shared, so the measures are interleaved: each round runs the baseline and every
-taskcell measure (the baseline first in even rounds and last in odd ones), each on a new file;
-ratios are taken within a round; the median of the rounds is reported with its spread (min-max).
+The machine is shared, so the measures are interleaved: in each round every measure has its own
+new file and runs 250 lifecycles in turn (the order rotating) until each has run 5,000, so the
+machine's other work weighs on all alike. Ratios are taken within a round; the median of the
+rounds (3) is reported with its spread (min - max). Ids are made the same way on both sides
+(``taskcell.domain.models.new_id``).
 
 Then list_tasks pages filtered by user and status, first page and 90,000 deep, with 100,000
 tasks stored (median of 20).
@@ -38,10 +40,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
 from results import Row, write_rows
 from taskcell import InMemoryTaskStore, SQLiteTaskStore, Task, TaskService, TaskStatus
 from taskcell.abc import TaskFilter, TaskStore
+from taskcell.domain.models import new_id
 from taskcell.stores.sqlite import apply_migrations
 
 _TASK_INSERT = (
@@ -69,80 +73,115 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
-def raw_sqlite_baseline(path: Path, count: int) -> float:
-    """The same three committed transactions per lifecycle, on the same schema and settings,
-    with the sqlite3 module (see the module docstring)."""
+def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("PRAGMA temp_store = MEMORY")
-    conn.execute("PRAGMA cache_size = -65536")
-    conn.execute("PRAGMA wal_autocheckpoint = 4000")
-    apply_migrations(conn)
-    execute = conn.execute
-    start = time.perf_counter()
-    for _ in range(count):
-        task_id, conversation_id = uuid.uuid4().hex, uuid.uuid4().hex
-        now = _now()
-        execute("BEGIN IMMEDIATE")
-        execute(_TASK_INSERT, (task_id, "benchmark", conversation_id, uuid.uuid4().hex, now, now))
-        execute(_CONVERSATION_INSERT, (conversation_id, "benchmark", now))
-        execute("COMMIT")
-        now = _now()
-        execute(_START, (now, now, task_id))
-        now = _now()
-        execute(_COMPLETE, (now, now, task_id))
-    elapsed = time.perf_counter() - start
-    conn.close()
-    return count / elapsed
+    return conn
 
 
-def minimal_table_baseline(path: Path, count: int) -> float:
-    """The old baseline, for context: a 5-column table with only its primary key."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute(
-        "CREATE TABLE t (id TEXT PRIMARY KEY, query TEXT, status TEXT, created_at TEXT,"
-        " updated_at TEXT)"
-    )
-    start = time.perf_counter()
-    for _ in range(count):
-        task_id = uuid.uuid4().hex
-        now = _now()
-        conn.execute("INSERT INTO t VALUES (?, 'q', 'pending', ?, ?)", (task_id, now, now))
-        conn.execute(
-            "UPDATE t SET status = 'running', updated_at = ? WHERE id = ? AND status = 'pending'",
-            (now, task_id),
-        )
-        conn.execute(
-            "UPDATE t SET status = 'completed', updated_at = ? WHERE id = ? AND status = 'running'",
-            (now, task_id),
-        )
-    elapsed = time.perf_counter() - start
-    conn.close()
-    return count / elapsed
+class Lifecycles(Protocol):
+    """One measure: runs ``count`` lifecycles when asked, answers the seconds they took."""
+
+    async def run(self, count: int) -> float: ...
+
+    async def close(self) -> None: ...
 
 
-async def lifecycles(service: TaskService, count: int, concurrency: int) -> float:
-    async def one() -> None:
-        task = await service.create_task(Task(query="benchmark", agent_name="echo"))
-        assert await service.start_task(task.task_id)
-        assert await service.complete_task(task.task_id)
+class RawSQLite:
+    """The baseline: the same three committed transactions per lifecycle, on the same schema
+    and settings, with the sqlite3 module (see the module docstring)."""
 
-    start = time.perf_counter()
-    if concurrency == 1:
+    def __init__(self, path: Path) -> None:
+        self.conn = _connect(path)
+        self.conn.execute("PRAGMA temp_store = MEMORY")
+        self.conn.execute("PRAGMA cache_size = -65536")
+        self.conn.execute("PRAGMA wal_autocheckpoint = 4000")
+        apply_migrations(self.conn)
+
+    async def run(self, count: int) -> float:
+        execute = self.conn.execute
+        start = time.perf_counter()
         for _ in range(count):
-            await one()
-    else:
-        per_worker = count // concurrency
+            task_id, conversation_id = new_id(), new_id()
+            now = _now()
+            execute("BEGIN IMMEDIATE")
+            execute(_TASK_INSERT, (task_id, "benchmark", conversation_id, new_id(), now, now))
+            execute(_CONVERSATION_INSERT, (conversation_id, "benchmark", now))
+            execute("COMMIT")
+            now = _now()
+            execute(_START, (now, now, task_id))
+            now = _now()
+            execute(_COMPLETE, (now, now, task_id))
+        return time.perf_counter() - start
 
-        async def worker() -> None:
-            for _ in range(per_worker):
-                await one()
+    async def close(self) -> None:
+        self.conn.close()
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return count / (time.perf_counter() - start)
+
+class MinimalTable:
+    """The old baseline, for context: a 5-column table with only its primary key."""
+
+    def __init__(self, path: Path) -> None:
+        self.conn = _connect(path)
+        self.conn.execute(
+            "CREATE TABLE t (id TEXT PRIMARY KEY, query TEXT, status TEXT, created_at TEXT,"
+            " updated_at TEXT)"
+        )
+
+    async def run(self, count: int) -> float:
+        execute = self.conn.execute
+        start = time.perf_counter()
+        for _ in range(count):
+            task_id = new_id()
+            now = _now()
+            execute("INSERT INTO t VALUES (?, 'q', 'pending', ?, ?)", (task_id, now, now))
+            execute(
+                "UPDATE t SET status = 'running', updated_at = ? WHERE id = ?"
+                " AND status = 'pending'",
+                (now, task_id),
+            )
+            execute(
+                "UPDATE t SET status = 'completed', updated_at = ? WHERE id = ?"
+                " AND status = 'running'",
+                (now, task_id),
+            )
+        return time.perf_counter() - start
+
+    async def close(self) -> None:
+        self.conn.close()
+
+
+class Taskcell:
+    """``TaskService`` lifecycles on a store, from ``concurrency`` coroutines."""
+
+    def __init__(self, store: TaskStore, concurrency: int) -> None:
+        self.store = store
+        self.service = TaskService(store)
+        self.concurrency = concurrency
+
+    async def one(self) -> None:
+        task = await self.service.create_task(Task(query="benchmark", agent_name="echo"))
+        assert await self.service.start_task(task.task_id)
+        assert await self.service.complete_task(task.task_id)
+
+    async def run(self, count: int) -> float:
+        start = time.perf_counter()
+        if self.concurrency == 1:
+            for _ in range(count):
+                await self.one()
+        else:
+            per_worker, extra = divmod(count, self.concurrency)
+
+            async def worker(index: int) -> None:
+                for _ in range(per_worker + (index < extra)):
+                    await self.one()
+
+            await asyncio.gather(*(worker(i) for i in range(self.concurrency)))
+        return time.perf_counter() - start
+
+    async def close(self) -> None:
+        await self.store.close()
 
 
 async def fill(store: TaskStore, count: int) -> None:
@@ -218,28 +257,46 @@ LABELS = {
 }
 
 
-async def measure(name: str, folder: Path, count: int) -> float:
+async def open_measure(name: str, folder: Path) -> Lifecycles:
     path = folder / f"{name}-{uuid.uuid4().hex[:8]}.db"
     if name == "raw":
-        return raw_sqlite_baseline(path, count)
+        return RawSQLite(path)
     if name == "old":
-        return minimal_table_baseline(path, count)
+        return MinimalTable(path)
     kind, concurrency = name.split("-")
     store: TaskStore = SQLiteTaskStore(path) if kind == "sqlite" else InMemoryTaskStore()
     await store.open()
-    try:
-        return await lifecycles(TaskService(store), count, int(concurrency))
-    finally:
-        await store.close()
+    return Taskcell(store, int(concurrency))
 
 
-async def main(count: int, stored: int, depth: int, rounds: int, json_path: Path | None) -> None:
+async def one_round(folder: Path, count: int, chunk: int) -> dict[str, float]:
+    """Every measure on a new file, ``count`` lifecycles each, interleaved by ``chunk``
+    (in a rotating order), so that the machine's other work weighs on all alike."""
+    measures = {name: await open_measure(name, folder) for name in MEASURES}
+    seconds = dict.fromkeys(MEASURES, 0.0)
+    done = 0
+    while done < count:
+        step = min(chunk, count - done)
+        shift = (done // chunk) % len(MEASURES)
+        for name in MEASURES[shift:] + MEASURES[:shift]:
+            seconds[name] += await measures[name].run(step)
+        done += step
+    for measure_ in measures.values():
+        await measure_.close()
+    return {name: count / seconds[name] for name in MEASURES}
+
+
+async def main(
+    count: int, chunk: int, stored: int, depth: int, rounds: int, json_path: Path | None
+) -> None:
     folder = Path(tempfile.mkdtemp(prefix="taskcell-bench-"))
     series = {name: Series() for name in MEASURES}
-    print(f"{count:,} lifecycles per measure, {rounds} interleaved rounds:")
+    print(
+        f"{count:,} lifecycles per measure and round, {rounds} rounds, the measures interleaved"
+        f" {chunk:,} lifecycles at a time:"
+    )
     for round_ in range(rounds):
-        order = list(MEASURES) if round_ % 2 == 0 else list(reversed(MEASURES))
-        rates = {name: await measure(name, folder, count) for name in order}
+        rates = await one_round(folder, count, chunk)
         for name, rate in rates.items():
             series[name].rates.append(rate)
             series[name].ratios.append(rate / rates["raw"])
@@ -310,8 +367,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--chunk", type=int, default=250, help="lifecycles per interleaved turn")
     parser.add_argument("--stored", type=int, default=100_000)
     parser.add_argument("--depth", type=int, default=90_000)
     parser.add_argument("--json", type=Path, help="write the summary rows to this file")
     args = parser.parse_args()
-    asyncio.run(main(args.count, args.stored, args.depth, args.rounds, args.json))
+    asyncio.run(main(args.count, args.chunk, args.stored, args.depth, args.rounds, args.json))
