@@ -105,7 +105,7 @@ def utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC)
 
 
-_EMPTY_JSON = {list: "[]", dict: "{}"}
+_EMPTY_JSON: dict[type, str] = {list: "[]", dict: "{}"}
 
 
 def _dumps(value: Any) -> str:
