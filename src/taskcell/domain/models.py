@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
