@@ -21,6 +21,7 @@ from taskcell.engine.eventlog import EventLog
 from taskcell.engine.responses import ResponseFactory
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+SECOND = timedelta(seconds=1)
 
 
 @contextlib.asynccontextmanager
@@ -140,13 +141,13 @@ async def test_a_lost_lease_drops_only_that_runs_events(store: TaskStore) -> Non
     full: Store = store  # type: ignore[assignment]
     task = Task(query="q", agent_name="echo")
     await store.save(task)
-    run = Run(task_id=task.task_id, owner="p1", lease_expires_at=T0, created_at=T0)
-    assert await store.start_run(run)
+    run = Run(task_id=task.task_id, owner="p1", lease_expires_at=T0, started_at=T0 + SECOND)
+    assert await store.start_run(run)  # its lease ran out at once
     told: list[frozenset[str]] = []
     log = EventLog(full)
     log.on_lease_lost = told.append
     log.hold(run.fence)
-    await full.interrupt_expired(T0 + timedelta(seconds=1), "taken over", by="p2")
+    assert len(await full.interrupt_expired("taken over", by="p2")) == 1
     async with running(log):
         log.new_task(task.task_id)
         await log.emit(ResponseFactory(task).user_message("the user's"))

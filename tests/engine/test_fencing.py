@@ -75,8 +75,8 @@ async def test_a_stale_attempt_cannot_settle_or_append(tmp_path: Path) -> None:
         [run] = (await engine.store.list_runs(task.task_id)).items
         # The lease expired while the process was paused: another process took the run over
         # (closed it, requeued the task) in one write.
-        later = utcnow() + 2 * engine.lease
-        taken = await engine.store.interrupt_expired(later, INTERRUPTED, by="other-process")
+        await expire(engine, run)
+        taken = await engine.store.interrupt_expired(INTERRUPTED, by="other-process")
         assert [r.run_id for r in taken] == [run.run_id]
         before = await events_of(engine, task.task_id)
         go_on.set()  # the stale attempt resumes
@@ -99,6 +99,12 @@ async def test_a_stale_attempt_cannot_settle_or_append(tmp_path: Path) -> None:
         "other-process",
     )
     assert engine.log.dropped_total > 0
+
+
+async def expire(engine: Engine, run: Run) -> None:
+    """The run's lease ran out (its process was paused past it)."""
+    expired = {"lease_expires_at": utcnow() - timedelta(seconds=1)}
+    assert await engine.store.update_run(run.run_id, expired)
 
 
 async def _load(path: Path, task_id: str) -> Task:
@@ -137,9 +143,12 @@ async def test_a_stopped_engine_never_requeues_a_task_another_process_runs(
     await asyncio.wait_for(started.wait(), 20)
     [run] = (await engine.store.list_runs(task.task_id)).items
     # Taken over and started again by another process (attempt 2, its own run).
-    later = utcnow() + 2 * engine.lease
-    await engine.store.interrupt_expired(later, INTERRUPTED, by="other")
-    second = Run(task_id=task.task_id, attempt=2, owner="other", lease_expires_at=later + LEASE)
+    await expire(engine, run)
+    await engine.store.interrupt_expired(INTERRUPTED, by="other")
+    now = utcnow()
+    second = Run(
+        task_id=task.task_id, attempt=2, owner="other", started_at=now, lease_expires_at=now + LEASE
+    )
     assert await engine.store.start_run(second)
     await engine.stop()  # the stale attempt is stopped: it must not requeue the task
     current = await _load(tmp_path / "s.db", task.task_id)
@@ -156,7 +165,7 @@ async def test_recovery_is_one_write_and_leaves_one_done(tmp_path: Path) -> None
     task = Task(query="hello", agent_name="echo")
     await store.create(task, conversation_title="t")
     now = utcnow()
-    await store.heartbeat("dead", now - timedelta(seconds=5))
+    await store.heartbeat("dead")
     orphan = Run(task_id=task.task_id, owner="dead", lease_expires_at=now + LEASE, started_at=now)
     assert await store.start_run(orphan)
     await store.close()
@@ -173,8 +182,8 @@ async def test_recovery_is_one_write_and_leaves_one_done(tmp_path: Path) -> None
         await until_done(engine, task.task_id)
         await asyncio.wait_for(engine.wait_idle(), 20)
         # The dead process is found again (as after a restart) and buried a second time.
-        await engine.store.heartbeat("dead", utcnow() - timedelta(hours=1))
-        assert await engine.bury_dead_processes(utcnow()) == 1
+        await engine.store.heartbeat("dead")
+        assert await engine.bury_dead_processes(timedelta(0)) == 1
         events = await events_of(engine, task.task_id)
         runs = (await engine.store.list_runs(task.task_id)).items
     finally:
@@ -216,7 +225,7 @@ async def test_a_claimed_occurrence_survives_its_claimer(tmp_path: Path) -> None
             return claimed.next_run_at + timedelta(minutes=1)
 
         def by_dead(claimed: Task, due: datetime) -> Run:
-            return occurrence_run(claimed, due, "dead", LEASE)
+            return occurrence_run(claimed, due, "dead", timedelta(seconds=-1))  # ran out
 
         # The claimer dies here: it never spawns the run it claimed.
         [(_, run)] = await engine.store.start_due(
@@ -227,7 +236,7 @@ async def test_a_claimed_occurrence_survives_its_claimer(tmp_path: Path) -> None
         )
         assert run is not None
         assert await engine.scheduler.fire_due(now) == 0  # claimed: nobody fires it again
-        assert await engine.recover_expired(now + 2 * LEASE) == 1
+        assert await engine.recover_expired() == 1
         [stored] = (await engine.store.list_runs(task.task_id)).items
     finally:
         await engine.stop()

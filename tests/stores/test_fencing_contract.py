@@ -16,11 +16,20 @@ import pytest
 
 from taskcell.abc import LeaseLost, LogClosed, Store, TaskStore
 from taskcell.domain.events import Event, EventType, Role
-from taskcell.domain.models import Fence, Run, RunStatus, ScheduleConfig, Task, TaskPattern
+from taskcell.domain.models import (
+    Fence,
+    Run,
+    RunStatus,
+    ScheduleConfig,
+    Task,
+    TaskPattern,
+    utcnow,
+)
 from taskcell.domain.state_machine import TaskStatus
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=30)
+EXPIRED = timedelta(seconds=-1)  # a lease that ran out already (the store's clock decides)
 REASON = "interrupted: the server stopped while it ran"
 
 
@@ -46,17 +55,20 @@ def event(
     return Event(**values)
 
 
-async def running_once_task(store: TaskStore, *, owner: str = "p1", max_attempts: int = 3) -> Run:
-    """A once task running its first attempt under ``owner`` (lease until T0 + LEASE)."""
+async def running_once_task(
+    store: TaskStore, *, owner: str = "p1", max_attempts: int = 3, lease: timedelta = LEASE
+) -> Run:
+    """A once task running its first attempt under ``owner`` with a lease of ``lease``."""
     task = Task(query="q", agent_name="echo", max_attempts=max_attempts, created_at=T0)
     await store.save(task)
-    run = Run(task_id=task.task_id, owner=owner, lease_expires_at=T0 + LEASE, created_at=T0)
-    assert await store.start_run(run, now=T0)
+    now = utcnow()
+    run = Run(task_id=task.task_id, owner=owner, started_at=now, lease_expires_at=now + lease)
+    assert await store.start_run(run, now=now)
     return run
 
 
 def closing(status: RunStatus) -> dict[str, Any]:
-    return {"status": status, "finished_at": T0 + timedelta(seconds=1)}
+    return {"status": status, "finished_at": utcnow()}
 
 
 async def test_a_run_settles_under_its_own_fence(store: TaskStore) -> None:
@@ -75,10 +87,10 @@ async def test_a_run_settles_under_its_own_fence(store: TaskStore) -> None:
 
 async def test_a_taken_over_run_cannot_settle_requeue_or_update(store: TaskStore) -> None:
     full = as_store(store)
-    run = await running_once_task(store, owner="p1")
+    run = await running_once_task(store, owner="p1", lease=EXPIRED)
     stale = run.fence
-    # Its lease expires and p2 takes it over: closed, requeued, the epoch bumped.
-    taken = await full.interrupt_expired(T0 + LEASE + timedelta(seconds=1), REASON, by="p2")
+    # Its lease expired and p2 takes it over: closed, requeued, the epoch bumped.
+    taken = await full.interrupt_expired(REASON, by="p2")
     assert [(r.run_id, r.epoch, r.closed_by) for r in taken] == [(run.run_id, 1, "p2")]
     for settle in (
         store.finish_run(
@@ -141,10 +153,10 @@ async def test_continue_run_is_a_takeover(store: TaskStore) -> None:
 
 async def test_events_of_a_stale_run_are_refused_with_the_whole_batch(store: TaskStore) -> None:
     full = as_store(store)
-    run = await running_once_task(store, owner="p1")
+    run = await running_once_task(store, owner="p1", lease=EXPIRED)
     stale = run.fence
     await full.append_events([event(run.task_id, 1, fence=stale)], [])
-    await full.interrupt_expired(T0 + LEASE + timedelta(seconds=1), REASON, by="p2")
+    await full.interrupt_expired(REASON, by="p2")
     user = event(run.task_id, 2, EventType.MESSAGE, role=Role.USER)
     with pytest.raises(LeaseLost) as refused:
         await full.append_events([user, event(run.task_id, 3, fence=stale)], [])
@@ -227,27 +239,27 @@ async def test_a_recurring_task_log_closes_only_at_its_final_done(store: TaskSto
 
 async def test_recovery_closes_and_requeues_or_fails_in_one_write(store: TaskStore) -> None:
     full = as_store(store)
-    retried = await running_once_task(store, owner="dead", max_attempts=2)
-    last = await running_once_task(store, owner="dead", max_attempts=1)
+    retried = await running_once_task(store, owner="dead", max_attempts=2, lease=EXPIRED)
+    last = await running_once_task(store, owner="dead", max_attempts=1, lease=EXPIRED)
     live = await running_once_task(store, owner="alive")
-    assert await full.renew_leases("alive", T0 + 3 * LEASE) == 1
-    now = T0 + LEASE + timedelta(seconds=1)
-    taken = await full.interrupt_expired(now, REASON, by="p2")
+    assert await full.renew_leases("alive", LEASE) == 1
+    taken = await full.interrupt_expired(REASON, by="p2")
     assert {r.run_id for r in taken} == {retried.run_id, last.run_id}
     assert all(r.status is RunStatus.INTERRUPTED and r.error == REASON for r in taken)
     requeued, failed, untouched = [await store.load(r.task_id) for r in (retried, last, live)]
     assert requeued is not None and requeued.status is TaskStatus.PENDING, requeued
     assert failed is not None and failed.status is TaskStatus.FAILED, failed
-    assert failed.error_message == REASON and failed.completed_at == now
+    closed_at = {r.run_id: r.finished_at for r in taken}
+    assert failed.error_message == REASON and failed.completed_at == closed_at[last.run_id]
     assert untouched is not None and untouched.status is TaskStatus.RUNNING
     # Each expired run is taken over once.
-    assert await full.interrupt_expired(now, REASON, by="p3") == []
+    assert await full.interrupt_expired(REASON, by="p3") == []
 
 
 async def test_interrupt_without_a_recoverer_leaves_tasks_alone(store: TaskStore) -> None:
     full = as_store(store)
-    run = await running_once_task(store, owner="dead")
-    taken = await full.interrupt_expired(T0 + LEASE + timedelta(seconds=1), REASON)
+    run = await running_once_task(store, owner="dead", lease=EXPIRED)
+    taken = await full.interrupt_expired(REASON)
     assert [(r.run_id, r.epoch, r.closed_by) for r in taken] == [(run.run_id, 1, None)]
     task = await store.load(run.task_id)
     assert task is not None and task.status is TaskStatus.RUNNING
@@ -259,28 +271,32 @@ async def test_renew_leases_renews_only_the_owners_open_runs(store: TaskStore) -
     other = await running_once_task(store, owner="p2")
     ended = await running_once_task(store, owner="p1")
     await store.update_run(ended.run_id, closing(RunStatus.COMPLETED), fence=ended.fence)
-    until = T0 + 5 * LEASE
-    assert await full.renew_leases("p1", until) == 1
-    leases = {
-        r.run_id: r.lease_expires_at
-        for r in [await store.load_run(x.run_id) for x in (mine, other, ended)]
-        if r
-    }
-    assert leases == {mine.run_id: until, other.run_id: T0 + LEASE, ended.run_id: T0 + LEASE}
+    before = {x.run_id: await lease_of(store, x) for x in (mine, other, ended)}
+    assert await full.renew_leases("p1", timedelta(hours=2)) == 1
+    after = {x.run_id: await lease_of(store, x) for x in (mine, other, ended)}
+    assert after[mine.run_id] > utcnow() + timedelta(hours=1) > before[mine.run_id]
+    assert (after[other.run_id], after[ended.run_id]) == (
+        before[other.run_id],
+        before[ended.run_id],
+    )
+
+
+async def lease_of(store: TaskStore, run: Run) -> datetime:
+    stored = await store.load_run(run.run_id)
+    assert stored is not None and stored.lease_expires_at is not None
+    return stored.lease_expires_at
 
 
 async def test_runs_finished_by_are_only_those_the_process_closed_itself(store: TaskStore) -> None:
     full = as_store(store)
     own = await running_once_task(store, owner="dead")
-    taken = await running_once_task(store, owner="dead")
+    taken = await running_once_task(store, owner="dead", lease=EXPIRED)
     await store.update_run(own.run_id, closing(RunStatus.COMPLETED), fence=own.fence)
-    await full.renew_leases("dead", T0 + 3 * LEASE)
-    await store.update_run(taken.run_id, {"lease_expires_at": T0}, fence=taken.fence)
-    await full.interrupt_expired(T0 + timedelta(seconds=2), REASON, by="p2")
-    since = T0 - timedelta(minutes=1)
+    await full.interrupt_expired(REASON, by="p2")
+    since = utcnow() - timedelta(minutes=1)
     assert [r.run_id for r in await full.runs_finished_by("dead", since)] == [own.run_id]
     assert [r.run_id for r in await full.runs_finished_by("p2", since)] == [taken.run_id]
-    assert await full.runs_finished_by("dead", T0 + timedelta(minutes=1)) == []
+    assert await full.runs_finished_by("dead", utcnow() + timedelta(minutes=1)) == []
 
 
 def recurring_task(due: datetime) -> Task:
@@ -297,13 +313,13 @@ def recurring_task(due: datetime) -> Task:
 
 def occurrence(owner: str) -> Any:
     def make(task: Task, due: datetime) -> Run:
+        now = utcnow()
         return Run(
             task_id=task.task_id,
             scheduled_for=due,
             owner=owner,
-            started_at=T0,
-            lease_expires_at=T0 + LEASE,
-            created_at=T0,
+            started_at=now,
+            lease_expires_at=now + LEASE,
         )
 
     return make
@@ -327,9 +343,11 @@ async def test_start_due_stores_each_claimed_occurrence_with_its_run(store: Task
     for task, run in started:
         assert run is not None and run.status is RunStatus.RUNNING
         runs = (await store.list_runs(task.task_id)).items
-        assert [(r.run_id, r.status, r.lease_expires_at) for r in runs] == [
-            (run.run_id, RunStatus.RUNNING, T0 + LEASE)
+        assert [(r.run_id, r.status, r.owner) for r in runs] == [
+            (run.run_id, RunStatus.RUNNING, run.owner)
         ]
+        lease = runs[0].lease_expires_at
+        assert lease is not None and lease > utcnow() + LEASE / 2, runs
         stored = await store.load(task.task_id)
         assert stored is not None and stored.next_run_at == task.next_run_at
     assert await store.start_due(T0, a_minute_on, occurrence("p1"), skipped_reason="s") == []
@@ -338,12 +356,13 @@ async def test_start_due_stores_each_claimed_occurrence_with_its_run(store: Task
 async def test_start_due_records_a_skip_while_a_leased_run_goes_on(store: TaskStore) -> None:
     task = recurring_task(T0)
     await store.save(task)
+    now = utcnow()
     previous = Run(
         task_id=task.task_id,
         scheduled_for=T0 - timedelta(minutes=1),
         owner="p1",
-        lease_expires_at=T0 + LEASE,
-        created_at=T0 - timedelta(minutes=1),
+        lease_expires_at=now + LEASE,
+        created_at=now,
     )
     assert await store.add_run(previous)
     [(_, run)] = await store.start_due(

@@ -23,6 +23,7 @@ from typing import Any
 
 from taskcell.abc import LeaseLost, Store, TaskFilter
 from taskcell.agents.base import AgentError, TransientAgentError
+from taskcell.agents.demo.door import acting_for
 from taskcell.agents.registry import AgentRegistry
 from taskcell.domain.events import Event, EventType
 from taskcell.domain.models import (
@@ -51,6 +52,8 @@ from taskcell.service import TaskNotFound, TaskService, conversation_title
 logger = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted: the server stopped while it ran"
+#: Why runs stop when this process cannot renew their leases (they write nothing more).
+OUTAGE = "interrupted: the store was unavailable and the run's lease could not be renewed"
 CANCELLED_BY_USER = "cancelled by the user"
 _REMOTE_CANCEL_TIMEOUT = 2.0
 _STOP_GRACE = 5.0
@@ -116,6 +119,8 @@ class Engine:
         self.supervisor = Supervisor(on_failure)
         self.scheduler = Scheduler(self)
         self._slots = asyncio.Semaphore(max_concurrent_runs)
+        self._max_runs = max_concurrent_runs
+        self._agent_slots: dict[str, asyncio.Semaphore] = {}
         self._runs: dict[str, asyncio.Task[None]] = {}
         self._cancelling: dict[str, str] = {}
         #: Runs of this process whose lease was lost (a write refused): they stop, writing
@@ -136,6 +141,7 @@ class Engine:
         if recover:
             await self.recover()
         self.supervisor.start("leases", self.cluster.keep_leases)
+        self.supervisor.start("recovery", self.cluster.recover_forever)
         if self.cluster.clustered:
             self.supervisor.start("notifications", self.cluster.listen)
         if schedule:
@@ -177,6 +183,21 @@ class Engine:
         self._cancelling[task_id] = reason or CANCELLED_BY_USER
         runner.cancel()
         return runner
+
+    def stop_runs_for_outage(self) -> list[str]:
+        """Cancel every run of this process because its lease cannot be renewed: they stop
+        without writing anything more (their leases lapse and whoever holds the store when it
+        returns recovers them). Answers their task ids."""
+        stopped = []
+        for task_id, runner in list(self._runs.items()):
+            if not runner.done():
+                self._cancelling[task_id] = OUTAGE
+                runner.cancel()
+                stopped.append(task_id)
+        return stopped
+
+    def _stopped_by_outage(self, task_id: str) -> bool:
+        return self._cancelling.get(task_id) == OUTAGE
 
     def is_running_here(self, task_id: str) -> bool:
         run = self._runs.get(task_id)
@@ -220,8 +241,20 @@ class Engine:
 
     # -- once tasks -----------------------------------------------------------------------
 
+    @contextlib.asynccontextmanager
+    async def run_slot(self, task: Task) -> AsyncIterator[None]:
+        """Hold a run slot for ``task``: first one of its agent's own (see
+        ``AgentRegistry.run_limit``; waiting for it holds no engine slot), then one of the
+        engine's ``max_concurrent_runs``."""
+        name = task.agent_name
+        limit = self._agent_slots.get(name)
+        if limit is None and (count := self.registry.run_limit(name, self._max_runs)):
+            limit = self._agent_slots[name] = asyncio.Semaphore(count)
+        async with limit or contextlib.nullcontext(), self._slots:
+            yield
+
     async def _run_once(self, task: Task) -> None:
-        async with self._slots:
+        async with self.run_slot(task):
             while True:
                 attempt = task.attempt + 1
                 now = utcnow()
@@ -435,10 +468,13 @@ class Engine:
     # -- stopping a run -------------------------------------------------------------------
 
     async def stopped(self, ctx: RunContext) -> None:
-        """A run's asyncio task was cancelled: by a user's cancel, by shutdown, or because its
-        lease was lost (then it writes nothing: another process owns the task now)."""
+        """A run's asyncio task was cancelled: by a user's cancel, by shutdown, by an outage,
+        or because its lease was lost (for the last two it writes nothing: another process
+        owns the task now, or will: see :meth:`stop_runs_for_outage`)."""
         if ctx.run.run_id in self._lost:
             await self.lease_lost(ctx)
+            return
+        if self._cancelling.get(ctx.task.task_id) == OUTAGE:
             return
         try:
             await self._stopped(ctx)
@@ -510,7 +546,7 @@ class Engine:
 
     async def _stopped_between_attempts(self, task: Task) -> None:
         reason = self._cancelling.get(task.task_id)
-        if reason is not None:
+        if reason is not None and reason != OUTAGE:
             factory = ResponseFactory(task)
             await self.log.emit(factory.task_cancelled(reason))
             await self.log.emit(factory.done())
@@ -520,7 +556,8 @@ class Engine:
             return
         try:
             client = self.registry.get(task.agent_name)
-            await asyncio.wait_for(client.cancel(remote_task_id), _REMOTE_CANCEL_TIMEOUT)
+            with acting_for(task.user_id):
+                await asyncio.wait_for(client.cancel(remote_task_id), _REMOTE_CANCEL_TIMEOUT)
         except (AgentError, LookupError, TimeoutError) as exc:
             logger.warning(
                 "remote cancel failed",
@@ -608,7 +645,7 @@ class Engine:
         return await self.service.require_task(task_id)
 
     async def _continue(self, ctx: RunContext, text: str) -> None:
-        async with self._slots:
+        async with self.run_slot(ctx.task):
             with self.fenced(ctx):
                 try:
                     try:
@@ -693,12 +730,12 @@ class Engine:
         """Like :meth:`subscribe`, in runs of consecutive events."""
         return self.log.subscribe_batches(task_id, after=after)
 
-    async def recover_expired(self, now: datetime) -> int:
-        """Take over runs whose lease expired (their process died or stalled) and recover their
-        tasks: one write closes each run (its epoch bumped, so its old owner's writes are
-        refused from then on; this process named as its closer) and requeues or fails its
-        task."""
-        runs = await self.store.interrupt_expired(now, INTERRUPTED, by=self.owner)
+    async def recover_expired(self) -> int:
+        """Take over runs whose lease expired by the store's clock (their process died, stalled
+        or could not reach the store) and recover their tasks: one write closes each run (its
+        epoch bumped, so its old owner's writes are refused from then on; this process named as
+        its closer) and requeues or fails its task."""
+        runs = await self.store.interrupt_expired(INTERRUPTED, by=self.owner)
         for run in runs:
             RUNS.labels(outcome=RunStatus.INTERRUPTED.value).inc()
             await self._recover_task(run)
@@ -753,8 +790,9 @@ class Engine:
             run.finished_at = takeover["finished_at"]
             await self._recover_task(run)
 
-    async def bury_dead_processes(self, before: datetime) -> int:
-        """Tidy up after processes with no heartbeat since ``before``; answers how many.
+    async def bury_dead_processes(self, silent_for: timedelta) -> int:
+        """Tidy up after processes with no heartbeat for ``silent_for`` (by the store's clock);
+        answers how many.
 
         Each dead process's record is claimed (deleted) by exactly one live process, which then
         looks at the runs the dead one ended in its last moments: a task it settled may lack
@@ -762,7 +800,7 @@ class Engine:
         log's next append. Those events are written here, so every finished task's log ends
         with ``done`` and its streams end. (Runs it left open are closed by their leases.)
         """
-        dead = await self.store.claim_dead_processes(before, keep=self.owner)
+        dead = await self.store.claim_dead_processes(silent_for, keep=self.owner)
         for process in dead:
             since = process.heartbeat_at - self.lease
             for run in await self.store.runs_finished_by(process.process_id, since):
@@ -809,29 +847,30 @@ class Engine:
         attempts left, else failed with the reason; a recurring task goes on at its next
         occurrence (the scheduler coalesces what it missed).
         """
-        now = utcnow()
         if self.store.single_server:
             for run in await self.store.runs_in_status([RunStatus.RUNNING, RunStatus.QUEUED]):
                 if run.owner == self.owner:
                     continue  # started by this process since it started
                 await self._recover_orphan(run)
-            await self.bury_dead_processes(now)  # a single server: every other one is dead
+            # A single server: every other one is dead.
+            await self.bury_dead_processes(timedelta(0))
             await self.resume_pending()
         else:
-            await self.recover_expired(now)
-            await self.bury_dead_processes(now - self.dead_after)
-            await self.resume_pending(older_than=now - self.lease)
+            await self.recover_expired()
+            await self.bury_dead_processes(self.dead_after)
+            await self.resume_pending(idle_for=self.lease)
 
-    async def resume_pending(self, *, older_than: datetime | None = None) -> int:
+    async def resume_pending(self, *, idle_for: timedelta | None = None) -> int:
         """Start pending once tasks that no run here handles.
 
-        With ``older_than`` (a cluster) only orphans, claimed so that one process takes each:
+        With ``idle_for`` (a cluster) only orphans (unchanged for that long by the store's
+        clock), claimed so that one process takes each:
         a task just created, or waiting out a retry's back-off, belongs to the process that
         is about to run it.
         """
         started = 0
-        if older_than is not None:
-            for task in await self.store.claim_pending(older_than):
+        if idle_for is not None:
+            for task in await self.store.claim_pending(idle_for):
                 if not self.is_running_here(task.task_id):
                     self._spawn(task.task_id, self._run_once(task))
                     started += 1
