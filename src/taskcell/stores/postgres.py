@@ -216,24 +216,29 @@ _ITEM_ARRAY_TYPES = tuple(
     for name in codec.ITEM_COLUMNS
 )
 _ITEM_CREATED_AT = codec.ITEM_COLUMNS.index("created_at")
-_APPEND_FIRST_ITEM = 9  # $1-$3 events, $4-$6 fences, $7-$8 first done per task, $9... items
+#: $1-$3 the events, $4-$6 the fences, $7-$8 the first done of each task, $9 the batch's task
+#: ids, then the items (one array per column), the notices and the final statuses.
+_APPEND_FIRST_ITEM = 10
+_APPEND_NOTICES = _APPEND_FIRST_ITEM + len(_ITEM_ARRAY_TYPES)
 #: One statement: the fence and closed-log checks, then (only if both pass) the events, the
 #: items, the logs closed by this batch's ``done`` and the notices. It answers how many notices
-#: went out, the runs whose fence failed and the tasks whose log is closed.
+#: went out, the runs whose fence failed and the tasks whose log is closed. Runs and tasks are
+#: looked up by primary key (``= ANY``); a held run's row is share-locked until the commit, so
+#: a takeover cannot slip between the check and the insert.
 _APPEND_EVENTS = (
     "WITH ev AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[])"
     " AS e(task_id, seq, body)),"
     " fenced AS (SELECT * FROM unnest($4::text[], $5::text[], $6::integer[])"
     " AS f(run_id, owner, epoch)),"
     " held AS (SELECT r.run_id FROM runs r JOIN fenced f ON r.run_id = f.run_id"
-    " AND r.owner = f.owner AND r.epoch = f.epoch FOR SHARE OF r),"
+    " AND r.owner = f.owner AND r.epoch = f.epoch WHERE r.run_id = ANY($4::text[])"
+    " FOR SHARE OF r),"
     " lost AS (SELECT run_id FROM fenced EXCEPT SELECT run_id FROM held),"
+    " state AS (SELECT task_id, log_closed, status FROM tasks WHERE task_id = ANY($9::text[])),"
     " closing AS (SELECT d.task_id, d.seq FROM unnest($7::text[], $8::bigint[]) AS d(task_id, seq)"
-    " JOIN tasks t ON t.task_id = d.task_id WHERE t.status = ANY($"
-    + str(_APPEND_FIRST_ITEM + len(_ITEM_ARRAY_TYPES) + 1)
-    + "::text[])),"
-    " closed AS (SELECT DISTINCT ev.task_id FROM ev JOIN tasks t ON t.task_id = ev.task_id"
-    " LEFT JOIN closing c ON c.task_id = ev.task_id WHERE t.log_closed OR ev.seq > c.seq),"
+    f" JOIN state s ON s.task_id = d.task_id WHERE s.status = ANY(${_APPEND_NOTICES + 1}::text[])),"
+    " closed AS (SELECT DISTINCT ev.task_id FROM ev JOIN state s ON s.task_id = ev.task_id"
+    " LEFT JOIN closing c ON c.task_id = ev.task_id WHERE s.log_closed OR ev.seq > c.seq),"
     " ok AS (SELECT NOT EXISTS (SELECT 1 FROM lost) AND NOT EXISTS (SELECT 1 FROM closed) AS ok),"
     " appended AS (INSERT INTO events (task_id, seq, body)"
     " SELECT task_id, seq, body FROM ev WHERE (SELECT ok FROM ok)),"
@@ -243,10 +248,10 @@ _APPEND_EVENTS = (
     + ") WHERE (SELECT ok FROM ok)"
     " ON CONFLICT (item_id) DO UPDATE SET payload = excluded.payload, event = excluded.event,"
     " metadata = excluded.metadata, run_id = excluded.run_id, updated_at = excluded.updated_at),"
-    " shut AS (UPDATE tasks SET log_closed = TRUE FROM closing"
-    " WHERE tasks.task_id = closing.task_id AND (SELECT ok FROM ok)),"
+    " shut AS (UPDATE tasks SET log_closed = TRUE"
+    " WHERE task_id IN (SELECT task_id FROM closing) AND (SELECT ok FROM ok)),"
     " notified AS (SELECT pg_notify('taskcell', notice)"
-    f" FROM unnest(${_APPEND_FIRST_ITEM + len(_ITEM_ARRAY_TYPES)}::text[]) AS notice"
+    f" FROM unnest(${_APPEND_NOTICES}::text[]) AS notice"
     " WHERE (SELECT ok FROM ok))"
     " SELECT (SELECT count(*) FROM notified), ARRAY(SELECT run_id FROM lost),"
     " ARRAY(SELECT task_id FROM closed)"
@@ -1000,6 +1005,7 @@ class PostgresTaskStore:
                 *fence_columns,
                 list(dones),
                 list(dones.values()),
+                list(dict.fromkeys(event_columns[0])),
                 *_item_columns(items),
                 list(notices),
                 _FINAL,
