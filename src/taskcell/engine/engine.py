@@ -307,6 +307,9 @@ class Engine:
         factory = ResponseFactory(task, run.run_id)
         emit = self.log.emit
         if outcome.kind is OutcomeKind.WAITING_INPUT:
+            # The question's events are written under this epoch before anyone can take the
+            # run up (a reply bumps the epoch: events of the old one would be refused).
+            await self.log.flush()
             waiting: dict[str, Any] = {"status": RunStatus.WAITING_INPUT}
             await self.store.update_run(run.run_id, waiting, fence=run.fence)
             await self.store.transition(
