@@ -127,6 +127,9 @@ class Engine:
         #: nothing more. By run id, with the task id the run belongs to.
         self._lost: dict[str, str] = {}
         self._held: dict[str, str] = {}  # run id -> task id, for the runs holding a fence here
+        #: Runs stopped because their leases could not be renewed, by run id: their rows
+        #: stay open under this owner until :meth:`recover_stopped_runs` closes them.
+        self._stopped_for_outage: dict[str, Run] = {}
         self.lease = timedelta(seconds=lease_seconds)
         #: A process with no heartbeat for this long is dead (it heartbeats every half lease).
         self.dead_after = 2 * self.lease
@@ -195,6 +198,18 @@ class Engine:
                 runner.cancel()
                 stopped.append(task_id)
         return stopped
+
+    async def recover_stopped_runs(self) -> int:
+        """Recover the runs :meth:`stop_runs_for_outage` stopped, now that a lease renewal
+        succeeded again: each still open under this owner is closed as interrupted and its
+        once task requeued (or failed), exactly as recovery after a crash would; a run another
+        process recovered meanwhile is left to it (the guarded close refuses). Answers how many
+        were closed here."""
+        closed = 0
+        while self._stopped_for_outage:
+            _, run = self._stopped_for_outage.popitem()
+            closed += await self._close_and_recover(run, OUTAGE, takeover=False)
+        return closed
 
     def _stopped_by_outage(self, task_id: str) -> bool:
         return self._cancelling.get(task_id) == OUTAGE
@@ -478,6 +493,7 @@ class Engine:
             await self.lease_lost(ctx)
             return
         if self._cancelling.get(ctx.task.task_id) == OUTAGE:
+            self._stopped_for_outage[ctx.run.run_id] = ctx.run
             return
         try:
             await self._stopped(ctx)
@@ -764,34 +780,40 @@ class Engine:
     async def _recover_orphan(self, run: Run) -> None:
         """Single server: close a run a dead process left open and requeue (or fail) its task,
         in one write that takes the run over (this process its closer, the epoch bumped)."""
-        takeover = {
-            **_closing(RunStatus.INTERRUPTED, INTERRUPTED, None),
-            "closed_by": self.owner,
-            "epoch": run.epoch + 1,
-        }
+        await self._close_and_recover(run, INTERRUPTED, takeover=True)
+
+    async def _close_and_recover(self, run: Run, reason: str, *, takeover: bool) -> int:
+        """Close ``run`` as interrupted with ``reason`` and requeue (or fail) its once task in
+        one write under the run's fence (``takeover``: a run of another process, this one
+        recorded as its closer and the epoch bumped); then recover the task. Answers 1 if it
+        closed the run, 0 if another process had taken it over meanwhile."""
+        changes: dict[str, Any] = _closing(RunStatus.INTERRUPTED, reason, None)
+        if takeover:
+            changes |= {"closed_by": self.owner, "epoch": run.epoch + 1}
         task = await self.store.load(run.task_id)
         try:
             if task is None or task.pattern is not TaskPattern.ONCE:
-                closed = await self.store.update_run(run.run_id, takeover, fence=run.fence)
+                await self.store.update_run(run.run_id, changes, fence=run.fence)
             else:
                 requeue = run.attempt < task.max_attempts
-                closed, _ = await self.store.finish_run(
+                await self.store.finish_run(
                     run.run_id,
-                    takeover,
+                    changes,
                     task_id=task.task_id,
                     target=TaskStatus.PENDING if requeue else TaskStatus.FAILED,
                     expected=[TaskStatus.RUNNING],
-                    task_changes=None if requeue else {"error_message": INTERRUPTED},
-                    now=takeover["finished_at"],
+                    task_changes=None if requeue else {"error_message": reason},
+                    now=changes["finished_at"],
                     fence=run.fence,
                 )
         except LeaseLost:
-            return  # taken over meanwhile
-        if closed:
-            RUNS.labels(outcome=RunStatus.INTERRUPTED.value).inc()
+            return 0  # taken over meanwhile: that process recovers it
+        RUNS.labels(outcome=RunStatus.INTERRUPTED.value).inc()
+        run.finished_at = changes["finished_at"]
+        if takeover:
             run.closed_by, run.epoch = self.owner, run.epoch + 1
-            run.finished_at = takeover["finished_at"]
-            await self._recover_task(run)
+        await self._recover_task(run)
+        return 1
 
     async def bury_dead_processes(self, silent_for: timedelta) -> int:
         """Tidy up after processes with no heartbeat for ``silent_for`` (by the store's clock);
