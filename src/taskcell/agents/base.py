@@ -48,6 +48,8 @@ class AgentUpdate:
     metadata: dict[str, Any] = field(default_factory=dict)
     append: bool = False  # for ARTIFACT: this chunk extends the previous one of the same artifact
     artifact_id: str | None = None
+    #: Names this update across streams of one remote task (set by agents that can resume it).
+    update_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,10 @@ class AgentError(Exception):
 
 class TransientAgentError(AgentError):
     """A failure worth retrying: unreachable, stream cut, HTTP 5xx, time-out."""
+
+
+class NotResumable(AgentError):
+    """The agent cannot resume this remote task: it does not know it, or cannot stream it."""
 
 
 @runtime_checkable
@@ -103,3 +109,20 @@ class AgentClient(Protocol):
     async def info(self) -> AgentInfo: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class ResumableAgentClient(AgentClient, Protocol):
+    """An agent whose remote tasks outlive a connection (and this process), so a run
+    interrupted by a stop, a crash or a cut stream can take up the same remote task again.
+
+    Contract of ``resume``: yields the updates of ``remote_task_id`` *from its beginning*:
+    ACCEPTED first, then what the agent already said (each update with an ``update_id`` that
+    names it as the original stream did), then its live updates, ending like ``send`` (after
+    a terminal update or INPUT_REQUIRED). A task already finished yields its whole answer and
+    its final state. :class:`NotResumable` (before any update) means the agent does not know
+    the task or cannot stream it to a new subscriber; connection problems raise
+    :class:`TransientAgentError`; breaking off iteration does not cancel the remote task.
+    """
+
+    def resume(self, remote_task_id: str) -> AsyncIterator[AgentUpdate]: ...

@@ -154,7 +154,9 @@ def serve(
         log_config=None,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
-    server = uvicorn.Server(config)
+    from taskcell.api.draining import DrainingServer
+
+    server = DrainingServer(config)
     server.run()
     if failures:
         raise typer.Exit(1)

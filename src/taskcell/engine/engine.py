@@ -18,7 +18,7 @@ import socket
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from taskcell.abc import Store, TaskFilter
 from taskcell.agents.base import AgentError, TransientAgentError
@@ -38,7 +38,14 @@ from taskcell.domain.state_machine import InvalidTransition, TaskStatus
 from taskcell.engine import recurring
 from taskcell.engine.cluster import Coordinator
 from taskcell.engine.eventlog import EventLog
-from taskcell.engine.executor import CONTEXT_KEY, Outcome, OutcomeKind, RunContext, TaskExecutor
+from taskcell.engine.executor import (
+    CONTEXT_KEY,
+    RESUMABLE_KEY,
+    Outcome,
+    OutcomeKind,
+    RunContext,
+    TaskExecutor,
+)
 from taskcell.engine.plan import ExecutionPlan, PlanResult, execute_plan
 from taskcell.engine.responses import CONTROLLER, ResponseFactory
 from taskcell.engine.scheduler import Scheduler
@@ -50,7 +57,6 @@ logger = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted: the server stopped while it ran"
 CANCELLED_BY_USER = "cancelled by the user"
-_REMOTE_CANCEL_TIMEOUT = 2.0
 _STOP_GRACE = 5.0
 
 
@@ -116,6 +122,9 @@ class Engine:
         self._slots = asyncio.Semaphore(max_concurrent_runs)
         self._runs: dict[str, asyncio.Task[None]] = {}
         self._cancelling: dict[str, str] = {}
+        #: Set when a graceful stop begins: no run starts any more, and a run whose agent
+        #: connection is cut waits to be stopped (interrupted) instead of failing.
+        self.stopping = False
         self.lease = timedelta(seconds=lease_seconds)
         #: A process with no heartbeat for this long is dead (it heartbeats every half lease).
         self.dead_after = 2 * self.lease
@@ -134,13 +143,26 @@ class Engine:
         if schedule:
             self.supervisor.start("scheduler", self.scheduler.run)
 
-    async def stop(self) -> None:
-        """Stop runs (they are closed as interrupted and queued again), then the loops."""
+    def begin_stop(self) -> None:
+        """A graceful stop begins (the server was told to exit): see :attr:`stopping`."""
+        if not self.stopping:
+            logger.info("graceful stop begins", extra={"runs": len(self._runs)})
+        self.stopping = True
+
+    async def interrupt_runs(self) -> None:
+        """Stop this process's runs: each is closed as interrupted and its task queued again
+        (a remote A2A task is left running, to be resumed by the next attempt). The server
+        calls this before it stops serving, while the demo agents it serves still answer."""
+        self.begin_stop()
         runs = [t for t in self._runs.values() if not t.done()]
         for task in runs:
             task.cancel()
         if runs:
             await asyncio.wait(runs, timeout=_STOP_GRACE)
+
+    async def stop(self) -> None:
+        """Stop runs (they are closed as interrupted and queued again), then the loops."""
+        await self.interrupt_runs()
         try:
             await asyncio.wait_for(self.log.flush(), _STOP_GRACE)
         except TimeoutError:
@@ -176,6 +198,10 @@ class Engine:
         return run is not None and not run.done()
 
     def _spawn(self, task_id: str, coro: Coroutine[Any, Any, None]) -> None:
+        if self.stopping:
+            coro.close()  # it stays queued: the next start (or another process) runs it
+            logger.info("run not started: the server is stopping", extra={"task_id": task_id})
+            return
         runner = asyncio.create_task(coro, name=f"run {task_id}")
         self._runs[task_id] = runner
 
@@ -242,10 +268,18 @@ class Engine:
                 task = reloaded
 
     async def _attempt(self, ctx: RunContext, reply: str | None = None) -> float | None:
-        """Run one attempt and settle it; answers the back-off delay when it should retry."""
+        """Run one attempt and settle it; answers the back-off delay when it should retry.
+
+        A later attempt of a once task takes up the remote task an earlier one left, if any
+        (see :mod:`taskcell.engine.executor`)."""
+        resume = None
+        if reply is None and ctx.task.pattern is TaskPattern.ONCE:
+            resume = ctx.task.metadata.get(RESUMABLE_KEY) or None
         try:
-            outcome = await self.executor.execute(ctx, reply=reply)
+            outcome = await self.executor.execute(ctx, reply=reply, resume=resume)
         except TransientAgentError as exc:
+            if self.stopping:
+                await self._until_stopped(ctx)
             return await self._transient_failure(ctx, str(exc))
         except AgentError as exc:
             outcome = Outcome(OutcomeKind.FAILED, str(exc))
@@ -332,7 +366,8 @@ class Engine:
         self, task: Task, run: Run | None, reason: str, *, error: str | None = None
     ) -> None:
         """Fail the task with ``reason``; a still open ``run`` is closed as failed with
-        ``error`` (default: the reason) in the same write."""
+        ``error`` (default: the reason) in the same write. The once task's remote task, which
+        may still run (an interrupted or cut-off last attempt), is cancelled."""
         factory = ResponseFactory(task, run.run_id if run else None)
         changes = {"error_message": reason}
         if run is None:
@@ -344,6 +379,8 @@ class Engine:
         if failed:
             await self.log.emit(factory.task_failed(reason))
             await self.log.emit(factory.done())
+            if task.pattern is TaskPattern.ONCE and task.metadata.get(RESUMABLE_KEY):
+                await self.cancel_remote(task, task.metadata[RESUMABLE_KEY])
 
     async def close_run(
         self,
@@ -385,8 +422,32 @@ class Engine:
 
     # -- stopping a run -------------------------------------------------------------------
 
+    async def _wait_for_stop(self, ctx: RunContext) -> NoReturn:
+        """During a graceful stop a cut agent connection is the stop's doing (the agents this
+        server serves stop with it): the run waits for the stop to cancel it, to be closed as
+        interrupted like every other run, not failed."""
+        logger.info(
+            "agent connection lost while stopping",
+            extra={"task_id": ctx.task.task_id, "run_id": ctx.run.run_id},
+        )
+        await asyncio.Event().wait()  # until the stop cancels this run
+        raise AssertionError("unreachable: nothing sets the event")
+
+    async def _until_stopped(self, ctx: RunContext) -> NoReturn:
+        """:meth:`_wait_for_stop`, then :meth:`stopped`."""
+        try:
+            await self._wait_for_stop(ctx)
+        except asyncio.CancelledError:
+            await asyncio.shield(self.stopped(ctx))
+            raise
+
     async def stopped(self, ctx: RunContext) -> None:
-        """A run's asyncio task was cancelled: by a user's cancel, or by shutdown."""
+        """A run's asyncio task was cancelled: by a user's cancel, or by shutdown.
+
+        At shutdown the run is closed as interrupted and its task queued again; its remote
+        A2A task goes on, and the next attempt resumes it (or cancels it, where the agent
+        cannot resume). A task with no attempt left fails, and its remote task is cancelled.
+        """
         reason = self._cancelling.get(ctx.task.task_id)
         if ctx.remote_changed:
             await self.store.update(ctx.task.task_id, ctx.remote_changes())
@@ -417,20 +478,8 @@ class Engine:
             await self._fail_task(task, run, INTERRUPTED)
 
     async def cancel_remote(self, task: Task, remote_task_id: str | None) -> None:
-        if not remote_task_id:
-            return
-        try:
-            client = self.registry.get(task.agent_name)
-            await asyncio.wait_for(client.cancel(remote_task_id), _REMOTE_CANCEL_TIMEOUT)
-        except (AgentError, LookupError, TimeoutError) as exc:
-            logger.warning(
-                "remote cancel failed",
-                extra={
-                    "task_id": task.task_id,
-                    "remote_task_id": remote_task_id,
-                    "error": str(exc),
-                },
-            )
+        """Ask the agent to cancel ``remote_task_id`` (a failure is logged, not raised)."""
+        await self.executor.cancel_remote(task, remote_task_id)
 
     # -- controls -------------------------------------------------------------------------
 
@@ -535,6 +584,8 @@ class Engine:
             try:
                 return await self.executor.execute(ctx, reply=reply, emit_routed=emit_routed)
             except TransientAgentError as exc:
+                if self.stopping:
+                    await self._wait_for_stop(ctx)  # the caller closes it when cancelled
                 if attempt == limit:
                     plural = "s" if attempt != 1 else ""
                     reason = f"{exc} (gave up after {attempt} attempt{plural})"

@@ -7,23 +7,46 @@ updates through the :class:`~taskcell.engine.router.EventRouter`. What the agent
 means for the task (completed, failed, cancelled, waiting for input) is answered as an
 :class:`Outcome`; the caller owns the task's state and the closing events. Transient failures
 (:class:`~taskcell.agents.base.TransientAgentError`) propagate, for the caller to retry.
+
+The remote task is recorded on the task (``remote_task_ids``, its A2A context id, and
+:data:`RESUMABLE_KEY` in metadata) as soon as the agent accepts it, in one write. An attempt
+given ``resume`` takes that remote task up again instead of sending the query anew: an agent
+that can (:class:`~taskcell.agents.base.ResumableAgentClient`, i.e. A2A) answers it from its
+first update, and only what the task's log does not hold yet is emitted (see
+:mod:`taskcell.engine.resumption`); an agent that cannot gets a cancel for it first, then the
+query as a new remote task, so the agent never works on both.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from taskcell.abc import Store
-from taskcell.agents.base import TERMINAL_KINDS, AgentUpdate, TransientAgentError, UpdateKind
+from taskcell.agents.a2a_events import covered
+from taskcell.agents.base import (
+    TERMINAL_KINDS,
+    AgentClient,
+    AgentError,
+    AgentUpdate,
+    NotResumable,
+    ResumableAgentClient,
+    TransientAgentError,
+    UpdateKind,
+)
 from taskcell.agents.registry import AgentRegistry
+from taskcell.domain.events import Event, EventType
 from taskcell.domain.models import Run, Task
 from taskcell.domain.schedule import resolve_zone_name
+from taskcell.domain.state_machine import TaskStatus
 from taskcell.engine.eventlog import EventLog
 from taskcell.engine.responses import ResponseFactory
+from taskcell.engine.resumption import UPDATE_ID_KEY, LoggedUpdate, logged_updates
 from taskcell.engine.router import EventRouter, clean_text
 from taskcell.metrics import AGENT_CALL_SECONDS
 
@@ -31,7 +54,10 @@ logger = logging.getLogger(__name__)
 
 CONNECT_TOOL = "connect_agent"
 CONTEXT_KEY = "remote_context_id"
+#: The remote task a later attempt should take up again (None once it was cancelled).
+RESUMABLE_KEY = "resumable_remote_task_id"
 MAX_REMOTE_IDS = 20
+REMOTE_CANCEL_TIMEOUT = 2.0
 
 
 class OutcomeKind(StrEnum):
@@ -104,8 +130,10 @@ class TaskExecutor:
         *,
         reply: str | None = None,
         emit_routed: bool = True,
+        resume: str | None = None,
     ) -> Outcome:
-        """One attempt: send the query (or ``reply`` to a task waiting for input).
+        """One attempt: send the query (or ``reply`` to a task waiting for input), or take up
+        the remote task ``resume`` an earlier attempt left (see the module docstring).
 
         With ``emit_routed`` False the agent's messages are collected, not emitted (a
         recurring run turns them into one result component instead).
@@ -118,26 +146,33 @@ class TaskExecutor:
         client = self.registry.get(task.agent_name)
         metadata = execution_metadata(task, self.default_zone) | ctx.extra_metadata
         continuing = reply is not None
-        stream = client.send(
-            reply if continuing else task.query,  # type: ignore[arg-type]
-            metadata=metadata,
-            remote_task_id=ctx.remote_task_id if continuing else None,
-            context_id=ctx.context_id if continuing else None,
-        )
         connected = False
         started = time.perf_counter()
         last: AgentUpdate | None = None
+        logged: dict[str, LoggedUpdate] | None = None
         try:
+            stream: AsyncIterator[AgentUpdate] | None = None
+            if resume is not None and not continuing:
+                stream, logged = await self._resumed(ctx, client, resume)
+            if stream is None:
+                stream = client.send(
+                    reply if continuing else task.query,  # type: ignore[arg-type]
+                    metadata=metadata,
+                    remote_task_id=ctx.remote_task_id if continuing else None,
+                    context_id=ctx.context_id if continuing else None,
+                )
             async for update in stream:
                 if not connected:
                     connected = True
-                    await self._connected(ctx, factory, update, continuing)
+                    await self._connected(ctx, factory, update, continuing, logged is not None)
                     if update.kind is UpdateKind.ACCEPTED:
                         continue
                 last = update
-                if emit_routed or update.kind is UpdateKind.INPUT_REQUIRED:
+                if logged is not None and covered(update.update_id, logged):
+                    self._replay(router, update, logged)
+                elif emit_routed or update.kind is UpdateKind.INPUT_REQUIRED:
                     for event in router.route(update):
-                        await emit(event)
+                        await emit(_tagged(event, update))
                 else:
                     router.route(update)
                 if update.kind in TERMINAL_KINDS or update.kind is UpdateKind.INPUT_REQUIRED:
@@ -154,8 +189,77 @@ class TaskExecutor:
             AGENT_CALL_SECONDS.labels(agent=task.agent_name).observe(time.perf_counter() - started)
         return self._outcome(last, router)
 
+    async def _resumed(
+        self, ctx: RunContext, client: AgentClient, remote_task_id: str
+    ) -> tuple[AsyncIterator[AgentUpdate] | None, dict[str, LoggedUpdate] | None]:
+        """The stream that takes ``remote_task_id`` up again and what the log has of it; or
+        (None, None) when the agent cannot, after it was asked to cancel that task."""
+        task = ctx.task
+        if isinstance(client, ResumableAgentClient):
+            await self.log.flush()  # what an earlier attempt here emitted is in the log
+            logged = await logged_updates(self.store, task.task_id)
+            stream = client.resume(remote_task_id)
+            try:
+                first = await anext(stream)
+            except NotResumable as exc:
+                reason = str(exc)
+            except StopAsyncIteration:
+                raise TransientAgentError(
+                    f"agent {task.agent_name!r} said nothing about task {remote_task_id}"
+                ) from None
+            else:
+                logger.info(
+                    "remote task resumed",
+                    extra={"task_id": task.task_id, "remote_task_id": remote_task_id},
+                )
+                return _prepend(first, stream), logged
+        else:
+            reason = "the agent cannot resume a task"
+        logger.info(
+            "remote task not resumable: cancelled before the retry",
+            extra={"task_id": task.task_id, "remote_task_id": remote_task_id, "reason": reason},
+        )
+        await self.cancel_remote(task, remote_task_id)
+        task.metadata = {**task.metadata, RESUMABLE_KEY: None}
+        await self.store.update(task.task_id, {"metadata": task.metadata})
+        return None, None
+
+    @staticmethod
+    def _replay(router: EventRouter, update: AgentUpdate, logged: dict[str, LoggedUpdate]) -> None:
+        """An update the log holds already: routed without emitting, so the run's answer and
+        its open message are what they were."""
+        before = logged.get(update.update_id or "")
+        if before is not None and before.event is EventType.PLAN_REQUIRE_USER_INPUT:
+            if update.kind is UpdateKind.WORKING:
+                return  # an earlier question, replayed from the agent's history
+        router.route(update)
+        if before is not None and before.event is EventType.MESSAGE_CHUNK:
+            router.message_item = before.item_id  # the answer goes on in the same item
+
+    async def cancel_remote(self, task: Task, remote_task_id: str | None) -> None:
+        """Ask the agent to cancel ``remote_task_id``; a failure is logged, not raised."""
+        if not remote_task_id:
+            return
+        try:
+            client = self.registry.get(task.agent_name)
+            await asyncio.wait_for(client.cancel(remote_task_id), REMOTE_CANCEL_TIMEOUT)
+        except (AgentError, LookupError, TimeoutError) as exc:
+            logger.warning(
+                "remote cancel failed",
+                extra={
+                    "task_id": task.task_id,
+                    "remote_task_id": remote_task_id,
+                    "error": str(exc),
+                },
+            )
+
     async def _connected(
-        self, ctx: RunContext, factory: ResponseFactory, update: AgentUpdate, continuing: bool
+        self,
+        ctx: RunContext,
+        factory: ResponseFactory,
+        update: AgentUpdate,
+        continuing: bool,
+        resumed: bool,
     ) -> None:
         await self.log.emit(
             factory.tool_call_completed(
@@ -165,11 +269,27 @@ class TaskExecutor:
         if update.remote_task_id and update.remote_task_id != ctx.remote_task_id:
             ctx.remote_task_id = update.remote_task_id
             ctx.context_id = update.context_id
-            # A recurring task keeps the remote ids of its latest runs only.
-            remote_ids = [*ctx.task.remote_task_ids, update.remote_task_id][-MAX_REMOTE_IDS:]
-            ctx.task.remote_task_ids = remote_ids
-            ctx.task.metadata = {**ctx.task.metadata, CONTEXT_KEY: update.context_id}
-            ctx.remote_changed = True  # stored with the write that settles the run
+            task = ctx.task
+            if not task.remote_task_ids or task.remote_task_ids[-1] != update.remote_task_id:
+                # A recurring task keeps the remote ids of its latest runs only.
+                remote_ids = [*task.remote_task_ids, update.remote_task_id][-MAX_REMOTE_IDS:]
+                task.remote_task_ids = remote_ids
+            task.metadata = {
+                **task.metadata,
+                CONTEXT_KEY: update.context_id,
+                RESUMABLE_KEY: update.remote_task_id,
+            }
+            ctx.remote_changed = True  # stored again with the write that settles the run
+            # Stored now, so that a run interrupted by a stop or a crash can be resumed.
+            await self.store.update(
+                task.task_id, ctx.remote_changes(), expected=[TaskStatus.RUNNING]
+            )
+        if resumed:
+            await self.log.emit(
+                factory.system_message(
+                    "Resuming the agent's task where it was left; what it said meanwhile follows."
+                )
+            )
         if not continuing:
             await self.log.emit(factory.task_started())
 
@@ -187,3 +307,18 @@ class TaskExecutor:
         if last.kind is UpdateKind.INPUT_REQUIRED:
             return Outcome(OutcomeKind.WAITING_INPUT, router.question or "")
         raise TransientAgentError("the agent's stream ended before the task finished")
+
+
+def _tagged(event: Event, update: AgentUpdate) -> Event:
+    """``event`` naming the agent update it came from (what a resumed run looks for)."""
+    if update.update_id is not None:
+        event.metadata = {**event.metadata, UPDATE_ID_KEY: update.update_id}
+    return event
+
+
+async def _prepend(
+    first: AgentUpdate, rest: AsyncIterator[AgentUpdate]
+) -> AsyncIterator[AgentUpdate]:
+    yield first
+    async for update in rest:
+        yield update
