@@ -284,6 +284,7 @@ class RemoteAgentClient:
         given: set[str] = set()
         mapper = StreamMapper()
         logger.info("agent resume", extra={"agent": self.name, "remote_task_id": remote_task_id})
+        refusal: Exception | None = None
         try:
             try:
                 async for update in self._subscribed(client, remote_task_id, mapper):
@@ -291,6 +292,8 @@ class RemoteAgentClient:
                         yield update
                 if mapper.finished:
                     return
+                # Else the live stream ended early (the task finished before the agent
+                # tapped its events for this subscriber): read the task.
             except (A2AError, NotImplementedError) as exc:
                 # Finished already, unknown, or no streaming to a new subscriber: read it.
                 logger.info(
@@ -301,19 +304,15 @@ class RemoteAgentClient:
                         "reason": str(exc),
                     },
                 )
-                for update in await self._finished(remote_task_id, exc, resumed=mapper.accepted):
-                    if _fresh(update, given):
-                        yield update
-                return
+                refusal = exc
+            for update in await self._finished(remote_task_id, refusal, resumed=mapper.accepted):
+                if _fresh(update, given):
+                    yield update
         except (A2AError, httpx.HTTPError) as exc:
             error = classify_error(exc, self.name, self.url)
             if isinstance(error, TransientAgentError):
                 self._forget()
             raise error from exc
-        self._forget()
-        raise TransientAgentError(
-            f"the stream from agent {self.name!r} at {self.url} ended before the task finished"
-        )
 
     async def _subscribed(
         self, client: Any, remote_task_id: str, mapper: StreamMapper
@@ -339,7 +338,7 @@ class RemoteAgentClient:
                     return
 
     async def _finished(
-        self, remote_task_id: str, refusal: Exception, *, resumed: bool
+        self, remote_task_id: str, refusal: Exception | None, *, resumed: bool
     ) -> list[AgentUpdate]:
         """The whole of a task the agent would not subscribe to, if it has finished (or waits
         for input); else :class:`NotResumable` (or transient, after some updates)."""
@@ -349,13 +348,14 @@ class RemoteAgentClient:
         if mapper.finished:
             return _without_accepted(updates) if resumed else updates
         if resumed:
+            self._forget()
             raise TransientAgentError(
-                f"agent {self.name!r} at {self.url} stopped streaming task {remote_task_id} "
-                "before it finished"
+                f"the stream from agent {self.name!r} at {self.url} ended before its task "
+                f"{remote_task_id} finished"
             ) from refusal
         raise NotResumable(
             f"agent {self.name!r} at {self.url} will not stream its task {remote_task_id}, "
-            f"which is still running: {refusal}"
+            f"which is still running ({refusal or 'its stream ended'})"
         ) from refusal
 
     async def _read_task(self, remote_task_id: str, *, resumed: bool) -> Any:
