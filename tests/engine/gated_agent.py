@@ -74,7 +74,7 @@ class GatedExecutor(AgentExecutor):
 class NoSubscribeHandler(DefaultRequestHandler):
     """A handler that will not stream a task to a new subscriber."""
 
-    async def on_subscribe_to_task(self, params: Any, context: Any) -> Any:  # type: ignore[override]
+    async def on_subscribe_to_task(self, params: Any, context: Any) -> Any:
         raise UnsupportedOperationError(message="this agent does not resubscribe")
         yield  # an async generator, like the method it replaces
 

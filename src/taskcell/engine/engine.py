@@ -461,6 +461,10 @@ class Engine:
         await self.close_run(ctx.run, RunStatus.INTERRUPTED, INTERRUPTED)
         if ctx.task.pattern is TaskPattern.ONCE:
             await self._requeue_or_fail(ctx.task, ctx.run)
+        else:
+            # An occurrence is not run again (its task goes on at the next one): nobody
+            # would read its remote task.
+            await self.cancel_remote(ctx.task, ctx.remote_task_id)
 
     async def _stopped_between_attempts(self, task: Task) -> None:
         reason = self._cancelling.get(task.task_id)
@@ -510,9 +514,15 @@ class Engine:
         return CancelResult(task_id, True, ids)
 
     async def _cancel_idle(self, task: Task, reason: str) -> None:
-        """Cancel a task that no asyncio task runs here (queued, waiting, or between runs)."""
+        """Cancel a task that no asyncio task runs here (queued, waiting, or between runs).
+
+        Its remote task is cancelled too: the one waiting for input, or the one an interrupted
+        run left for the next attempt to resume."""
+        remote = task.metadata.get(RESUMABLE_KEY) if task.pattern is TaskPattern.ONCE else None
         if task.status is TaskStatus.WAITING_INPUT and task.remote_task_ids:
-            await self.cancel_remote(task, task.remote_task_ids[-1])
+            remote = task.remote_task_ids[-1]
+        if remote:
+            await self.cancel_remote(task, remote)
         for run in await self.store.runs_in_status([RunStatus.WAITING_INPUT, RunStatus.QUEUED]):
             if run.task_id == task.task_id:
                 await self.close_run(run, RunStatus.CANCELLED, reason)
