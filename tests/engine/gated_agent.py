@@ -4,7 +4,9 @@ Each execution streams six chunks (``tick 1 `` ... ``tick 6 ``) as WORKING statu
 then the answer as a ``final_result`` artifact, and completes. The *first* execution stops
 after ``tick 3`` and after ``tick 5`` until the test releases it (:attr:`GatedAgent.release`),
 so a test can stop taskcell in the middle of it, and let the agent go on while no taskcell
-listens. Later executions run straight through. :attr:`GatedAgent.journal` records, in order,
+listens. Later executions run straight through. The events are ``threading.Event`` objects, so a
+test may serve the agent in its own loop or in a thread (:func:`until_set` waits for one in a loop
+without blocking it). :attr:`GatedAgent.journal` records, in order,
 ``execute <remote task id>`` and ``cancel <remote task id>`` as the agent sees them.
 
 ``resumable=False`` serves the agent with a handler that refuses ``SubscribeToTask`` (an agent
@@ -14,6 +16,7 @@ that cannot stream a task to a new subscriber), so taskcell must cancel and star
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 from a2a.server.agent_execution import AgentExecutor
@@ -37,13 +40,20 @@ class GatedAgent:
     def __init__(self) -> None:
         self.journal: list[str] = []
         self.finished: list[str] = []
-        self.ticked = {i: asyncio.Event() for i in range(1, TICKS + 1)}
-        self.release = {i: asyncio.Event() for i in HOLDS}
-        self.done = asyncio.Event()
+        self.ticked = {i: threading.Event() for i in range(1, TICKS + 1)}
+        self.release = {i: threading.Event() for i in HOLDS}
+        self.done = threading.Event()
 
     @property
     def executions(self) -> int:
         return sum(1 for entry in self.journal if entry.startswith("execute "))
+
+
+async def until_set(event: threading.Event) -> None:
+    """Wait for ``event`` without blocking the loop (in short waits, so a cancelled waiter
+    leaves no thread behind)."""
+    while not await asyncio.to_thread(event.wait, 0.1):
+        pass
 
 
 class GatedExecutor(AgentExecutor):
@@ -60,7 +70,7 @@ class GatedExecutor(AgentExecutor):
             if first:
                 agent.ticked[index].set()
                 if index in agent.release:
-                    await agent.release[index].wait()
+                    await until_set(agent.release[index])
         await report.finish(ANSWER)
         agent.finished.append(context.task_id)
         if first:

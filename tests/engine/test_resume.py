@@ -21,7 +21,7 @@ from taskcell.stores.sqlite import SQLiteTaskStore
 from taskcell.testing import serve_app
 
 from .conftest import read_until_done
-from .gated_agent import ANSWER, GatedAgent, gated_app
+from .gated_agent import ANSWER, GatedAgent, gated_app, until_set
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -76,7 +76,7 @@ async def stopped_in_the_middle(db: Path, url: str, agent: GatedAgent) -> str:
     the task id, after checking the stop left the run interrupted and the remote task alone."""
     async with engine_on(db, url) as first:
         task = await first.submit(Task(query="tick", agent_name="gated", max_attempts=3))
-        await asyncio.wait_for(agent.ticked[3].wait(), _WAIT)
+        await asyncio.wait_for(until_set(agent.ticked[3]), _WAIT)
         await logged_chunks(first, task.task_id, 3)
     store = SQLiteTaskStore(db)
     await store.open()
@@ -107,10 +107,10 @@ async def test_a_restart_resumes_the_remote_task_without_doing_its_work_twice(
         task_id = await stopped_in_the_middle(db, url, agent)
         # The agent goes on while no taskcell listens: ticks 4 and 5 (or all of it).
         agent.release[3].set()
-        await asyncio.wait_for(agent.ticked[5].wait(), _WAIT)
+        await asyncio.wait_for(until_set(agent.ticked[5]), _WAIT)
         if agent_finished_meanwhile:
             agent.release[5].set()
-            await asyncio.wait_for(agent.done.wait(), _WAIT)
+            await asyncio.wait_for(until_set(agent.done), _WAIT)
 
         async with engine_on(db, url) as second:
             if not agent_finished_meanwhile:
@@ -166,3 +166,31 @@ async def test_an_agent_that_cannot_resume_gets_a_cancel_before_the_retry(
     assert agent.finished == [retried], f"only the retry should finish, saw {agent.finished}"
     assert stored.status is TaskStatus.COMPLETED, stored
     assert chunk_texts(events)[-6:] == [f"tick {i} " for i in range(1, 7)], chunk_texts(events)
+
+
+async def test_a_remote_task_started_but_not_recorded_is_found_and_resumed(
+    tmp_path: Path,
+) -> None:
+    agent = GatedAgent()
+    db = tmp_path / "orphan.db"
+    async with serve_app(app_factory=lambda base: gated_app(agent, base)) as base_url:
+        url = f"{base_url}/gated"
+        task_id = await stopped_in_the_middle(db, url, agent)
+        # What a crash between the agent's accepting and taskcell's recording leaves.
+        store = SQLiteTaskStore(db)
+        await store.open()
+        try:
+            assert await store.update(task_id, {"remote_task_ids": [], "metadata": {}})
+        finally:
+            await store.close()
+        agent.release[3].set()
+        agent.release[5].set()
+        async with engine_on(db, url) as second:
+            events = await read_until_done(second, task_id)
+            stored = await second.service.require_task(task_id)
+    await aclose_shared_http_clients()
+
+    assert agent.executions == 1, f"the agent should run the task once, saw {agent.journal}"
+    assert chunk_texts(events) == [f"tick {i} " for i in range(1, 7)], chunk_texts(events)
+    assert stored.status is TaskStatus.COMPLETED, stored
+    assert stored.remote_task_ids == [agent.journal[0].split()[1]], stored.remote_task_ids

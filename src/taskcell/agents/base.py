@@ -9,7 +9,7 @@ including its own failed state, arrives as an update and is its answer.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
@@ -116,6 +116,10 @@ class ResumableAgentClient(AgentClient, Protocol):
     """An agent whose remote tasks outlive a connection (and this process), so a run
     interrupted by a stop, a crash or a cut stream can take up the same remote task again.
 
+    The ids of the remote tasks a run started are recorded as soon as the agent accepts them;
+    ``send`` without ``remote_task_id`` is given a ``context_id`` of taskcell's choosing, so a
+    remote task whose acceptance a crash cut off can still be found (``orphan``).
+
     Contract of ``resume``: yields the updates of ``remote_task_id`` *from its beginning*:
     ACCEPTED first, then what the agent already said (each update with an ``update_id`` that
     names it as the original stream did), then its live updates, ending like ``send`` (after
@@ -126,3 +130,9 @@ class ResumableAgentClient(AgentClient, Protocol):
     """
 
     def resume(self, remote_task_id: str) -> AsyncIterator[AgentUpdate]: ...
+
+    async def orphan(self, context_id: str, *, known: Collection[str]) -> str | None:
+        """The newest remote task in ``context_id`` whose id is not in ``known`` (one a run
+        started but did not live to record), or None, also when the agent cannot list its
+        tasks. Connection problems raise :class:`TransientAgentError`."""
+        ...

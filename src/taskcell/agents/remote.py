@@ -17,7 +17,9 @@
   subscribe to it) is read with ``GetTask``. When the live stream reaches a final state the task
   is read once more, so an update published while the subscription was being set up (the SDK
   reads the task before it taps its queue) is not lost. An unknown task, or one still working
-  that the agent will not stream to a new subscriber, is :class:`NotResumable`.
+  that the agent will not stream to a new subscriber, is :class:`NotResumable`. ``orphan``
+  finds a remote task a run started but did not live to record, with ``ListTasks`` in the
+  context id taskcell gave it.
 - Errors: connection refused, DNS failures, cut streams, time-outs, HTTP 5xx (and 408/429) are
   :class:`TransientAgentError`; anything else the SDK raises (HTTP 4xx, a JSON-RPC error, a bad
   card) is :class:`AgentError`. Messages name the agent and its URL.
@@ -33,7 +35,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from typing import Any
 
 import httpx
@@ -42,6 +44,7 @@ from a2a.client.card_resolver import A2ACardResolver
 from a2a.types import (
     CancelTaskRequest,
     GetTaskRequest,
+    ListTasksRequest,
     Message,
     Part,
     Role,
@@ -357,6 +360,28 @@ class RemoteAgentClient:
             f"agent {self.name!r} at {self.url} will not stream its task {remote_task_id}, "
             f"which is still running ({refusal or 'its stream ended'})"
         ) from refusal
+
+    async def orphan(self, context_id: str, *, known: Collection[str]) -> str | None:
+        """``ListTasks`` in ``context_id``: the newest task not in ``known`` (see
+        :class:`~taskcell.agents.base.ResumableAgentClient`)."""
+        client = await self._get_client()
+        try:
+            page = await client.list_tasks(ListTasksRequest(context_id=context_id, page_size=20))
+        except (A2AError, NotImplementedError) as exc:
+            logger.info(
+                "agent cannot list tasks",
+                extra={"agent": self.name, "context_id": context_id, "reason": str(exc)},
+            )
+            return None
+        except httpx.HTTPError as exc:
+            error = classify_error(exc, self.name, self.url)
+            if isinstance(error, TransientAgentError):
+                self._forget()
+            raise error from exc
+        for task in page.tasks:  # newest first
+            if task.id not in known:
+                return str(task.id)
+        return None
 
     async def _read_task(self, remote_task_id: str, *, resumed: bool) -> Any:
         """``GetTask``; an unknown task is :class:`NotResumable` (before any update) or

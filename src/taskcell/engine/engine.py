@@ -276,7 +276,9 @@ class Engine:
         if reply is None and ctx.task.pattern is TaskPattern.ONCE:
             resume = ctx.task.metadata.get(RESUMABLE_KEY) or None
         try:
-            outcome = await self.executor.execute(ctx, reply=reply, resume=resume)
+            outcome = await self.executor.execute(
+                ctx, reply=reply, resume=resume, after_attempt=ctx.run.attempt > 1
+            )
         except TransientAgentError as exc:
             if self.stopping:
                 await self._until_stopped(ctx)

@@ -41,7 +41,7 @@ from taskcell.agents.base import (
 )
 from taskcell.agents.registry import AgentRegistry
 from taskcell.domain.events import Event, EventType
-from taskcell.domain.models import Run, Task
+from taskcell.domain.models import Run, Task, TaskPattern
 from taskcell.domain.schedule import resolve_zone_name
 from taskcell.domain.state_machine import TaskStatus
 from taskcell.engine.eventlog import EventLog
@@ -131,9 +131,12 @@ class TaskExecutor:
         reply: str | None = None,
         emit_routed: bool = True,
         resume: str | None = None,
+        after_attempt: bool = False,
     ) -> Outcome:
         """One attempt: send the query (or ``reply`` to a task waiting for input), or take up
-        the remote task ``resume`` an earlier attempt left (see the module docstring).
+        the remote task ``resume`` an earlier attempt left (see the module docstring). With
+        ``after_attempt`` and no ``resume``, an earlier attempt may have started a remote task
+        it did not live to record: the agent is asked for it by the task's context id.
 
         With ``emit_routed`` False the agent's messages are collected, not emitted (a
         recurring run turns them into one result component instead).
@@ -152,14 +155,14 @@ class TaskExecutor:
         logged: dict[str, LoggedUpdate] | None = None
         try:
             stream: AsyncIterator[AgentUpdate] | None = None
-            if resume is not None and not continuing:
+            if not continuing and (resume is not None or after_attempt):
                 stream, logged = await self._resumed(ctx, client, resume)
             if stream is None:
                 stream = client.send(
                     reply if continuing else task.query,  # type: ignore[arg-type]
                     metadata=metadata,
                     remote_task_id=ctx.remote_task_id if continuing else None,
-                    context_id=ctx.context_id if continuing else None,
+                    context_id=ctx.context_id if continuing else task_context_id(task),
                 )
             async for update in stream:
                 if not connected:
@@ -190,11 +193,24 @@ class TaskExecutor:
         return self._outcome(last, router)
 
     async def _resumed(
-        self, ctx: RunContext, client: AgentClient, remote_task_id: str
+        self, ctx: RunContext, client: AgentClient, remote_task_id: str | None
     ) -> tuple[AsyncIterator[AgentUpdate] | None, dict[str, LoggedUpdate] | None]:
-        """The stream that takes ``remote_task_id`` up again and what the log has of it; or
-        (None, None) when the agent cannot, after it was asked to cancel that task."""
+        """The stream that takes ``remote_task_id`` (or, without one, a remote task an earlier
+        attempt started but did not record) up again and what the log has of it; or (None,
+        None) when there is none, or the agent cannot resume it (then it was asked to cancel
+        it)."""
         task = ctx.task
+        context_id = task_context_id(task)
+        if remote_task_id is None:
+            if not isinstance(client, ResumableAgentClient) or context_id is None:
+                return None, None
+            remote_task_id = await client.orphan(context_id, known=task.remote_task_ids)
+            if remote_task_id is None:
+                return None, None
+            logger.info(
+                "unrecorded remote task found",
+                extra={"task_id": task.task_id, "remote_task_id": remote_task_id},
+            )
         if isinstance(client, ResumableAgentClient):
             await self.log.flush()  # what an earlier attempt here emitted is in the log
             logged = await logged_updates(self.store, task.task_id)
@@ -307,6 +323,12 @@ class TaskExecutor:
         if last.kind is UpdateKind.INPUT_REQUIRED:
             return Outcome(OutcomeKind.WAITING_INPUT, router.question or "")
         raise TransientAgentError("the agent's stream ended before the task finished")
+
+
+def task_context_id(task: Task) -> str | None:
+    """The A2A context id a once task's new remote tasks are started in: the task's own, so
+    that a remote task an attempt did not live to record can be found again (``orphan``)."""
+    return f"taskcell-{task.task_id}" if task.pattern is TaskPattern.ONCE else None
 
 
 def _tagged(event: Event, update: AgentUpdate) -> Event:
