@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from serving import free_port, start_serve, wait_healthy
+from serving import start_serve, wait_healthy
 from taskcell.domain.models import RunStatus
 from taskcell.domain.state_machine import TaskStatus
 from taskcell.engine.engine import INTERRUPTED
@@ -28,13 +28,17 @@ pytestmark = pytest.mark.timeout(120)
 
 @contextmanager
 def server(db: Path) -> Iterator[tuple[httpx.Client, subprocess.Popen[bytes], Path]]:
-    port = free_port()
-    log = Path(f"{db}.{port}.log")
+    log = db.with_suffix(f".{len(list(db.parent.glob('*.log')))}.log")
     env = {"TASKCELL_RETRY_BASE_SECONDS": "0.01", "TASKCELL_LOG_LEVEL": "INFO"}
-    process = start_serve(["--port", str(port), "--db", str(db)], env, log)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+    process = start_serve(["--port", "0", "--db", str(db)], env, log)
     try:
-        wait_healthy(f"http://127.0.0.1:{port}", process, log)
+        url = wait_healthy(process, log)
+        client = httpx.Client(base_url=url, timeout=10)
+    except BaseException:
+        process.kill()
+        process.wait(timeout=10)
+        raise
+    try:
         yield client, process, log
     finally:
         client.close()

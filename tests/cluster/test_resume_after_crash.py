@@ -18,7 +18,7 @@ import pytest
 
 from engine.gated_agent import ANSWER, GatedAgent, gated_app
 from pg import run_sync
-from serving import free_port, start_serve, wait_healthy
+from serving import start_serve, wait_healthy
 from taskcell.testing import serve_app_in_thread
 
 from .conftest import LEASE_SECONDS, _empty
@@ -39,11 +39,15 @@ def gated_agent() -> Iterator[tuple[GatedAgent, str]]:
 def serving(
     env: dict[str, str], log: Path
 ) -> Iterator[tuple[httpx.Client, subprocess.Popen[bytes]]]:
-    port = free_port()
-    process = start_serve(["--port", str(port)], env, log)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+    process = start_serve(["--port", "0"], env, log)
     try:
-        wait_healthy(f"http://127.0.0.1:{port}", process, log)
+        url = wait_healthy(process, log)
+        client = httpx.Client(base_url=url, timeout=10)
+    except BaseException:
+        process.kill()
+        process.wait(timeout=10)
+        raise
+    try:
         yield client, process
     finally:
         client.close()

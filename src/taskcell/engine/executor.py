@@ -8,13 +8,21 @@ means for the task (completed, failed, cancelled, waiting for input) is answered
 :class:`Outcome`; the caller owns the task's state and the closing events. Transient failures
 (:class:`~taskcell.agents.base.TransientAgentError`) propagate, for the caller to retry.
 
+Nothing an agent sends can leave a run hanging: any other exception while the agent's stream is
+read or routed (an update the SDK cannot parse, text that is not a string, an agent that is no
+longer registered) is raised as :class:`~taskcell.agents.base.AgentError` naming the agent and
+the reason (transient, and so retried, only for connection errors), and the caller fails the
+run with it.
+
 The remote task is recorded on the task (``remote_task_ids``, its A2A context id, and
 :data:`RESUMABLE_KEY` in metadata) as soon as the agent accepts it, in one write. An attempt
 given ``resume`` takes that remote task up again instead of sending the query anew: an agent
 that can (:class:`~taskcell.agents.base.ResumableAgentClient`, i.e. A2A) answers it from its
 first update, and only what the task's log does not hold yet is emitted (see
 :mod:`taskcell.engine.resumption`); an agent that cannot gets a cancel for it first, then the
-query as a new remote task, so the agent never works on both.
+query as a new remote task, so the agent never works on both. A once task's new remote tasks
+are started in an A2A context id of taskcell's choosing (:func:`task_context_id`), so that a
+remote task an attempt did not live to record can still be found.
 """
 
 from __future__ import annotations
@@ -39,7 +47,8 @@ from taskcell.agents.base import (
     TransientAgentError,
     UpdateKind,
 )
-from taskcell.agents.registry import AgentRegistry
+from taskcell.agents.demo.door import acting_for
+from taskcell.agents.registry import AgentRegistry, UnknownAgent
 from taskcell.domain.events import Event, EventType
 from taskcell.domain.models import Run, Task, TaskPattern
 from taskcell.domain.schedule import resolve_zone_name
@@ -58,6 +67,7 @@ CONTEXT_KEY = "remote_context_id"
 RESUMABLE_KEY = "resumable_remote_task_id"
 MAX_REMOTE_IDS = 20
 REMOTE_CANCEL_TIMEOUT = 2.0
+_MAX_REASON = 500
 
 
 class OutcomeKind(StrEnum):
@@ -146,24 +156,69 @@ class TaskExecutor:
         router = ctx.router = EventRouter(factory)
         emit = self.log.emit
         await emit(factory.tool_call_started(CONNECT_TOOL + ":" + ctx.run.run_id, CONNECT_TOOL))
-        client = self.registry.get(task.agent_name)
+        try:
+            client = self.registry.get(task.agent_name)
+        except UnknownAgent as exc:
+            raise AgentError(str(exc)) from exc
         metadata = execution_metadata(task, self.default_zone) | ctx.extra_metadata
         continuing = reply is not None
-        connected = False
         started = time.perf_counter()
-        last: AgentUpdate | None = None
-        logged: dict[str, LoggedUpdate] | None = None
         try:
-            stream: AsyncIterator[AgentUpdate] | None = None
-            if not continuing and (resume is not None or after_attempt):
-                stream, logged = await self._resumed(ctx, client, resume)
-            if stream is None:
-                stream = client.send(
-                    reply if continuing else task.query,  # type: ignore[arg-type]
-                    metadata=metadata,
-                    remote_task_id=ctx.remote_task_id if continuing else None,
-                    context_id=ctx.context_id if continuing else task_context_id(task),
+            with acting_for(task.user_id):
+                stream, logged = None, None
+                if not continuing and (resume is not None or after_attempt):
+                    stream, logged = await self._opened(ctx, factory, client, resume)
+                if stream is None:
+                    stream = client.send(
+                        reply if continuing else task.query,  # type: ignore[arg-type]
+                        metadata=metadata,
+                        remote_task_id=ctx.remote_task_id if continuing else None,
+                        context_id=ctx.context_id if continuing else task_context_id(task),
+                    )
+                return await self._read(
+                    ctx, factory, stream, router, continuing, emit_routed, logged
                 )
+        finally:
+            AGENT_CALL_SECONDS.labels(agent=task.agent_name).observe(time.perf_counter() - started)
+
+    async def _opened(
+        self,
+        ctx: RunContext,
+        factory: ResponseFactory,
+        client: AgentClient,
+        remote_task_id: str | None,
+    ) -> tuple[AsyncIterator[AgentUpdate] | None, dict[str, LoggedUpdate] | None]:
+        """:meth:`_resumed`, its errors reported like those of a stream's first update."""
+        try:
+            return await self._resumed(ctx, client, remote_task_id)
+        except AgentError as exc:
+            error = _readable(exc)
+        except Exception as exc:
+            error = self._unusable(ctx, exc)
+        if isinstance(error, TransientAgentError):
+            await self.log.emit(
+                factory.tool_call_completed(
+                    CONNECT_TOOL + ":" + ctx.run.run_id, CONNECT_TOOL, f"error: {error}"
+                )
+            )
+        raise error
+
+    async def _read(
+        self,
+        ctx: RunContext,
+        factory: ResponseFactory,
+        stream: AsyncIterator[AgentUpdate],
+        router: EventRouter,
+        continuing: bool,
+        emit_routed: bool,
+        logged: dict[str, LoggedUpdate] | None = None,
+    ) -> Outcome:
+        """Read and route the agent's stream; see the module docstring for its errors. With
+        ``logged`` (a resumed remote task), updates the log holds already are not emitted."""
+        emit = self.log.emit
+        connected = False
+        last: AgentUpdate | None = None
+        try:
             async for update in stream:
                 if not connected:
                     connected = True
@@ -180,17 +235,37 @@ class TaskExecutor:
                     router.route(update)
                 if update.kind in TERMINAL_KINDS or update.kind is UpdateKind.INPUT_REQUIRED:
                     break
-        except TransientAgentError as exc:
-            if not connected:
-                await emit(
-                    factory.tool_call_completed(
-                        CONNECT_TOOL + ":" + ctx.run.run_id, CONNECT_TOOL, f"error: {exc}"
-                    )
-                )
-            raise
+            return self._outcome(last, router)
+        except AgentError as exc:
+            error = _readable(exc)
+        except Exception as exc:
+            error = self._unusable(ctx, exc)
         finally:
-            AGENT_CALL_SECONDS.labels(agent=task.agent_name).observe(time.perf_counter() - started)
-        return self._outcome(last, router)
+            await _close(stream)
+        if isinstance(error, TransientAgentError) and not connected:
+            await emit(
+                factory.tool_call_completed(
+                    CONNECT_TOOL + ":" + ctx.run.run_id, CONNECT_TOOL, f"error: {error}"
+                )
+            )
+        raise error
+
+    @staticmethod
+    def _unusable(ctx: RunContext, exc: Exception) -> AgentError:
+        """The error that fails (or, for a connection error, retries) a run whose agent sent
+        something that could not be read or routed."""
+        name = ctx.task.agent_name
+        detail = clean_text(str(exc) or "no detail")[:_MAX_REASON]
+        logger.warning(
+            "agent update unusable",
+            extra={"task_id": ctx.task.task_id, "agent": name, "error": repr(exc)},
+            exc_info=exc,
+        )
+        if isinstance(exc, OSError | TimeoutError):
+            return TransientAgentError(f"connection to agent {name!r} failed: {detail}")
+        return AgentError(
+            f"agent {name!r} sent an update taskcell cannot use ({type(exc).__name__}: {detail})"
+        )
 
     async def _resumed(
         self, ctx: RunContext, client: AgentClient, remote_task_id: str | None
@@ -258,7 +333,8 @@ class TaskExecutor:
             return
         try:
             client = self.registry.get(task.agent_name)
-            await asyncio.wait_for(client.cancel(remote_task_id), REMOTE_CANCEL_TIMEOUT)
+            with acting_for(task.user_id):
+                await asyncio.wait_for(client.cancel(remote_task_id), REMOTE_CANCEL_TIMEOUT)
         except (AgentError, LookupError, TimeoutError) as exc:
             logger.warning(
                 "remote cancel failed",
@@ -341,6 +417,32 @@ def _tagged(event: Event, update: AgentUpdate) -> Event:
 async def _prepend(
     first: AgentUpdate, rest: AsyncIterator[AgentUpdate]
 ) -> AsyncIterator[AgentUpdate]:
-    yield first
-    async for update in rest:
-        yield update
+    try:
+        yield first
+        async for update in rest:
+            yield update
+    finally:
+        await _close(rest)
+
+
+async def _close(stream: AsyncIterator[AgentUpdate]) -> None:
+    """Close an agent's stream however reading it stopped (a local agent's callable stops with
+    it; a remote agent's task goes on: only the connection closes)."""
+    aclose = getattr(stream, "aclose", None)
+    if aclose is None:
+        return
+    try:
+        await aclose()
+    except Exception as exc:
+        logger.info("closing an agent stream failed", extra={"error": repr(exc)})
+
+
+def _readable(exc: AgentError) -> AgentError:
+    """``exc``, or one of its kind whose message has its invalid characters replaced."""
+    message = str(exc)
+    cleaned = clean_text(message)
+    if cleaned == message:
+        return exc
+    error = type(exc)(cleaned)
+    error.__cause__ = exc
+    return error
