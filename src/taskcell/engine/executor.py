@@ -15,14 +15,16 @@ the reason (transient, and so retried, only for connection errors), and the call
 run with it.
 
 The remote task is recorded on the task (``remote_task_ids``, its A2A context id, and
-:data:`RESUMABLE_KEY` in metadata) as soon as the agent accepts it, in one write. An attempt
-given ``resume`` takes that remote task up again instead of sending the query anew: an agent
-that can (:class:`~taskcell.agents.base.ResumableAgentClient`, i.e. A2A) answers it from its
-first update, and only what the task's log does not hold yet is emitted (see
-:mod:`taskcell.engine.resumption`); an agent that cannot gets a cancel for it first, then the
-query as a new remote task, so the agent never works on both. A once task's new remote tasks
-are started in an A2A context id of taskcell's choosing (:func:`task_context_id`), so that a
-remote task an attempt did not live to record can still be found.
+:data:`RESUMABLE_KEY` in metadata) as soon as a resumable agent accepts it, in one write (an
+in-process agent's, with the write that settles the run, as its work ends with this
+process). An attempt given ``resume`` takes that remote task up again instead of sending the
+query anew: an agent that can (:class:`~taskcell.agents.base.ResumableAgentClient`, i.e.
+A2A) answers it from its first update, and only what the task's log does not hold yet is
+emitted (see :mod:`taskcell.engine.resumption`); an agent that cannot gets a cancel for it
+first, then the query as a new remote task, so the agent never works on both. A once task's
+new remote tasks are started in an A2A context id of taskcell's choosing
+(:func:`task_context_id`), so that a remote task an attempt did not live to record can still
+be found.
 """
 
 from __future__ import annotations
@@ -94,6 +96,9 @@ class RunContext:
     router: EventRouter | None = None
     extra_metadata: dict[str, Any] = field(default_factory=dict)
     remote_changed: bool = False
+    #: Record the remote task as soon as the agent accepts it (an agent that can resume it:
+    #: an in-process agent's work ends with its process, and waits for the settling write).
+    record_at_once: bool = False
 
     def remote_changes(self) -> dict[str, Any]:
         """The task fields that record the remote task, if this run learned of a new one."""
@@ -175,6 +180,7 @@ class TaskExecutor:
                         remote_task_id=ctx.remote_task_id if continuing else None,
                         context_id=ctx.context_id if continuing else task_context_id(task),
                     )
+                ctx.record_at_once = isinstance(client, ResumableAgentClient)
                 return await self._read(
                     ctx, factory, stream, router, continuing, emit_routed, logged
                 )
@@ -371,11 +377,12 @@ class TaskExecutor:
                 CONTEXT_KEY: update.context_id,
                 RESUMABLE_KEY: update.remote_task_id,
             }
-            ctx.remote_changed = True  # stored again with the write that settles the run
-            # Stored now, so that a run interrupted by a stop or a crash can be resumed.
-            await self.store.update(
-                task.task_id, ctx.remote_changes(), expected=[TaskStatus.RUNNING]
-            )
+            ctx.remote_changed = True  # stored (again) with the write that settles the run
+            if ctx.record_at_once:
+                # Stored now, so that a run interrupted by a stop or a crash can be resumed.
+                await self.store.update(
+                    task.task_id, ctx.remote_changes(), expected=[TaskStatus.RUNNING]
+                )
         if resumed:
             await self.log.emit(
                 factory.system_message(
