@@ -11,6 +11,8 @@ without blocking it). :attr:`GatedAgent.journal` records, in order,
 
 ``resumable=False`` serves the agent with a handler that refuses ``SubscribeToTask`` (an agent
 that cannot stream a task to a new subscriber), so taskcell must cancel and start over.
+``cut_first_stream_after=N`` ends the first streaming answer after N events, as a broken
+connection would, while the task goes on in the agent.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ from a2a.server.request_handlers import DefaultRequestHandler
 from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes
 from a2a.server.tasks import InMemoryTaskStore
 from a2a.utils.errors import UnsupportedOperationError
+from sse_starlette import EventSourceResponse
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from taskcell.agents.demo.common import DemoAgentSpec, Reporter, build_card, cancel_task
@@ -89,7 +94,38 @@ class NoSubscribeHandler(DefaultRequestHandler):
         yield  # an async generator, like the method it replaces
 
 
-def gated_app(agent: GatedAgent, base_url: str, *, resumable: bool = True) -> Starlette:
+def cutting(endpoint: Any, after: int) -> Any:
+    """``endpoint``, whose first streaming answer ends after ``after`` events."""
+    cuts = [after]
+
+    async def cut(request: Request) -> Response:
+        response: Response = await endpoint(request)
+        if cuts and isinstance(response, EventSourceResponse):
+            limit = cuts.pop()
+            events = response.body_iterator
+
+            async def limited() -> Any:
+                count = 0
+                async for item in events:
+                    yield item
+                    count += 1
+                    if count >= limit:
+                        break
+                await events.aclose()  # type: ignore[attr-defined]
+
+            response.body_iterator = limited()
+        return response
+
+    return cut
+
+
+def gated_app(
+    agent: GatedAgent,
+    base_url: str,
+    *,
+    resumable: bool = True,
+    cut_first_stream_after: int | None = None,
+) -> Starlette:
     """The agent served at ``{base_url}/gated`` (JSON-RPC)."""
     spec = DemoAgentSpec(
         name="gated",
@@ -107,7 +143,10 @@ def gated_app(agent: GatedAgent, base_url: str, *, resumable: bool = True) -> St
     routes: list[BaseRoute] = list(
         create_agent_card_routes(card, card_url=f"{path}/.well-known/agent-card.json")
     )
-    routes.extend(
-        route for route in create_jsonrpc_routes(handler, path) if isinstance(route, Route)
-    )
+    for route in create_jsonrpc_routes(handler, path):
+        if isinstance(route, Route):
+            if cut_first_stream_after is not None:
+                endpoint = cutting(route.endpoint, cut_first_stream_after)
+                route = Route(route.path, endpoint, methods=sorted(route.methods or ()))
+            routes.append(route)
     return Starlette(routes=routes)

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from taskcell import Task, TaskStatus
+from taskcell import Task, TaskPattern, TaskStatus
 from taskcell.agents.http import aclose_shared_http_clients
 from taskcell.agents.registry import AgentRegistry
 from taskcell.agents.remote import RemoteAgentClient
-from taskcell.domain.events import Event, EventType
+from taskcell.domain.events import Event, EventType, Role
 from taskcell.domain.models import RunStatus
 from taskcell.engine.engine import INTERRUPTED, Engine, RetryPolicy
 from taskcell.stores.sqlite import SQLiteTaskStore
@@ -194,3 +194,62 @@ async def test_a_remote_task_started_but_not_recorded_is_found_and_resumed(
     assert chunk_texts(events) == [f"tick {i} " for i in range(1, 7)], chunk_texts(events)
     assert stored.status is TaskStatus.COMPLETED, stored
     assert stored.remote_task_ids == [agent.journal[0].split()[1]], stored.remote_task_ids
+
+
+async def test_a_cut_stream_is_resumed_by_the_retry_not_started_again(tmp_path: Path) -> None:
+    agent = GatedAgent()
+    db = tmp_path / "cut.db"
+    # The first answer ends after the task and three ticks: a broken connection.
+    served = serve_app(app_factory=lambda base: gated_app(agent, base, cut_first_stream_after=4))
+    async with served as base_url, engine_on(db, f"{base_url}/gated") as engine:
+        task = await engine.submit(Task(query="tick", agent_name="gated", max_attempts=3))
+        await asyncio.wait_for(until_set(agent.ticked[3]), _WAIT)
+
+        async def retry_noted() -> None:
+            async for event in engine.subscribe(task.task_id):
+                if event.role is Role.SYSTEM and "Attempt 1 of 3 failed" in str(event.payload):
+                    return
+
+        await asyncio.wait_for(retry_noted(), _WAIT)
+        agent.release[3].set()
+        agent.release[5].set()
+        events = await read_until_done(engine, task.task_id)
+        runs = sorted((await engine.store.list_runs(task.task_id)).items, key=lambda r: r.attempt)
+    await aclose_shared_http_clients()
+
+    assert agent.executions == 1, f"the agent should run the task once, saw {agent.journal}"
+    assert chunk_texts(events) == [f"tick {i} " for i in range(1, 7)], chunk_texts(events)
+    assert [(r.attempt, r.status) for r in runs] == [
+        (1, RunStatus.FAILED),
+        (2, RunStatus.COMPLETED),
+    ], runs
+    assert runs[1].result == ANSWER.strip(), runs[1].result
+
+
+async def test_a_recurring_run_whose_stream_is_cut_resumes_the_same_remote_task(
+    tmp_path: Path,
+) -> None:
+    agent = GatedAgent()
+    agent.release[3].set()
+    agent.release[5].set()
+    db = tmp_path / "cut-recurring.db"
+    served = serve_app(app_factory=lambda base: gated_app(agent, base, cut_first_stream_after=4))
+    async with served as base_url, engine_on(db, f"{base_url}/gated") as engine:
+        task = await engine.submit(
+            Task(
+                query="tick",
+                agent_name="gated",
+                pattern=TaskPattern.RECURRING,
+                schedule_config={"interval_minutes": 60},
+            ),
+            run_immediately=False,
+        )
+        run = await engine.run_now(task.task_id)
+        await engine.wait_idle()
+        stored = await engine.store.load_run(run.run_id)
+    await aclose_shared_http_clients()
+
+    assert agent.executions == 1, f"the agent should run the occurrence once, saw {agent.journal}"
+    assert stored is not None and stored.status is RunStatus.COMPLETED, stored
+    assert stored.attempt == 2, f"the cut should cost one attempt, saw {stored.attempt}"
+    assert stored.result == ANSWER.strip(), stored.result

@@ -625,16 +625,25 @@ class Engine:
 
         Used where a new run per attempt is not possible: a reply continuing a waiting task,
         and an occurrence of a recurring task (``count_attempts`` records the attempt on the
-        run). Giving up answers a FAILED outcome that says after how many attempts.
+        run). Giving up answers a FAILED outcome that says after how many attempts. An
+        occurrence's retry resumes the remote task the failed attempt started, if any.
         """
         limit = ctx.task.max_attempts
+        resume: str | None = None
         for attempt in range(1, limit + 1):
             try:
-                return await self.executor.execute(ctx, reply=reply, emit_routed=emit_routed)
+                return await self.executor.execute(
+                    ctx, reply=reply, emit_routed=emit_routed, resume=resume
+                )
             except TransientAgentError as exc:
                 if self.stopping:
                     await self._wait_for_stop(ctx)  # the caller closes it when cancelled
+                if reply is None:
+                    # The remote task a cut attempt started is taken up again (or cancelled,
+                    # where the agent cannot), not started a second time.
+                    resume = ctx.remote_task_id
                 if attempt == limit:
+                    await self.cancel_remote(ctx.task, resume)
                     plural = "s" if attempt != 1 else ""
                     reason = f"{exc} (gave up after {attempt} attempt{plural})"
                     return Outcome(OutcomeKind.FAILED, reason)

@@ -172,7 +172,9 @@ class TaskExecutor:
             with acting_for(task.user_id):
                 stream, logged = None, None
                 if not continuing and (resume is not None or after_attempt):
-                    stream, logged = await self._opened(ctx, factory, client, resume)
+                    stream, logged = await self._opened(
+                        ctx, factory, client, resume, read_log=emit_routed
+                    )
                 if stream is None:
                     stream = client.send(
                         reply if continuing else task.query,  # type: ignore[arg-type]
@@ -193,10 +195,12 @@ class TaskExecutor:
         factory: ResponseFactory,
         client: AgentClient,
         remote_task_id: str | None,
+        *,
+        read_log: bool,
     ) -> tuple[AsyncIterator[AgentUpdate] | None, dict[str, LoggedUpdate] | None]:
         """:meth:`_resumed`, its errors reported like those of a stream's first update."""
         try:
-            return await self._resumed(ctx, client, remote_task_id)
+            return await self._resumed(ctx, client, remote_task_id, read_log=read_log)
         except AgentError as exc:
             error = _readable(exc)
         except Exception as exc:
@@ -274,12 +278,18 @@ class TaskExecutor:
         )
 
     async def _resumed(
-        self, ctx: RunContext, client: AgentClient, remote_task_id: str | None
+        self,
+        ctx: RunContext,
+        client: AgentClient,
+        remote_task_id: str | None,
+        *,
+        read_log: bool = True,
     ) -> tuple[AsyncIterator[AgentUpdate] | None, dict[str, LoggedUpdate] | None]:
         """The stream that takes ``remote_task_id`` (or, without one, a remote task an earlier
         attempt started but did not record) up again and what the log has of it; or (None,
         None) when there is none, or the agent cannot resume it (then it was asked to cancel
-        it)."""
+        it). Without ``read_log`` (a run that emits none of the agent's updates) nothing is
+        looked up in the log."""
         task = ctx.task
         context_id = task_context_id(task)
         if remote_task_id is None:
@@ -293,8 +303,10 @@ class TaskExecutor:
                 extra={"task_id": task.task_id, "remote_task_id": remote_task_id},
             )
         if isinstance(client, ResumableAgentClient):
-            await self.log.flush()  # what an earlier attempt here emitted is in the log
-            logged = await logged_updates(self.store, task.task_id)
+            logged: dict[str, LoggedUpdate] = {}
+            if read_log:
+                await self.log.flush()  # what an earlier attempt here emitted is in the log
+                logged = await logged_updates(self.store, task.task_id)
             stream = client.resume(remote_task_id)
             try:
                 first = await anext(stream)
