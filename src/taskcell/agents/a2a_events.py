@@ -32,12 +32,12 @@ Every update that carries agent content has an ``update_id`` that names it acros
 ``msg:<message id>`` for a status message, ``art:<artifact id>:<n>`` for an artifact whose first
 ``n`` parts it completes. Resuming a remote task (:meth:`StreamMapper.snapshot`, for the task an
 A2A ``subscribe`` or ``get_task`` answers) turns the task's history back into updates with the
-same ids, so a consumer can tell what it already has (:func:`covered`).
+same ids, so a consumer can tell what it already has (:class:`UpdateIds`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from a2a.types import Artifact, Role, TaskState
@@ -78,22 +78,37 @@ def artifact_update_id(artifact_id: str, parts: int) -> str | None:
     return f"art:{artifact_id}:{parts}" if artifact_id else None
 
 
-def covered(update_id: str | None, ids: Collection[str]) -> bool:
-    """Whether the update ``update_id`` is among ``ids`` (for an artifact's parts: whether an
-    id in ``ids`` covers at least as many parts of the same artifact)."""
-    if update_id is None:
-        return False
-    if update_id in ids:
-        return True
-    if not update_id.startswith("art:"):
-        return False
-    head, _, count = update_id.rpartition(":")
-    prefix = head + ":"
-    for other in ids:
-        if other.startswith(prefix) and other[len(prefix) :].isdigit():
-            if int(other[len(prefix) :]) >= int(count):
-                return True
-    return False
+class UpdateIds:
+    """A set of ``update_id`` values that answers :meth:`covers` in constant time."""
+
+    def __init__(self, ids: Iterable[str] = ()) -> None:
+        self._ids: set[str] = set()
+        self._parts: dict[str, int] = {}  # "art:<artifact id>" -> the most parts seen
+        for update_id in ids:
+            self.add(update_id)
+
+    def add(self, update_id: str) -> None:
+        self._ids.add(update_id)
+        head, _, count = update_id.rpartition(":")
+        if update_id.startswith("art:") and count.isdigit():
+            self._parts[head] = max(self._parts.get(head, 0), int(count))
+
+    def covers(self, update_id: str | None) -> bool:
+        """Whether ``update_id`` is here (for an artifact's parts: whether at least as many
+        parts of the same artifact are)."""
+        if update_id is None:
+            return False
+        if update_id in self._ids:
+            return True
+        head, _, count = update_id.rpartition(":")
+        if not (update_id.startswith("art:") and count.isdigit()):
+            return False
+        return self._parts.get(head, -1) >= int(count)
+
+
+def covered(update_id: str | None, ids: Iterable[str]) -> bool:
+    """Whether the update ``update_id`` is among ``ids`` (see :class:`UpdateIds`)."""
+    return UpdateIds(ids).covers(update_id)
 
 
 def struct_to_dict(struct: Any) -> dict[str, Any]:

@@ -54,7 +54,7 @@ from a2a.types import (
 from a2a.utils.constants import TransportProtocol
 from a2a.utils.errors import A2AError, TaskNotCancelableError, TaskNotFoundError
 
-from taskcell.agents.a2a_events import StreamMapper, covered
+from taskcell.agents.a2a_events import StreamMapper, UpdateIds
 from taskcell.agents.base import (
     AgentError,
     AgentInfo,
@@ -117,11 +117,11 @@ def classify_error(exc: BaseException, name: str, url: str) -> AgentError:
     return AgentError(f"{where}: {exc or type(exc).__name__}")
 
 
-def _fresh(update: AgentUpdate, given: set[str]) -> bool:
+def _fresh(update: AgentUpdate, given: UpdateIds) -> bool:
     """Whether ``update`` is new to this stream (remembering it in ``given``)."""
     if update.update_id is None:
         return True
-    if covered(update.update_id, given):
+    if given.covers(update.update_id):
         return False
     given.add(update.update_id)
     return True
@@ -284,7 +284,7 @@ class RemoteAgentClient:
         """Take up ``remote_task_id`` again: its updates from the first, then live ones (see
         :class:`~taskcell.agents.base.ResumableAgentClient`)."""
         client = await self._get_client()
-        given: set[str] = set()
+        given = UpdateIds()
         mapper = StreamMapper()
         logger.info("agent resume", extra={"agent": self.name, "remote_task_id": remote_task_id})
         refusal: Exception | None = None

@@ -38,7 +38,7 @@ from enum import StrEnum
 from typing import Any
 
 from taskcell.abc import Store
-from taskcell.agents.a2a_events import covered
+from taskcell.agents.a2a_events import UpdateIds
 from taskcell.agents.base import (
     TERMINAL_KINDS,
     AgentClient,
@@ -228,6 +228,7 @@ class TaskExecutor:
         emit = self.log.emit
         connected = False
         last: AgentUpdate | None = None
+        have = UpdateIds(logged or ())
         try:
             async for update in stream:
                 if not connected:
@@ -236,7 +237,7 @@ class TaskExecutor:
                     if update.kind is UpdateKind.ACCEPTED:
                         continue
                 last = update
-                if logged is not None and covered(update.update_id, logged):
+                if logged is not None and have.covers(update.update_id):
                     self._replay(router, update, logged)
                 elif emit_routed or update.kind is UpdateKind.INPUT_REQUIRED:
                     for event in router.route(update):
