@@ -138,6 +138,7 @@ class Engine:
     # -- life cycle -----------------------------------------------------------------------
 
     async def start(self, *, recover: bool = True, schedule: bool = True) -> None:
+        self.stopping = False
         await self.store.open()
         self.supervisor.start("event-log-writer", self.log.run)
         if recover:

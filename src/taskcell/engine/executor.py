@@ -331,7 +331,9 @@ class TaskExecutor:
         )
         await self.cancel_remote(task, remote_task_id)
         task.metadata = {**task.metadata, RESUMABLE_KEY: None}
-        await self.store.update(task.task_id, {"metadata": task.metadata})
+        await self.store.update(
+            task.task_id, {"metadata": task.metadata}, expected=[TaskStatus.RUNNING]
+        )
         return None, None
 
     @staticmethod
