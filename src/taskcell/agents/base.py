@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 
 class UpdateKind(StrEnum):
@@ -136,3 +136,16 @@ class ResumableAgentClient(AgentClient, Protocol):
         started but did not live to record), or None, also when the agent cannot list its
         tasks. Connection problems raise :class:`TransientAgentError`."""
         ...
+
+
+_RESUMABLE: dict[type, bool] = {}
+
+
+def can_resume(client: AgentClient) -> TypeGuard[ResumableAgentClient]:
+    """Whether ``client`` is a :class:`ResumableAgentClient` (known per class: a protocol's
+    ``isinstance`` costs tens of microseconds, on every run's path)."""
+    kind = type(client)
+    known = _RESUMABLE.get(kind)
+    if known is None:
+        known = _RESUMABLE[kind] = isinstance(client, ResumableAgentClient)
+    return known

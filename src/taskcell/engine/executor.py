@@ -45,9 +45,9 @@ from taskcell.agents.base import (
     AgentError,
     AgentUpdate,
     NotResumable,
-    ResumableAgentClient,
     TransientAgentError,
     UpdateKind,
+    can_resume,
 )
 from taskcell.agents.demo.door import acting_for
 from taskcell.agents.registry import AgentRegistry, UnknownAgent
@@ -182,7 +182,7 @@ class TaskExecutor:
                         remote_task_id=ctx.remote_task_id if continuing else None,
                         context_id=ctx.context_id if continuing else task_context_id(task),
                     )
-                ctx.record_at_once = isinstance(client, ResumableAgentClient)
+                ctx.record_at_once = can_resume(client)
                 return await self._read(
                     ctx, factory, stream, router, continuing, emit_routed, logged
                 )
@@ -294,7 +294,7 @@ class TaskExecutor:
         task = ctx.task
         context_id = task_context_id(task)
         if remote_task_id is None:
-            if not isinstance(client, ResumableAgentClient) or context_id is None:
+            if not can_resume(client) or context_id is None:
                 return None, None
             remote_task_id = await client.orphan(context_id, known=task.remote_task_ids)
             if remote_task_id is None:
@@ -303,7 +303,7 @@ class TaskExecutor:
                 "unrecorded remote task found",
                 extra={"task_id": task.task_id, "remote_task_id": remote_task_id},
             )
-        if isinstance(client, ResumableAgentClient):
+        if can_resume(client):
             logged: dict[str, LoggedUpdate] = {}
             if read_log:
                 await self.log.flush()  # what an earlier attempt here emitted is in the log
