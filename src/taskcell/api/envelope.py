@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from taskcell.abc import InvalidCursor
 from taskcell.agents.registry import UnknownAgent
 from taskcell.domain.state_machine import TaskConflict
-from taskcell.outages import describe, is_outage
+from taskcell.outages import OUTAGE_TYPES, describe, is_outage
 from taskcell.service import TaskNotFound
 
 logger = logging.getLogger(__name__)
@@ -117,13 +117,21 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error(exc.status_code, str(exc.detail))
 
+    async def _outage(request: Request, exc: Exception) -> JSONResponse:
+        """The database unreachable, the disk full: 503, try again later (anything else of
+        these types is a fault: re-raised, answered 500 below)."""
+        if not is_outage(exc):
+            raise exc
+        logger.warning(
+            "request failed: store unavailable",
+            extra={"path": request.url.path, "error": describe(exc)},
+        )
+        return error(503, f"the database is unavailable, try again shortly: {describe(exc)}")
+
+    for kind in OUTAGE_TYPES:
+        app.add_exception_handler(kind, _outage)
+
     @app.exception_handler(Exception)
     async def _fault(request: Request, exc: Exception) -> JSONResponse:
-        if is_outage(exc):  # the database unreachable, the disk full: try again later
-            logger.warning(
-                "request failed: store unavailable",
-                extra={"path": request.url.path, "error": describe(exc)},
-            )
-            return error(503, f"the database is unavailable, try again shortly: {describe(exc)}")
         logger.exception("request failed", extra={"path": request.url.path})
         return error(500, "internal error: the server failed; it has been logged")

@@ -50,6 +50,8 @@ class Coordinator:
         self._lease_guard: asyncio.TimerHandle | None = None
         #: Loop time of the last renewal that succeeded (sent then), None before the first.
         self.renewed_at: float | None = None
+        #: Runs were stopped for an outage: close and recover them before renewing anything.
+        self._lapsed = False
         if not engine.store.single_server:
             engine.log.poll_seconds = CLUSTER_POLL_SECONDS
             engine.log.notices_for = self.event_notices
@@ -115,6 +117,7 @@ class Coordinator:
         def started() -> None:
             nonlocal listening
             listening = True
+            self.engine.supervisor.recovered("notifications")
             self.caught_up()
 
         try:
@@ -277,6 +280,10 @@ class Coordinator:
     async def _renew(self) -> None:
         engine = self.engine
         sent = asyncio.get_running_loop().time()
+        if self._lapsed:
+            # Never renew the leases of runs stopped for the outage: recover them now.
+            await engine.recover_lapsed()
+            self._lapsed = False
         await engine.store.heartbeat(engine.owner)
         await engine.store.renew_leases(engine.owner, engine.lease)
         self.renewed_at = sent
@@ -293,6 +300,7 @@ class Coordinator:
 
     def _leases_lost(self) -> None:
         stopped = self.engine.stop_runs_for_outage()
+        self._lapsed = True
         if stopped:
             logger.error(
                 "leases not renewed in time (the store is unavailable): runs stopped",

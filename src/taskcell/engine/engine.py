@@ -615,6 +615,22 @@ class Engine:
             await self._recover_task(run)
         return len(runs)
 
+    async def recover_lapsed(self) -> int:
+        """After an outage stopped this process's runs (:meth:`stop_runs_for_outage`): close
+        its open runs that no longer run here as interrupted and recover their tasks, unless
+        another process recovered them first (each close is guarded by the run still being
+        open). Answers how many it recovered."""
+        recovered = 0
+        for run in await self.store.runs_in_status([RunStatus.RUNNING, RunStatus.QUEUED]):
+            if run.owner != self.owner or self.is_running_here(run.task_id):
+                continue
+            changes = _closing(RunStatus.INTERRUPTED, OUTAGE, None)
+            if await self.store.update_run(run.run_id, changes, expected=OPEN_RUN_STATUSES):
+                RUNS.labels(outcome=RunStatus.INTERRUPTED.value).inc()
+                await self._recover_task(run)
+                recovered += 1
+        return recovered
+
     async def _recover_task(self, run: Run) -> None:
         task = await self.store.load(run.task_id)
         if task is None or task.pattern is TaskPattern.RECURRING:

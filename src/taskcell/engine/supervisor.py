@@ -58,6 +58,10 @@ class Supervisor:
         self.outages.pop(name, None)
         return result
 
+    def recovered(self, name: str) -> None:
+        """Loop ``name`` works again (for a loop whose pass does not end, such as LISTEN)."""
+        self.outages.pop(name, None)
+
     def _ended(self, task: asyncio.Task[None]) -> None:
         if self._stopping or task.cancelled():
             return
