@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from pg_instance import PgInstance, own_postgres
-from serving import free_port, start_serve, wait_healthy
+from serving import start_serve, wait_healthy
 
 from .agents import SLEEPY_SECONDS
 
@@ -76,8 +76,6 @@ async def test_the_server_waits_out_a_postgres_outage_and_carries_on(
     own_postgres: PgInstance, tmp_path: Path
 ) -> None:
     database = await asyncio.to_thread(own_postgres.create_database, "taskcell")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.log"
     env = {
         "TASKCELL_DATABASE_URL": database,
@@ -92,9 +90,9 @@ async def test_the_server_waits_out_a_postgres_outage_and_carries_on(
         ),
         "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
     }
-    server = start_serve(["--port", str(port)], env, log)
+    server = start_serve(["--port", "0"], env, log)
     try:
-        await asyncio.to_thread(wait_healthy, url, server, log)
+        url = await asyncio.to_thread(wait_healthy, server, log)
         async with httpx.AsyncClient(base_url=f"{url}/api/v1", timeout=10) as client:
             await outage_and_back(client, own_postgres, database, server, log)
     finally:

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
+from pydantic import AfterValidator
 
 from taskcell.api.auth import Caller, caller
-from taskcell.api.deps import engine_of
+from taskcell.api.body import JsonBodyRoute
+from taskcell.api.deps import SafeParam, engine_of
 from taskcell.api.envelope import ApiError, Envelope, ok
 from taskcell.api.routes_tasks import ERRORS
 from taskcell.api.schemas import AgentOut, HealthOut, ItemPage, ProcessOut
+from taskcell.domain.text import check_text
 from taskcell.engine.engine import Engine
 from taskcell.outages import describe, is_outage
+from taskcell.stores.cursor import bind_cursor, unbind_cursor
 
-router = APIRouter(prefix="/api/v1", responses=ERRORS)
+router = APIRouter(prefix="/api/v1", responses=ERRORS, route_class=JsonBodyRoute)
 
 #: How long /health waits for the list of live processes (the store check has its own bound).
 HEALTH_QUERY_SECONDS = 0.5
@@ -50,18 +55,25 @@ async def list_agents(_: CallerDep, engine: EngineDep) -> JSONResponse:
     tags=["conversations"],
 )
 async def conversation_items(
-    conversation_id: str,
+    conversation_id: Annotated[str, Path(), AfterValidator(check_text)],
     who: CallerDep,
     engine: EngineDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: str | None = None,
+    cursor: SafeParam | None = None,
 ) -> JSONResponse:
     """The conversation's history, oldest first: messages merged, components latest."""
     owner = await engine.store.conversation_owner(conversation_id)
     if owner is None or not (who.is_admin or owner == who.user_id):
         raise ApiError(404, f"conversation {conversation_id} not found")
-    page = await engine.store.list_items(conversation_id, limit=limit, cursor=cursor)
-    return ok({"items": [i.to_dict() for i in page.items], "next_cursor": page.next_cursor})
+    scope = "items " + json.dumps(conversation_id, ensure_ascii=True)
+    store_cursor = unbind_cursor(cursor, scope)
+    page = await engine.store.list_items(conversation_id, limit=limit, cursor=store_cursor)
+    return ok(
+        {
+            "items": [i.to_dict() for i in page.items],
+            "next_cursor": bind_cursor(page.next_cursor, scope),
+        }
+    )
 
 
 @router.get(

@@ -10,6 +10,7 @@ agent's task, emits ``task_cancelled`` and ``done``, and ends its run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -22,6 +23,7 @@ from typing import Any
 
 from taskcell.abc import Store, TaskFilter
 from taskcell.agents.base import AgentError, TransientAgentError
+from taskcell.agents.demo.door import acting_for
 from taskcell.agents.registry import AgentRegistry
 from taskcell.domain.events import Event, EventType
 from taskcell.domain.models import (
@@ -116,6 +118,8 @@ class Engine:
         self.supervisor = Supervisor(on_failure)
         self.scheduler = Scheduler(self)
         self._slots = asyncio.Semaphore(max_concurrent_runs)
+        self._max_runs = max_concurrent_runs
+        self._agent_slots: dict[str, asyncio.Semaphore] = {}
         self._runs: dict[str, asyncio.Task[None]] = {}
         self._cancelling: dict[str, str] = {}
         self.lease = timedelta(seconds=lease_seconds)
@@ -230,8 +234,20 @@ class Engine:
 
     # -- once tasks -----------------------------------------------------------------------
 
+    @contextlib.asynccontextmanager
+    async def run_slot(self, task: Task) -> AsyncIterator[None]:
+        """Hold a run slot for ``task``: first one of its agent's own (see
+        ``AgentRegistry.run_limit``; waiting for it holds no engine slot), then one of the
+        engine's ``max_concurrent_runs``."""
+        name = task.agent_name
+        limit = self._agent_slots.get(name)
+        if limit is None and (count := self.registry.run_limit(name, self._max_runs)):
+            limit = self._agent_slots[name] = asyncio.Semaphore(count)
+        async with limit or contextlib.nullcontext(), self._slots:
+            yield
+
     async def _run_once(self, task: Task) -> None:
-        async with self._slots:
+        async with self.run_slot(task):
             while True:
                 attempt = task.attempt + 1
                 now = utcnow()
@@ -442,7 +458,8 @@ class Engine:
             return
         try:
             client = self.registry.get(task.agent_name)
-            await asyncio.wait_for(client.cancel(remote_task_id), _REMOTE_CANCEL_TIMEOUT)
+            with acting_for(task.user_id):
+                await asyncio.wait_for(client.cancel(remote_task_id), _REMOTE_CANCEL_TIMEOUT)
         except (AgentError, LookupError, TimeoutError) as exc:
             logger.warning(
                 "remote cancel failed",
@@ -529,7 +546,7 @@ class Engine:
         return await self.service.require_task(task_id)
 
     async def _continue(self, ctx: RunContext, text: str) -> None:
-        async with self._slots:
+        async with self.run_slot(ctx.task):
             try:
                 outcome = await self.execute_with_retries(ctx, reply=text)
             except asyncio.CancelledError:

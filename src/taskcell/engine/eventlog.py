@@ -178,6 +178,9 @@ class EventLog:
             merged = self._merged[event.item_id] = _Merged(item)
         merged.item.updated_at = event.created_at
         if event.event in _GROWING:
+            if not merged.chunks and merged.item.payload:
+                # A whole message that grows on (an artifact's appended pieces).
+                merged.chunks.append(str(merged.item.payload.get("content", "")))
             merged.chunks.append(str((payload or {}).get("content", "")))
             if merged.written_at is None:
                 self._dirty.add(event.item_id)  # a new message shows at once

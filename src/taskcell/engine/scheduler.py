@@ -6,6 +6,11 @@ write (so an occurrence fires once however many processes watch the store), and 
 run. Occurrences missed while nothing ran are coalesced into that one run; an occurrence that
 comes due while the previous run still runs is recorded as skipped.
 
+A stored schedule the scheduler cannot use (a daily time that does not parse, a zone this
+machine does not know) never stops it: the task is disarmed in the claiming write, then paused
+with the reason in ``error_message``, a system message and its controller say why, and the
+other tasks are served as usual.
+
 Time is the store's clock (on PostgreSQL the database server's, see
 ``taskcell.abc.Coordination``): a process whose clock is off neither fires early nor late. An
 outage is waited out (each pass retried with back-off); the pass after it coalesces what was
@@ -21,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from taskcell.domain.models import Run, RunStatus, Task
 from taskcell.domain.schedule import missed_occurrences, next_fire_time
+from taskcell.domain.state_machine import TaskStatus
 
 if TYPE_CHECKING:
     from taskcell.engine.engine import Engine
@@ -28,6 +34,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SKIPPED_REASON = "skipped: the previous run was still running"
+UNUSABLE_PREFIX = "paused: the stored schedule cannot be used"
 _BATCH = 500
 
 
@@ -67,24 +74,54 @@ class Scheduler:
         moment = now or await self.engine.store.clock()
         engine = self.engine
 
+        unusable: dict[str, str] = {}
+
         def upcoming(task: Task) -> datetime | None:
-            assert task.schedule_config is not None
-            return next_fire_time(
-                task.schedule_config,
-                now=moment,
-                previous=task.next_run_at,
-                default_zone=engine.default_zone,
-            )
+            """The next time, or None (disarmed) for a schedule that cannot be used."""
+            try:
+                if task.schedule_config is None:
+                    raise ValueError("the recurring task has no schedule")
+                return next_fire_time(
+                    task.schedule_config,
+                    now=moment,
+                    previous=task.next_run_at,
+                    default_zone=engine.default_zone,
+                )
+            except Exception as exc:
+                unusable[task.task_id] = f"{UNUSABLE_PREFIX}: {exc or type(exc).__name__}"
+                return None
 
         started = 0
         while True:
             claimed = await engine.store.claim_due(moment, upcoming, limit=_BATCH)
             results = await asyncio.gather(
-                *(self._start(task, due, moment) for task, due in claimed)
+                *(
+                    self._pause(task, unusable[task.task_id])
+                    if task.task_id in unusable
+                    else self._start(task, due, moment)
+                    for task, due in claimed
+                )
             )
             started += sum(results)
             if len(claimed) < _BATCH:
                 return started
+
+    async def _pause(self, task: Task, reason: str) -> int:
+        """Pause a task whose stored schedule cannot be used (it was disarmed as it was
+        claimed), saying why; answers 0 runs started."""
+        from taskcell.engine.recurring import update_controllers
+        from taskcell.engine.responses import ResponseFactory
+
+        engine = self.engine
+        logger.error(
+            "unusable schedule: task paused", extra={"task_id": task.task_id, "reason": reason}
+        )
+        changes = {"paused": True, "error_message": reason}
+        if await engine.store.update(task.task_id, changes, expected=[TaskStatus.RUNNING]):
+            task.paused, task.error_message = True, reason
+            await engine.log.emit(ResponseFactory(task).system_message(reason))
+            await update_controllers(engine, task, last_error=reason)
+        return 0
 
     async def _start(self, task: Task, due_at: datetime, now: datetime) -> int:
         """Start the run of a claimed occurrence (or record it skipped)."""
@@ -102,7 +139,7 @@ class Scheduler:
             logger.info("occurrence skipped", extra={"task_id": task.task_id})
             return 0
         schedule = task.schedule_config
-        assert schedule is not None
+        assert schedule is not None  # claimed with a usable schedule
         missed = missed_occurrences(
             schedule, previous=due_at, now=now, default_zone=engine.default_zone
         )

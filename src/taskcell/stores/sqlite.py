@@ -121,6 +121,13 @@ def _transition_sql(target: str, sources: tuple[str, ...], fields: tuple[str, ..
     return f"UPDATE tasks SET {', '.join(sets)} WHERE task_id = ? AND status IN ({marks})"
 
 
+@lru_cache(maxsize=256)
+def _sources(target: TaskStatus, expected: frozenset[TaskStatus] | None) -> tuple[str, ...]:
+    """The statuses a transition to ``target`` may leave, sorted (the guard's values)."""
+    allowed = sources_of(target) if expected is None else sources_of(target) & expected
+    return tuple(sorted(s.value for s in allowed))
+
+
 Statement = tuple[str, list[Any]]
 
 
@@ -133,11 +140,11 @@ def _transition_statement(
 ) -> Statement | None:
     """The guarded UPDATE of ``transition``, or None when no source status is allowed."""
     changes = changes or {}
-    check_changes(changes)
-    allowed = sources_of(target) if expected is None else sources_of(target) & set(expected)
-    if not allowed:
+    if changes:
+        check_changes(changes)
+    sources = _sources(target, None if expected is None else frozenset(expected))
+    if not sources:
         return None
-    sources = tuple(sorted(s.value for s in allowed))
     fields = tuple(changes)
     moment = codec.ts(now or utcnow())
     args: list[Any] = [target.value, moment]
@@ -348,9 +355,11 @@ class SQLiteTaskStore:
             self.write_problem = str(exc)
 
     def _commit(self) -> None:
+        conn = self._conn
+        if not self._tx_open or conn is None:
+            return  # close() committed it already: never reopen a closed store
         waiters, self._waiters = self._waiters, []
         self._tx_open = False
-        conn = self.conn
         failure: BaseException | None = None
         if not conn.in_transaction:
             # A statement's error (disk full, I/O) rolled the whole transaction back.
