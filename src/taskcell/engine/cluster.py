@@ -308,8 +308,8 @@ class Coordinator:
             )
 
     async def recover_forever(self) -> None:
-        """The supervised ``recovery`` loop: every half lease, recover runs whose lease expired
-        and (in a cluster) bury dead processes and start orphaned pending tasks."""
+        """The supervised ``recovery`` loop: every half lease, recover runs whose lease expired,
+        (in a cluster) bury dead processes, and start orphaned pending tasks."""
         engine = self.engine
         interval = engine.lease.total_seconds() / 2
         while True:
@@ -319,6 +319,8 @@ class Coordinator:
                 await engine.supervisor.weather(
                     "recovery", lambda: engine.bury_dead_processes(engine.dead_after)
                 )
-                await engine.supervisor.weather(
-                    "recovery", lambda: engine.resume_pending(idle_for=engine.lease)
-                )
+            # Pending tasks nobody runs (their process died, or an outage stopped their
+            # start): claimed so that one process takes each.
+            await engine.supervisor.weather(
+                "recovery", lambda: engine.resume_pending(idle_for=engine.lease)
+            )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -259,7 +260,10 @@ class Engine:
                     owner=self.owner,
                     lease_expires_at=now + self.lease,
                 )
-                if not await self.store.start_run(run, now=now):
+                # An outage is waited out here: the task stays pending, never orphaned.
+                if not await self.supervisor.weather(
+                    f"run {task.task_id}", functools.partial(self.store.start_run, run, now=now)
+                ):
                     return  # no longer pending: cancelled, or another process runs it
                 task.attempt, task.status = attempt, TaskStatus.RUNNING
                 delay = await self._attempt(RunContext(task, run))
