@@ -18,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from taskcell.domain.models import Run, RunStatus, Task
+from taskcell.domain.models import Run, RunStatus, Task, utcnow
 from taskcell.domain.state_machine import InvalidTransition, TaskStatus
 from taskcell.engine.responses import ResponseFactory
 from taskcell.engine.weather import is_outage
@@ -52,6 +53,8 @@ class Coordinator:
         self.renewed_at: float | None = None
         #: Runs were stopped for an outage: close and recover them before renewing anything.
         self._lapsed = False
+        #: The store's clock minus this process's, as last read (at each lease renewal).
+        self.clock_offset = timedelta(0)
         if not engine.store.single_server:
             engine.log.poll_seconds = CLUSTER_POLL_SECONDS
             engine.log.notices_for = self.event_notices
@@ -189,7 +192,7 @@ class Coordinator:
     async def _live_run_elsewhere(self, task_id: str) -> Run | None:
         """A running run of the task whose lease holds (among its latest runs: a skipped
         occurrence may have been recorded after it)."""
-        now = await self.engine.store.clock()
+        now = utcnow() + self.clock_offset  # the store's clock, as last read (no round trip)
         for run in (await self.engine.store.list_runs(task_id, limit=_RECENT_RUNS)).items:
             live = run.lease_expires_at is not None and run.lease_expires_at > now
             if run.status is RunStatus.RUNNING and live:
@@ -286,6 +289,8 @@ class Coordinator:
             self._lapsed = False
         await engine.store.heartbeat(engine.owner)
         await engine.store.renew_leases(engine.owner, engine.lease)
+        if self.clustered:
+            self.clock_offset = await engine.store.clock() - utcnow()
         self.renewed_at = sent
         self._arm_lease_guard(sent)
 
