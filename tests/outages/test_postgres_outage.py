@@ -59,6 +59,26 @@ async def eventually(
     raise AssertionError(f"{what}: not within {within} s; last saw {seen!r}")
 
 
+async def read_stream(client: httpx.AsyncClient, task_id: str, seen: list[int]) -> None:
+    """Append the ``seq`` of each event the task's stream sends to ``seen`` (until cancelled)."""
+    timeout = httpx.Timeout(10, read=None)
+    async with client.stream("GET", f"/tasks/{task_id}/events", timeout=timeout) as answer:
+        assert answer.status_code == 200
+        async for line in answer.aiter_lines():
+            if line.startswith("data:"):
+                # One by one, while the stream is open (the test reads it meanwhile).
+                seen.append(int(json.loads(line[5:])["seq"]))  # noqa: PERF401
+
+
+async def stored_seqs(url: str, task_id: str) -> list[int]:
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        rows = await conn.fetch("SELECT seq FROM events WHERE task_id = $1 ORDER BY seq", task_id)
+    finally:
+        await conn.close()
+    return [int(row[0]) for row in rows]
+
+
 def tail(log: Path, size: int = 3000) -> str:
     """The end of the server's output (a small file: read at once)."""
     return log.read_text(errors="replace")[-size:]
@@ -140,6 +160,9 @@ async def outage_and_back(
         }
     )
     await eventually("the first occurrence", lambda: completed_runs(recurring["task_id"]))
+    # A reader of the recurring task's stream, opened before the outage, kept through it.
+    streamed: list[int] = []
+    reader = asyncio.create_task(read_stream(client, recurring["task_id"], streamed))
     sleeper = await create({"query": "nap", "agent_name": "sleepy"})
     await eventually(
         "the sleepy task running", lambda: status(sleeper["task_id"]), lambda s: s == "running"
@@ -192,4 +215,13 @@ async def outage_and_back(
         lambda: completed_runs(recurring["task_id"]),
         lambda n: n >= 2,
     )
+    # The stream opened before the outage carries every event of the log, in order, once.
+    stored = await eventually(
+        "the stream caught up with the log",
+        lambda: stored_seqs(database, recurring["task_id"]),
+        lambda seqs: seqs == streamed,
+    )
+    assert stored == list(range(1, len(stored) + 1)), stored
+    assert not reader.done(), reader
+    reader.cancel()
     assert server.poll() is None, tail(log)

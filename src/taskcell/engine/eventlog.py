@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 
 from taskcell.abc import EventConflict, EventStore
 from taskcell.domain.events import ConversationItem, Event, EventType
+from taskcell.engine.weather import weather
 
 logger = logging.getLogger(__name__)
 
@@ -385,7 +387,13 @@ class EventLog:
                 subscriber.queue.clear()
                 replayed = False
                 while True:
-                    page = await self._store.read_events(task_id, after=last, limit=_READ_PAGE)
+                    # A reader waits an outage out (the stream stays open) and goes on after.
+                    page = await weather(
+                        "stream",
+                        functools.partial(
+                            self._store.read_events, task_id, after=last, limit=_READ_PAGE
+                        ),
+                    )
                     if page:
                         yield page
                         last = page[-1].seq
