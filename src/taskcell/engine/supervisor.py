@@ -52,11 +52,12 @@ class Supervisor:
     ) -> T:
         """One pass of loop ``name``: ``step``, retried through outages (see
         :func:`taskcell.engine.weather.weather`), recorded in :attr:`outages` meanwhile."""
-        result = await weather(
-            name, step, cap_seconds=cap_seconds, on_outage=lambda exc: self._outage(name, exc)
-        )
-        self.outages.pop(name, None)
-        return result
+        try:
+            return await weather(
+                name, step, cap_seconds=cap_seconds, on_outage=lambda exc: self._outage(name, exc)
+            )
+        finally:  # done, cancelled or failed otherwise: it no longer waits for the store
+            self.outages.pop(name, None)
 
     def recovered(self, name: str) -> None:
         """Loop ``name`` works again (for a loop whose pass does not end, such as LISTEN)."""
