@@ -53,6 +53,10 @@ class Coordinator:
         self.renewed_at: float | None = None
         #: Runs were stopped for an outage: close and recover them before renewing anything.
         self._lapsed = False
+        #: A renewal failed (an outage) since the last one that succeeded.
+        self._failing = False
+        #: Loop time from which failing renewals stop this process's runs.
+        self._deadline = float("inf")
         #: The store's clock minus this process's, as last read (at each lease renewal).
         self.clock_offset = timedelta(0)
         if not engine.store.single_server:
@@ -273,7 +277,10 @@ class Coordinator:
         try:
             while True:
                 await self.engine.supervisor.weather(
-                    "leases", self._renew, cap_seconds=max(interval / 4, 0.05)
+                    "leases",
+                    self._renew,
+                    cap_seconds=max(interval / 4, 0.05),
+                    on_outage=self._renewal_failed,
                 )
                 await asyncio.sleep(interval)
         finally:
@@ -291,19 +298,33 @@ class Coordinator:
         await engine.store.renew_leases(engine.owner, engine.lease)
         if self.clustered:
             self.clock_offset = await engine.store.clock() - utcnow()
-        self.renewed_at = sent
+        self.renewed_at, self._failing = sent, False
         self._arm_lease_guard(sent)
 
+    def _renewal_failed(self, _: BaseException) -> None:
+        self._failing = True
+        if asyncio.get_running_loop().time() >= self._deadline:
+            self._leases_lost()
+
     def _arm_lease_guard(self, renewed: float) -> None:
-        """Stop this process's runs at :data:`LEASE_SAFETY` of a lease after ``renewed`` (loop
-        time the last renewal was sent) unless another renewal succeeds first."""
+        """From :data:`LEASE_SAFETY` of a lease after ``renewed`` (loop time the last renewal
+        was sent) on, stop this process's runs as soon as renewals fail (an outage), unless
+        one succeeds first. A renewal that is merely late (a busy event loop, a slow statement)
+        stops nothing; one that hangs fails at the statement time-out."""
         if self._lease_guard is not None:
             self._lease_guard.cancel()
+        self._deadline = renewed + LEASE_SAFETY * self.engine.lease.total_seconds()
         loop = asyncio.get_running_loop()
-        at = renewed + LEASE_SAFETY * self.engine.lease.total_seconds()
-        self._lease_guard = loop.call_at(at, self._leases_lost)
+        self._lease_guard = loop.call_at(self._deadline, self._guard)
+
+    def _guard(self) -> None:
+        self._lease_guard = None
+        if self._failing:
+            self._leases_lost()
 
     def _leases_lost(self) -> None:
+        if self._lapsed:
+            return  # stopped already; nothing renews until the store answers again
         stopped = self.engine.stop_runs_for_outage()
         self._lapsed = True
         if stopped:
