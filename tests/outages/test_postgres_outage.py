@@ -163,65 +163,69 @@ async def outage_and_back(
     # A reader of the recurring task's stream, opened before the outage, kept through it.
     streamed: list[int] = []
     reader = asyncio.create_task(read_stream(client, recurring["task_id"], streamed))
-    sleeper = await create({"query": "nap", "agent_name": "sleepy"})
-    await eventually(
-        "the sleepy task running", lambda: status(sleeper["task_id"]), lambda s: s == "running"
-    )
+    try:
+        sleeper = await create({"query": "nap", "agent_name": "sleepy"})
+        await eventually(
+            "the sleepy task running", lambda: status(sleeper["task_id"]), lambda s: s == "running"
+        )
 
-    # -- the outage ----------------------------------------------------------------------
-    down_at = time.monotonic()
-    await asyncio.to_thread(pg.stop)
-    code, body = await eventually(
-        "health saying degraded", health, lambda h: h[1]["status"] == "degraded"
-    )
-    assert code == 503 and body["problem"], body
-    refused = await client.post("/tasks", json={"query": "now?", "agent_name": "instant"})
-    assert refused.status_code == 503, refused.text
-    assert "unavailable" in refused.json()["msg"], refused.text
-    listed = await client.get("/tasks")
-    assert listed.status_code == 503, listed.text
-    await asyncio.sleep(max(0.0, DOWN_SECONDS - (time.monotonic() - down_at)))
-    assert server.poll() is None, tail(log)
-    await asyncio.to_thread(pg.start)
+        # -- the outage ----------------------------------------------------------------------
+        down_at = time.monotonic()
+        await asyncio.to_thread(pg.stop)
+        code, body = await eventually(
+            "health saying degraded", health, lambda h: h[1]["status"] == "degraded"
+        )
+        assert code == 503 and body["problem"], body
+        refused = await client.post("/tasks", json={"query": "now?", "agent_name": "instant"})
+        assert refused.status_code == 503, refused.text
+        assert "unavailable" in refused.json()["msg"], refused.text
+        listed = await client.get("/tasks")
+        assert listed.status_code == 503, listed.text
+        await asyncio.sleep(max(0.0, DOWN_SECONDS - (time.monotonic() - down_at)))
+        assert server.poll() is None, tail(log)
+        await asyncio.to_thread(pg.start)
 
-    # -- back --------------------------------------------------------------------------
-    await eventually("health ok again", health, lambda h: h[0] == 200)
-    assert server.poll() is None, tail(log)
-    assert "leases not renewed in time" in tail(log, 10**7), tail(log)
+        # -- back --------------------------------------------------------------------------
+        await eventually("health ok again", health, lambda h: h[0] == 200)
+        assert server.poll() is None, tail(log)
+        assert "leases not renewed in time" in tail(log, 10**7), tail(log)
 
-    # The run the outage stopped is recovered by its lease and the task done by a new one.
-    await eventually(
-        "the sleepy task completed after recovery",
-        lambda: status(sleeper["task_id"]),
-        lambda s: s == "completed",
-        within=60 + SLEEPY_SECONDS,
-    )
-    outcomes = sorted(r["status"] for r in await runs(sleeper["task_id"]))
-    assert outcomes == ["completed", "interrupted"], outcomes
+        # The run the outage stopped is recovered by its lease and the task done by a new one.
+        await eventually(
+            "the sleepy task completed after recovery",
+            lambda: status(sleeper["task_id"]),
+            lambda s: s == "completed",
+            within=60 + SLEEPY_SECONDS,
+        )
+        outcomes = sorted(r["status"] for r in await runs(sleeper["task_id"]))
+        assert outcomes == ["completed", "interrupted"], outcomes
 
-    # New work runs, and the scheduler fires again (its occurrence made due now, told by NOTIFY).
-    once = await create({"query": "after", "agent_name": "instant"})
-    await eventually(
-        "a once task after the outage", lambda: status(once["task_id"]), lambda s: s == "completed"
-    )
-    await sql(
-        database,
-        "UPDATE tasks SET next_run_at = now() WHERE task_id = $1",
-        recurring["task_id"],
-    )
-    await sql(database, "SELECT pg_notify('taskcell', 'test|schedule|')")
-    await eventually(
-        "a second occurrence after the outage",
-        lambda: completed_runs(recurring["task_id"]),
-        lambda n: n >= 2,
-    )
-    # The stream opened before the outage carries every event of the log, in order, once.
-    stored = await eventually(
-        "the stream caught up with the log",
-        lambda: stored_seqs(database, recurring["task_id"]),
-        lambda seqs: seqs == streamed,
-    )
-    assert stored == list(range(1, len(stored) + 1)), stored
-    assert not reader.done(), reader
-    reader.cancel()
-    assert server.poll() is None, tail(log)
+        # New work runs, and the scheduler fires again (its occurrence made due now, by NOTIFY).
+        once = await create({"query": "after", "agent_name": "instant"})
+        await eventually(
+            "a once task after the outage",
+            lambda: status(once["task_id"]),
+            lambda s: s == "completed",
+        )
+        await sql(
+            database,
+            "UPDATE tasks SET next_run_at = now() WHERE task_id = $1",
+            recurring["task_id"],
+        )
+        await sql(database, "SELECT pg_notify('taskcell', 'test|schedule|')")
+        await eventually(
+            "a second occurrence after the outage",
+            lambda: completed_runs(recurring["task_id"]),
+            lambda n: n >= 2,
+        )
+        # The stream opened before the outage carries every event of the log, in order, once.
+        stored = await eventually(
+            "the stream caught up with the log",
+            lambda: stored_seqs(database, recurring["task_id"]),
+            lambda seqs: seqs == streamed,
+        )
+        assert stored == list(range(1, len(stored) + 1)), stored
+        assert not reader.done(), reader
+        assert server.poll() is None, tail(log)
+    finally:
+        reader.cancel()

@@ -291,8 +291,8 @@ class Coordinator:
         engine = self.engine
         sent = asyncio.get_running_loop().time()
         if self._lapsed:
-            # Never renew the leases of runs stopped for the outage: recover them now.
-            await engine.recover_lapsed()
+            # Never renew the leases of runs stopped for the outage: recover them first.
+            await engine.recover_stopped_runs()
             self._lapsed = False
         await engine.store.heartbeat(engine.owner)
         await engine.store.renew_leases(engine.owner, engine.lease)

@@ -123,6 +123,9 @@ class Engine:
         self._agent_slots: dict[str, asyncio.Semaphore] = {}
         self._runs: dict[str, asyncio.Task[None]] = {}
         self._cancelling: dict[str, str] = {}
+        #: Runs stopped because their leases could not be renewed, by run id: their rows
+        #: stay open under this owner until :meth:`recover_stopped_runs` closes them.
+        self._stopped_for_outage: dict[str, Run] = {}
         self.lease = timedelta(seconds=lease_seconds)
         #: A process with no heartbeat for this long is dead (it heartbeats every half lease).
         self.dead_after = 2 * self.lease
@@ -190,6 +193,28 @@ class Engine:
                 runner.cancel()
                 stopped.append(task_id)
         return stopped
+
+    async def recover_stopped_runs(self) -> int:
+        """Recover the runs :meth:`stop_runs_for_outage` stopped, once the store answers again
+        (before any lease is renewed, so theirs never are): each still open under this owner
+        is closed as interrupted and its once task requeued (or failed), exactly as recovery
+        after a crash would; a run another process recovered meanwhile is left to it (the
+        guarded close refuses). Answers how many were closed here."""
+        closed = 0
+        for run_id, run in list(self._stopped_for_outage.items()):
+            # Forgotten only once the guarded close answered (an outage retries it).
+            done = await self.store.update_run(
+                run.run_id,
+                _closing(RunStatus.INTERRUPTED, OUTAGE, None),
+                expected=[RunStatus.RUNNING, RunStatus.QUEUED],
+            )
+            del self._stopped_for_outage[run_id]
+            if not done:
+                continue
+            RUNS.labels(outcome=RunStatus.INTERRUPTED.value).inc()
+            closed += 1
+            await self._recover_task(run)
+        return closed
 
     def _stopped_by_outage(self, task_id: str) -> bool:
         return self._cancelling.get(task_id) == OUTAGE
@@ -428,6 +453,7 @@ class Engine:
         outage (then it writes nothing: see :meth:`stop_runs_for_outage`)."""
         reason = self._cancelling.get(ctx.task.task_id)
         if reason == OUTAGE:
+            self._stopped_for_outage[ctx.run.run_id] = ctx.run
             return
         if ctx.remote_changed:
             await self.store.update(ctx.task.task_id, ctx.remote_changes())
@@ -635,22 +661,6 @@ class Engine:
             RUNS.labels(outcome=RunStatus.INTERRUPTED.value).inc()
             await self._recover_task(run)
         return len(runs)
-
-    async def recover_lapsed(self) -> int:
-        """After an outage stopped this process's runs (:meth:`stop_runs_for_outage`): close
-        its open runs that no longer run here as interrupted and recover their tasks, unless
-        another process recovered them first (each close is guarded by the run still being
-        open). Answers how many it recovered."""
-        recovered = 0
-        for run in await self.store.runs_in_status([RunStatus.RUNNING, RunStatus.QUEUED]):
-            if run.owner != self.owner or self.is_running_here(run.task_id):
-                continue
-            changes = _closing(RunStatus.INTERRUPTED, OUTAGE, None)
-            if await self.store.update_run(run.run_id, changes, expected=OPEN_RUN_STATUSES):
-                RUNS.labels(outcome=RunStatus.INTERRUPTED.value).inc()
-                await self._recover_task(run)
-                recovered += 1
-        return recovered
 
     async def _recover_task(self, run: Run) -> None:
         task = await self.store.load(run.task_id)
