@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -222,15 +223,16 @@ class Engine:
         return stopped
 
     async def recover_stopped_runs(self) -> int:
-        """Recover the runs :meth:`stop_runs_for_outage` stopped, now that a lease renewal
-        succeeded again: each still open under this owner is closed as interrupted and its
-        once task requeued (or failed), exactly as recovery after a crash would; a run another
-        process recovered meanwhile is left to it (the guarded close refuses). Answers how many
-        were closed here."""
+        """Recover the runs :meth:`stop_runs_for_outage` stopped, once the store answers again
+        (before any lease is renewed, so theirs never are): each still open under this owner
+        is closed as interrupted and its once task requeued (or failed), exactly as recovery
+        after a crash would; a run another process recovered meanwhile is left to it (the
+        guarded close refuses). Answers how many were closed here."""
         closed = 0
-        while self._stopped_for_outage:
-            _, run = self._stopped_for_outage.popitem()
+        for run_id, run in list(self._stopped_for_outage.items()):
+            # Forgotten only once the guarded close answered (an outage retries it).
             closed += await self._close_and_recover(run, OUTAGE, takeover=False)
+            del self._stopped_for_outage[run_id]
         return closed
 
     def _stopped_by_outage(self, task_id: str) -> bool:
@@ -307,7 +309,10 @@ class Engine:
                     owner=self.owner,
                     lease_expires_at=now + self.lease,
                 )
-                if not await self.store.start_run(run, now=now):
+                # An outage is waited out here: the task stays pending, never orphaned.
+                if not await self.supervisor.weather(
+                    f"run {task.task_id}", functools.partial(self.store.start_run, run, now=now)
+                ):
                     return  # no longer pending: cancelled, or another process runs it
                 task.attempt, task.status = attempt, TaskStatus.RUNNING
                 ctx = RunContext(task, run)

@@ -36,6 +36,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exp
 from taskcell.abc import EventConflict, EventStore, LeaseLost, LogClosed
 from taskcell.domain.events import ConversationItem, Event, EventType, Role
 from taskcell.domain.models import Fence
+from taskcell.engine.weather import weather
 
 logger = logging.getLogger(__name__)
 
@@ -535,7 +536,13 @@ class EventLog:
                 subscriber.queue.clear()
                 replayed = False
                 while True:
-                    page = await self._store.read_events(task_id, after=last, limit=_READ_PAGE)
+                    # A reader waits an outage out (the stream stays open) and goes on after.
+                    page = await weather(
+                        "stream",
+                        functools.partial(
+                            self._store.read_events, task_id, after=last, limit=_READ_PAGE
+                        ),
+                    )
                     if page:
                         yield page
                         last = page[-1].seq
