@@ -57,11 +57,18 @@ def default_database_url() -> str:
 
 
 class AgentConfig(BaseModel):
-    """One configured agent: a remote A2A ``url`` or an in-process ``entry`` ("module:func")."""
+    """One configured agent: a remote A2A ``url`` or an in-process ``entry`` ("module:func").
+
+    For an in-process agent, ``run_timeout_seconds`` ends a call that has not finished (default
+    one hour) and ``max_concurrent_runs`` caps how many of its tasks run at once (default half
+    of ``max_concurrent_runs`` of the server).
+    """
 
     url: str | None = None
     entry: str | None = None
     description: str = ""
+    run_timeout_seconds: float = Field(default=3600.0, gt=0)
+    max_concurrent_runs: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _one_source(self) -> AgentConfig:

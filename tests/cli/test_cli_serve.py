@@ -12,7 +12,7 @@ import pytest
 import uvicorn
 from typer.testing import CliRunner
 
-from serving import free_port
+from serving import closed_port
 from taskcell.cli import app, serve
 from taskcell.cli.serve import is_loopback, resolve_db_url
 from taskcell.settings import Settings, redact_url
@@ -140,8 +140,8 @@ def test_serve_on_loopback_needs_no_keys(
 
 
 def test_serve_refuses_a_postgres_database_nobody_answers_at(runner: CliRunner) -> None:
-    port = free_port()  # nothing listens there
-    result = runner.invoke(app, ["serve", "--db", f"postgresql://postgres@127.0.0.1:{port}/x"])
+    with closed_port() as port:  # nothing listens there
+        result = runner.invoke(app, ["serve", "--db", f"postgresql://postgres@127.0.0.1:{port}/x"])
     assert result.exit_code == 1
     out = " ".join(result.output.split())
     assert f"cannot open the PostgreSQL database 127.0.0.1:{port}/x" in out

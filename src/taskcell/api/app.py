@@ -17,9 +17,11 @@ import httpx
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from taskcell.agents.demo import mount_demo_agents
+from taskcell.agents.demo.door import DemoAgentDoor, engine_token
 from taskcell.agents.http import aclose_shared_http_clients
 from taskcell.agents.registry import AgentRegistry
 from taskcell.api import routes_misc, routes_tasks, streams
@@ -97,7 +99,9 @@ def create_app(
             if lock is not None:
                 lock.release()
 
-    app = FastAPI(
+    # /docs and /redoc with their scripts and styles served from the fastapi-offline package
+    # (under /static-offline-docs), not from a CDN: they work on a machine without internet.
+    app = FastAPIOffline(
         title="taskcell",
         version="0.1.0",
         description="A durable task service for AI agents. See docs/api.md.",
@@ -116,9 +120,19 @@ def create_app(
     app.include_router(routes_misc.router)
     _add_metrics(app)
     if settings.demo_agents:
-        mount_demo_agents(app, base_url)
+        mount_demo_agents(app, base_url, door=_demo_agent_door(app.state.auth, settings))
     _add_web_page(app)
     return app
+
+
+def _demo_agent_door(auth: Authenticator, settings: Settings) -> DemoAgentDoor | None:
+    """With API keys, the demo agents need one too (or the engine's own credential)."""
+    if not auth.enabled:
+        return None
+    return DemoAgentDoor(
+        identify=lambda header: auth.identify(header).user_id,
+        engine_token=engine_token(settings.api_keys),
+    )
 
 
 async def _recover_when_serving(engine: Engine, base_url: str, wait_seconds: float = 10.0) -> None:

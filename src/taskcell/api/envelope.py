@@ -22,6 +22,7 @@ from taskcell.abc import InvalidCursor
 from taskcell.agents.registry import UnknownAgent
 from taskcell.domain.state_machine import TaskConflict
 from taskcell.domain.text import UNSAFE_TEXT, sanitise_text
+from taskcell.outages import describe, is_outage
 from taskcell.service import TaskNotFound
 
 logger = logging.getLogger(__name__)
@@ -161,5 +162,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _fault(request: Request, exc: Exception) -> JSONResponse:
+        if is_outage(exc):  # the database unreachable, the disk full: try again later
+            logger.warning(
+                "request failed: store unavailable",
+                extra={"path": request.url.path, "error": describe(exc)},
+            )
+            return error(503, f"the database is unavailable, try again shortly: {describe(exc)}")
         logger.exception("request failed", extra={"path": request.url.path})
         return error(500, "internal error: the server failed; it has been logged")

@@ -116,7 +116,9 @@ class ProcessOut(BaseModel):
 
 
 class HealthOut(BaseModel):
-    status: Literal["ok", "failing"]
+    #: ok; degraded: the store is unavailable now (an outage: unreachable, disk full, file
+    #: replaced), the service waits it out; failing: a background loop died (a bug).
+    status: Literal["ok", "degraded", "failing"]
     store: bool
     scheduler: bool
     event_log: bool

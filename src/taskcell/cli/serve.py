@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import ipaddress
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -112,7 +113,9 @@ def serve(
     host: Annotated[
         str | None, typer.Option(help="Address to listen on (default: settings, 127.0.0.1).")
     ] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default: settings, 8000).")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port (default: settings, 8000; 0: any free port).")
+    ] = None,
     db: DbOption = None,
     insecure_no_auth: Annotated[
         bool,
@@ -151,6 +154,11 @@ def serve(
         if server is not None:
             server.should_exit = True
 
+    # Port 0: the kernel picks a free port; bound here so the banner and the demo agents'
+    # cards name the port it got (tests read it from the banner).
+    sockets = [listening_socket(settings.host, 0)] if settings.port == 0 else None
+    if sockets is not None:
+        settings = settings.with_overrides(port=sockets[0].getsockname()[1])
     app = create_app(settings, on_failure=on_failure)
     console.print(banner(settings, insecure=insecure_no_auth))
     config = uvicorn.Config(
@@ -163,9 +171,18 @@ def serve(
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
     server = uvicorn.Server(config)
-    server.run()
+    server.run(sockets=sockets)
     if failures:
         raise typer.Exit(1)
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host``:``port`` (0: a free port), for uvicorn to listen on."""
+    name = host.strip("[]")
+    sock = socket.socket(socket.AF_INET6 if ":" in name else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((name, port))
+    return sock
 
 
 def database_problem(database_url: str) -> str | None:

@@ -7,7 +7,7 @@ clock times) and in what is shown to people.
 from __future__ import annotations
 
 import json
-import uuid
+import os
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -44,9 +44,18 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
 def new_id() -> str:
-    """A fresh opaque identifier."""
-    return uuid.uuid4().hex
+    """A fresh opaque identifier: a random UUID (version 4) as 32 hex digits.
+
+    The same form as ``uuid.uuid4().hex``, without building a ``UUID`` object (less than half
+    the time; three ids are made for every task).
+    """
+    value = int.from_bytes(os.urandom(16))
+    return f"{value & _UUID4_CLEAR | _UUID4_SET:032x}"
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -149,7 +158,7 @@ class ScheduleConfig(BaseModel):
 
 
 class Task(BaseModel):
-    """A request to an agent, run once or on a schedule. Fields match API.md's task object."""
+    """A request to an agent, run once or on a schedule. Fields match docs/api.md's task object."""
 
     model_config = ConfigDict(validate_assignment=False, extra="forbid")
 

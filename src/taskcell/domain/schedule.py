@@ -1,6 +1,6 @@
 """Schedule arithmetic for recurring tasks: pure functions over aware datetimes.
 
-Two kinds of schedule exist (see DESIGN.md, fixed behaviours 4 and 5):
+Two kinds of schedule exist (see docs/architecture.md, fixed behaviours 4 and 5):
 
 * **Interval** (``interval_minutes``): anchored on the grid of scheduled times.
   The next occurrence is the previous *scheduled* time plus a whole number of
