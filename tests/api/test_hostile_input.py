@@ -258,7 +258,18 @@ def body_cases() -> list[Case]:
     deep_metadata: Any = "leaf"
     for _ in range(40):
         deep_metadata = {"a": deep_metadata}
+    metadata_33: Any = "leaf"  # within the body's limit (34), over metadata's (32): a value
+    for _ in range(33):
+        metadata_33 = {"a": metadata_33}
     return [
+        Case(
+            "metadata 33 deep",
+            "POST",
+            "/tasks",
+            400,
+            "metadata",
+            {**CREATE, "metadata": metadata_33},
+        ),
         Case(
             "invalid UTF-8",
             "POST",
@@ -290,7 +301,7 @@ def body_cases() -> list[Case]:
             "POST",
             "/tasks",
             422,
-            "metadata.a",
+            "metadata",
             {**CREATE, "metadata": deep_metadata},
         ),
         Case(

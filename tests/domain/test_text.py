@@ -15,6 +15,7 @@ from taskcell.domain.text import (
     REPLACEMENT,
     check_json,
     is_safe_text,
+    json_nesting,
     sanitise_json,
     sanitise_text,
     text_problem,
@@ -101,3 +102,19 @@ def test_bad_zones_are_refused(value: str) -> None:
         ScheduleConfig(daily_time="09:00", timezone=value)
     assert caught.value.errors()[0]["loc"] == ("timezone",)
     assert is_safe_text(str(caught.value.errors()[0]["msg"]))
+
+
+@pytest.mark.parametrize(
+    ("text", "depth"),
+    [
+        ("1", 0),
+        ('"[[["', 0),
+        ("[]", 1),
+        ('{"a": "]]]{{{"}', 1),
+        ('["\\"[[[", ["x"]]', 2),
+        ("[[],[[]]]", 3),
+        ("[" * 50 + "]" * 50, MAX_JSON_DEPTH + 1),  # counting stops past the limit
+    ],
+)
+def test_json_nesting_counts_containers_not_brackets_in_strings(text: str, depth: int) -> None:
+    assert json_nesting(text) == depth
