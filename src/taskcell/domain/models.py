@@ -30,7 +30,7 @@ from taskcell.domain.state_machine import (
     TaskStatus,
     can_transition,
 )
-from taskcell.domain.text import check_json, check_text
+from taskcell.domain.text import check_json, check_text, json_longer_than
 
 MAX_QUERY_CHARS = 32_000
 MAX_METADATA_CHARS = 64_000
@@ -200,7 +200,15 @@ class Task(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _check_metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
-        # The size first (one C-speed dumps), so the walk below never meets a huge value.
+        # The size first, from a bounded look (a megabyte of metadata is refused after reading
+        # 64,000 characters of it), so neither the encoding nor the walk below meets a huge
+        # value.
+        if json_longer_than(value, MAX_METADATA_CHARS):
+            raise PydanticCustomError(
+                "metadata",
+                "metadata is over {limit} characters as JSON",
+                {"limit": MAX_METADATA_CHARS},
+            )
         try:
             text = json.dumps(value, allow_nan=False)
         except RecursionError:
