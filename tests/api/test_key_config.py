@@ -11,6 +11,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from taskcell.agents.remote import classify_error
 from taskcell.api.app import create_app
 from taskcell.api.auth import KeyConfigError, Role, parse_api_keys
 from taskcell.cli import app as cli
@@ -137,3 +138,9 @@ async def test_the_serving_log_line_redacts_the_database_password(
     logged = " ".join(f"{r.__dict__}" for r in caplog.records)
     assert "hunter2-pw" not in logged
     assert f"{user}:***@" in str(serving[0].__dict__.get("database_url")), serving[0].__dict__
+
+
+def test_agent_errors_redact_a_password_in_the_agent_url() -> None:
+    """An agent's error becomes a task's error_message, shown to users: never a password."""
+    error = classify_error(httpx.ConnectError("refused"), "shout", "http://bot:pw-123@h:1/a2a")
+    assert "pw-123" not in str(error) and "http://bot:***@h:1/a2a" in str(error), str(error)
