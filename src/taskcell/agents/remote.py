@@ -68,6 +68,7 @@ from taskcell.agents.http import (
     DEFAULT_READ_TIMEOUT,
     shared_http_client,
 )
+from taskcell.settings import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ def _connect_reason(exc: httpx.HTTPError) -> str:
 
 def classify_error(exc: BaseException, name: str, url: str) -> AgentError:
     """The :class:`AgentError` (transient or not) a person should read for ``exc``."""
+    url = redact_url(url)  # errors are shown and logged: never a password
     where = f"agent {name!r} at {url}"
     for cause in _causes(exc):
         if isinstance(cause, httpx.ConnectTimeout):
@@ -253,7 +255,11 @@ class RemoteAgentClient:
         mapper = StreamMapper()
         logger.info(
             "agent call",
-            extra={"agent": self.name, "url": self.url, "remote_task_id": remote_task_id},
+            extra={
+                "agent": self.name,
+                "url": redact_url(self.url),
+                "remote_task_id": remote_task_id,
+            },
         )
         try:
             async with contextlib.aclosing(client.send_message(request)) as stream:

@@ -70,7 +70,47 @@ async def check_conversation(engine: Engine, who: Caller, conversation_id: str) 
         raise ApiError(404, message, [{"field": "conversation_id", "message": message}])
 
 
-@router.post("/tasks", status_code=201, response_model=Envelope[Task])
+def _links(targets: dict[str, tuple[str, str]], parameters: dict[str, str]) -> dict[str, Any]:
+    """OpenAPI links: where a client (or schemathesis' stateful phase) can go from an answer."""
+    return {
+        name: {
+            "operationRef": "#/paths/" + path.replace("~", "~0").replace("/", "~1") + "/" + method,
+            "parameters": parameters,
+        }
+        for name, (path, method) in targets.items()
+    }
+
+
+_TASK = "/api/v1/tasks/{task_id}"
+#: From a created task to everything that can be done with it.
+TASK_LINKS = {
+    **_links(
+        {
+            "GetTask": (_TASK, "get"),
+            "CancelTask": (f"{_TASK}/cancel", "post"),
+            "PauseTask": (f"{_TASK}/pause", "post"),
+            "ResumeTask": (f"{_TASK}/resume", "post"),
+            "RunTaskNow": (f"{_TASK}/run", "post"),
+            "AnswerTask": (f"{_TASK}/input", "post"),
+            "DeleteTask": (_TASK, "delete"),
+            "ListRuns": (f"{_TASK}/runs", "get"),
+            "TaskEvents": (f"{_TASK}/events", "get"),
+        },
+        {"task_id": "$response.body#/data/task_id"},
+    ),
+    **_links(
+        {"ConversationItems": ("/api/v1/conversations/{conversation_id}/items", "get")},
+        {"conversation_id": "$response.body#/data/conversation_id"},
+    ),
+}
+
+
+@router.post(
+    "/tasks",
+    status_code=201,
+    response_model=Envelope[Task],
+    responses={201: {"description": "the task", "links": TASK_LINKS}},
+)
 async def create_task(body: TaskCreate, who: CallerDep, engine: EngineDep) -> JSONResponse:
     """Create a task and queue it to run (a recurring one is scheduled)."""
     task = build_task(body, who)
@@ -80,7 +120,19 @@ async def create_task(body: TaskCreate, who: CallerDep, engine: EngineDep) -> JS
     return ok(task_json(created), 201)
 
 
-@router.get("/tasks", response_model=Envelope[TaskPage])
+@router.get(
+    "/tasks",
+    response_model=Envelope[TaskPage],
+    responses={
+        200: {
+            "description": "a page of tasks",
+            "links": _links(
+                {"NextPage": ("/api/v1/tasks", "get")},
+                {"cursor": "$response.body#/data/next_cursor"},
+            ),
+        }
+    },
+)
 async def list_tasks(
     who: CallerDep,
     engine: EngineDep,
