@@ -244,7 +244,10 @@ class Engine:
                 if not await self.store.start_run(run, now=now):
                     return  # no longer pending: cancelled, or another process runs it
                 task.attempt, task.status = attempt, TaskStatus.RUNNING
-                delay = await self._attempt(RunContext(task, run))
+                try:
+                    delay = await self._attempt(RunContext(task, run))
+                finally:
+                    self.log.run_ended(run.run_id)
                 if delay is None:
                     return
                 try:
@@ -527,11 +530,14 @@ class Engine:
     async def _continue(self, ctx: RunContext, text: str) -> None:
         async with self.run_slot(ctx.task):
             try:
-                outcome = await self.execute_with_retries(ctx, reply=text)
-            except asyncio.CancelledError:
-                await asyncio.shield(self.stopped(ctx))
-                raise
-            await self._settle(ctx, outcome)
+                try:
+                    outcome = await self.execute_with_retries(ctx, reply=text)
+                except asyncio.CancelledError:
+                    await asyncio.shield(self.stopped(ctx))
+                    raise
+                await self._settle(ctx, outcome)
+            finally:
+                self.log.run_ended(ctx.run.run_id)
 
     async def execute_with_retries(
         self,

@@ -115,11 +115,16 @@ async def run_occurrence(engine: Engine, task: Task, run: Run) -> None:
             SCHEDULER_LAG.observe((run.started_at - run.scheduled_for).total_seconds())
         ctx = RunContext(task, run)
         try:
-            outcome = await engine.execute_with_retries(ctx, emit_routed=False, count_attempts=True)
-        except asyncio.CancelledError:
-            await asyncio.shield(engine.stopped(ctx))
-            raise
-        await _finish(engine, ctx, outcome)
+            try:
+                outcome = await engine.execute_with_retries(
+                    ctx, emit_routed=False, count_attempts=True
+                )
+            except asyncio.CancelledError:
+                await asyncio.shield(engine.stopped(ctx))
+                raise
+            await _finish(engine, ctx, outcome)
+        finally:
+            engine.log.run_ended(run.run_id)  # its result is emitted: nothing of it is cached
 
 
 async def _finish(engine: Engine, ctx: RunContext, outcome: Outcome) -> None:
