@@ -3,8 +3,10 @@
 - WORKING updates are routed by ``metadata["response_event"]``: message chunks, whole messages,
   reasoning, tool calls, components; an update without one that carries text is a chunk.
 - ARTIFACT updates become messages, or components when their data names a
-  ``component_type``; the ``final_result`` artifact that repeats an answer already streamed as
-  chunks is dropped (A2A 1.0 agents put results in artifacts, and some stream them too).
+  ``component_type``; the pieces of one artifact (``append=false``, then ``append=true``, one
+  artifact id) are one message: a ``message``, then ``message_chunk`` events with its item id;
+  the ``final_result`` artifact that repeats an answer already streamed as chunks is dropped
+  (A2A 1.0 agents put results in artifacts, and some stream them too).
 - INPUT_REQUIRED becomes ``plan_require_user_input`` carrying the agent's question.
 - The terminal updates are left to the executor, which owns the task's state.
 
@@ -75,6 +77,7 @@ class EventRouter:
         self.messages: list[str] = []
         self.streamed = False
         self.question: str | None = None
+        self.artifact_items: dict[str, str] = {}  # artifact id -> item id of its message
 
     @property
     def result_text(self) -> str:
@@ -121,21 +124,23 @@ class EventRouter:
             return self._component(meta, update.data, text)
         return self._chunk(text) if text else []
 
-    def _chunk(self, text: str) -> list[Event]:
-        if self.message_item is None:
-            self.message_item = new_id()
+    def _chunk(self, text: str, *, item_id: str | None = None) -> list[Event]:
+        if item_id is None:
+            if self.message_item is None:
+                self.message_item = new_id()
+            item_id = self.message_item
         self.messages.append(text)
         self.streamed = True
-        return [self.factory.message_chunk(text, item_id=self.message_item)]
+        return [self.factory.message_chunk(text, item_id=item_id)]
 
-    def _whole_message(self, text: str) -> list[Event]:
+    def _whole_message(self, text: str, *, item_id: str | None = None) -> list[Event]:
         self.message_item = None
         text = clean_text(text)
         if self.messages:
             self.messages.append("\n\n")
         self.messages.append(text)
         self.streamed = True
-        return [self.factory.message(text)]
+        return [self.factory.message(text, item_id=item_id)]
 
     def _reasoning(self, kind: str, text: str) -> list[Event]:
         factory = self.factory
@@ -194,6 +199,12 @@ class EventRouter:
         text = clean_text(update.text)
         if not text:
             return []
+        artifact_item = self.artifact_items.get(update.artifact_id or "")
+        if update.append and artifact_item is not None:
+            return self._chunk(text, item_id=artifact_item)
         if update.append:
             return self._chunk(text)
-        return self._whole_message(text)
+        if update.artifact_id is None:
+            return self._whole_message(text)
+        item_id = self.artifact_items[update.artifact_id] = new_id()
+        return self._whole_message(text, item_id=item_id)

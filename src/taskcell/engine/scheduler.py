@@ -10,6 +10,11 @@ A stored schedule the scheduler cannot use (a daily time that does not parse, a 
 machine does not know) never stops it: the task is disarmed in the claiming write, then paused
 with the reason in ``error_message``, a system message and its controller say why, and the
 other tasks are served as usual.
+
+Time is the store's clock (on PostgreSQL the database server's, see
+``taskcell.abc.Coordination``): a process whose clock is off neither fires early nor late. An
+outage is waited out (each pass retried with back-off); the pass after it coalesces what was
+missed meanwhile.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from taskcell.domain.models import Run, RunStatus, Task, utcnow
+from taskcell.domain.models import Run, RunStatus, Task
 from taskcell.domain.schedule import missed_occurrences, next_fire_time
 from taskcell.domain.state_machine import TaskStatus
 
@@ -46,10 +51,11 @@ class Scheduler:
         self._wakeup.set()
 
     async def run(self) -> None:
+        supervisor = self.engine.supervisor
         while True:
             self._wakeup.clear()
-            await self.fire_due()
-            delay = await self.seconds_until_next()
+            await supervisor.weather("scheduler", self.fire_due)
+            delay = await supervisor.weather("scheduler", self.seconds_until_next)
             try:
                 await asyncio.wait_for(self._wakeup.wait(), timeout=delay)
             except TimeoutError:
@@ -59,13 +65,13 @@ class Scheduler:
         upcoming = await self.engine.store.next_due_at()
         if upcoming is None:
             return self.fallback_poll_seconds
-        wait = (upcoming - utcnow()).total_seconds()
+        wait = (upcoming - await self.engine.store.clock()).total_seconds()
         return min(max(wait, 0.0), self.fallback_poll_seconds)
 
     async def fire_due(self, now: datetime | None = None) -> int:
         """Claim and start every occurrence due at ``now``; answers how many runs started."""
         self.passes += 1
-        moment = now or utcnow()
+        moment = now or await self.engine.store.clock()
         engine = self.engine
 
         unusable: dict[str, str] = {}
