@@ -35,7 +35,7 @@ from taskcell.domain.events import Event, EventType
 from taskcell.domain.models import RunStatus
 from taskcell.domain.text import REPLACEMENT
 from taskcell.engine.engine import Engine, RetryPolicy
-from taskcell.engine.router import SANITIZED
+from taskcell.engine.router import SANITIZED, SANITIZED_NOTE
 from taskcell.stores.sqlite import SQLiteTaskStore
 from taskcell.testing import serve_app
 
@@ -235,7 +235,7 @@ async def test_text_no_store_can_hold_is_replaced_with_a_note(engine: Engine) ->
     assert stored.status is TaskStatus.COMPLETED, (stored.error_message, events)
     chunk = _one(events, EventType.MESSAGE_CHUNK)
     assert chunk.payload == {"content": f"Ada {REPLACEMENT} and a NUL {REPLACEMENT} here"}
-    assert "2 characters" in chunk.metadata[SANITIZED], chunk.metadata
+    assert chunk.metadata[SANITIZED] == SANITIZED_NOTE, chunk.metadata
     tool = _one(events, EventType.TOOL_CALL_COMPLETED, after=chunk)
     assert tool.payload is not None and tool.payload["tool_result"] == "null", tool.payload
     assert SANITIZED in tool.metadata, tool.metadata
