@@ -14,7 +14,6 @@ Nothing here does I/O.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any
@@ -33,8 +32,6 @@ __all__ = [
     "is_safe_text",
     "json_longer_than",
     "json_nesting",
-    "replace_invalid",
-    "replace_invalid_in",
     "sanitise_json",
     "sanitise_text",
     "text_problem",
@@ -230,37 +227,3 @@ def sanitise_json(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> tuple[Any, 
 
 def _at(path: tuple[str, ...]) -> str:
     return f"at {'.'.join(path)}: " if path else ""
-
-
-#: NUL and every surrogate code point (a str holding one cannot be encoded as UTF-8; a valid
-#: pair never appears in a Python str, which holds the combined code point instead).
-_INVALID = re.compile("[\x00\ud800-\udfff]")
-
-
-def replace_invalid(text: str) -> tuple[str, int]:
-    """``text`` with NUL and lone surrogates replaced by U+FFFD, and how many were replaced."""
-    return _INVALID.subn(REPLACEMENT, text)
-
-
-def replace_invalid_in(value: Any) -> tuple[Any, int]:
-    """``value`` (JSON-like) with :func:`replace_invalid` applied to every string in it (keys
-    too) and non-finite floats replaced by None; answers the copy and how many were replaced.
-    Values of other types are returned as they are."""
-    if isinstance(value, str):
-        return replace_invalid(value)
-    if isinstance(value, float):
-        return (value, 0) if math.isfinite(value) else (None, 1)
-    if isinstance(value, dict):
-        total = 0
-        result: dict[Any, Any] = {}
-        for key, item in value.items():
-            new_key, key_count = replace_invalid_in(key)
-            new_item, item_count = replace_invalid_in(item)
-            result[new_key] = new_item
-            total += key_count + item_count
-        return (result, total) if total else (value, 0)
-    if isinstance(value, list | tuple):
-        items = [replace_invalid_in(item) for item in value]
-        total = sum(count for _, count in items)
-        return ([item for item, _ in items], total) if total else (value, 0)
-    return value, 0

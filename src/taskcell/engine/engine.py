@@ -322,6 +322,8 @@ class Engine:
                     except LeaseLost:
                         await self.lease_lost(ctx)
                         return
+                    finally:
+                        self.log.run_ended(run.run_id)
                 if delay is None:
                     return
                 try:
@@ -740,6 +742,8 @@ class Engine:
                     await self._settle(ctx, outcome)
                 except LeaseLost:
                     await self.lease_lost(ctx)
+                finally:
+                    self.log.run_ended(ctx.run.run_id)
 
     async def execute_with_retries(
         self,

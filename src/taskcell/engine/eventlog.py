@@ -126,6 +126,7 @@ class EventLog:
         self._merged: dict[str, _Merged] = {}
         self._dirty: set[str] = set()
         self._growing: dict[str, str] = {}  # item id -> task id, grown since last written
+        self._ended_runs: set[str] = set()  # their merge state goes once it is written
         self._wakeup = asyncio.Event()
         self._emitted = 0
         self._persisted = 0
@@ -183,6 +184,15 @@ class EventLog:
     def new_task(self, task_id: str) -> None:
         """A task created just now has no events yet: its numbering starts at 1."""
         self._seqs.setdefault(task_id, 0)
+
+    def run_ended(self, run_id: str) -> None:
+        """Run ``run_id`` emitted its last event here: its merge state (the items of its
+        messages, tool calls, components) is dropped once written, so a task that runs for
+        ever (a recurring one) keeps none per run."""
+        self._ended_runs.add(run_id)
+        self._forget_ended_runs()
+        if self._ended_runs:
+            self._wakeup.set()
 
     def appended_elsewhere(self, task_id: str) -> None:
         """Another process appended to ``task_id``'s log: number its next event after the log's
@@ -253,6 +263,7 @@ class EventLog:
                 await asyncio.sleep(LINGER_SECONDS)  # let a trickle of events share a commit
             while self._pending:
                 await self._write_batch()
+            self._forget_ended_runs()
 
     def _items_to_write(self, batch: list[Event]) -> list[ConversationItem]:
         """Changed items; a growing message only when it ended, on a flush, or once a second."""
@@ -469,8 +480,27 @@ class EventLog:
             for subscriber in self._subscribers.get(task_id, ()):
                 subscriber.push(events)
 
+    def _forget_ended_runs(self) -> None:
+        """Drop the merge state of ended runs (:meth:`run_ended`) whose items are written."""
+        runs = self._ended_runs - {e.run_id for e in self._pending}
+        if not runs:
+            return
+        unwritten: set[str | None] = set()
+        stale = []
+        for item_id, merged in self._merged.items():
+            run_id = merged.item.run_id
+            if run_id in runs:
+                if item_id in self._dirty or item_id in self._growing:
+                    unwritten.add(run_id)
+                else:
+                    stale.append(item_id)
+        for item_id in stale:
+            del self._merged[item_id]
+        self._ended_runs -= runs - unwritten
+
     def _forget_finished(self, batch: list[Event]) -> None:
         """Drop merge state of tasks whose run ended (``done``) with nothing queued after."""
+        self._forget_ended_runs()
         ended = {e.task_id for e in batch if e.event is EventType.DONE}
         if not ended:
             return

@@ -80,6 +80,9 @@ _ITEM_UPSERT = (
     " metadata = excluded.metadata, run_id = excluded.run_id, updated_at = excluded.updated_at"
 )
 _CONVERSATION_INSERT = "INSERT INTO conversations VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
+_ANY_CONVERSATION = "SELECT 1 FROM conversations WHERE conversation_id = ? LIMIT 1"
+_USER_CONVERSATION = "SELECT 1 FROM conversations WHERE user_id = ? AND conversation_id = ?"
+_TASKS_OF_USER_CONVERSATION = "SELECT task_id FROM tasks WHERE conversation_id = ? AND user_id = ?"
 _PROCESS_COLUMNS = "process_id, started_at, heartbeat_at"
 _LIVE_PROCESSES = (
     f"SELECT {_PROCESS_COLUMNS} FROM processes WHERE heartbeat_at >= ?"
@@ -896,10 +899,18 @@ class SQLiteTaskStore:
         return int(row[0] or 0)
 
     async def list_items(
-        self, conversation_id: str, *, limit: int = 50, cursor: str | None = None
+        self,
+        conversation_id: str,
+        *,
+        user_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
     ) -> Page[ConversationItem]:
         sql = f"{_ITEM_SELECT} WHERE conversation_id = ?"
         args: list[Any] = [conversation_id]
+        if user_id is not None:
+            sql += f" AND task_id IN ({_TASKS_OF_USER_CONVERSATION})"
+            args += [conversation_id, user_id]
         if cursor is not None:
             created, item_id = decode_cursor(cursor)
             sql += " AND (created_at, item_id) > (?, ?)"
@@ -925,11 +936,12 @@ class SQLiteTaskStore:
         args = (conversation_id, title, user_id, codec.ts(utcnow()))
         return await self.write(lambda conn: conn.execute(_CONVERSATION_INSERT, args).rowcount == 1)
 
-    async def conversation_owner(self, conversation_id: str) -> str | None:
-        row = self.conn.execute(
-            "SELECT user_id FROM conversations WHERE conversation_id = ?", (conversation_id,)
-        ).fetchone()
-        return str(row[0]) if row else None
+    async def has_conversation(self, conversation_id: str, *, user_id: str | None = None) -> bool:
+        if user_id is None:
+            row = self.conn.execute(_ANY_CONVERSATION, (conversation_id,)).fetchone()
+        else:
+            row = self.conn.execute(_USER_CONVERSATION, (user_id, conversation_id)).fetchone()
+        return row is not None
 
 
 class ServerAlreadyRunning(RuntimeError):
