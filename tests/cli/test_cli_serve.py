@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from serving import closed_port
 from taskcell.cli import app, serve
-from taskcell.cli.serve import is_loopback, redact_url, resolve_db_url
-from taskcell.settings import Settings
+from taskcell.cli.serve import is_loopback, resolve_db_url
+from taskcell.settings import Settings, redact_url
 
 
 def test_resolve_db_url_takes_sqlite_urls_postgres_urls_and_paths(tmp_path: Path) -> None:

@@ -355,6 +355,11 @@ class EventLog:
             subscriber.lagging = True
             subscriber.ready.set()
 
+    def wake_all_readers(self) -> None:
+        """Readers may have missed notices (a lost connection): each re-reads the log."""
+        for task_id in list(self._subscribers):
+            self.wake_readers(task_id)
+
     @property
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self._subscribers.values())

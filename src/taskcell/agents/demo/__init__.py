@@ -3,8 +3,9 @@
 ``echo``, ``clock``, ``flaky``, ``asker`` and ``slow`` (see their modules). Serve them with
 
 - ``create_demo_app(base_url)``: a Starlette app with all five under ``/a2a/NAME``;
-- ``mount_demo_agents(app, base_url)``: the same routes added to an existing Starlette or
-  FastAPI app (what ``taskcell serve`` does);
+- ``mount_demo_agents(app, base_url, door=...)``: the same routes added to an existing Starlette
+  or FastAPI app (what ``taskcell serve`` does; with API keys configured, its ``door`` makes
+  them need a key, see :mod:`.door`);
 - ``python -m taskcell.agents.demo --host 127.0.0.1 --port 8765``: on their own.
 
 ``base_url`` is the address clients reach the server at (``http://127.0.0.1:8765``): each card
@@ -25,6 +26,7 @@ from starlette.routing import BaseRoute
 
 from taskcell.agents.demo import asker, clock, echo, flaky, slow
 from taskcell.agents.demo.common import DemoAgentSpec, agent_routes
+from taskcell.agents.demo.door import DemoAgentDoor
 
 DEFAULT_PREFIX = "/a2a"
 
@@ -43,26 +45,32 @@ def demo_routes(
     base_url: str,
     prefix: str = DEFAULT_PREFIX,
     *,
+    door: DemoAgentDoor | None = None,
     handlers: list[DefaultRequestHandler] | None = None,
 ) -> list[BaseRoute]:
-    """The routes of all demo agents, each under ``{prefix}/{name}`` (their request handlers
-    are added to ``handlers`` when given)."""
+    """The routes of all demo agents, each under ``{prefix}/{name}`` (behind ``door``; their
+    request handlers are added to ``handlers`` when given)."""
     routes: list[BaseRoute] = []
     for spec in SPECS:
-        routes.extend(agent_routes(spec, base_url, f"{prefix}/{spec.name}", handlers=handlers))
+        path = f"{prefix}/{spec.name}"
+        routes.extend(agent_routes(spec, base_url, path, door, handlers=handlers))
     return routes
 
 
 def mount_demo_agents(
-    app: Starlette, base_url: str, prefix: str = DEFAULT_PREFIX
+    app: Starlette,
+    base_url: str,
+    prefix: str = DEFAULT_PREFIX,
+    *,
+    door: DemoAgentDoor | None = None,
 ) -> Callable[[], Awaitable[None]]:
-    """Add the demo agents' routes to ``app`` (a Starlette or FastAPI app).
+    """Add the demo agents' routes to ``app`` (a Starlette or FastAPI app), behind ``door``.
 
     Answers ``stop``: ``await stop()`` ends the agents' running tasks (their executors are
     cancelled, their event queues closed), so a server that stops leaves none pending.
     """
     handlers: list[DefaultRequestHandler] = []
-    app.router.routes.extend(demo_routes(base_url, prefix, handlers=handlers))
+    app.router.routes.extend(demo_routes(base_url, prefix, door=door, handlers=handlers))
 
     async def stop() -> None:
         # Closing a handler closes its event queues under executors still running (that is the
