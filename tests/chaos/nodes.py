@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from serving import free_port
+from serving import reported_url
 
 
 @dataclass
@@ -26,7 +26,7 @@ class Node:
     name: str
     env: dict[str, str]
     folder: Path
-    port: int = field(default_factory=free_port)
+    port: int = 0  # the first life's serve picks a free one; later lives keep it
     process: subprocess.Popen[bytes] | None = None
     expected_down: bool = False
     clock_offset: str | None = None
@@ -65,6 +65,8 @@ class Node:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
+        if self.port == 0:
+            self.port = int(reported_url(self.process, self.log).rsplit(":", 1)[1])
         self.clock_offset = clock_offset
         self.expected_down = False
 

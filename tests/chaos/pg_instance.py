@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from serving import free_port
+from serving import spare_port
 
 _TOOLS = Path("/usr/local/bin")
 _SETTINGS = {
@@ -55,7 +55,7 @@ class PostgresInstance:
         self.folder = Path(tempfile.mkdtemp(prefix="taskcell-chaos-pg-"))
         self.data = self.folder / "data"
         self.log = self.folder / "server.log"
-        self.port = free_port()
+        self.port = spare_port()
         if os.geteuid() == 0:
             shutil.chown(self.folder, "postgres", "postgres")
 
