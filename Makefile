@@ -8,10 +8,12 @@ NODE_STAMP := frontend/node_modules/.installed
 .PHONY: run test lint bench web setup clean
 
 $(STAMP): pyproject.toml
+	@echo "Setting up $(VENV): installing taskcell and its dependencies with pip (a few minutes the first time)..."
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --progress-bar on --upgrade pip
+	$(BIN)/python -m pip install --progress-bar on -e '.[dev,bench]'
 	touch $(STAMP)
+	@echo "$(VENV) is ready."
 
 setup: $(STAMP)
 

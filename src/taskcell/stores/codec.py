@@ -250,7 +250,7 @@ ITEM_COLUMNS: tuple[str, ...] = (
 
 
 def event_body(event: Event) -> str:
-    """An event's stored body: its API.md JSON, compact."""
+    """An event's stored body: its docs/api.md JSON, compact."""
     return event.to_json()
 
 

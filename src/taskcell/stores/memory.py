@@ -10,7 +10,7 @@ import asyncio
 import bisect
 import copy
 from collections.abc import Callable, Collection, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from taskcell.abc import (
@@ -94,6 +94,9 @@ class InMemoryTaskStore:
 
     async def ping(self) -> bool:
         return True
+
+    async def check(self) -> str | None:
+        return None
 
     async def save(self, task: Task) -> None:
         if task.task_id in self._tasks:
@@ -320,7 +323,8 @@ class InMemoryTaskStore:
                 claimed.append((task, due))
         return claimed
 
-    async def claim_pending(self, older_than: datetime, *, limit: int = 100) -> list[Task]:
+    async def claim_pending(self, idle_for: timedelta, *, limit: int = 100) -> list[Task]:
+        older_than = utcnow() - idle_for
         orphans = sorted(
             (
                 t
@@ -346,16 +350,22 @@ class InMemoryTaskStore:
 
     single_server = True
 
-    async def heartbeat(self, process_id: str, now: datetime) -> None:
+    async def clock(self) -> datetime:
+        return utcnow()
+
+    async def heartbeat(self, process_id: str) -> None:
+        now = utcnow()
         known = self._processes.get(process_id)
         started = known.started_at if known is not None else now
         self._processes[process_id] = ProcessInfo(process_id, started, now)
 
-    async def live_processes(self, since: datetime) -> list[ProcessInfo]:
+    async def live_processes(self, within: timedelta) -> list[ProcessInfo]:
+        since = utcnow() - within
         live = [p for p in self._processes.values() if p.heartbeat_at >= since]
         return sorted(live, key=lambda p: (p.started_at, p.process_id))
 
-    async def claim_dead_processes(self, before: datetime, *, keep: str) -> list[ProcessInfo]:
+    async def claim_dead_processes(self, silent_for: timedelta, *, keep: str) -> list[ProcessInfo]:
+        before = utcnow() - silent_for
         dead = [
             p for p in self._processes.values() if p.heartbeat_at < before and p.process_id != keep
         ]
@@ -370,13 +380,15 @@ class InMemoryTaskStore:
             if r.owner == owner and r.finished_at is not None and r.finished_at >= since
         ]
 
-    async def renew_leases(self, owner: str, until: datetime) -> int:
+    async def renew_leases(self, owner: str, lease: timedelta) -> int:
+        until = utcnow() + lease
         active = [r for r in self._runs.values() if r.owner == owner and r.status in _LEASED]
         for run in active:
             run.lease_expires_at = until
         return len(active)
 
-    async def interrupt_expired(self, now: datetime, reason: str) -> list[Run]:
+    async def interrupt_expired(self, reason: str) -> list[Run]:
+        now = utcnow()
         expired = [
             r
             for r in self._runs.values()
@@ -389,7 +401,9 @@ class InMemoryTaskStore:
     async def notify(self, message: str) -> None:
         return None
 
-    async def listen(self, handler: Callable[[str], None]) -> None:
+    async def listen(
+        self, handler: Callable[[str], None], *, on_listening: Callable[[], None] | None = None
+    ) -> None:
         await asyncio.Event().wait()  # nobody else to hear from
 
     # -- events and conversations ---------------------------------------------------------
