@@ -12,9 +12,11 @@ store (the same SQLite store's ``load``) every 100 ms.
 2. Lateness when 1,000 occurrences fall due at the same instant, with an in-process agent that
    answers at once: the headline is the moment the agent is called minus the scheduled time, p50
    and p99, on both sides (the origin simulation calls the agent right after its run-start
-   write); the run-start write is printed too.
+   write); the run-start write is printed too. The engine has its default run slots (64, of
+   which one in-process agent may use half), so the agent calls wait for slots in turn.
 3. Cancel: request to agent stopped, p50 and p99, over 200 tasks whose in-process agent is
-   running (it waits until it is stopped and notes when). taskcell: ``await engine.cancel()``,
+   running (it waits until it is stopped and notes when; the engine and the agent are given
+   enough run slots for all of them to run at once). taskcell: ``await engine.cancel()``,
    one task at a time, measured from the call to the moment the agent's coroutine is stopped.
    The origin simulation: the status write (one every 23 ms, so they fall across poll phases),
    then its polling coroutine sees the status and stops the agent's coroutine; measured from
@@ -56,6 +58,7 @@ from taskcell.engine.engine import Engine
 T = TypeVar("T")
 
 AGENT = "instant"
+DEFAULT_RUN_SLOTS = 64  # the engine's default max_concurrent_runs
 POLL_SECONDS = 0.1  # the origin's poll period per recurring task
 ONE_MINUTE = ScheduleConfig(interval_minutes=1)
 _CHUNK = 200  # operations gathered at once while setting up (they share group commits)
@@ -156,12 +159,17 @@ class HoldingAgent:
 
 
 async def started_engine(
-    path: Path, agent: InstantAgent | HoldingAgent, *, run_slots: int = 64
+    path: Path, agent: InstantAgent | HoldingAgent, *, run_slots: int | None = None
 ) -> Engine:
+    """An engine on ``path`` with ``agent``: the default run slots (64, half of them for one
+    in-process agent), or ``run_slots`` for the engine and the agent alike."""
     registry = AgentRegistry()
-    registry.register_local(AGENT, agent.answer)
+    registry.register_local(AGENT, agent.answer, max_concurrent_runs=run_slots)
     engine = Engine(
-        SQLiteTaskStore(path), registry, default_zone="UTC", max_concurrent_runs=run_slots
+        SQLiteTaskStore(path),
+        registry,
+        default_zone="UTC",
+        max_concurrent_runs=run_slots or DEFAULT_RUN_SLOTS,
     )
     await engine.start()  # with the real scheduler loop
     return engine
