@@ -200,6 +200,8 @@ class Task(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _check_metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not value:
+            return value  # most tasks: nothing to check (saves a JSON encoding per task)
         check_json(value)
         try:
             text = json.dumps(value, allow_nan=False)
