@@ -287,12 +287,18 @@ def streams(snap: Snapshot, read: dict[str, Stream]) -> list[Violation]:
                 (i for i, (a, b) in enumerate(zip(stream.events, stored, strict=False)) if a != b),
                 min(len(seen), len(stored)),
             )
+
             found.append(
                 Violation(
                     STREAMS,
                     task_id,
                     f"read {len(seen)} events, log has {len(stored)}; first difference at "
-                    f"seq {differ + 1}",
+                    f"seq {differ + 1}: read {_kind(stream.events, differ)}, stored "
+                    f"{_kind(stored, differ)}",
                 )
             )
     return found
+
+
+def _kind(events: list[dict[str, Any]], index: int) -> str:
+    return str(events[index]["event"]) if index < len(events) else "(end)"

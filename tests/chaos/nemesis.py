@@ -29,6 +29,7 @@ from .report import Phase
 OUTAGE_SECONDS = 20.0
 CLOCK_OFFSET = "+30s"
 HEALTHY_TIMEOUT = 120.0
+KILL_AFTER_BURST = 0.4
 
 
 class FullDisk:
@@ -45,20 +46,18 @@ class FullDisk:
         )
 
     def fill(self) -> None:
-        chunk = b"\0" * (1 << 20)
-        with self.filler.open("wb") as out:
-            try:
-                while True:
-                    out.write(chunk)
-                    out.flush()
-            except OSError:
-                pass
-            try:
-                while True:  # the last partial megabyte too
-                    out.write(b"\0" * 4096)
-                    out.flush()
-            except OSError:
-                pass
+        """Write zeros until the file system has no byte left (ENOSPC)."""
+        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            for size in (1 << 20, 4096, 1):
+                chunk = b"\0" * size
+                try:
+                    while os.write(fd, chunk):
+                        pass
+                except OSError:
+                    pass
+        finally:
+            os.close(fd)
 
     def free(self) -> None:
         self.filler.unlink(missing_ok=True)
@@ -95,6 +94,8 @@ class Nemesis:
         self.deaths: list[Violation] = []
         self.notes: list[str] = []
         self._victim = 0
+        #: When many recurring occurrences fall due next (wall clock), if known.
+        self.next_burst: Callable[[], float | None] = lambda: None
 
     # -- the faults (each runs in a worker thread and returns when the fault is over) --
 
@@ -109,6 +110,11 @@ class Nemesis:
             body(node)
 
     def sigkill(self) -> None:
+        burst = self.next_burst()
+        if burst is not None:
+            # Aim at the moment the schedulers claim a burst of due occurrences.
+            time.sleep(max(0.0, burst + KILL_AFTER_BURST - time.time()))
+
         def body(node: Node) -> None:
             node.kill()
             node.start()

@@ -20,6 +20,8 @@ from .checker import Violation
 from .nemesis import Nemesis
 from .report import render
 from .snapshot import Snapshot
+
+__all__ = ["Snapshot", "run"]
 from .workload import Workload
 
 LONG = os.environ.get("TASKCELL_CHAOS_LONG", "") not in {"", "0"}
@@ -32,12 +34,16 @@ class Length:
     rounds: int
     #: Once tasks acknowledged between two faults (the workload runs on a recovered system).
     calm_tasks: int
+    #: The workload runs at least this long (recurring tasks get several occurrences).
+    seconds: float
     timeout: float
 
 
-SHORT = Length(rounds=1, calm_tasks=6, timeout=900)
-LENGTH = Length(rounds=LONG_ROUNDS, calm_tasks=40, timeout=4 * 3600) if LONG else SHORT
+SHORT = Length(rounds=1, calm_tasks=6, seconds=150, timeout=900)
+LONG_LENGTH = Length(rounds=LONG_ROUNDS, calm_tasks=30, seconds=20 * 60, timeout=3 * 3600)
+LENGTH = LONG_LENGTH if LONG else SHORT
 PACE = 1.0  # seconds between once tasks
+CLOCK_SETTLE = 35.0
 
 
 async def _until(condition: Callable[[], bool], patience: float) -> bool:
@@ -64,6 +70,7 @@ async def run(
     """Run the scenario; answer the report and every violation found."""
     stop_submitting, stop_monitor = asyncio.Event(), asyncio.Event()
     await workload.start_recurring(recurring)
+    nemesis.next_burst = workload.next_burst
     submitting = asyncio.create_task(workload.run(stop_submitting, PACE), name="workload")
     monitoring = asyncio.create_task(nemesis.monitor(stop_monitor), name="monitor")
     started = time.monotonic()
@@ -71,12 +78,19 @@ async def run(
     def calm(before: int) -> Callable[[], bool]:
         return lambda: len(workload.acked) >= before + LENGTH.calm_tasks
 
+    clock_back = 0.0
     try:
         for _ in range(LENGTH.rounds):
             for fault in faults:
                 await _until(calm(len(workload.acked)), 120)
+                await asyncio.sleep(max(0.0, clock_back - time.monotonic()))
                 await nemesis.inject(fault)
+                if fault.startswith("clock"):
+                    # The skewed process dated its events 30 s ahead: let that pass before the
+                    # next fault, so its violations are charged to it.
+                    clock_back = time.monotonic() + CLOCK_SETTLE
         await _until(calm(len(workload.acked)), 120)
+        await _until(lambda: time.monotonic() - started > LENGTH.seconds, LENGTH.seconds)
         stop_submitting.set()
         await submitting
         # Drain: every once task finishes (or waits for a reply nobody could give).
