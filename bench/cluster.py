@@ -15,13 +15,16 @@ longer than a lease), so directly inserted tasks would sit pending.
 procrastinate (a benchmark-only dependency), in the same run on the same PostgreSQL server and
 the same database (its tables are all named ``procrastinate_*``; taskcell's are ``tasks``,
 ``runs``, ``events``, ``conversations``, ``conversation_items``, ``processes`` and
-``schema_version``, so nothing collides): one worker process (``run_worker_async``, concurrency
-1, LISTEN/NOTIFY on) running a no-op async task. The client, this process, defers M jobs with
+``schema_version``, so nothing collides): one worker process (``run_worker_async``,
+LISTEN/NOTIFY on, a pool of up to 22 connections, as taskcell's 20 and its listener) running a
+no-op async task, with as many jobs at once as taskcell has run slots: concurrency 64, the
+default ``max_concurrent_runs``. The client, this process, defers M jobs with
 ``batch_defer_async`` (one statement). Timed the same way: from the first defer until
 ``procrastinate_jobs`` counts all M ``succeeded``. The worker is started (and warmed) before the
-first defer, as the taskcell processes are before the first POST. Extra lines: the same worker
-with concurrency 10, and concurrency 1 fed by single ``defer_async`` calls (as many in flight as
-taskcell's POSTs), the enqueue path closest to taskcell's.
+first defer, as the taskcell processes are before the first POST. Second line: both at one job
+at a time (taskcell with ``TASKCELL_MAX_CONCURRENT_RUNS=1``, procrastinate concurrency 1). Extra
+line: concurrency 64 fed by single ``defer_async`` calls (as many in flight as taskcell's POSTs),
+the enqueue path closest to taskcell's.
 
 Every measured configuration is first warmed (a few tasks or jobs per process, not counted),
 then measured ``--repeat`` times; the best is kept and all are printed. CPU milliseconds per
@@ -29,8 +32,8 @@ task of the client, the servers or worker, and all ``postgres`` processes of the
 the best run are printed, with the load average: the machine has 2 cores, shared by all of them
 (and by whatever else runs), so the CPU per task is the steadier figure.
 
-Targets: taskcell with one process at least as fast as procrastinate with one worker; three
-processes at least 1.5 times one.
+Targets: taskcell with one process at least as fast as procrastinate with one worker, both with
+64 jobs at once; three processes at least 1.5 times one.
 
 Two more lines, after the procrastinate ones: a ceiling, and a workload the CPU does not bound.
 Three processes can only beat one by what the machine has left over while one runs. The
@@ -68,12 +71,15 @@ import httpx
 import procrastinate
 import psycopg
 
+from results import Row, write_rows
+
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DATABASE = "taskcell_bench_cluster"
 POLL_SECONDS = 0.05
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
 WARM_PER_PROCESS = 20
+RUN_SLOTS = 64  # taskcell's default max_concurrent_runs: procrastinate gets the same concurrency
 QUEUE = "bench"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 TASKCELL_TABLES = "runs, tasks, events, conversation_items, conversations, processes"
@@ -402,10 +408,12 @@ async def bench_taskcell(
         f" TRUNCATE {TASKCELL_TABLES} CASCADE; END IF; END $$",
     )
     label = f"taskcell, {nodes} process{'es' if nodes > 1 else ''}"
+    if agent != "instant":
+        label += f", agent {agent!r}"
     settings = {}
     if runs_at_once is not None:
-        label += f", agent {agent!r}, {runs_at_once} runs at once each"
         settings["TASKCELL_MAX_CONCURRENT_RUNS"] = str(runs_at_once)
+    label += f", {runs_at_once or RUN_SLOTS} run slots each"
     result = Result(label, count)
     count_sql = "SELECT count(*) FROM tasks WHERE status = 'completed'"
     with serve_processes(url, nodes, folder, settings) as (processes, bases):
@@ -453,6 +461,7 @@ async def noop() -> None:
 
 
 def procrastinate_app(url: str, pool_size: int) -> procrastinate.App:
+    pool_size = min(pool_size, 22)  # taskcell's pool: 20, and one listener
     connector = procrastinate.PsycopgConnector(conninfo=url, min_size=pool_size, max_size=pool_size)
     app = procrastinate.App(connector=connector)
     app.task(name="noop", queue=QUEUE)(noop)
@@ -554,7 +563,14 @@ async def scratch_database(admin_url: str) -> AsyncIterator[str]:
         await execute(admin_url, drop)
 
 
-async def main(admin_url: str, count: int, repeat: int, in_flight: int, only: str | None) -> None:
+async def main(
+    admin_url: str,
+    count: int,
+    repeat: int,
+    in_flight: int,
+    only: str | None,
+    json_path: Path | None,
+) -> None:
     folder = Path(tempfile.mkdtemp(prefix="taskcell-bench-cluster-"))
     print(
         f"{count:,} tasks/jobs per run, best of {repeat}; load average before:"
@@ -575,13 +591,18 @@ async def main(admin_url: str, count: int, repeat: int, in_flight: int, only: st
         print(taskcell_1.line("tasks"))
         if only == "taskcell-1":
             return
-        base = await bench_procrastinate(url, 1, 0, count, repeat, folder)
+        base = await bench_procrastinate(url, RUN_SLOTS, 0, count, repeat, folder)
         print(base.line("jobs"))
+        taskcell_serial = await bench_taskcell(
+            url, 1, count, repeat, in_flight, folder, runs_at_once=1
+        )
+        print(taskcell_serial.line("tasks"))
+        base_serial = await bench_procrastinate(url, 1, 0, count, repeat, folder)
+        print(base_serial.line("jobs"))
         taskcell_3 = await bench_taskcell(url, 3, count, repeat, in_flight, folder)
         print(taskcell_3.line("tasks"))
-        for concurrency, single in ((10, 0), (1, in_flight)):
-            extra = await bench_procrastinate(url, concurrency, single, count, repeat, folder)
-            print(extra.line("jobs"))
+        single = await bench_procrastinate(url, RUN_SLOTS, in_flight, count, repeat, folder)
+        print(single.line("jobs"))
         # Extra: a workload bound by each process's run slots rather than by the CPU.
         waits = [
             await bench_taskcell(
@@ -592,15 +613,21 @@ async def main(admin_url: str, count: int, repeat: int, in_flight: int, only: st
         for result in waits:
             print(result.line("tasks"))
     one_to_base = taskcell_1.best / base.best
+    serial_to_base = taskcell_serial.best / base_serial.best
     three_to_one = taskcell_3.best / taskcell_1.best
     cpus = os.cpu_count() or 1
     ceiling = cpus * 1000 / taskcell_1.cpu_ms_per_task
     print(
-        f"ratio taskcell 1 process / procrastinate 1 worker:   {one_to_base:5.2f}"
+        f"ratio taskcell 1 process / procrastinate 1 worker, {RUN_SLOTS} at once:"
+        f" {one_to_base:5.2f}"
         f"   (target >= 1.0: {'met' if one_to_base >= 1 else 'NOT met'})"
     )
     print(
-        f"ratio taskcell 3 processes / taskcell 1 process:     {three_to_one:5.2f}"
+        f"ratio taskcell 1 process / procrastinate 1 worker, 1 at a time:  {serial_to_base:5.2f}"
+        f"   (target >= 1.0: {'met' if serial_to_base >= 1 else 'NOT met'})"
+    )
+    print(
+        f"ratio taskcell 3 processes / taskcell 1 process:                 {three_to_one:5.2f}"
         f"   (target >= 1.5: {'met' if three_to_one >= 1.5 else 'NOT met'})"
     )
     print(
@@ -608,9 +635,53 @@ async def main(admin_url: str, count: int, repeat: int, in_flight: int, only: st
         f" server, PostgreSQL) on {cpus} CPUs is {ceiling:,.0f} tasks/s with every core busy,"
         f" {ceiling / taskcell_1.best:.2f} times one process"
     )
+    pause_ratio = waits[1].best / waits[0].best
     print(
         "ratio 3 / 1 processes, agent 'pause' (50 ms), 8 runs at once each:"
-        f" {waits[1].best / waits[0].best:5.2f}   (extra: a workload the CPU does not bound)"
+        f" {pause_ratio:5.2f}   (extra: a workload the CPU does not bound)"
+    )
+    write_rows(
+        json_path,
+        [
+            Row(
+                measure=f"cluster, 1 process, {RUN_SLOTS} at once",
+                taskcell=taskcell_1.best,
+                unit="tasks/s",
+                baseline=base.best,
+                baseline_name=f"procrastinate, concurrency {RUN_SLOTS}",
+                ratio=one_to_base,
+                target="ratio >= 1.0",
+                met=one_to_base >= 1,
+            ),
+            Row(
+                measure="cluster, 1 process, 1 at a time",
+                taskcell=taskcell_serial.best,
+                unit="tasks/s",
+                baseline=base_serial.best,
+                baseline_name="procrastinate, concurrency 1",
+                ratio=serial_to_base,
+                target="ratio >= 1.0",
+                met=serial_to_base >= 1,
+            ),
+            Row(
+                measure="cluster, 3 processes vs 1",
+                taskcell=taskcell_3.best,
+                unit="tasks/s",
+                baseline=taskcell_1.best,
+                baseline_name="taskcell, 1 process",
+                ratio=three_to_one,
+                target="ratio >= 1.5",
+                met=three_to_one >= 1.5,
+            ),
+            Row(
+                measure="cluster, agent 'pause', 3 processes vs 1",
+                taskcell=waits[1].best,
+                unit="tasks/s",
+                baseline=waits[0].best,
+                baseline_name="taskcell, 1 process",
+                ratio=pause_ratio,
+            ),
+        ],
     )
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; logs: {folder}")
 
@@ -625,6 +696,7 @@ if __name__ == "__main__":
     parser.add_argument(
         "--only", choices=["taskcell-1"], help="measure only this line (for quick checks)"
     )
+    parser.add_argument("--json", type=Path, help="write the summary rows to this file")
     parser.add_argument("--procrastinate-worker", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--worker-concurrency", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -639,5 +711,6 @@ if __name__ == "__main__":
                 1 if quick else args.repeat,
                 args.in_flight,
                 args.only,
+                args.json,
             )
         )

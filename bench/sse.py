@@ -6,11 +6,16 @@ chunk every 0.5 ms (2,000 a second) for 10 s, each chunk's text its emission tim
 readers follow ``GET /api/v1/tasks/{id}/events``; every ``data:`` line's stamp gives a delivery
 latency (time the reader's buffer arrived minus the stamp).
 
-Bare, the baseline in the same run: a minimal Starlette app with one sse-starlette
+The baselines, in the same run: a minimal Starlette app with one sse-starlette
 ``EventSourceResponse`` endpoint; a producer paced the same way builds the same event JSON (same
 shape and size, serialised once per event) and broadcasts it to one ``asyncio.Queue`` per reader.
-Same readers, same measurement. It has no storage, numbering, routing or replay: it is the floor
-of what uvicorn + sse-starlette can push on this machine.
+Same readers, same measurement. Neither has storage, numbering, routing or replay.
+
+- *fair* (the ratio's baseline): written the way taskcell writes, the best a hand-written
+  endpoint does: each event's SSE frame is encoded once and the same bytes are queued for every
+  reader; a reader's response sends everything its queue holds in one write.
+- *bare* (naive, for context): the queue holds the JSON, and each reader's response builds a
+  ``ServerSentEvent`` per event and sends one ASGI message per event.
 
 Each server runs in its own process (multiprocessing, spawn), one after the other, so the
 readers (all in this process) do not take the server's CPU time. The machine has 2 cores: one
@@ -21,8 +26,8 @@ Then ``GET /api/v1/tasks?limit=50`` (first page, 100,000 tasks stored, filled di
 the SQLite file first) from 50 concurrent clients for 5 s: requests/s and p50/p99, beside the
 bare app answering the same bytes from memory (the HTTP floor).
 
-Targets: taskcell >= 0.7 of the bare endpoint's delivered events/s, p99 delivery latency under
-250 ms.
+Targets: taskcell >= 0.7 of the fair endpoint's delivered events/s, p99 delivery latency under
+250 ms. ``--rounds N`` repeats all three with the order rotating and reports medians and spreads.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import logging
 import multiprocessing as mp
 import os
 import re
+import statistics
 import tempfile
 import time
 import uuid
@@ -54,6 +60,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from results import Row, write_rows
 from taskcell import SQLiteTaskStore, Task, TaskStatus
 from taskcell.abc import TaskFilter
 from taskcell.agents.local import AgentRequest
@@ -119,8 +126,76 @@ def event_json(seq: int, text: str, ids: dict[str, str]) -> str:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
 
-def bare_app(rate: int, seconds: float, go: MpEvent, page: bytes) -> Starlette:
-    readers: set[asyncio.Queue[tuple[int, str] | None]] = set()
+_SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+
+
+class NaiveBroadcast:
+    """Each reader's queue holds the event JSON; its response builds a ``ServerSentEvent`` per
+    event and sends one ASGI message per event."""
+
+    def __init__(self) -> None:
+        self.readers: set[asyncio.Queue[tuple[int, str] | None]] = set()
+
+    def publish(self, seq: int, body: str) -> None:
+        for queue in self.readers:
+            queue.put_nowait((seq, body))
+
+    def end(self) -> None:
+        for queue in self.readers:
+            queue.put_nowait(None)
+
+    async def _stream(self, queue: asyncio.Queue[tuple[int, str] | None]) -> AsyncIterator[Any]:
+        try:
+            while (message := await queue.get()) is not None:
+                yield ServerSentEvent(data=message[1], id=str(message[0]))
+        finally:
+            self.readers.discard(queue)
+
+    def response(self) -> EventSourceResponse:
+        queue: asyncio.Queue[tuple[int, str] | None] = asyncio.Queue()
+        self.readers.add(queue)
+        return EventSourceResponse(self._stream(queue), ping=15, headers=_SSE_HEADERS)
+
+
+class FairBroadcast:
+    """As taskcell does it: each event's frame is encoded once and the same bytes go to every
+    reader's queue; a reader's response sends everything its queue holds in one write."""
+
+    def __init__(self) -> None:
+        self.readers: set[asyncio.Queue[bytes | None]] = set()
+
+    def publish(self, seq: int, body: str) -> None:
+        frame = f"id: {seq}\r\ndata: {body}\r\n\r\n".encode()
+        for queue in self.readers:
+            queue.put_nowait(frame)
+
+    def end(self) -> None:
+        for queue in self.readers:
+            queue.put_nowait(None)
+
+    async def _stream(self, queue: asyncio.Queue[bytes | None]) -> AsyncIterator[bytes]:
+        try:
+            while True:
+                frames = [await queue.get()]
+                while not queue.empty():
+                    frames.append(queue.get_nowait())
+                body = b"".join(frame for frame in frames if frame is not None)
+                if body:
+                    yield body
+                if frames[-1] is None:
+                    return
+        finally:
+            self.readers.discard(queue)
+
+    def response(self) -> EventSourceResponse:
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.readers.add(queue)
+        return EventSourceResponse(self._stream(queue), ping=15, headers=_SSE_HEADERS)
+
+
+def bare_app(rate: int, seconds: float, go: MpEvent, page: bytes, fair: bool) -> Starlette:
+    """The bare sse-starlette endpoint, naive or fair (see the module docstring)."""
+    broadcast = FairBroadcast() if fair else NaiveBroadcast()
     ids = {
         name: uuid.uuid4().hex
         for name in ("conversation_id", "thread_id", "task_id", "run_id", "item_id")
@@ -131,25 +206,11 @@ def bare_app(rate: int, seconds: float, go: MpEvent, page: bytes) -> Starlette:
         seq = 0
         async for text in paced(rate, seconds):
             seq += 1
-            message = (seq, event_json(seq, text, ids))
-            for queue in readers:
-                queue.put_nowait(message)
-        for queue in readers:
-            queue.put_nowait(None)
-
-    async def stream(queue: asyncio.Queue[tuple[int, str] | None]) -> AsyncIterator[Any]:
-        try:
-            while (message := await queue.get()) is not None:
-                yield ServerSentEvent(data=message[1], id=str(message[0]))
-        finally:
-            readers.discard(queue)
+            broadcast.publish(seq, event_json(seq, text, ids))
+        broadcast.end()
 
     async def events(request: Request) -> EventSourceResponse:
-        queue: asyncio.Queue[tuple[int, str] | None] = asyncio.Queue()
-        readers.add(queue)
-        return EventSourceResponse(
-            stream(queue), ping=15, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-        )
+        return broadcast.response()
 
     async def tasks(request: Request) -> Response:
         return Response(page, media_type="application/json")
@@ -177,8 +238,8 @@ def taskcell_app(db: Path, rate: int, seconds: float, go: MpEvent) -> Any:
 
 
 async def _serve(kind: str, args: dict[str, Any], conn: Connection, stop: MpEvent) -> None:
-    if kind == "bare":
-        app = bare_app(args["rate"], args["seconds"], args["go"], args["page"])
+    if kind in ("bare", "fair"):
+        app = bare_app(args["rate"], args["seconds"], args["go"], args["page"], kind == "fair")
     else:
         app = taskcell_app(args["db"], args["rate"], args["seconds"], args["go"])
     async with serve_app(app) as base_url:
@@ -449,27 +510,35 @@ async def start_task(base_url: str) -> str:
         return task_id
 
 
-async def run_kind(kind: str, opts: Options, db: Path, page: bytes) -> tuple[FanOut, Requests]:
-    """The fan-out, then GET /tasks on a fresh server process (a cut-off fan-out leaves the
-    first one busy writing to closed connections)."""
+async def run_kind(
+    kind: str, opts: Options, db: Path, page: bytes, *, listing: bool = True
+) -> tuple[FanOut, Requests | None]:
+    """The fan-out, then (if ``listing``) GET /tasks on a fresh server process (a cut-off
+    fan-out leaves the first one busy writing to closed connections)."""
     ctx = mp.get_context("spawn")
     go = ctx.Event()
     args = {"rate": opts.rate, "seconds": opts.seconds, "go": go, "db": db, "page": page}
     with server(kind, args, ctx.Event()) as (base_url, pid):
-        task_id = "" if kind == "bare" else await start_task(base_url)
+        task_id = "" if kind != "taskcell" else await start_task(base_url)
         url = (
-            f"{base_url}/events" if kind == "bare" else f"{base_url}/api/v1/tasks/{task_id}/events"
+            f"{base_url}/events"
+            if kind != "taskcell"
+            else f"{base_url}/api/v1/tasks/{task_id}/events"
         )
         expected = round(opts.rate * opts.seconds) * opts.readers
         fan = await fan_out(url, pid, go, opts, expected, opts.seconds + opts.drain)
         fan.answer_after = await answer_time(f"{base_url}/api/v1/tasks?limit=1")
+    if not listing:
+        return fan, None
     # The next server recovers an unfinished ticker task and runs it again: with nothing to say.
     args["seconds"] = 0.0
     with server(kind, args, ctx.Event()) as (base_url, pid):
         server_cpu = cpu_seconds(pid)
-        listing = await hammer(f"{base_url}/api/v1/tasks?limit=50", opts.clients, opts.list_seconds)
-        listing.server_cpu = cpu_seconds(pid) - server_cpu
-    return fan, listing
+        requests = await hammer(
+            f"{base_url}/api/v1/tasks?limit=50", opts.clients, opts.list_seconds
+        )
+        requests.server_cpu = cpu_seconds(pid) - server_cpu
+    return fan, requests
 
 
 def report_fan(label: str, fan: FanOut) -> None:
@@ -491,7 +560,17 @@ def report_list(label: str, listing: Requests) -> None:
     )
 
 
-async def main(opts: Options) -> None:
+KINDS = ("bare", "fair", "taskcell")
+
+
+def _spread(values: list[float], digits: int = 2) -> str:
+    return (
+        f"{statistics.median(values):.{digits}f}"
+        f" ({min(values):.{digits}f} - {max(values):.{digits}f})"
+    )
+
+
+async def main(opts: Options, rounds: int, json_path: Path | None) -> None:
     folder = Path(tempfile.mkdtemp(prefix="taskcell-bench-sse-"))
     db = folder / "sse.db"
     start = time.perf_counter()
@@ -499,26 +578,91 @@ async def main(opts: Options) -> None:
     print(f"filled {opts.stored:,} tasks in {time.perf_counter() - start:.1f} s")
     print(
         f"{opts.readers} SSE readers, one stream of {opts.rate:,} events/s for {opts.seconds:g} s"
-        f" (server in its own process, {opts.client} readers in this one):"
+        f" (server in its own process, {opts.client} readers in this one), {rounds} round(s);"
+        " bare = naive sse-starlette endpoint, fair = the same endpoint encoding once and"
+        " writing a queue's contents at once:"
     )
-    bare_fan, bare_list = await run_kind("bare", opts, db, page)
-    report_fan("bare", bare_fan)
-    tc_fan, tc_list = await run_kind("taskcell", opts, db, page)
-    report_fan("taskcell", tc_fan)
-    ratio = tc_fan.rate / bare_fan.rate
-    p99 = tc_fan.delivery.percentile_ms(0.99)
+    fans: dict[str, list[FanOut]] = {kind: [] for kind in KINDS}
+    lists: dict[str, list[Requests]] = {"bare": [], "taskcell": []}
+    for round_ in range(rounds):
+        shift = round_ % len(KINDS)
+        for kind in KINDS[shift:] + KINDS[:shift]:
+            fan, requests = await run_kind(kind, opts, db, page, listing=kind in lists)
+            report_fan(kind, fan)
+            fans[kind].append(fan)
+            if requests is not None:
+                lists[kind].append(requests)
+    fair_ratios = [
+        tc.rate / fair.rate for tc, fair in zip(fans["taskcell"], fans["fair"], strict=True)
+    ]
+    naive_ratios = [
+        tc.rate / bare.rate for tc, bare in zip(fans["taskcell"], fans["bare"], strict=True)
+    ]
+    p99s = [fan.delivery.percentile_ms(0.99) for fan in fans["taskcell"]]
+    fair_p99s = [fan.delivery.percentile_ms(0.99) for fan in fans["fair"]]
+    ratio, p99 = statistics.median(fair_ratios), statistics.median(p99s)
     print(
-        f"  ratio taskcell/bare delivered events/s: {ratio:.2f}"
+        f"  ratio taskcell/fair delivered events/s: {_spread(fair_ratios)}"
         f" (target >= 0.7: {'met' if ratio >= 0.7 else 'NOT met'});"
-        f" taskcell p99 {p99:.1f} ms (target < 250 ms: {'met' if p99 < 250 else 'NOT met'})"
+        f" taskcell/naive bare: {_spread(naive_ratios)};"
+        f" taskcell p99 {_spread(p99s, 1)} ms (target < 250 ms:"
+        f" {'met' if p99 < 250 else 'NOT met'}); fair p99 {_spread(fair_p99s, 1)} ms"
     )
     print(
         f"GET /api/v1/tasks?limit=50, {opts.stored:,} tasks stored, {opts.clients} clients,"
         f" {opts.list_seconds:g} s:"
     )
-    report_list("bare", bare_list)
-    report_list("taskcell", tc_list)
-    print(f"  ratio taskcell/bare requests/s: {tc_list.rate / bare_list.rate:.2f}")
+    for kind, measured in lists.items():
+        for requests in measured:
+            report_list(kind, requests)
+    list_ratios = [
+        tc.rate / bare.rate for tc, bare in zip(lists["taskcell"], lists["bare"], strict=True)
+    ]
+    print(f"  ratio taskcell/bare requests/s: {_spread(list_ratios)}")
+
+    def median_rate(items: list[FanOut] | list[Requests]) -> float:
+        return statistics.median(item.rate for item in items)
+
+    write_rows(
+        json_path,
+        [
+            Row(
+                measure=f"SSE fan-out to {opts.readers} readers",
+                taskcell=median_rate(fans["taskcell"]),
+                unit="events/s",
+                baseline=median_rate(fans["fair"]),
+                baseline_name="fair sse-starlette endpoint",
+                ratio=ratio,
+                target="ratio >= 0.7",
+                met=ratio >= 0.7,
+            ),
+            Row(
+                measure=f"SSE fan-out to {opts.readers} readers, vs naive endpoint",
+                taskcell=median_rate(fans["taskcell"]),
+                unit="events/s",
+                baseline=median_rate(fans["bare"]),
+                baseline_name="naive sse-starlette endpoint",
+                ratio=statistics.median(naive_ratios),
+            ),
+            Row(
+                measure="SSE delivery latency p99",
+                taskcell=p99,
+                unit="ms",
+                baseline=statistics.median(fair_p99s),
+                baseline_name="fair endpoint",
+                target="< 250 ms",
+                met=p99 < 250,
+            ),
+            Row(
+                measure=f"GET /tasks?limit=50, {opts.clients} clients",
+                taskcell=median_rate(lists["taskcell"]),
+                unit="requests/s",
+                baseline=median_rate(lists["bare"]),
+                baseline_name="same bytes from memory",
+                ratio=statistics.median(list_ratios),
+            ),
+        ],
+    )
 
 
 if __name__ == "__main__":
@@ -541,6 +685,8 @@ if __name__ == "__main__":
         default="httpx",
         help="SSE readers: httpx streams, or bare asyncio connections (less client CPU)",
     )
+    parser.add_argument("--rounds", type=int, default=1, help="rounds, the order rotating")
+    parser.add_argument("--json", type=Path, help="write the summary rows to this file")
     args = parser.parse_args()
     if args.quick:
         args.readers, args.seconds, args.stored = 100, 3.0, 20_000
@@ -555,6 +701,8 @@ if __name__ == "__main__":
                 clients=args.clients,
                 list_seconds=args.list_seconds,
                 client=args.client,
-            )
+            ),
+            max(1, args.rounds),
+            args.json,
         )
     )

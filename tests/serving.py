@@ -1,28 +1,44 @@
-"""Real ``taskcell serve`` processes for tests: a free port, start one, wait until it answers."""
+"""Real ``taskcell serve`` processes for tests: start one on a port it picks, wait until it answers.
+
+Ports: a server process is started with ``--port 0`` and reports the port the kernel gave it
+in its banner (:func:`reported_url`); a port that must refuse connections is a socket bound
+here and never listening (:func:`closed_port`). No port is ever found free, closed, and
+hoped to still be free when a server binds it.
+"""
 
 from __future__ import annotations
 
 import os
-import socket
+import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
+from taskcell.testing import bind_loopback
 
-def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on (now)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+#: The banner's "web page" line: ``http://127.0.0.1:PORT/``.
+_BANNER_URL = re.compile(r"(http://127\.0\.0\.1:\d+)/")
+
+
+@contextmanager
+def closed_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that refuses connections while the ``with`` block runs."""
+    with bind_loopback(listen=False) as sock:
         port: int = sock.getsockname()[1]
-    return port
+        yield port
 
 
 def start_serve(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """``python -m taskcell.cli serve ARGS`` with ``env`` added; its output goes to ``log``."""
-    with log.open("wb") as out:
+    """``python -m taskcell.cli serve ARGS`` with ``env`` added; its output goes to ``log``.
+
+    Pass ``--port 0`` and read the address with :func:`wait_healthy` (or :func:`reported_url`).
+    """
+    with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "taskcell.cli", "serve", *args],
             env={**os.environ, **env},
@@ -31,17 +47,33 @@ def start_serve(args: list[str], env: dict[str, str], log: Path) -> subprocess.P
         )
 
 
-def wait_healthy(
-    url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 30
-) -> None:
-    """Wait until ``url``'s health answers 200; fail with the server's output if it died."""
+def reported_url(process: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> str:
+    """The base URL the server in ``process`` printed in its banner (its latest one in ``log``)."""
     deadline = time.monotonic() + timeout
+    while True:
+        text = log.read_text(errors="replace")
+        found = _BANNER_URL.findall(text)
+        if found:
+            return str(found[-1])
+        assert process.poll() is None, f"the server exited before it served:\n{text[-3000:]}"
+        assert time.monotonic() < deadline, f"no address in the server's output:\n{text[-3000:]}"
+        time.sleep(0.05)
+
+
+def wait_healthy(process: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> str:
+    """Wait until the server answers its health check with 200; answers its base URL.
+
+    Fails with the server's output if it died or did not answer within ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    url = reported_url(process, log, timeout)
     while True:
         try:
             if httpx.get(f"{url}/api/v1/health", timeout=2).status_code == 200:
-                return
+                return url
         except httpx.TransportError:
             pass
-        assert process.poll() is None, log.read_text(errors="replace")[-3000:]
-        assert time.monotonic() < deadline, f"the server at {url} did not start"
+        output = log.read_text(errors="replace")[-3000:]
+        assert process.poll() is None, f"the server at {url} exited:\n{output}"
+        assert time.monotonic() < deadline, f"the server at {url} did not answer:\n{output}"
         time.sleep(0.05)

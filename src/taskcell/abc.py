@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
 
 from taskcell.domain.events import ConversationItem, Event
@@ -77,6 +77,12 @@ class EventConflict(ValueError):
     again is the remedy."""
 
 
+class StoreUnavailable(ConnectionError):
+    """The store cannot be used now: its database is unreachable, its disk full or unwritable,
+    or its file was deleted or replaced under the server. An outage, not a bug: loops wait it
+    out, the API answers 503 with the reason."""
+
+
 class TaskStore(Protocol):
     """Durable storage of tasks and their runs.
 
@@ -126,11 +132,24 @@ class TaskStore(Protocol):
     - ``claim_due`` claims up to ``limit`` due occurrences at once: for each armed task due at
       ``now`` it moves ``next_run_at`` to ``next_time(task)`` and answers the task (with the new
       time) and the due time it had. Concurrent claimers get disjoint tasks (PostgreSQL:
-      ``FOR UPDATE SKIP LOCKED``); each occurrence is claimed once.
-    - ``claim_pending`` claims up to ``limit`` pending once tasks unchanged since
-      ``older_than`` (orphans: their process died before running them) by touching their
-      ``updated_at``, oldest first; concurrent claimers get disjoint tasks.
+      ``FOR UPDATE SKIP LOCKED``); each occurrence is claimed once. ``now`` is a reading of
+      the store's clock (:meth:`Coordination.clock`); a shared database never claims an
+      occurrence before its own clock reaches it, whatever ``now`` says.
+    - ``claim_pending`` claims up to ``limit`` pending once tasks unchanged for ``idle_for``
+      by the store's clock (orphans: their process died before running them) by touching
+      their ``updated_at``, oldest first; concurrent claimers get disjoint tasks.
+    - ``start_run``, ``add_run`` and ``continue_run`` take a run's lease as its length: a
+      shared database stores ``lease_expires_at`` as its own clock plus the length the caller
+      meant (``lease_expires_at - started_at``; for ``add_run``, ``- created_at``; for
+      ``continue_run``, ``lease_expires_at - now``), so a process's clock never sets a lease.
     - ``count_by_status`` answers how many tasks are in each status (for metrics).
+    - ``ping`` answers whether the store answers. ``check`` answers None when the store is
+      usable, else why not (unreachable, its file deleted or replaced, its last write refused
+      for lack of disk...); it answers within about a second whatever the disk or network
+      does (for ``/health``).
+    - A write or read the store cannot do for an outage raises an I/O error
+      (:class:`StoreUnavailable`, ``OSError``, the driver's connection errors), never hangs
+      without bound: the caller may retry it.
     - Datetimes go in and come out aware, in UTC.
     """
 
@@ -139,6 +158,8 @@ class TaskStore(Protocol):
     async def close(self) -> None: ...
 
     async def ping(self) -> bool: ...
+
+    async def check(self) -> str | None: ...
 
     async def save(self, task: Task) -> None: ...
 
@@ -235,7 +256,7 @@ class TaskStore(Protocol):
         limit: int = 500,
     ) -> list[tuple[Task, datetime]]: ...
 
-    async def claim_pending(self, older_than: datetime, *, limit: int = 100) -> list[Task]: ...
+    async def claim_pending(self, idle_for: timedelta, *, limit: int = 100) -> list[Task]: ...
 
     async def count_by_status(self) -> dict[str, int]: ...
 
@@ -297,42 +318,61 @@ class Coordination(Protocol):
 
     Contract:
 
+    - One clock. Every lease, heartbeat, dead-process and claim decision is made by the
+      store's clock, never by the calling process's: on a shared database (PostgreSQL) that is
+      the database server's clock, read inside the very statement that decides (``now()``), so
+      a process whose clock is off by seconds or minutes can neither expire another's lease
+      early nor bury a live process. Callers pass lengths of time (``timedelta``), not
+      moments. A single-server store (SQLite, memory) uses the process's clock, which is then
+      the only one. ``clock`` answers the store's clock (a reading of it: for waits and
+      displays, never to decide ownership).
     - ``single_server`` is True for a store only one server may use (SQLite, memory): at
       start-up every run left running is then an orphan. False for a shared database.
-    - ``heartbeat`` records that ``process_id`` is alive at ``now`` (its first heartbeat is its
-      ``started_at``). ``live_processes`` answers the processes whose last heartbeat is at or
-      after ``since``, oldest first.
-    - ``claim_dead_processes`` deletes the process records whose last heartbeat is before
-      ``before`` (except ``keep``'s) and answers them: concurrent claimers get disjoint ones,
-      so exactly one process tidies up after each dead one.
+    - ``heartbeat`` records that ``process_id`` is alive now (its first heartbeat is its
+      ``started_at``). ``live_processes`` answers the processes whose last heartbeat is within
+      ``within`` of now (at or after ``now - within``), oldest first.
+    - ``claim_dead_processes`` deletes the process records whose last heartbeat is more than
+      ``silent_for`` ago (before ``now - silent_for``; except ``keep``'s) and answers them:
+      concurrent claimers get disjoint ones, so exactly one process tidies up after each dead
+      one.
     - ``runs_finished_by`` answers the ended runs of ``owner`` with ``finished_at`` at or after
       ``since``.
     - ``renew_leases`` moves ``lease_expires_at`` of every queued or running run of ``owner``
-      to ``until`` and answers how many it renewed.
+      to now plus ``lease`` and answers how many it renewed.
     - ``interrupt_expired`` closes, in one guarded write, every queued or running run whose lease
-      expired before ``now`` (status interrupted, the reason as error) and answers those runs:
-      each is recovered by exactly one process, the one that closed it.
+      expired (``lease_expires_at`` before now; ``finished_at`` set to now, status interrupted,
+      the reason as error) and answers those runs: each is recovered by exactly one process,
+      the one that closed it.
     - ``notify`` tells every other process ``message`` (a no-op for a single server); ``listen``
-      calls ``handler`` with each message another process sent, until cancelled.
+      calls ``handler`` with each message another process sent, until cancelled, and
+      ``on_listening`` (if given) each time it starts listening. When its connection drops it
+      raises (an I/O error): the caller retries, and on ``on_listening`` re-reads what it may
+      have missed while deaf.
     """
 
     single_server: bool
 
-    async def heartbeat(self, process_id: str, now: datetime) -> None: ...
+    async def clock(self) -> datetime: ...
 
-    async def live_processes(self, since: datetime) -> list[ProcessInfo]: ...
+    async def heartbeat(self, process_id: str) -> None: ...
 
-    async def claim_dead_processes(self, before: datetime, *, keep: str) -> list[ProcessInfo]: ...
+    async def live_processes(self, within: timedelta) -> list[ProcessInfo]: ...
+
+    async def claim_dead_processes(
+        self, silent_for: timedelta, *, keep: str
+    ) -> list[ProcessInfo]: ...
 
     async def runs_finished_by(self, owner: str, since: datetime) -> list[Run]: ...
 
-    async def renew_leases(self, owner: str, until: datetime) -> int: ...
+    async def renew_leases(self, owner: str, lease: timedelta) -> int: ...
 
-    async def interrupt_expired(self, now: datetime, reason: str) -> list[Run]: ...
+    async def interrupt_expired(self, reason: str) -> list[Run]: ...
 
     async def notify(self, message: str) -> None: ...
 
-    async def listen(self, handler: Callable[[str], None]) -> None: ...
+    async def listen(
+        self, handler: Callable[[str], None], *, on_listening: Callable[[], None] | None = None
+    ) -> None: ...
 
 
 class Store(TaskStore, EventStore, Coordination, Protocol):

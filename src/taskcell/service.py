@@ -120,11 +120,11 @@ def get_task_service() -> TaskService:
     """The process-wide service, on the SQLite file (or database) named by settings."""
     global _service
     if _service is None:
-        from taskcell.settings import Settings
+        from taskcell.settings import Settings, redact_url
         from taskcell.stores.factory import store_from_url
 
         url = Settings().database_url
-        logger.info("opening the task database", extra={"database_url": url})
+        logger.info("opening the task database", extra={"database_url": redact_url(url)})
         _service = TaskService(store_from_url(url))
     return _service
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from platformdirs import user_data_dir
 from pydantic import BaseModel, Field, model_validator
@@ -26,6 +27,28 @@ from taskcell.stores.factory import DEFAULT_POOL_SIZE
 #: on a connection the server is closing at that moment; uvicorn's default is also 5 s, which
 #: makes that race (seen as sporadic "connection closed" errors under load).
 KEEP_ALIVE_SECONDS = 65
+#: The default limit of a request body (``max_body_bytes``): 1 MiB.
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+#: The default time a stream reader may take nothing before it is disconnected: 5 minutes.
+DEFAULT_SSE_IDLE_SECONDS = 300.0
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for logs, errors and banners).
+
+    >>> redact_url("postgresql://app:s3cret@db:5432/tasks")
+    'postgresql://app:***@db:5432/tasks'
+    """
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # a URL too malformed to parse may still hold a password: hide it all
+        return "<unparseable URL>"
+    if password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def default_database_url() -> str:
@@ -34,11 +57,18 @@ def default_database_url() -> str:
 
 
 class AgentConfig(BaseModel):
-    """One configured agent: a remote A2A ``url`` or an in-process ``entry`` ("module:func")."""
+    """One configured agent: a remote A2A ``url`` or an in-process ``entry`` ("module:func").
+
+    For an in-process agent, ``run_timeout_seconds`` ends a call that has not finished (default
+    one hour) and ``max_concurrent_runs`` caps how many of its tasks run at once (default half
+    of ``max_concurrent_runs`` of the server).
+    """
 
     url: str | None = None
     entry: str | None = None
     description: str = ""
+    run_timeout_seconds: float = Field(default=3600.0, gt=0)
+    max_concurrent_runs: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _one_source(self) -> AgentConfig:
@@ -76,6 +106,10 @@ class Settings(BaseSettings):
     agent_connect_timeout: float = 5.0
     agent_read_timeout: float = 300.0
     log_level: str = "INFO"
+    #: The largest request body accepted, in bytes (else 413 naming this limit).
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024, le=2**40)
+    #: A stream reader whose connection takes nothing for this long is disconnected.
+    sse_idle_seconds: float = Field(default=DEFAULT_SSE_IDLE_SECONDS, gt=0, le=86_400)
 
     @classmethod
     def settings_customise_sources(

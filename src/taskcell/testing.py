@@ -39,14 +39,22 @@ class _QuietServer(uvicorn.Server):
         yield
 
 
-def _bind_loopback(host: str = "127.0.0.1") -> socket.socket:
+def bind_loopback(*, listen: bool = True) -> socket.socket:
+    """A TCP socket bound to 127.0.0.1 on a port the kernel picked (``getsockname()[1]``).
+
+    The one way tests get a port: the socket is handed on to the server (never closed and
+    bound again, which would let another process take the port in between). With
+    ``listen=False`` it stays bound but refuses every connection: a port nothing answers on
+    for as long as the socket is open.
+    """
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only then, and
     # without it a response sent as headers then body waits ~40 ms for a delayed ACK.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
-    sock.listen(1024)
-    sock.setblocking(False)
+    sock.bind(("127.0.0.1", 0))
+    if listen:
+        sock.listen(1024)
+        sock.setblocking(False)
     return sock
 
 
@@ -86,7 +94,7 @@ async def serve_app(
     Yields the base URL (no trailing slash). On exit the server shuts down gracefully (open
     streams get ``shutdown_grace`` seconds, then are cut) and the port is released.
     """
-    sock = _bind_loopback()
+    sock = bind_loopback()
     base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     try:
         server = _make_server(_resolve_app(app, app_factory, base_url), sock, shutdown_grace)
@@ -115,7 +123,7 @@ def serve_app_in_thread(
     shutdown_grace: int = 2,
 ) -> Iterator[str]:
     """Like :func:`serve_app`, but in a daemon thread with its own event loop."""
-    sock = _bind_loopback()
+    sock = bind_loopback()
     base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     try:
         server = _make_server(_resolve_app(app, app_factory, base_url), sock, shutdown_grace)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
+from serving import closed_port
 from taskcell.agents.demo import create_demo_app, demo_agent_url
 from taskcell.agents.http import aclose_shared_http_clients
 from taskcell.agents.remote import RemoteAgentClient
@@ -41,10 +41,8 @@ def demo_client(demo_base_url: str, binding: str) -> Callable[[str], RemoteAgent
     return make
 
 
-@pytest.fixture
-def closed_port() -> int:
-    """A port on 127.0.0.1 nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+@pytest.fixture(name="closed_port")
+def closed_port_fixture() -> Iterator[int]:
+    """A port on 127.0.0.1 that refuses connections for the whole test."""
+    with closed_port() as port:
+        yield port

@@ -143,11 +143,14 @@ async def test_slow_cancel_mid_stream(demo_client: MakeClient) -> None:
             await client.cancel(update.remote_task_id)
             cancelled_at = time.monotonic()
     assert cancelled_at is not None
-    assert time.monotonic() - cancelled_at < 2.0
-    assert updates[-1].kind is UpdateKind.CANCELED
+    # The stream ends on the cancel (tens of ms when idle), not after its 30 seconds; the
+    # bounds, far above that, only catch a stream that ran on.
+    ended_after = time.monotonic() - cancelled_at
+    assert ended_after < 10, f"the stream ended {ended_after:.1f} s after the cancel"
+    assert updates[-1].kind is UpdateKind.CANCELED, [u.kind for u in updates]
     assert updates[0].remote_task_id in slow.CANCELLED
     chunks = [u for u in updates if u.kind is UpdateKind.WORKING]
-    assert 3 <= len(chunks) < 20
+    assert 3 <= len(chunks) < 100, [u.text for u in chunks]
 
 
 async def test_slow_emit_updates(demo_client: MakeClient) -> None:

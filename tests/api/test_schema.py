@@ -23,7 +23,7 @@ from taskcell.testing import serve_app_in_thread
 
 from .conftest import settings_for
 
-# Values the domain refuses answer 400 (API.md), which the schema cannot express in full, so
+# Values the domain refuses answer 400 (docs/api.md), which the schema cannot express in full, so
 # "schema-valid request rejected" is not checked; everything about answers is.
 CHECKS = [
     not_a_server_error,

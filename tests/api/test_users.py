@@ -1,4 +1,4 @@
-"""Two users with keys: each sees only their own tasks; 401, 403 and 404 where API.md says."""
+"""Two users with keys: each sees only their own tasks; 401, 403 and 404 where docs/api.md says."""
 
 from __future__ import annotations
 

@@ -15,16 +15,6 @@ def wide_consoles(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(console, "_width", 160)
 
 
-@pytest.fixture(autouse=True)
-def no_user_config(
-    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    """No taskcell.toml and no TASKCELL_* variables of the developer's leak into a test."""
-    for name in ("TASKCELL_API_KEYS", "TASKCELL_URL", "TASKCELL_API_KEY", "TASKCELL_HOST"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("TASKCELL_CONFIG", str(tmp_path_factory.mktemp("cfg") / "none.toml"))
-
-
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()

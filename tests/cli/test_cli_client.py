@@ -1,6 +1,6 @@
 """The client commands against a small real Starlette app on loopback that speaks the envelope.
 
-The app stands in for the taskcell server: it answers what API.md fixes (envelopes, error
+The app stands in for the taskcell server: it answers what docs/api.md fixes (envelopes, error
 statuses, cursors, the SSE event stream with ``Last-Event-ID``), so these tests pin the client's
 side of the contract without the real server.
 """
@@ -8,7 +8,6 @@ side of the contract without the real server.
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +19,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from typer.testing import CliRunner
 
+from serving import closed_port
 from taskcell.cli import app
 from taskcell.testing import serve_app_in_thread
 
@@ -299,15 +299,10 @@ def test_watch_after_sends_the_after_parameter(
     assert "echo: hello wide world" in result.output
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_a_server_that_is_not_running(runner: CliRunner) -> None:
-    url = f"http://127.0.0.1:{_closed_port()}"
-    result = runner.invoke(app, ["tasks", "list", "--url", url])
+    with closed_port() as port:
+        url = f"http://127.0.0.1:{port}"
+        result = runner.invoke(app, ["tasks", "list", "--url", url])
     assert result.exit_code == 1
     assert f"cannot reach taskcell at {url}: is `taskcell serve` running?" in flat(result.output)
 

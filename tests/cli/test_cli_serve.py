@@ -12,10 +12,10 @@ import pytest
 import uvicorn
 from typer.testing import CliRunner
 
-from serving import free_port
+from serving import closed_port
 from taskcell.cli import app, serve
-from taskcell.cli.serve import is_loopback, redact_url, resolve_db_url
-from taskcell.settings import Settings
+from taskcell.cli.serve import is_loopback, resolve_db_url
+from taskcell.settings import Settings, redact_url
 
 
 def test_resolve_db_url_takes_sqlite_urls_postgres_urls_and_paths(tmp_path: Path) -> None:
@@ -140,8 +140,8 @@ def test_serve_on_loopback_needs_no_keys(
 
 
 def test_serve_refuses_a_postgres_database_nobody_answers_at(runner: CliRunner) -> None:
-    port = free_port()  # nothing listens there
-    result = runner.invoke(app, ["serve", "--db", f"postgresql://postgres@127.0.0.1:{port}/x"])
+    with closed_port() as port:  # nothing listens there
+        result = runner.invoke(app, ["serve", "--db", f"postgresql://postgres@127.0.0.1:{port}/x"])
     assert result.exit_code == 1
     out = " ".join(result.output.split())
     assert f"cannot open the PostgreSQL database 127.0.0.1:{port}/x" in out

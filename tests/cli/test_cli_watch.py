@@ -19,7 +19,7 @@ _seq = itertools.count(1)
 def ev(
     event: str, item: str = "", payload: dict[str, Any] | None = None, **data: Any
 ) -> dict[str, Any]:
-    """One event in API.md's shape."""
+    """One event in docs/api.md's shape."""
     body = {
         "conversation_id": "c1",
         "thread_id": "th1",

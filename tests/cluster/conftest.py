@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from pg import EMPTY_ALL, run_sync
-from serving import free_port, start_serve, wait_healthy
+from serving import start_serve, wait_healthy
 
 LEASE_SECONDS = 2
 
@@ -21,9 +21,9 @@ LEASE_SECONDS = 2
 @dataclass
 class Node:
     name: str
-    url: str
     process: subprocess.Popen[bytes]
     log: Path
+    url: str = ""  # known once it serves
 
     @property
     def owner_pid(self) -> str:
@@ -39,7 +39,6 @@ async def _empty(url: str) -> None:
 
 
 def start_node(name: str, database: str, folder: Path) -> Node:
-    port = free_port()
     env = {
         "TASKCELL_DATABASE_URL": database,
         "TASKCELL_LEASE_SECONDS": str(LEASE_SECONDS),
@@ -48,8 +47,8 @@ def start_node(name: str, database: str, folder: Path) -> Node:
         "TASKCELL_AGENTS": json.dumps({"instant": {"entry": "taskcell.agents.samples:instant"}}),
     }
     log = folder / f"{name}.log"
-    process = start_serve(["--port", str(port)], env, log)
-    return Node(name, f"http://127.0.0.1:{port}", process, log)
+    process = start_serve(["--port", "0"], env, log)
+    return Node(name, process, log)
 
 
 @pytest.fixture
@@ -65,7 +64,7 @@ def nodes(database: str, folder: Path, names: str) -> Iterator[list[Node]]:
     started = [start_node(name, database, folder) for name in names]
     try:
         for node in started:
-            wait_healthy(node.url, node.process, node.log)
+            node.url = wait_healthy(node.process, node.log)
         yield started
     finally:
         for node in started:

@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
+from taskcell.engine.cluster import STOP_GRACE_SECONDS
+
 from .conftest import LEASE_SECONDS, Node
 
 pytestmark = pytest.mark.timeout(240)
@@ -50,6 +52,11 @@ async def live_nodes(client: httpx.AsyncClient, node: Node, cluster: list[Node])
     return [n for n in cluster if any(n.owner_pid in i for i in ids)]
 
 
+def both_finished(runs: list[dict[str, Any]]) -> bool:
+    """Two runs or more, none of them still going."""
+    return len(runs) >= 2 and all(r["status"] not in {"running", "pending"} for r in runs)
+
+
 async def test_recurring_occurrences_run_exactly_once_spread_over_processes(
     cluster: list[Node],
 ) -> None:
@@ -62,19 +69,19 @@ async def test_recurring_occurrences_run_exactly_once_spread_over_processes(
         }
         created = await asyncio.gather(*(create(client, cluster[i % 3], body) for i in range(300)))
         ids = [t["task_id"] for t in created]
-        deadline = time.monotonic() + 90
+        # Until every task's two occurrences have finished (the third is a minute away).
+        deadline = time.monotonic() + 100
         while True:
             counts = await asyncio.gather(*(runs_of(client, cluster[0], t) for t in ids))
-            if all(len(runs) >= 2 for runs in counts) or time.monotonic() > deadline:
+            if all(both_finished(runs) for runs in counts) or time.monotonic() > deadline:
                 break
             await asyncio.sleep(1)
-        await asyncio.sleep(1)
-        counts = await asyncio.gather(*(runs_of(client, cluster[0], t) for t in ids))
     owners: Counter[str] = Counter()
-    for runs in counts:
-        assert len(runs) == 2, runs  # two occurrences, each exactly once
-        assert len({r["scheduled_for"] for r in runs}) == 2
-        assert all(r["status"] == "completed" for r in runs), runs
+    for task_id, runs in zip(ids, counts, strict=True):
+        seen = [(r["scheduled_for"], r["status"], r["error"]) for r in runs]
+        assert len(runs) == 2, (task_id, seen)  # two occurrences, each exactly once
+        assert len({r["scheduled_for"] for r in runs}) == 2, (task_id, seen)
+        assert all(r["status"] == "completed" for r in runs), (task_id, seen)
         owners.update(owner_node(r, cluster) for r in runs)
     assert set(owners) == {"A", "B", "C"}, owners  # spread over the processes
 
@@ -111,8 +118,9 @@ async def test_a_thousand_once_tasks_each_run_exactly_once(cluster: list[Node]) 
                 return runs
 
         all_runs = await asyncio.gather(*(settled(t) for t in ids))
-    for runs in all_runs:
-        assert [(r["attempt"], r["status"]) for r in runs] == [(1, "completed")], runs
+    for task_id, runs in zip(ids, all_runs, strict=True):
+        seen = [(r["attempt"], r["status"], r["error"]) for r in runs]
+        assert [(r["attempt"], r["status"]) for r in runs] == [(1, "completed")], (task_id, seen)
 
 
 async def test_cancel_through_a_stops_a_run_on_b_and_c_streams_it(cluster: list[Node]) -> None:
@@ -137,15 +145,17 @@ async def test_cancel_through_a_stops_a_run_on_b_and_c_streams_it(cluster: list[
         started = time.perf_counter()
         answer = await client.post(f"{a.url}/api/v1/tasks/{task_id}/cancel")
         elapsed = time.perf_counter() - started
-        assert answer.status_code == 200 and answer.json()["data"]["success"] is True
-        assert elapsed < 0.2, f"cancel took {elapsed * 1000:.0f} ms"
-        await asyncio.wait_for(reader, 10)  # and sees the end
+        assert answer.status_code == 200 and answer.json()["data"]["success"] is True, answer.text
+        # A few writes and a notice (tens of ms when idle): the bound only catches a cancel
+        # that waits for B's 30-second stream, or for a time-out, before it answers.
+        assert elapsed < 5, f"cancel took {elapsed * 1000:.0f} ms"
+        await asyncio.wait_for(reader, 20)  # and sees the end
         runs = await runs_of(client, a, task_id)
         stored = (await client.get(f"{a.url}/api/v1/tasks/{task_id}")).json()["data"]
-    assert [e["event"] for e in seen][-2:] == ["task_cancelled", "done"]
-    assert [e["seq"] for e in seen] == list(range(1, len(seen) + 1))
-    assert [(r["status"], owner_node(r, cluster)) for r in runs] == [("cancelled", "B")]
-    assert stored["status"] == "cancelled"
+    assert [e["event"] for e in seen][-2:] == ["task_cancelled", "done"], seen[-5:]
+    assert [e["seq"] for e in seen] == list(range(1, len(seen) + 1)), [e["seq"] for e in seen]
+    assert [(r["status"], owner_node(r, cluster)) for r in runs] == [("cancelled", "B")], runs
+    assert stored["status"] == "cancelled", stored
     remote_id = stored["remote_task_ids"][-1]
     state = await remote_state(b, remote_id)
     assert state == "TASK_STATE_CANCELED"
@@ -162,6 +172,15 @@ async def remote_state(node: Node, remote_task_id: str) -> str:
     body = response.json()
     assert "result" in body, body
     return str(body["result"]["status"]["state"])
+
+
+async def first_chunk(client: httpx.AsyncClient, node: Node, task_id: str) -> None:
+    """Return once the task's stream, read on ``node``, has carried a ``message_chunk``."""
+    async with client.stream("GET", f"{node.url}/api/v1/tasks/{task_id}/events") as response:
+        async for line in response.aiter_lines():
+            if line.startswith("data:") and json.loads(line[5:])["event"] == "message_chunk":
+                return
+    raise AssertionError(f"the stream of {task_id} ended without a message_chunk")
 
 
 async def test_a_killed_process_runs_are_recovered_by_the_others(cluster: list[Node]) -> None:
@@ -181,13 +200,12 @@ async def test_a_killed_process_runs_are_recovered_by_the_others(cluster: list[N
                 "schedule_config": {"interval_minutes": 60},
             },
         )
-        for task in tasks:
-            deadline = time.monotonic() + 20
-            while not await runs_of(client, a, task["task_id"]):
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.05)
-        assert {node.name for node in await live_nodes(client, a, cluster)} == {"A", "B", "C"}
-        await asyncio.sleep(0.5)  # in the middle of their runs
+        # In the middle of their runs: each has streamed a chunk from B.
+        await asyncio.wait_for(
+            asyncio.gather(*(first_chunk(client, a, t["task_id"]) for t in tasks)), 30
+        )
+        live = {node.name for node in await live_nodes(client, a, cluster)}
+        assert live == {"A", "B", "C"}, live
         b.process.send_signal(signal.SIGKILL)
         b.process.wait(timeout=10)
         killed_at = time.monotonic()
@@ -203,9 +221,11 @@ async def test_a_killed_process_runs_are_recovered_by_the_others(cluster: list[N
         all_runs = await asyncio.gather(*(recovered(t["task_id"]) for t in tasks))
         recurring_runs = await runs_of(client, a, recurring["task_id"])
         logs = [await events_of(client, c, t["task_id"]) for t in tasks]
-        # B's record is buried once it has been silent for two lease lengths.
-        while {node.name for node in await live_nodes(client, c, cluster)} != {"A", "C"}:
-            assert time.monotonic() - killed_at < 4 * LEASE_SECONDS + 5
+        # B's record is buried once it has been silent for two lease lengths (4 s); the bound,
+        # ten times that, only catches a record that is never buried.
+        while (live := {n.name for n in await live_nodes(client, c, cluster)}) != {"A", "C"}:
+            waited = time.monotonic() - killed_at
+            assert waited < 20 * LEASE_SECONDS, f"{live} still live {waited:.0f} s after B died"
             await asyncio.sleep(0.2)
     for runs in all_runs:
         ordered = sorted(runs, key=lambda r: r["attempt"])
@@ -272,15 +292,15 @@ async def test_a_reply_for_a_dead_process_is_answered_where_it_arrived(
         url = f"{a.url}/api/v1/tasks/{task['task_id']}"
         b.process.send_signal(signal.SIGKILL)
         b.process.wait(timeout=10)
-        # B's heartbeat is still fresh: A passes the reply on, hears nothing back, and after a
-        # few seconds continues the task itself. The asker's question died with B.
+        # B's heartbeat is still fresh: A passes the reply on, hears nothing back, and after
+        # STOP_GRACE_SECONDS continues the task itself. The asker's question died with B.
         started = time.monotonic()
-        answer = await client.post(f"{url}/input", json={"text": "Ada"})
+        answer = await client.post(f"{url}/input", json={"text": "Ada"}, timeout=120)
         waited = time.monotonic() - started
         assert answer.status_code == 200, answer.text
         events = await events_of(client, a, task["task_id"])
         final = (await client.get(url)).json()["data"]
-    assert 4 <= waited < 15, waited
+    assert waited >= STOP_GRACE_SECONDS, f"A answered after {waited:.1f} s without waiting for B"
     assert final["status"] == "failed", final
     kinds = [e["event"] for e in events]
     assert kinds[-2:] == ["task_failed", "done"], kinds

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from taskcell import InvalidTransition, ScheduleConfig, Task, TaskPattern, TaskStatus
+from taskcell.domain.models import new_id
 
 
 def errors_of(**fields: Any) -> list[tuple[str, str]]:
@@ -98,3 +100,11 @@ def test_good_values_pass_and_helpers_follow_the_state_machine() -> None:
     other = Task(query="hi", agent_name="echo")
     other.fail("agent unreachable")
     assert (other.status, other.error_message) == (TaskStatus.FAILED, "agent unreachable")
+
+
+def test_new_ids_are_distinct_uuid4_hex() -> None:
+    ids = [new_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for value in ids:
+        parsed = uuid.UUID(hex=value)
+        assert (parsed.hex, parsed.version, parsed.variant) == (value, 4, uuid.RFC_4122), value

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from aging import backdate_process
 from taskcell.abc import Store, TaskStore
 from taskcell.agents.registry import AgentRegistry
 from taskcell.domain.events import EventType
@@ -51,10 +52,9 @@ async def kinds(store: Store, task_id: str) -> list[EventType]:
 
 async def test_a_dead_process_is_buried_and_its_settled_tasks_get_done(store: TaskStore) -> None:
     full: Store = store  # type: ignore[assignment]  # every store under test is a Store
-    long_ago = utcnow() - timedelta(minutes=5)
-    await full.heartbeat(DEAD, long_ago - timedelta(hours=1))
-    await full.heartbeat(DEAD, long_ago)
-    await full.heartbeat(ALIVE, utcnow())
+    await full.heartbeat(DEAD)
+    await backdate_process(full, DEAD, timedelta(minutes=5))
+    await full.heartbeat(ALIVE)
     completed = await settled_by_the_dead(full, TaskStatus.COMPLETED, with_done=False)
     failed = await settled_by_the_dead(full, TaskStatus.FAILED, with_done=False, error="boom")
     cancelled = await settled_by_the_dead(full, TaskStatus.CANCELLED, with_done=False)
@@ -79,13 +79,13 @@ async def test_a_dead_process_is_buried_and_its_settled_tasks_get_done(store: Ta
         assert await kinds(full, whole.task_id) == before  # its log was whole: left alone
         seqs = [e.seq for e in await full.read_events(completed.task_id)]
         assert seqs == list(range(1, len(seqs) + 1))
-        live = {p.process_id for p in await full.live_processes(long_ago - timedelta(days=1))}
+        live = {p.process_id for p in await full.live_processes(timedelta(days=1))}
         # The dead process's record is gone. A single server buries every other process; a
         # shared database only those silent for two lease lengths.
         assert DEAD not in live
         assert (ALIVE in live) is (not full.single_server)
         # Burying again finds nobody, and writes nothing more.
-        assert await engine.bury_dead_processes(utcnow() - engine.dead_after) == 0
+        assert await engine.bury_dead_processes(engine.dead_after) == 0
         await engine.wait_idle()
         assert (await kinds(full, completed.task_id)).count(EventType.DONE) == 1
     finally:
@@ -94,15 +94,18 @@ async def test_a_dead_process_is_buried_and_its_settled_tasks_get_done(store: Ta
 
 async def test_live_processes_by_heartbeat(store: TaskStore) -> None:
     full: Store = store  # type: ignore[assignment]
-    now = utcnow()
-    await full.heartbeat("a:1:x", now - timedelta(minutes=10))
-    await full.heartbeat("b:2:y", now - timedelta(minutes=1))
-    await full.heartbeat("b:2:y", now)
-    live = await full.live_processes(now - timedelta(minutes=2))
-    assert [(p.process_id, p.started_at, p.heartbeat_at) for p in live] == [
-        ("b:2:y", now - timedelta(minutes=1), now)
-    ]
-    dead = await full.claim_dead_processes(now - timedelta(minutes=2), keep="b:2:y")
+    await full.heartbeat("a:1:x")
+    await backdate_process(full, "a:1:x", timedelta(minutes=10))
+    await full.heartbeat("b:2:y")
+    await backdate_process(full, "b:2:y", timedelta(minutes=1))
+    await full.heartbeat("b:2:y")  # a heartbeat keeps the first one's started_at
+    live = await full.live_processes(timedelta(minutes=2))
+    assert [p.process_id for p in live] == ["b:2:y"], live
+    (b,) = live
+    assert timedelta(seconds=50) < b.heartbeat_at - b.started_at < timedelta(minutes=2), b
+    assert await full.live_processes(timedelta(minutes=20)) != live  # a is there, silent
+    dead = await full.claim_dead_processes(timedelta(minutes=2), keep="b:2:y")
     assert [p.process_id for p in dead] == ["a:1:x"]
-    assert await full.claim_dead_processes(now - timedelta(minutes=2), keep="b:2:y") == []
-    assert await full.claim_dead_processes(now + timedelta(minutes=1), keep="b:2:y") == []
+    assert await full.claim_dead_processes(timedelta(minutes=2), keep="b:2:y") == []
+    # Silent for no time at all (any heartbeat before now), but kept: b is never claimed.
+    assert await full.claim_dead_processes(timedelta(0), keep="b:2:y") == []

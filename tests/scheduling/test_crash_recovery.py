@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,32 +14,26 @@ from typing import Any
 
 import httpx
 
-from serving import free_port, start_serve, wait_healthy
+from serving import start_serve, wait_healthy
 
 INTERRUPTED = "interrupted: the server stopped while it ran"
 
 
-def start_server(db: Path, port: int) -> subprocess.Popen[bytes]:
-    """``taskcell serve`` on ``db``; its output goes to ``<db>.<port>.log``."""
+def start_server(db: Path, log: Path) -> subprocess.Popen[bytes]:
+    """``taskcell serve`` on ``db`` and a port it picks; its output goes to ``log``."""
     env = {"TASKCELL_RETRY_BASE_SECONDS": "0.01", "TASKCELL_LOG_LEVEL": "WARNING"}
-    return start_serve(["--port", str(port), "--db", str(db)], env, Path(f"{db}.{port}.log"))
-
-
-def output_of(db: Path, process: subprocess.Popen[bytes]) -> str:
-    port = process.args[process.args.index("--port") + 1]  # type: ignore[index,union-attr]
-    return Path(f"{db}.{port}.log").read_text(errors="replace")
+    return start_serve(["--port", "0", "--db", str(db)], env, log)
 
 
 @contextmanager
 def server(db: Path) -> Iterator[tuple[httpx.Client, subprocess.Popen[bytes]]]:
-    port = free_port()
-    process = start_server(db, port)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+    log = db.with_name(f"{db.name}.{uuid.uuid4().hex[:8]}.log")
+    process = start_server(db, log)
     try:
-        wait_healthy(f"http://127.0.0.1:{port}", process, Path(f"{db}.{port}.log"))
-        yield client, process
+        url = wait_healthy(process, log)
+        with httpx.Client(base_url=url, timeout=10) as client:
+            yield client, process
     finally:
-        client.close()
         if process.poll() is None:
             process.terminate()
             process.wait(timeout=15)
@@ -135,9 +130,10 @@ def test_sigkill_then_restart_recovers_runs_without_losing_events(tmp_path: Path
 def test_a_second_server_on_the_same_sqlite_file_is_refused(tmp_path: Path) -> None:
     db = tmp_path / "one.db"
     with server(db):
-        second = start_server(db, free_port())
+        log = tmp_path / "second.log"
+        second = start_server(db, log)
         second.wait(timeout=30)
         assert second.returncode != 0
-        message = " ".join(output_of(db, second).split())
+        message = " ".join(log.read_text(errors="replace").split())
         assert "already serving" in message and str(db) in message
         assert "SQLite serves one server at a time" in message

@@ -12,18 +12,19 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from playwright.async_api import Browser, Locator, Page, async_playwright, expect
+
+from serving import reported_url
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,12 +55,6 @@ expect.set_options(timeout=UI_TIMEOUT_MS)
 # ---- the server ---------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _taskcell() -> list[str]:
     exe = Path(sys.executable).with_name("taskcell")
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "taskcell.cli"]
@@ -71,7 +66,7 @@ class Server:
 
     db: Path
     log: Path
-    port: int = field(default_factory=_free_port)
+    port: int = 0  # the first start picks one; a restart keeps it (the page reconnects there)
     api_keys: str = ""
     process: subprocess.Popen[bytes] | None = None
 
@@ -95,6 +90,8 @@ class Server:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
+        if self.port == 0:
+            self.port = int(reported_url(self.process, self.log).rsplit(":", 1)[1])
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -29,6 +29,12 @@ interface, with the same update stream and answer convention as the demo A2A age
   :class:`TransientAgentError`, which ``send`` raises;
 - ``cancel`` cancels the running callable at once (it sees ``CancelledError`` at its next await)
   and the stream ends with CANCELED.
+- a callable that has not finished (or asked for input) ``run_timeout_seconds`` after the call
+  started (default :data:`DEFAULT_RUN_TIMEOUT`, one hour) is cancelled and the stream ends with
+  FAILED saying so; yielding anything but ``str`` or :class:`AgentUpdate` fails the call too.
+- ``max_concurrent_runs`` (None: the engine's default for in-process agents) is how many of
+  the agent's tasks may run at once; the engine holds the others back, so a hung agent cannot
+  take every run slot.
 
 The callable runs in its own asyncio task, so that cancel can stop it. Unlike a remote agent,
 breaking off iteration of ``send`` also stops the callable: nobody could pick its stream up
@@ -61,6 +67,7 @@ logger = logging.getLogger(__name__)
 
 MESSAGE_CHUNK = "message_chunk"
 FINAL_RESULT = "final_result"
+DEFAULT_RUN_TIMEOUT = 3600.0
 _STOPPING = TERMINAL_KINDS | {UpdateKind.INPUT_REQUIRED}
 
 
@@ -130,20 +137,43 @@ class LocalAgentClient:
         fn: LocalAgentFn,
         description: str = "",
         skills: Sequence[str] = (),
+        *,
+        run_timeout_seconds: float = DEFAULT_RUN_TIMEOUT,
+        max_concurrent_runs: int | None = None,
     ) -> None:
+        if not run_timeout_seconds > 0:
+            raise ValueError(f"run_timeout_seconds must be positive, not {run_timeout_seconds!r}")
+        if max_concurrent_runs is not None and max_concurrent_runs < 1:
+            raise ValueError(f"max_concurrent_runs must be at least 1, not {max_concurrent_runs}")
         self.name = name
         self.fn = fn
         self.description = description or (inspect.getdoc(fn) or "").split("\n", 1)[0]
         self.skills = list(skills)
+        self.run_timeout_seconds = run_timeout_seconds
+        self.max_concurrent_runs = max_concurrent_runs
         self._running: dict[str, asyncio.Task[None]] = {}
         self._paused: dict[str, _Paused] = {}
 
     @classmethod
     def from_entry_point(
-        cls, name: str, entry: str, description: str = "", skills: Sequence[str] = ()
+        cls,
+        name: str,
+        entry: str,
+        description: str = "",
+        skills: Sequence[str] = (),
+        *,
+        run_timeout_seconds: float = DEFAULT_RUN_TIMEOUT,
+        max_concurrent_runs: int | None = None,
     ) -> LocalAgentClient:
         """A client for the callable at ``entry`` (``"module:function"``)."""
-        return cls(name, entry_point_agent(entry), description, skills)
+        return cls(
+            name,
+            entry_point_agent(entry),
+            description,
+            skills,
+            run_timeout_seconds=run_timeout_seconds,
+            max_concurrent_runs=max_concurrent_runs,
+        )
 
     async def info(self) -> AgentInfo:
         """Always reachable; ``url`` is ``"local"``."""
@@ -194,9 +224,15 @@ class LocalAgentClient:
         yield AgentUpdate(UpdateKind.ACCEPTED, rid, ctx)
         task = asyncio.create_task(self._run(request, queue), name=f"local agent {self.name} {rid}")
         self._running[rid] = task
+        deadline = asyncio.get_running_loop().time() + self.run_timeout_seconds
         try:
             while True:
-                item = await queue.get()
+                remaining = deadline - asyncio.get_running_loop().time()
+                try:
+                    item = await asyncio.wait_for(queue.get(), max(remaining, 0.0))
+                except TimeoutError:
+                    yield self._timed_out(rid, ctx, task)
+                    return
                 if isinstance(item, TransientAgentError):
                     raise item
                 if item.kind is UpdateKind.INPUT_REQUIRED:
@@ -208,6 +244,17 @@ class LocalAgentClient:
             if self._running.get(rid) is task:
                 del self._running[rid]
             task.cancel()
+
+    def _timed_out(self, rid: str, ctx: str, task: asyncio.Task[None]) -> AgentUpdate:
+        """Stop a call that ran out of time; the FAILED update that ends its stream."""
+        task.cancel()
+        seconds = f"{self.run_timeout_seconds:g}"
+        logger.warning(
+            "local agent timed out",
+            extra={"agent": self.name, "remote_task_id": rid, "seconds": seconds},
+        )
+        reason = f"local agent {self.name!r} did not finish within {seconds} s"
+        return AgentUpdate(UpdateKind.FAILED, rid, ctx, text=reason)
 
     async def _run(
         self, request: AgentRequest, queue: asyncio.Queue[AgentUpdate | TransientAgentError]
@@ -273,10 +320,14 @@ class LocalAgentClient:
             )
         yield AgentUpdate(UpdateKind.COMPLETED, rid, ctx)
 
-    @staticmethod
-    def _as_update(item: str | AgentUpdate, rid: str, ctx: str) -> AgentUpdate:
+    def _as_update(self, item: str | AgentUpdate, rid: str, ctx: str) -> AgentUpdate:
         if isinstance(item, AgentUpdate):
             return dataclasses.replace(item, remote_task_id=rid, context_id=ctx)
+        if not isinstance(item, str):
+            raise AgentError(
+                f"local agent {self.name!r} yielded {type(item).__name__}; "
+                "an agent yields str or AgentUpdate"
+            )
         return AgentUpdate(
             UpdateKind.WORKING, rid, ctx, text=item, metadata={"response_event": MESSAGE_CHUNK}
         )

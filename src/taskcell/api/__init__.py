@@ -1,1 +1,1 @@
-"""The HTTP API (FastAPI): API.md's contract, served by ``taskcell serve``."""
+"""The HTTP API (FastAPI): docs/api.md's contract, served by ``taskcell serve``."""

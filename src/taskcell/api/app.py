@@ -17,18 +17,21 @@ import httpx
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from taskcell.agents.demo import mount_demo_agents
+from taskcell.agents.demo.door import DemoAgentDoor, engine_token
 from taskcell.agents.http import aclose_shared_http_clients
 from taskcell.agents.registry import AgentRegistry
 from taskcell.api import routes_misc, routes_tasks, streams
 from taskcell.api.auth import Authenticator, parse_api_keys
 from taskcell.api.envelope import install_error_handlers
+from taskcell.api.guard import RequestGuard
 from taskcell.domain.state_machine import TaskStatus
 from taskcell.engine.engine import Engine, RetryPolicy
 from taskcell.metrics import EVENTS_APPENDED_GAUGE, LIVE_SUBSCRIBERS, TASKS_BY_STATUS
-from taskcell.settings import Settings
+from taskcell.settings import Settings, redact_url
 from taskcell.stores.factory import store_from_url
 from taskcell.stores.sqlite import ServerLock, SQLiteTaskStore
 from taskcell.web import DIST_DIR
@@ -83,7 +86,7 @@ def create_app(
             recovery = asyncio.create_task(_recover_when_serving(engine, base_url))
             logger.info(
                 "taskcell serving",
-                extra={"url": base_url, "database_url": settings.database_url},
+                extra={"url": base_url, "database_url": redact_url(settings.database_url)},
             )
             yield
         finally:
@@ -96,23 +99,40 @@ def create_app(
             if lock is not None:
                 lock.release()
 
-    app = FastAPI(
+    # /docs and /redoc with their scripts and styles served from the fastapi-offline package
+    # (under /static-offline-docs), not from a CDN: they work on a machine without internet.
+    app = FastAPIOffline(
         title="taskcell",
         version="0.1.0",
         description="A durable task service for AI agents. See docs/api.md.",
         lifespan=lifespan,
     )
+    # A key list that names no valid key raises here (KeyConfigError, no key material in it).
     app.state.auth = Authenticator(parse_api_keys(settings.api_keys))
     app.state.shutdown_event = anyio.Event()
+    app.state.sse_idle_seconds = settings.sse_idle_seconds
     install_error_handlers(app)
+    # Outermost of our own layers: the key and the body size are checked before any body is
+    # read or any route runs.
+    app.add_middleware(RequestGuard, auth=app.state.auth, max_body_bytes=settings.max_body_bytes)
     app.include_router(routes_tasks.router)
     app.include_router(streams.router)
     app.include_router(routes_misc.router)
     _add_metrics(app)
     if settings.demo_agents:
-        mount_demo_agents(app, base_url)
+        mount_demo_agents(app, base_url, door=_demo_agent_door(app.state.auth, settings))
     _add_web_page(app)
     return app
+
+
+def _demo_agent_door(auth: Authenticator, settings: Settings) -> DemoAgentDoor | None:
+    """With API keys, the demo agents need one too (or the engine's own credential)."""
+    if not auth.enabled:
+        return None
+    return DemoAgentDoor(
+        identify=lambda header: auth.identify(header).user_id,
+        engine_token=engine_token(settings.api_keys),
+    )
 
 
 async def _recover_when_serving(engine: Engine, base_url: str, wait_seconds: float = 10.0) -> None:

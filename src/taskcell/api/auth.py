@@ -33,18 +33,50 @@ class Caller:
 ANONYMOUS = Caller(DEFAULT_USER, Role.USER)
 
 
+class KeyConfigError(ValueError):
+    """The configured API keys cannot be used; the message never holds key material."""
+
+
 def parse_api_keys(text: str) -> dict[str, Caller]:
-    """``"KEY:USER:ROLE,..."`` (ROLE ``user`` or ``admin``) as callers by key."""
+    """``"KEY:USER:ROLE,..."`` (ROLE ``user`` or ``admin``) as callers by key.
+
+    An empty (or all-blank) ``text`` means no keys. Anything else must be a list of valid
+    entries: an empty entry (``","``), an entry without three non-empty parts, an unknown role
+    or a key listed twice raises :class:`KeyConfigError`, which names entries by position and
+    never quotes a key (it may be printed or logged).
+    """
+    if not text.strip():
+        return {}
     keys: dict[str, Caller] = {}
-    for entry in filter(None, (part.strip() for part in text.split(","))):
-        parts = entry.split(":")
+    first_seen: dict[str, int] = {}
+    for number, raw in enumerate(text.split(","), start=1):
+        entry = raw.strip()
+        where = f"TASKCELL_API_KEYS entry {number}"
+        if not entry:
+            raise KeyConfigError(
+                f"{where} is empty: list entries as KEY:USER:ROLE separated by commas, "
+                "or leave TASKCELL_API_KEYS unset for no authentication (loopback only)"
+            )
+        parts = [part.strip() for part in entry.split(":")]
         if len(parts) != 3 or not all(parts):
-            raise ValueError(f"api key entry {entry.split(':')[0][:4]}… must be KEY:USER:ROLE")
+            raise KeyConfigError(
+                f"{where} must be KEY:USER:ROLE with three non-empty parts "
+                f"(it has {len(parts)} part{'s' if len(parts) != 1 else ''})"
+            )
         key, user, role = parts
         if role not in (Role.USER, Role.ADMIN):
-            raise ValueError(f"api key role must be user or admin, not {role!r}")
+            raise KeyConfigError(f"{where}: the role must be user or admin")
+        if key in first_seen:
+            raise KeyConfigError(
+                f"{where} repeats the key of entry {first_seen[key]}: each key must name one user"
+            )
+        first_seen[key] = number
         keys[key] = Caller(user, Role(role))
     return keys
+
+
+#: Where :class:`taskcell.api.guard.RequestGuard` leaves the caller it identified.
+CALLER_SCOPE_KEY = "taskcell.caller"
 
 
 class Authenticator:
@@ -72,6 +104,10 @@ class Authenticator:
 
 
 async def caller(request: Request) -> Caller:
-    """The caller of a request (async: FastAPI runs a plain function in a worker thread)."""
+    """The caller of a request (async: FastAPI runs a plain function in a worker thread):
+    the one the request guard identified before the body was read, else from the header."""
+    found = request.scope.get("state", {}).get(CALLER_SCOPE_KEY)
+    if isinstance(found, Caller):
+        return found
     auth: Authenticator = request.app.state.auth
     return auth.identify(request.headers.get("authorization"))

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from fastapi import Request
+from typing import Annotated
+
+from fastapi import Path, Request
+from pydantic import AfterValidator
 
 from taskcell.api.auth import Caller
 from taskcell.domain.models import Task
+from taskcell.domain.text import check_text
 from taskcell.engine.engine import Engine
 from taskcell.service import TaskNotFound
+
+#: A task id in a path: any text, but never NUL or a lone surrogate (400 naming it).
+TaskIdPath = Annotated[str, Path(), AfterValidator(check_text)]
+#: An id in a path or a query: the same rule.
+SafeParam = Annotated[str, AfterValidator(check_text)]
 
 
 async def engine_of(request: Request) -> Engine:

@@ -8,6 +8,7 @@ The HTTP status is the error: ``code`` equals it. Validation errors carry a list
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
 from fastapi import FastAPI, Request
@@ -15,15 +16,22 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from taskcell.abc import InvalidCursor
 from taskcell.agents.registry import UnknownAgent
 from taskcell.domain.state_machine import TaskConflict
+from taskcell.domain.text import UNSAFE_TEXT, sanitise_text
+from taskcell.outages import describe, is_outage
 from taskcell.service import TaskNotFound
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: Validation errors about text no one can store (ours, and pydantic's for a surrogate it meets
+#: in a dict key): the request is well-formed JSON, so these are values refused (400).
+_REFUSED_TEXT = frozenset({UNSAFE_TEXT, "string_unicode"})
 
 
 class Envelope(BaseModel, Generic[T]):
@@ -59,10 +67,25 @@ def ok(data: Any, status: int = 200) -> JSONResponse:
     return JSONResponse({"code": 0, "msg": "ok", "data": data}, status_code=status)
 
 
-def error(status: int, message: str, fields: list[dict[str, str]] | None = None) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    body = {"code": status, "msg": message, "data": fields}
-    return JSONResponse(body, status_code=status, headers=headers)
+def error(
+    status: int,
+    message: str,
+    fields: list[dict[str, str]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """An error answer. Messages and field names may quote what a client sent, so each is
+    made safe to encode first (a lone surrogate or NUL becomes U+FFFD): an answer about bad
+    text must never fail on that text."""
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    safe_fields = (
+        None
+        if fields is None
+        else [{key: sanitise_text(str(value))[0] for key, value in f.items()} for f in fields]
+    )
+    body = {"code": status, "msg": sanitise_text(message)[0], "data": safe_fields}
+    return JSONResponse(body, status_code=status, headers=headers or None)
 
 
 def field_errors(errors: list[Any], *, drop: tuple[str, ...] = ("body",)) -> list[dict[str, str]]:
@@ -81,6 +104,19 @@ def describe_fields(fields: list[dict[str, str]]) -> str:
     return "; ".join(f"{f['field']}: {f['message']}" for f in fields)
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods some route of the request's path takes in full (for a 405's ``Allow``)."""
+    allowed = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -88,7 +124,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _malformed(_: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = field_errors(list(exc.errors()))
+        errors = list(exc.errors())
+        fields = field_errors(errors)
+        if errors and all(err.get("type") in _REFUSED_TEXT for err in errors):
+            # Well-formed JSON holding text no one can store: a value refused (400).
+            return error(400, describe_fields(fields), fields)
         return error(422, f"malformed request: {describe_fields(fields)}", fields)
 
     @app.exception_handler(ValidationError)
@@ -113,10 +153,20 @@ def install_error_handlers(app: FastAPI) -> None:
         return error(400, f"cursor: {exc}", [{"field": "cursor", "message": str(exc)}])
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error(exc.status_code, str(exc.detail))
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names only the first route of the path; a path has several.
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return error(exc.status_code, str(exc.detail), headers=headers)
 
     @app.exception_handler(Exception)
     async def _fault(request: Request, exc: Exception) -> JSONResponse:
+        if is_outage(exc):  # the database unreachable, the disk full: try again later
+            logger.warning(
+                "request failed: store unavailable",
+                extra={"path": request.url.path, "error": describe(exc)},
+            )
+            return error(503, f"the database is unavailable, try again shortly: {describe(exc)}")
         logger.exception("request failed", extra={"path": request.url.path})
         return error(500, "internal error: the server failed; it has been logged")

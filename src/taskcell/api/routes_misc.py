@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
+from pydantic import AfterValidator
 
 from taskcell.api.auth import Caller, caller
-from taskcell.api.deps import engine_of
+from taskcell.api.body import JsonBodyRoute
+from taskcell.api.deps import SafeParam, engine_of
 from taskcell.api.envelope import ApiError, Envelope, ok
 from taskcell.api.routes_tasks import ERRORS
 from taskcell.api.schemas import AgentOut, HealthOut, ItemPage, ProcessOut
-from taskcell.domain.models import utcnow
+from taskcell.domain.text import check_text
 from taskcell.engine.engine import Engine
+from taskcell.outages import describe, is_outage
+from taskcell.stores.cursor import bind_cursor, unbind_cursor
 
-router = APIRouter(prefix="/api/v1", responses=ERRORS)
+router = APIRouter(prefix="/api/v1", responses=ERRORS, route_class=JsonBodyRoute)
+
+#: How long /health waits for the list of live processes (the store check has its own bound).
+HEALTH_QUERY_SECONDS = 0.5
 
 CallerDep = Annotated[Caller, Depends(caller)]
 EngineDep = Annotated[Engine, Depends(engine_of)]
@@ -46,18 +55,25 @@ async def list_agents(_: CallerDep, engine: EngineDep) -> JSONResponse:
     tags=["conversations"],
 )
 async def conversation_items(
-    conversation_id: str,
+    conversation_id: Annotated[str, Path(), AfterValidator(check_text)],
     who: CallerDep,
     engine: EngineDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: str | None = None,
+    cursor: SafeParam | None = None,
 ) -> JSONResponse:
     """The conversation's history, oldest first: messages merged, components latest."""
     owner = await engine.store.conversation_owner(conversation_id)
     if owner is None or not (who.is_admin or owner == who.user_id):
         raise ApiError(404, f"conversation {conversation_id} not found")
-    page = await engine.store.list_items(conversation_id, limit=limit, cursor=cursor)
-    return ok({"items": [i.to_dict() for i in page.items], "next_cursor": page.next_cursor})
+    scope = "items " + json.dumps(conversation_id, ensure_ascii=True)
+    store_cursor = unbind_cursor(cursor, scope)
+    page = await engine.store.list_items(conversation_id, limit=limit, cursor=store_cursor)
+    return ok(
+        {
+            "items": [i.to_dict() for i in page.items],
+            "next_cursor": bind_cursor(page.next_cursor, scope),
+        }
+    )
 
 
 @router.get(
@@ -67,28 +83,42 @@ async def conversation_items(
     responses={503: {"model": Envelope[HealthOut]}},
 )
 async def health(engine: EngineDep) -> JSONResponse:
-    """Liveness: the store answers, and the scheduler and event log writer run; which
-    processes serve the database (a heartbeat within two lease lengths)."""
-    store_ok = await engine.store.ping()
+    """Liveness: the store answers (within about a second, whatever it does), and the
+    scheduler and event log writer run; which processes serve the database (a heartbeat within
+    two lease lengths). 503 with ``degraded`` and the reason while the store is unavailable
+    (the service waits the outage out); 503 with ``failing`` if a background loop died."""
+    problem = await engine.store.check()
     processes: list[dict[str, Any]] = []
-    if store_ok:
-        since = utcnow() - engine.dead_after
-        processes = [
-            ProcessOut(**asdict(p)).model_dump(mode="json")
-            for p in await engine.store.live_processes(since)
-        ]
+    if problem is None:
+        try:
+            async with asyncio.timeout(HEALTH_QUERY_SECONDS):
+                found = await engine.store.live_processes(engine.dead_after)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            problem = f"the store did not answer: {describe(exc)}"
+        else:
+            processes = [ProcessOut(**asdict(p)).model_dump(mode="json") for p in found]
+    store_ok = problem is None
+    if problem is None and engine.supervisor.outages:
+        name, why = sorted(engine.supervisor.outages.items())[0]
+        problem = f"{name}: waiting for the store ({why})"
     scheduler_ok = engine.supervisor.alive("scheduler")
     log_ok = engine.supervisor.alive("event-log-writer")
-    healthy = store_ok and scheduler_ok and log_ok
+    status = "ok"
+    if not (scheduler_ok and log_ok):
+        status, problem = "failing", engine.supervisor.failure or problem
+    elif problem is not None:
+        status = "degraded"
     body = {
-        "status": "ok" if healthy else "failing",
+        "status": status,
         "store": store_ok,
         "scheduler": scheduler_ok,
         "event_log": log_ok,
-        "problem": engine.supervisor.failure,
+        "problem": problem,
         "process_id": engine.owner,
         "processes": processes,
     }
-    if healthy:
+    if status == "ok":
         return ok(body)
-    return JSONResponse({"code": 503, "msg": "unhealthy", "data": body}, status_code=503)
+    return JSONResponse({"code": 503, "msg": status, "data": body}, status_code=503)

@@ -11,7 +11,8 @@ from pydantic import TypeAdapter
 
 from taskcell.abc import TaskFilter
 from taskcell.api.auth import Caller, caller
-from taskcell.api.deps import engine_of, visible_task
+from taskcell.api.body import JsonBodyRoute
+from taskcell.api.deps import SafeParam, TaskIdPath, engine_of, visible_task
 from taskcell.api.envelope import ApiError, Envelope, ErrorEnvelope, ok
 from taskcell.api.schemas import (
     CancelOut,
@@ -24,12 +25,13 @@ from taskcell.api.schemas import (
 from taskcell.domain.models import MAX_QUERY_CHARS, Run, Task, TaskPattern
 from taskcell.domain.state_machine import TaskConflict, TaskStatus
 from taskcell.engine.engine import Engine
+from taskcell.stores.cursor import bind_cursor, unbind_cursor
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorEnvelope} for status in (400, 401, 403, 404, 409, 422, 500)
+    status: {"model": ErrorEnvelope} for status in (400, 401, 403, 404, 409, 413, 422, 500)
 }
 
-router = APIRouter(prefix="/api/v1", tags=["tasks"], responses=ERRORS)
+router = APIRouter(prefix="/api/v1", tags=["tasks"], responses=ERRORS, route_class=JsonBodyRoute)
 
 _TASK_LIST = TypeAdapter(list[Task])
 
@@ -84,11 +86,11 @@ async def list_tasks(
     engine: EngineDep,
     status: TaskStatus | None = None,
     pattern: TaskPattern | None = None,
-    agent_name: str | None = None,
-    conversation_id: str | None = None,
-    user_id: str | None = None,
+    agent_name: SafeParam | None = None,
+    conversation_id: SafeParam | None = None,
+    user_id: SafeParam | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: str | None = None,
+    cursor: SafeParam | None = None,
 ) -> Response:
     """The caller's tasks, newest first, filtered and paged by cursor."""
     if user_id is not None and not who.is_admin:
@@ -101,21 +103,25 @@ async def list_tasks(
         agent_name=agent_name,
         conversation_id=conversation_id,
     )
-    page = await engine.service.list_tasks(flt, limit=limit, cursor=cursor)
+    scope = "tasks " + json.dumps(
+        [owner, status, pattern, agent_name, conversation_id], ensure_ascii=True
+    )
+    store_cursor = unbind_cursor(cursor, scope)
+    page = await engine.service.list_tasks(flt, limit=limit, cursor=store_cursor)
     # The page is serialised in one go by pydantic's core (the list endpoint is the hot one).
     items = _TASK_LIST.dump_json(page.items)
-    cursor_json = json.dumps(page.next_cursor).encode()
+    cursor_json = json.dumps(bind_cursor(page.next_cursor, scope)).encode()
     body = b'{"code":0,"msg":"ok","data":{"items":' + items + b',"next_cursor":' + cursor_json
     return Response(body + b"}}", media_type="application/json")
 
 
 @router.get("/tasks/{task_id}", response_model=Envelope[Task])
-async def get_task(task_id: str, who: CallerDep, engine: EngineDep) -> JSONResponse:
+async def get_task(task_id: TaskIdPath, who: CallerDep, engine: EngineDep) -> JSONResponse:
     return ok(task_json(await visible_task(engine, who, task_id)))
 
 
 @router.post("/tasks/{task_id}/cancel", response_model=Envelope[CancelOut])
-async def cancel_task(task_id: str, who: CallerDep, engine: EngineDep) -> JSONResponse:
+async def cancel_task(task_id: TaskIdPath, who: CallerDep, engine: EngineDep) -> JSONResponse:
     """Cancel the task, its remote task and schedule, and update its controller components."""
     await visible_task(engine, who, task_id)
     result = await engine.cancel(task_id)
@@ -129,19 +135,19 @@ async def cancel_task(task_id: str, who: CallerDep, engine: EngineDep) -> JSONRe
 
 
 @router.post("/tasks/{task_id}/pause", response_model=Envelope[Task])
-async def pause_task(task_id: str, who: CallerDep, engine: EngineDep) -> JSONResponse:
+async def pause_task(task_id: TaskIdPath, who: CallerDep, engine: EngineDep) -> JSONResponse:
     await visible_task(engine, who, task_id)
     return ok(task_json(await engine.pause(task_id)))
 
 
 @router.post("/tasks/{task_id}/resume", response_model=Envelope[Task])
-async def resume_task(task_id: str, who: CallerDep, engine: EngineDep) -> JSONResponse:
+async def resume_task(task_id: TaskIdPath, who: CallerDep, engine: EngineDep) -> JSONResponse:
     await visible_task(engine, who, task_id)
     return ok(task_json(await engine.resume(task_id)))
 
 
 @router.post("/tasks/{task_id}/run", response_model=Envelope[Run])
-async def run_task_now(task_id: str, who: CallerDep, engine: EngineDep) -> JSONResponse:
+async def run_task_now(task_id: TaskIdPath, who: CallerDep, engine: EngineDep) -> JSONResponse:
     """Run a recurring task now, once, outside its schedule."""
     await visible_task(engine, who, task_id)
     run = await engine.run_now(task_id)
@@ -150,19 +156,19 @@ async def run_task_now(task_id: str, who: CallerDep, engine: EngineDep) -> JSONR
 
 @router.post("/tasks/{task_id}/input", response_model=Envelope[Task])
 async def answer_task(
-    task_id: str, body: InputIn, who: CallerDep, engine: EngineDep
+    task_id: TaskIdPath, body: InputIn, who: CallerDep, engine: EngineDep
 ) -> JSONResponse:
     """Answer a task that waits for input; the agent's task goes on."""
-    text = body.text
-    if not text.strip() or len(text) > MAX_QUERY_CHARS or "\x00" in text:
-        message = f"text must be 1 to {MAX_QUERY_CHARS} characters, not blank, without NUL"
+    text = body.text  # safe text (no NUL, no lone surrogate): checked by InputIn
+    if not text.strip() or len(text) > MAX_QUERY_CHARS:
+        message = f"text must be 1 to {MAX_QUERY_CHARS} characters, not blank"
         raise ApiError(400, f"text: {message}", [{"field": "text", "message": message}])
     await visible_task(engine, who, task_id)
     return ok(task_json(await engine.provide_input(task_id, text)))
 
 
 @router.delete("/tasks/{task_id}", response_model=Envelope[DeleteOut])
-async def delete_task(task_id: str, who: CallerDep, engine: EngineDep) -> JSONResponse:
+async def delete_task(task_id: TaskIdPath, who: CallerDep, engine: EngineDep) -> JSONResponse:
     """Delete a finished task with its runs, events and history."""
     task = await visible_task(engine, who, task_id)
     if not await engine.service.delete_task(task_id):
@@ -173,13 +179,15 @@ async def delete_task(task_id: str, who: CallerDep, engine: EngineDep) -> JSONRe
 
 @router.get("/tasks/{task_id}/runs", response_model=Envelope[RunPage])
 async def list_runs(
-    task_id: str,
+    task_id: TaskIdPath,
     who: CallerDep,
     engine: EngineDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: str | None = None,
+    cursor: SafeParam | None = None,
 ) -> JSONResponse:
     await visible_task(engine, who, task_id)
-    page = await engine.store.list_runs(task_id, limit=limit, cursor=cursor)
+    scope = "runs " + json.dumps(task_id, ensure_ascii=True)
+    store_cursor = unbind_cursor(cursor, scope)
+    page = await engine.store.list_runs(task_id, limit=limit, cursor=store_cursor)
     items = [r.model_dump(mode="json") for r in page.items]
-    return ok({"items": items, "next_cursor": page.next_cursor})
+    return ok({"items": items, "next_cursor": bind_cursor(page.next_cursor, scope)})

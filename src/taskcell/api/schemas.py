@@ -5,17 +5,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from taskcell.domain.models import Run, Task
+from taskcell.domain.text import SafeJsonObject, SafeText
+
+#: Shape only: the domain checks the value (else 400). Strict: ``true`` and ``"5"`` are not
+#: integers (422).
+WholeNumber = StrictInt
 
 
 class ScheduleIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    interval_minutes: int | None = None
-    daily_time: str | None = None
-    timezone: str | None = None
+    interval_minutes: WholeNumber | None = None
+    daily_time: SafeText | None = None
+    timezone: SafeText | None = None
 
 
 class TaskCreate(BaseModel):
@@ -23,16 +28,16 @@ class TaskCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    query: str
-    agent_name: str
-    title: str | None = None
-    conversation_id: str | None = None
-    thread_id: str | None = None
+    query: SafeText
+    agent_name: SafeText
+    title: SafeText | None = None
+    conversation_id: SafeText | None = None
+    thread_id: SafeText | None = None
     pattern: Literal["once", "recurring"] = "once"
     schedule_config: ScheduleIn | None = None
-    run_immediately: bool = True
-    max_attempts: int = 3
-    metadata: dict[str, Any] | None = None
+    run_immediately: StrictBool = True
+    max_attempts: WholeNumber = 3
+    metadata: SafeJsonObject | None = None
 
 
 class StreamCreate(BaseModel):
@@ -40,18 +45,18 @@ class StreamCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    query: str
-    agent_name: str
-    conversation_id: str | None = None
+    query: SafeText
+    agent_name: SafeText
+    conversation_id: SafeText | None = None
     pattern: Literal["once", "recurring"] = "once"
     schedule_config: ScheduleIn | None = None
-    title: str | None = None
+    title: SafeText | None = None
 
 
 class InputIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    text: str
+    text: SafeText
 
 
 class TaskPage(BaseModel):
@@ -111,7 +116,9 @@ class ProcessOut(BaseModel):
 
 
 class HealthOut(BaseModel):
-    status: Literal["ok", "failing"]
+    #: ok; degraded: the store is unavailable now (an outage: unreachable, disk full, file
+    #: replaced), the service waits it out; failing: a background loop died (a bug).
+    status: Literal["ok", "degraded", "failing"]
     store: bool
     scheduler: bool
     event_log: bool

@@ -3,19 +3,28 @@
 Each message carries ``id: <seq>`` and one ``data:`` line of the event's JSON. A reader resumes
 after ``Last-Event-ID`` (or ``?after=N``); a comment line goes out at least every 15 s; the
 stream ends after ``done`` once the task is finished (a recurring task's stream stays open
-across runs). A reader that disconnects only stops reading: the task goes on.
+across runs). A reader that disconnects only stops reading: the task goes on. A reader whose
+connection takes nothing for ``sse_idle_seconds`` (its buffers are full: it stopped reading) is
+disconnected, so it holds no memory or slot for longer than that.
+
+Resume points are checked before a stream starts: a ``Last-Event-ID`` or ``after`` outside the
+signed 64-bit range the stores hold is refused, never a stream cut half-way.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from sse_starlette import EventSourceResponse
+from sse_starlette.sse import SendTimeoutError
+from starlette.types import Receive, Scope, Send
 
 from taskcell.api.auth import Caller, caller
-from taskcell.api.deps import engine_of, visible_task
+from taskcell.api.body import JsonBodyRoute
+from taskcell.api.deps import TaskIdPath, engine_of, visible_task
 from taskcell.api.envelope import ApiError
 from taskcell.api.routes_tasks import ERRORS, build_task, check_conversation
 from taskcell.api.schemas import StreamCreate, TaskCreate
@@ -23,8 +32,12 @@ from taskcell.domain.events import EventType
 from taskcell.engine.engine import Engine
 
 PING_SECONDS = 15
+#: The largest sequence number a store holds (a signed 64-bit integer).
+MAX_SEQ = 2**63 - 1
 
-router = APIRouter(prefix="/api/v1", tags=["streams"], responses=ERRORS)
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api/v1", tags=["streams"], responses=ERRORS, route_class=JsonBodyRoute)
 
 CallerDep = Annotated[Caller, Depends(caller)]
 EngineDep = Annotated[Engine, Depends(engine_of)]
@@ -64,26 +77,43 @@ async def _ended(engine: Engine, task_id: str, seq: int) -> bool:
 
 def _resume_point(last_event_id: str | None, after: int | None) -> int:
     if last_event_id is not None and last_event_id.strip():
-        try:
-            value = int(last_event_id)
-        except ValueError:
+        text = last_event_id.strip()
+        # ASCII digits only: int() would also take "٣", "1_000" and "+5".
+        if not (text.isascii() and text.isdigit()) or len(text) > len(str(MAX_SEQ)):
+            message = f"must be a whole number from 0 to {MAX_SEQ}, the seq of the last event"
             raise ApiError(
-                400,
-                "Last-Event-ID must be a whole number, the seq of the last event you received",
-                [{"field": "Last-Event-ID", "message": "must be a whole number"}],
-            ) from None
-        if value < 0:
-            raise ApiError(400, "Last-Event-ID must not be negative")
+                400, f"Last-Event-ID {message}", [{"field": "Last-Event-ID", "message": message}]
+            )
+        value = int(text)
+        if value > MAX_SEQ:
+            message = f"must be at most {MAX_SEQ} (the largest seq a task can have)"
+            raise ApiError(
+                400, f"Last-Event-ID {message}", [{"field": "Last-Event-ID", "message": message}]
+            )
         return value
     return after or 0
 
 
+class ReaderStream(EventSourceResponse):
+    """An SSE answer that drops a reader who stopped reading (see the module docstring)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except SendTimeoutError:
+            logger.info(
+                "stream reader disconnected: it took nothing for too long",
+                extra={"path": scope.get("path"), "idle_seconds": self.send_timeout},
+            )
+
+
 def streaming(request: Request, events: AsyncIterator[bytes]) -> EventSourceResponse:
     shutdown = request.app.state.shutdown_event
-    return EventSourceResponse(
+    return ReaderStream(
         events,
         ping=PING_SECONDS,
         shutdown_event=shutdown,
+        send_timeout=request.app.state.sse_idle_seconds,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
 
@@ -91,10 +121,10 @@ def streaming(request: Request, events: AsyncIterator[bytes]) -> EventSourceResp
 @router.get("/tasks/{task_id}/events", response_class=EventSourceResponse, responses=_SSE)
 async def task_events(
     request: Request,
-    task_id: str,
+    task_id: TaskIdPath,
     who: CallerDep,
     engine: EngineDep,
-    after: Annotated[int | None, Query(ge=0)] = None,
+    after: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> EventSourceResponse:
     """SSE: the task's events after ``Last-Event-ID`` or ``?after=N``, then live."""

@@ -1,4 +1,4 @@
-"""A small typed HTTP client for the taskcell API (see API.md), over httpx.
+"""A small typed HTTP client for the taskcell API (see docs/api.md), over httpx.
 
 Every JSON answer is an envelope ``{"code", "msg", "data"}``: the client returns ``data`` on
 success and raises :class:`ApiError` otherwise. A server that cannot be reached raises

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 import typer
 
 from taskcell.cli.common import console, err_console
-from taskcell.cli.serve import DbOption, redact_url, resolve_db_url
-from taskcell.settings import Settings
+from taskcell.cli.serve import DbOption, resolve_db_url
+from taskcell.settings import Settings, redact_url
 
 if TYPE_CHECKING:
     from taskcell.abc import TaskStore

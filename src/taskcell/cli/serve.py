@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import importlib
 import ipaddress
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import typer
 from rich.panel import Panel
 from rich.table import Table
 
 from taskcell.cli.common import console, err_console
-from taskcell.settings import KEEP_ALIVE_SECONDS, Settings
+from taskcell.settings import KEEP_ALIVE_SECONDS, Settings, redact_url
 from taskcell.stores.factory import normalise_url
 
 DbOption = Annotated[
@@ -50,8 +50,18 @@ def is_loopback(host: str) -> bool:
 
 
 def exposure_problem(settings: Settings, *, insecure_no_auth: bool) -> str | None:
-    """Why serving with ``settings`` would be unsafe, or None when it is fine."""
-    if settings.api_keys.strip() or is_loopback(settings.host) or insecure_no_auth:
+    """Why serving with ``settings`` would be unsafe, or None when it is fine.
+
+    A key list that names no valid key (``","``, a malformed or repeated entry) is always a
+    problem, whatever the address: it must never quietly mean "no authentication".
+    """
+    from taskcell.api.auth import KeyConfigError, parse_api_keys
+
+    try:
+        keys = parse_api_keys(settings.api_keys)
+    except KeyConfigError as exc:
+        return f"refusing to serve: {exc}"
+    if keys or is_loopback(settings.host) or insecure_no_auth:
         return None
     return (
         f"refusing to serve on {settings.host}: no API keys are configured, so anyone who can "
@@ -62,15 +72,6 @@ def exposure_problem(settings: Settings, *, insecure_no_auth: bool) -> str | Non
         "or pass --insecure-no-auth, which serves every request as default_user with no "
         "authentication, to anyone who can reach this address."
     )
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def uvicorn_log_level(level: str) -> str:
@@ -91,8 +92,16 @@ def banner(settings: Settings, *, insecure: bool) -> Panel:
     grid.add_row("web page", f"{base}/")
     grid.add_row("API docs", f"{base}/docs")
     grid.add_row("database", redact_url(settings.database_url))
-    if settings.api_keys.strip():
-        grid.add_row("auth", "API keys (Authorization: Bearer KEY)")
+    from taskcell.api.auth import parse_api_keys
+
+    keys = parse_api_keys(settings.api_keys)  # valid: exposure_problem refused anything else
+    if keys:
+        users = len({caller.user_id for caller in keys.values()})
+        grid.add_row(
+            "auth",
+            f"API keys: {len(keys)} key(s) for {users} user(s) (Authorization: Bearer KEY); "
+            "/api/v1/health and /metrics are open",
+        )
     elif insecure and not is_loopback(settings.host):
         grid.add_row("auth", "[bold red]NONE: anyone who can reach this address is default_user")
     else:
@@ -104,7 +113,9 @@ def serve(
     host: Annotated[
         str | None, typer.Option(help="Address to listen on (default: settings, 127.0.0.1).")
     ] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default: settings, 8000).")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port (default: settings, 8000; 0: any free port).")
+    ] = None,
     db: DbOption = None,
     insecure_no_auth: Annotated[
         bool,
@@ -143,6 +154,11 @@ def serve(
         if server is not None:
             server.should_exit = True
 
+    # Port 0: the kernel picks a free port; bound here so the banner and the demo agents'
+    # cards name the port it got (tests read it from the banner).
+    sockets = [listening_socket(settings.host, 0)] if settings.port == 0 else None
+    if sockets is not None:
+        settings = settings.with_overrides(port=sockets[0].getsockname()[1])
     app = create_app(settings, on_failure=on_failure)
     console.print(banner(settings, insecure=insecure_no_auth))
     config = uvicorn.Config(
@@ -155,9 +171,18 @@ def serve(
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
     server = uvicorn.Server(config)
-    server.run()
+    server.run(sockets=sockets)
     if failures:
         raise typer.Exit(1)
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host``:``port`` (0: a free port), for uvicorn to listen on."""
+    name = host.strip("[]")
+    sock = socket.socket(socket.AF_INET6 if ":" in name else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((name, port))
+    return sock
 
 
 def database_problem(database_url: str) -> str | None:

@@ -42,13 +42,15 @@ def processes_table(health: JsonObject, now: datetime) -> Table:
 def status(url: UrlOption = DEFAULT_URL, key: KeyOption = None) -> None:
     """Show whether the server is healthy and which processes serve its database.
 
-    Exits with status 1 when the server answers that it is failing.
+    Exits with status 1 when the server answers that it is failing or degraded (its
+    database unavailable: it waits the outage out).
     """
     with connect(url, key) as client:
         health = client.health()
     healthy = health.get("status") == "ok"
+    said_status = "healthy" if healthy else str(health.get("status") or "failing")
     line = Text.assemble(
-        ("healthy" if healthy else "failing", "bold green" if healthy else "bold red"),
+        (said_status, "bold green" if healthy else "bold red"),
         "  ",
         *(
             Text(

@@ -1,6 +1,6 @@
 """What ``taskcell tasks watch`` shows: a task's events folded into a state, then rendered.
 
-:class:`WatchState` is pure: ``state.apply(event)`` for each event dict of API.md's stream, then
+:class:`WatchState` is pure: ``state.apply(event)`` for each event of docs/api.md's stream, then
 ``state.render()`` for a rich renderable. Nothing here talks to the network (see ``follow.py``).
 
 - ``message_chunk`` events merge by ``item_id`` into one growing message; a ``message`` with the

@@ -1,6 +1,6 @@
 """Events: everything the executor emits, and the conversation items they merge into.
 
-An :class:`Event` is what a client reads from a task's stream (API.md, "Events"): a per-task
+An :class:`Event` is what a client reads from a task's stream (docs/api.md, "Events"): a per-task
 sequence number, an event type and a body. A :class:`ConversationItem` is one entry of a
 conversation's history: message chunks of one message merged into one item, a component in its
 latest state.
@@ -86,7 +86,7 @@ class Event:
         return self._frame
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON shape of API.md: ``{"seq", "event", "data": {...}, "created_at"}``."""
+        """The JSON shape of docs/api.md: ``{"seq", "event", "data": {...}, "created_at"}``."""
         data: dict[str, Any] = {
             "conversation_id": self.conversation_id,
             "thread_id": self.thread_id,

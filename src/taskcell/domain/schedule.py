@@ -1,6 +1,6 @@
 """Schedule arithmetic for recurring tasks: pure functions over aware datetimes.
 
-Two kinds of schedule exist (see DESIGN.md, fixed behaviours 4 and 5):
+Two kinds of schedule exist (see docs/architecture.md, fixed behaviours 4 and 5):
 
 * **Interval** (``interval_minutes``): anchored on the grid of scheduled times.
   The next occurrence is the previous *scheduled* time plus a whole number of
@@ -23,6 +23,7 @@ reads the server's zone configuration (``TZ``, ``/etc/timezone``,
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -35,6 +36,7 @@ __all__ = [
     "is_valid_zone",
     "missed_occurrences",
     "next_fire_time",
+    "parse_daily_time",
     "resolve_zone_name",
 ]
 
@@ -44,6 +46,8 @@ _MINUTES_PER_HOUR = 60
 _MINUTES_PER_DAY = 1440
 # Keys ZoneInfo may load from a system zoneinfo directory that are not zone names.
 _NOT_ZONE_NAMES = frozenset({"localtime", "posixrules", "Factory"})
+# "HH:MM", ASCII digits only, matched in full (no trailing newline, no full-width digits).
+_HHMM = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])", re.ASCII)
 
 
 class ScheduleLike(Protocol):
@@ -175,6 +179,20 @@ def is_valid_zone(name: str | None) -> bool:
     return True
 
 
+def parse_daily_time(text: str) -> time:
+    """Return the wall time of a ``daily_time`` "HH:MM" (00:00 to 23:59).
+
+    The one parser of daily times: the models validate with it and the scheduler computes
+    with it, so a stored value is always one the scheduler can use. The whole string must
+    match, in ASCII digits: "09:05\\n", "9:5", "24:00" and "0\\uff19:30" (a full-width
+    digit) raise ``ValueError``.
+    """
+    found = _HHMM.fullmatch(text) if isinstance(text, str) else None
+    if found is None:
+        raise ValueError("daily_time must be HH:MM, 00:00 to 23:59")
+    return time(int(found.group(1)), int(found.group(2)))
+
+
 def resolve_zone_name(name: str | None) -> str:
     """Return a valid IANA zone name: ``name`` itself, or the server's zone.
 
@@ -225,13 +243,9 @@ def _daily(schedule: ScheduleLike, default_zone: str) -> tuple[time, ZoneInfo]:
     text = schedule.daily_time
     if text is None:
         raise ValueError("the schedule has no daily_time")
-    hours, sep, minutes = text.partition(":")
-    if not sep or len(hours) != 2 or len(minutes) != 2 or not (hours + minutes).isdigit():
-        raise ValueError(f"daily_time must be 'HH:MM', got {text!r}")
-    if int(hours) > 23 or int(minutes) > 59:
-        raise ValueError(f"daily_time must be between 00:00 and 23:59, got {text!r}")
+    wall = parse_daily_time(text)
     zone_name = resolve_zone_name(schedule.timezone or default_zone)
-    return time(int(hours), int(minutes)), ZoneInfo(zone_name)
+    return wall, ZoneInfo(zone_name)
 
 
 def _intervals_up_to(start: datetime, end: datetime, interval: timedelta, *, at_least: int) -> int:

@@ -1,7 +1,11 @@
 """Coordination between the processes that share a database (a cluster).
 
 Each process heartbeats, renews the leases of its runs at half their length, and recovers runs
-whose lease expired (their process died). Processes wake each other with notifications
+whose lease expired (their process died). Every such decision is made by the database's clock,
+never this process's (see ``taskcell.abc.Coordination``). An outage is waited out: if the
+leases go unrenewed for :data:`LEASE_SAFETY` of their length, this process stops its runs
+(writing nothing more) before the leases expire, so whoever recovers them never meets a live
+writer. Processes wake each other with notifications
 (PostgreSQL LISTEN/NOTIFY): a schedule changed, events were appended (readers elsewhere read
 the log), a cancel must reach the process that runs a task, or a reply must reach the process
 that waits for it. Messages are
@@ -16,9 +20,10 @@ import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
-from taskcell.domain.models import Run, RunStatus, Task, utcnow
+from taskcell.domain.models import Run, RunStatus, Task
 from taskcell.domain.state_machine import InvalidTransition, TaskStatus
 from taskcell.engine.responses import ResponseFactory
+from taskcell.engine.weather import is_outage
 from taskcell.service import TaskNotFound
 
 if TYPE_CHECKING:
@@ -32,6 +37,8 @@ NOTIFY_CHUNK = 7000
 CLUSTER_POLL_SECONDS = 5.0
 STOP_GRACE_SECONDS = 5.0
 _RECENT_RUNS = 10
+#: Past this fraction of a lease without a successful renewal, this process's runs stop.
+LEASE_SAFETY = 0.8
 
 
 class Coordinator:
@@ -40,6 +47,9 @@ class Coordinator:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._background: set[asyncio.Task[None]] = set()
+        self._lease_guard: asyncio.TimerHandle | None = None
+        #: Loop time of the last renewal that succeeded (sent then), None before the first.
+        self.renewed_at: float | None = None
         if not engine.store.single_server:
             engine.log.poll_seconds = CLUSTER_POLL_SECONDS
             engine.log.notices_for = self.event_notices
@@ -94,8 +104,32 @@ class Coordinator:
     # -- hearing from them --------------------------------------------------------------
 
     async def listen(self) -> None:
-        """The supervised ``notifications`` loop."""
-        await self.engine.store.listen(self.on_notice)
+        """The supervised ``notifications`` loop: listens, and after a lost connection listens
+        again (waiting out the outage) and catches up on what it may have missed."""
+        while True:
+            await self.engine.supervisor.weather("notifications", self._listen_once)
+
+    async def _listen_once(self) -> None:
+        listening = False
+
+        def started() -> None:
+            nonlocal listening
+            listening = True
+            self.caught_up()
+
+        try:
+            await self.engine.store.listen(self.on_notice, on_listening=started)
+        except Exception as exc:
+            if not (listening and is_outage(exc)):
+                raise
+            logger.warning(
+                "notification connection lost; listening again", extra={"error": str(exc)}
+            )
+
+    def caught_up(self) -> None:
+        """Listening (again): look at what notices may have said meanwhile (schedules, logs)."""
+        self.engine.scheduler.wake()
+        self.engine.log.wake_all_readers()
 
     def on_notice(self, message: str) -> None:
         owner, _, rest = message.partition("|")
@@ -152,7 +186,7 @@ class Coordinator:
     async def _live_run_elsewhere(self, task_id: str) -> Run | None:
         """A running run of the task whose lease holds (among its latest runs: a skipped
         occurrence may have been recorded after it)."""
-        now = utcnow()
+        now = await self.engine.store.clock()
         for run in (await self.engine.store.list_runs(task_id, limit=_RECENT_RUNS)).items:
             live = run.lease_expires_at is not None and run.lease_expires_at > now
             if run.status is RunStatus.RUNNING and live:
@@ -177,7 +211,7 @@ class Coordinator:
         run = runs[0]
         if run.owner is None or run.owner == engine.owner:
             return False
-        alive = await engine.store.live_processes(utcnow() - engine.dead_after)
+        alive = await engine.store.live_processes(engine.dead_after)
         if run.owner not in {p.process_id for p in alive}:
             return False
         said = await engine.log.emit(ResponseFactory(task, run.run_id).user_message(text))
@@ -226,18 +260,57 @@ class Coordinator:
     # -- leases ---------------------------------------------------------------------------
 
     async def keep_leases(self) -> None:
-        """The supervised ``leases`` loop: heartbeat, renew, recover expired runs."""
+        """The supervised ``leases`` loop: heartbeat and renew this process's leases every half
+        lease (by the store's clock), waiting out outages; see :meth:`_arm_lease_guard`."""
+        interval = self.engine.lease.total_seconds() / 2
+        self._arm_lease_guard(asyncio.get_running_loop().time())
+        try:
+            while True:
+                await self.engine.supervisor.weather(
+                    "leases", self._renew, cap_seconds=max(interval / 4, 0.05)
+                )
+                await asyncio.sleep(interval)
+        finally:
+            if self._lease_guard is not None:
+                self._lease_guard.cancel()
+
+    async def _renew(self) -> None:
+        engine = self.engine
+        sent = asyncio.get_running_loop().time()
+        await engine.store.heartbeat(engine.owner)
+        await engine.store.renew_leases(engine.owner, engine.lease)
+        self.renewed_at = sent
+        self._arm_lease_guard(sent)
+
+    def _arm_lease_guard(self, renewed: float) -> None:
+        """Stop this process's runs at :data:`LEASE_SAFETY` of a lease after ``renewed`` (loop
+        time the last renewal was sent) unless another renewal succeeds first."""
+        if self._lease_guard is not None:
+            self._lease_guard.cancel()
+        loop = asyncio.get_running_loop()
+        at = renewed + LEASE_SAFETY * self.engine.lease.total_seconds()
+        self._lease_guard = loop.call_at(at, self._leases_lost)
+
+    def _leases_lost(self) -> None:
+        stopped = self.engine.stop_runs_for_outage()
+        if stopped:
+            logger.error(
+                "leases not renewed in time (the store is unavailable): runs stopped",
+                extra={"runs": stopped, "lease_s": self.engine.lease.total_seconds()},
+            )
+
+    async def recover_forever(self) -> None:
+        """The supervised ``recovery`` loop: every half lease, recover runs whose lease expired
+        and (in a cluster) bury dead processes and start orphaned pending tasks."""
         engine = self.engine
         interval = engine.lease.total_seconds() / 2
-        recover = False  # the first pass only heartbeats: start-up recovery comes separately
         while True:
-            now = utcnow()
-            await engine.store.heartbeat(engine.owner, now)
-            await engine.store.renew_leases(engine.owner, now + engine.lease)
-            if recover:
-                await engine.recover_expired(now)
-                if self.clustered:
-                    await engine.bury_dead_processes(now - engine.dead_after)
-                    await engine.resume_pending(older_than=now - engine.lease)
-            recover = True
-            await asyncio.sleep(interval)
+            await asyncio.sleep(interval)  # start-up recovery comes separately
+            await engine.supervisor.weather("recovery", engine.recover_expired)
+            if self.clustered:
+                await engine.supervisor.weather(
+                    "recovery", lambda: engine.bury_dead_processes(engine.dead_after)
+                )
+                await engine.supervisor.weather(
+                    "recovery", lambda: engine.resume_pending(idle_for=engine.lease)
+                )

@@ -10,6 +10,7 @@ agent's task, emits ``task_cancelled`` and ``done``, and ends its run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -22,6 +23,7 @@ from typing import Any
 
 from taskcell.abc import Store, TaskFilter
 from taskcell.agents.base import AgentError, TransientAgentError
+from taskcell.agents.demo.door import acting_for
 from taskcell.agents.registry import AgentRegistry
 from taskcell.domain.events import Event, EventType
 from taskcell.domain.models import (
@@ -49,6 +51,8 @@ from taskcell.service import TaskNotFound, TaskService, conversation_title
 logger = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted: the server stopped while it ran"
+#: Why runs stop when this process cannot renew their leases (they write nothing more).
+OUTAGE = "interrupted: the store was unavailable and the run's lease could not be renewed"
 CANCELLED_BY_USER = "cancelled by the user"
 _REMOTE_CANCEL_TIMEOUT = 2.0
 _STOP_GRACE = 5.0
@@ -114,6 +118,8 @@ class Engine:
         self.supervisor = Supervisor(on_failure)
         self.scheduler = Scheduler(self)
         self._slots = asyncio.Semaphore(max_concurrent_runs)
+        self._max_runs = max_concurrent_runs
+        self._agent_slots: dict[str, asyncio.Semaphore] = {}
         self._runs: dict[str, asyncio.Task[None]] = {}
         self._cancelling: dict[str, str] = {}
         self.lease = timedelta(seconds=lease_seconds)
@@ -129,6 +135,7 @@ class Engine:
         if recover:
             await self.recover()
         self.supervisor.start("leases", self.cluster.keep_leases)
+        self.supervisor.start("recovery", self.cluster.recover_forever)
         if self.cluster.clustered:
             self.supervisor.start("notifications", self.cluster.listen)
         if schedule:
@@ -171,6 +178,21 @@ class Engine:
         runner.cancel()
         return runner
 
+    def stop_runs_for_outage(self) -> list[str]:
+        """Cancel every run of this process because its lease cannot be renewed: they stop
+        without writing anything more (their leases lapse and whoever holds the store when it
+        returns recovers them). Answers their task ids."""
+        stopped = []
+        for task_id, runner in list(self._runs.items()):
+            if not runner.done():
+                self._cancelling[task_id] = OUTAGE
+                runner.cancel()
+                stopped.append(task_id)
+        return stopped
+
+    def _stopped_by_outage(self, task_id: str) -> bool:
+        return self._cancelling.get(task_id) == OUTAGE
+
     def is_running_here(self, task_id: str) -> bool:
         run = self._runs.get(task_id)
         return run is not None and not run.done()
@@ -212,8 +234,20 @@ class Engine:
 
     # -- once tasks -----------------------------------------------------------------------
 
+    @contextlib.asynccontextmanager
+    async def run_slot(self, task: Task) -> AsyncIterator[None]:
+        """Hold a run slot for ``task``: first one of its agent's own (see
+        ``AgentRegistry.run_limit``; waiting for it holds no engine slot), then one of the
+        engine's ``max_concurrent_runs``."""
+        name = task.agent_name
+        limit = self._agent_slots.get(name)
+        if limit is None and (count := self.registry.run_limit(name, self._max_runs)):
+            limit = self._agent_slots[name] = asyncio.Semaphore(count)
+        async with limit or contextlib.nullcontext(), self._slots:
+            yield
+
     async def _run_once(self, task: Task) -> None:
-        async with self._slots:
+        async with self.run_slot(task):
             while True:
                 attempt = task.attempt + 1
                 now = utcnow()
@@ -386,8 +420,11 @@ class Engine:
     # -- stopping a run -------------------------------------------------------------------
 
     async def stopped(self, ctx: RunContext) -> None:
-        """A run's asyncio task was cancelled: by a user's cancel, or by shutdown."""
+        """A run's asyncio task was cancelled: by a user's cancel, by shutdown, or by an
+        outage (then it writes nothing: see :meth:`stop_runs_for_outage`)."""
         reason = self._cancelling.get(ctx.task.task_id)
+        if reason == OUTAGE:
+            return
         if ctx.remote_changed:
             await self.store.update(ctx.task.task_id, ctx.remote_changes())
         if reason is not None:
@@ -403,7 +440,7 @@ class Engine:
 
     async def _stopped_between_attempts(self, task: Task) -> None:
         reason = self._cancelling.get(task.task_id)
-        if reason is not None:
+        if reason is not None and reason != OUTAGE:
             factory = ResponseFactory(task)
             await self.log.emit(factory.task_cancelled(reason))
             await self.log.emit(factory.done())
@@ -421,7 +458,8 @@ class Engine:
             return
         try:
             client = self.registry.get(task.agent_name)
-            await asyncio.wait_for(client.cancel(remote_task_id), _REMOTE_CANCEL_TIMEOUT)
+            with acting_for(task.user_id):
+                await asyncio.wait_for(client.cancel(remote_task_id), _REMOTE_CANCEL_TIMEOUT)
         except (AgentError, LookupError, TimeoutError) as exc:
             logger.warning(
                 "remote cancel failed",
@@ -508,7 +546,7 @@ class Engine:
         return await self.service.require_task(task_id)
 
     async def _continue(self, ctx: RunContext, text: str) -> None:
-        async with self._slots:
+        async with self.run_slot(ctx.task):
             try:
                 outcome = await self.execute_with_retries(ctx, reply=text)
             except asyncio.CancelledError:
@@ -585,9 +623,10 @@ class Engine:
         """Like :meth:`subscribe`, in runs of consecutive events."""
         return self.log.subscribe_batches(task_id, after=after)
 
-    async def recover_expired(self, now: datetime) -> int:
-        """Close runs whose lease expired (their process died) and recover their tasks."""
-        runs = await self.store.interrupt_expired(now, INTERRUPTED)
+    async def recover_expired(self) -> int:
+        """Close runs whose lease expired by the store's clock (their process died, or could
+        not reach the store) and recover their tasks."""
+        runs = await self.store.interrupt_expired(INTERRUPTED)
         for run in runs:
             RUNS.labels(outcome=RunStatus.INTERRUPTED.value).inc()
             await self._recover_task(run)
@@ -607,8 +646,9 @@ class Engine:
                 if not self.is_running_here(task.task_id):
                     self._spawn(task.task_id, self._run_once(requeued))
 
-    async def bury_dead_processes(self, before: datetime) -> int:
-        """Tidy up after processes with no heartbeat since ``before``; answers how many.
+    async def bury_dead_processes(self, silent_for: timedelta) -> int:
+        """Tidy up after processes with no heartbeat for ``silent_for`` (by the store's clock);
+        answers how many.
 
         Each dead process's record is claimed (deleted) by exactly one live process, which then
         looks at the runs the dead one ended in its last moments: a task it settled may lack
@@ -616,7 +656,7 @@ class Engine:
         log's next append. Those events are written here, so every finished task's log ends
         with ``done`` and its streams end. (Runs it left open are closed by their leases.)
         """
-        dead = await self.store.claim_dead_processes(before, keep=self.owner)
+        dead = await self.store.claim_dead_processes(silent_for, keep=self.owner)
         for process in dead:
             since = process.heartbeat_at - self.lease
             for run in await self.store.runs_finished_by(process.process_id, since):
@@ -660,30 +700,31 @@ class Engine:
         attempts left, else failed with the reason; a recurring task goes on at its next
         occurrence (the scheduler coalesces what it missed).
         """
-        now = utcnow()
         if self.store.single_server:
             for run in await self.store.runs_in_status([RunStatus.RUNNING, RunStatus.QUEUED]):
                 if run.owner == self.owner:
                     continue  # started by this process since it started
                 await self.close_run(run, RunStatus.INTERRUPTED, INTERRUPTED)
                 await self._recover_task(run)
-            await self.bury_dead_processes(now)  # a single server: every other one is dead
+            # A single server: every other one is dead.
+            await self.bury_dead_processes(timedelta(0))
             await self.resume_pending()
         else:
-            await self.recover_expired(now)
-            await self.bury_dead_processes(now - self.dead_after)
-            await self.resume_pending(older_than=now - self.lease)
+            await self.recover_expired()
+            await self.bury_dead_processes(self.dead_after)
+            await self.resume_pending(idle_for=self.lease)
 
-    async def resume_pending(self, *, older_than: datetime | None = None) -> int:
+    async def resume_pending(self, *, idle_for: timedelta | None = None) -> int:
         """Start pending once tasks that no run here handles.
 
-        With ``older_than`` (a cluster) only orphans, claimed so that one process takes each:
+        With ``idle_for`` (a cluster) only orphans (unchanged for that long by the store's
+        clock), claimed so that one process takes each:
         a task just created, or waiting out a retry's back-off, belongs to the process that
         is about to run it.
         """
         started = 0
-        if older_than is not None:
-            for task in await self.store.claim_pending(older_than):
+        if idle_for is not None:
+            for task in await self.store.claim_pending(idle_for):
                 if not self.is_running_here(task.task_id):
                     self._spawn(task.task_id, self._run_once(task))
                     started += 1

@@ -178,6 +178,9 @@ class EventLog:
             merged = self._merged[event.item_id] = _Merged(item)
         merged.item.updated_at = event.created_at
         if event.event in _GROWING:
+            if not merged.chunks and merged.item.payload:
+                # A whole message that grows on (an artifact's appended pieces).
+                merged.chunks.append(str(merged.item.payload.get("content", "")))
             merged.chunks.append(str((payload or {}).get("content", "")))
             if merged.written_at is None:
                 self._dirty.add(event.item_id)  # a new message shows at once
@@ -350,6 +353,11 @@ class EventLog:
         for subscriber in self._subscribers.get(task_id, ()):
             subscriber.lagging = True
             subscriber.ready.set()
+
+    def wake_all_readers(self) -> None:
+        """Readers may have missed notices (a lost connection): each re-reads the log."""
+        for task_id in list(self._subscribers):
+            self.wake_readers(task_id)
 
     @property
     def subscriber_count(self) -> int:

@@ -7,19 +7,33 @@ updates through the :class:`~taskcell.engine.router.EventRouter`. What the agent
 means for the task (completed, failed, cancelled, waiting for input) is answered as an
 :class:`Outcome`; the caller owns the task's state and the closing events. Transient failures
 (:class:`~taskcell.agents.base.TransientAgentError`) propagate, for the caller to retry.
+
+Nothing an agent sends can leave a run hanging: any other exception while the agent's stream is
+read or routed (an update the SDK cannot parse, text that is not a string, an agent that is no
+longer registered) is raised as :class:`~taskcell.agents.base.AgentError` naming the agent and
+the reason (transient, and so retried, only for connection errors), and the caller fails the
+run with it.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from taskcell.abc import Store
-from taskcell.agents.base import TERMINAL_KINDS, AgentUpdate, TransientAgentError, UpdateKind
-from taskcell.agents.registry import AgentRegistry
+from taskcell.agents.base import (
+    TERMINAL_KINDS,
+    AgentError,
+    AgentUpdate,
+    TransientAgentError,
+    UpdateKind,
+)
+from taskcell.agents.demo.door import acting_for
+from taskcell.agents.registry import AgentRegistry, UnknownAgent
 from taskcell.domain.models import Run, Task
 from taskcell.domain.schedule import resolve_zone_name
 from taskcell.engine.eventlog import EventLog
@@ -32,6 +46,7 @@ logger = logging.getLogger(__name__)
 CONNECT_TOOL = "connect_agent"
 CONTEXT_KEY = "remote_context_id"
 MAX_REMOTE_IDS = 20
+_MAX_REASON = 500
 
 
 class OutcomeKind(StrEnum):
@@ -115,7 +130,10 @@ class TaskExecutor:
         router = ctx.router = EventRouter(factory)
         emit = self.log.emit
         await emit(factory.tool_call_started(CONNECT_TOOL + ":" + ctx.run.run_id, CONNECT_TOOL))
-        client = self.registry.get(task.agent_name)
+        try:
+            client = self.registry.get(task.agent_name)
+        except UnknownAgent as exc:
+            raise AgentError(str(exc)) from exc
         metadata = execution_metadata(task, self.default_zone) | ctx.extra_metadata
         continuing = reply is not None
         stream = client.send(
@@ -124,8 +142,25 @@ class TaskExecutor:
             remote_task_id=ctx.remote_task_id if continuing else None,
             context_id=ctx.context_id if continuing else None,
         )
-        connected = False
         started = time.perf_counter()
+        try:
+            with acting_for(task.user_id):
+                return await self._read(ctx, factory, stream, router, continuing, emit_routed)
+        finally:
+            AGENT_CALL_SECONDS.labels(agent=task.agent_name).observe(time.perf_counter() - started)
+
+    async def _read(
+        self,
+        ctx: RunContext,
+        factory: ResponseFactory,
+        stream: AsyncIterator[AgentUpdate],
+        router: EventRouter,
+        continuing: bool,
+        emit_routed: bool,
+    ) -> Outcome:
+        """Read and route the agent's stream; see the module docstring for its errors."""
+        emit = self.log.emit
+        connected = False
         last: AgentUpdate | None = None
         try:
             async for update in stream:
@@ -142,17 +177,37 @@ class TaskExecutor:
                     router.route(update)
                 if update.kind in TERMINAL_KINDS or update.kind is UpdateKind.INPUT_REQUIRED:
                     break
-        except TransientAgentError as exc:
-            if not connected:
-                await emit(
-                    factory.tool_call_completed(
-                        CONNECT_TOOL + ":" + ctx.run.run_id, CONNECT_TOOL, f"error: {exc}"
-                    )
-                )
-            raise
+            return self._outcome(last, router)
+        except AgentError as exc:
+            error = _readable(exc)
+        except Exception as exc:
+            error = self._unusable(ctx, exc)
         finally:
-            AGENT_CALL_SECONDS.labels(agent=task.agent_name).observe(time.perf_counter() - started)
-        return self._outcome(last, router)
+            await _close(stream)
+        if isinstance(error, TransientAgentError) and not connected:
+            await emit(
+                factory.tool_call_completed(
+                    CONNECT_TOOL + ":" + ctx.run.run_id, CONNECT_TOOL, f"error: {error}"
+                )
+            )
+        raise error
+
+    @staticmethod
+    def _unusable(ctx: RunContext, exc: Exception) -> AgentError:
+        """The error that fails (or, for a connection error, retries) a run whose agent sent
+        something that could not be read or routed."""
+        name = ctx.task.agent_name
+        detail = clean_text(str(exc) or "no detail")[:_MAX_REASON]
+        logger.warning(
+            "agent update unusable",
+            extra={"task_id": ctx.task.task_id, "agent": name, "error": repr(exc)},
+            exc_info=exc,
+        )
+        if isinstance(exc, OSError | TimeoutError):
+            return TransientAgentError(f"connection to agent {name!r} failed: {detail}")
+        return AgentError(
+            f"agent {name!r} sent an update taskcell cannot use ({type(exc).__name__}: {detail})"
+        )
 
     async def _connected(
         self, ctx: RunContext, factory: ResponseFactory, update: AgentUpdate, continuing: bool
@@ -187,3 +242,26 @@ class TaskExecutor:
         if last.kind is UpdateKind.INPUT_REQUIRED:
             return Outcome(OutcomeKind.WAITING_INPUT, router.question or "")
         raise TransientAgentError("the agent's stream ended before the task finished")
+
+
+async def _close(stream: AsyncIterator[AgentUpdate]) -> None:
+    """Close an agent's stream however reading it stopped (a local agent's callable stops with
+    it; a remote agent's task goes on: only the connection closes)."""
+    aclose = getattr(stream, "aclose", None)
+    if aclose is None:
+        return
+    try:
+        await aclose()
+    except Exception as exc:
+        logger.info("closing an agent stream failed", extra={"error": repr(exc)})
+
+
+def _readable(exc: AgentError) -> AgentError:
+    """``exc``, or one of its kind whose message has its invalid characters replaced."""
+    message = str(exc)
+    cleaned = clean_text(message)
+    if cleaned == message:
+        return exc
+    error = type(exc)(cleaned)
+    error.__cause__ = exc
+    return error

@@ -55,12 +55,32 @@ def controller_content(task: Task, default_zone: str, **extra: Any) -> dict[str,
         "task_title": task.title or task.query[:80],
         "task_status": task.status.value,
         "paused": task.paused,
-        "schedule": describe(schedule, default_zone) if schedule else "",
+        "schedule": _described(schedule, default_zone),
         "next_run_at": task.next_run_at.isoformat() if task.next_run_at else None,
         "last_error": None,
     }
     content.update(extra)
     return content
+
+
+def _described(schedule: ScheduleConfig | None, default_zone: str) -> str:
+    """The schedule in words; a stored one that cannot be used says so instead of raising."""
+    if schedule is None:
+        return ""
+    try:
+        return describe(schedule, default_zone)
+    except (ValueError, LookupError, TypeError):
+        return "unusable schedule"
+
+
+class UnusableSchedule(TaskConflict):
+    """Resuming a task whose stored schedule cannot be used (the API answers 409)."""
+
+    def __init__(self, task: Task, error: Exception) -> None:
+        message = (
+            f"task {task.task_id} cannot be resumed: its stored schedule cannot be used ({error})"
+        )
+        super().__init__(task.task_id, message)
 
 
 async def submit(engine: Engine, task: Task, *, run_immediately: bool) -> Task:
@@ -90,7 +110,7 @@ async def submit(engine: Engine, task: Task, *, run_immediately: bool) -> Task:
 
 async def run_occurrence(engine: Engine, task: Task, run: Run) -> None:
     """Run one occurrence (its run is already stored) and record its result."""
-    async with engine.slots:
+    async with engine.run_slot(task):
         if run.scheduled_for is not None and run.started_at is not None:
             SCHEDULER_LAG.observe((run.started_at - run.scheduled_for).total_seconds())
         ctx = RunContext(task, run)
@@ -202,9 +222,12 @@ async def resume(engine: Engine, task_id: str) -> Task:
     assert task.schedule_config is not None
     upcoming = task.next_run_at
     if upcoming is None or upcoming <= now:  # occurrences missed while paused are dropped
-        upcoming = next_fire_time(
-            task.schedule_config, now=now, previous=upcoming, default_zone=engine.default_zone
-        )
+        try:
+            upcoming = next_fire_time(
+                task.schedule_config, now=now, previous=upcoming, default_zone=engine.default_zone
+            )
+        except (ValueError, LookupError, TypeError) as exc:
+            raise UnusableSchedule(task, exc) from exc
     changes = {"paused": False, "next_run_at": upcoming, "error_message": None}
     if not await engine.store.update(task_id, changes, expected=[TaskStatus.RUNNING]):
         raise InvalidTransition(task_id, None, TaskStatus.RUNNING)

@@ -1,4 +1,4 @@
-"""ResponseFactory: one method per event type of API.md, for one task (and run).
+"""ResponseFactory: one method per event type of docs/api.md, for one task (and run).
 
 Every event the executor emits is built here, so the payload shapes live in one place:
 messages and reasoning ``{"content"}``; tool calls ``{"tool_call_id", "tool_name",

@@ -3,30 +3,68 @@
 - WORKING updates are routed by ``metadata["response_event"]``: message chunks, whole messages,
   reasoning, tool calls, components; an update without one that carries text is a chunk.
 - ARTIFACT updates become messages, or components when their data names a
-  ``component_type``; the ``final_result`` artifact that repeats an answer already streamed as
-  chunks is dropped (A2A 1.0 agents put results in artifacts, and some stream them too).
+  ``component_type``; the pieces of one artifact (``append=false``, then ``append=true``, one
+  artifact id) are one message: a ``message``, then ``message_chunk`` events with its item id;
+  the ``final_result`` artifact that repeats an answer already streamed as chunks is dropped
+  (A2A 1.0 agents put results in artifacts, and some stream them too).
 - INPUT_REQUIRED becomes ``plan_require_user_input`` carrying the agent's question.
 - The terminal updates are left to the executor, which owns the task's state.
 
 The router also collects what the run said (its messages, for a recurring run's result).
+
+Agent output is untrusted: before routing, every string of an update (text, data, metadata)
+has NUL and lone surrogates replaced with U+FFFD, and non-finite numbers with null
+(:mod:`taskcell.domain.text`); the events of such an update say so in their metadata
+(:data:`SANITIZED`). Anything else wrong with an update (text that is not a string, say)
+raises, and the executor fails the run with the reason.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
 from taskcell.agents.base import AgentUpdate, UpdateKind
 from taskcell.domain.events import Event
 from taskcell.domain.models import new_id
+from taskcell.domain.text import replace_invalid, replace_invalid_in
 from taskcell.engine.responses import ResponseFactory
 
 FINAL_RESULT = "final_result"
+#: The metadata key of an event whose text had characters replaced (its value says how many).
+SANITIZED = "sanitized"
 
 
 def clean_text(text: str) -> str:
-    """Text from an agent, safe for every store (PostgreSQL refuses NUL characters)."""
-    return text.replace("\x00", "") if "\x00" in text else text
+    """Text from an agent, safe for every store: NUL and lone surrogates become U+FFFD."""
+    if not isinstance(text, str):
+        raise TypeError(f"the agent sent {type(text).__name__} where text was expected")
+    return replace_invalid(text)[0]
+
+
+def clean_update(update: AgentUpdate) -> tuple[AgentUpdate, int]:
+    """``update`` with its text, data and metadata made safe to store, and how many
+    characters (or numbers) were replaced; TypeError for text that is not a string."""
+    if not isinstance(update.text, str):
+        raise TypeError(f"the agent sent {type(update.text).__name__} where text was expected")
+    if not isinstance(update.metadata, dict):
+        raise TypeError(f"the agent sent {type(update.metadata).__name__} as metadata")
+    text, in_text = replace_invalid(update.text)
+    data, in_data = replace_invalid_in(update.data)
+    metadata, in_metadata = replace_invalid_in(update.metadata)
+    replaced = in_text + in_data + in_metadata
+    if not replaced:
+        return update, 0
+    return dataclasses.replace(update, text=text, data=data, metadata=metadata), replaced
+
+
+def sanitized_note(replaced: int) -> str:
+    plural = "s" if replaced != 1 else ""
+    return (
+        f"{replaced} character{plural} the agent sent could not be stored (lone surrogates,"
+        " NUL or non-finite numbers) and were replaced with U+FFFD (numbers with null)"
+    )
 
 
 class EventRouter:
@@ -39,12 +77,23 @@ class EventRouter:
         self.messages: list[str] = []
         self.streamed = False
         self.question: str | None = None
+        self.artifact_items: dict[str, str] = {}  # artifact id -> item id of its message
 
     @property
     def result_text(self) -> str:
         return "".join(self.messages).strip()
 
     def route(self, update: AgentUpdate) -> list[Event]:
+        """The events ``update`` stands for (see the module docstring)."""
+        update, replaced = clean_update(update)
+        events = self._route(update)
+        if replaced:
+            note = sanitized_note(replaced)
+            for event in events:
+                event.metadata = {**event.metadata, SANITIZED: note}
+        return events
+
+    def _route(self, update: AgentUpdate) -> list[Event]:
         if update.kind is UpdateKind.WORKING:
             return self._working(update)
         if update.kind is UpdateKind.ARTIFACT:
@@ -75,21 +124,23 @@ class EventRouter:
             return self._component(meta, update.data, text)
         return self._chunk(text) if text else []
 
-    def _chunk(self, text: str) -> list[Event]:
-        if self.message_item is None:
-            self.message_item = new_id()
+    def _chunk(self, text: str, *, item_id: str | None = None) -> list[Event]:
+        if item_id is None:
+            if self.message_item is None:
+                self.message_item = new_id()
+            item_id = self.message_item
         self.messages.append(text)
         self.streamed = True
-        return [self.factory.message_chunk(text, item_id=self.message_item)]
+        return [self.factory.message_chunk(text, item_id=item_id)]
 
-    def _whole_message(self, text: str) -> list[Event]:
+    def _whole_message(self, text: str, *, item_id: str | None = None) -> list[Event]:
         self.message_item = None
         text = clean_text(text)
         if self.messages:
             self.messages.append("\n\n")
         self.messages.append(text)
         self.streamed = True
-        return [self.factory.message(text)]
+        return [self.factory.message(text, item_id=item_id)]
 
     def _reasoning(self, kind: str, text: str) -> list[Event]:
         factory = self.factory
@@ -148,6 +199,12 @@ class EventRouter:
         text = clean_text(update.text)
         if not text:
             return []
+        artifact_item = self.artifact_items.get(update.artifact_id or "")
+        if update.append and artifact_item is not None:
+            return self._chunk(text, item_id=artifact_item)
         if update.append:
             return self._chunk(text)
-        return self._whole_message(text)
+        if update.artifact_id is None:
+            return self._whole_message(text)
+        item_id = self.artifact_items[update.artifact_id] = new_id()
+        return self._whole_message(text, item_id=item_id)

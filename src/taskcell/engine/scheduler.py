@@ -5,6 +5,16 @@ a task created, cancelled, paused or resumed), claims every due occurrence with 
 write (so an occurrence fires once however many processes watch the store), and starts its
 run. Occurrences missed while nothing ran are coalesced into that one run; an occurrence that
 comes due while the previous run still runs is recorded as skipped.
+
+A stored schedule the scheduler cannot use (a daily time that does not parse, a zone this
+machine does not know) never stops it: the task is disarmed in the claiming write, then paused
+with the reason in ``error_message``, a system message and its controller say why, and the
+other tasks are served as usual.
+
+Time is the store's clock (on PostgreSQL the database server's, see
+``taskcell.abc.Coordination``): a process whose clock is off neither fires early nor late. An
+outage is waited out (each pass retried with back-off); the pass after it coalesces what was
+missed meanwhile.
 """
 
 from __future__ import annotations
@@ -14,8 +24,9 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from taskcell.domain.models import Run, RunStatus, Task, utcnow
+from taskcell.domain.models import Run, RunStatus, Task
 from taskcell.domain.schedule import missed_occurrences, next_fire_time
+from taskcell.domain.state_machine import TaskStatus
 
 if TYPE_CHECKING:
     from taskcell.engine.engine import Engine
@@ -23,6 +34,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SKIPPED_REASON = "skipped: the previous run was still running"
+UNUSABLE_PREFIX = "paused: the stored schedule cannot be used"
 _BATCH = 500
 
 
@@ -39,10 +51,11 @@ class Scheduler:
         self._wakeup.set()
 
     async def run(self) -> None:
+        supervisor = self.engine.supervisor
         while True:
             self._wakeup.clear()
-            await self.fire_due()
-            delay = await self.seconds_until_next()
+            await supervisor.weather("scheduler", self.fire_due)
+            delay = await supervisor.weather("scheduler", self.seconds_until_next)
             try:
                 await asyncio.wait_for(self._wakeup.wait(), timeout=delay)
             except TimeoutError:
@@ -52,33 +65,63 @@ class Scheduler:
         upcoming = await self.engine.store.next_due_at()
         if upcoming is None:
             return self.fallback_poll_seconds
-        wait = (upcoming - utcnow()).total_seconds()
+        wait = (upcoming - await self.engine.store.clock()).total_seconds()
         return min(max(wait, 0.0), self.fallback_poll_seconds)
 
     async def fire_due(self, now: datetime | None = None) -> int:
         """Claim and start every occurrence due at ``now``; answers how many runs started."""
         self.passes += 1
-        moment = now or utcnow()
+        moment = now or await self.engine.store.clock()
         engine = self.engine
 
+        unusable: dict[str, str] = {}
+
         def upcoming(task: Task) -> datetime | None:
-            assert task.schedule_config is not None
-            return next_fire_time(
-                task.schedule_config,
-                now=moment,
-                previous=task.next_run_at,
-                default_zone=engine.default_zone,
-            )
+            """The next time, or None (disarmed) for a schedule that cannot be used."""
+            try:
+                if task.schedule_config is None:
+                    raise ValueError("the recurring task has no schedule")
+                return next_fire_time(
+                    task.schedule_config,
+                    now=moment,
+                    previous=task.next_run_at,
+                    default_zone=engine.default_zone,
+                )
+            except Exception as exc:
+                unusable[task.task_id] = f"{UNUSABLE_PREFIX}: {exc or type(exc).__name__}"
+                return None
 
         started = 0
         while True:
             claimed = await engine.store.claim_due(moment, upcoming, limit=_BATCH)
             results = await asyncio.gather(
-                *(self._start(task, due, moment) for task, due in claimed)
+                *(
+                    self._pause(task, unusable[task.task_id])
+                    if task.task_id in unusable
+                    else self._start(task, due, moment)
+                    for task, due in claimed
+                )
             )
             started += sum(results)
             if len(claimed) < _BATCH:
                 return started
+
+    async def _pause(self, task: Task, reason: str) -> int:
+        """Pause a task whose stored schedule cannot be used (it was disarmed as it was
+        claimed), saying why; answers 0 runs started."""
+        from taskcell.engine.recurring import update_controllers
+        from taskcell.engine.responses import ResponseFactory
+
+        engine = self.engine
+        logger.error(
+            "unusable schedule: task paused", extra={"task_id": task.task_id, "reason": reason}
+        )
+        changes = {"paused": True, "error_message": reason}
+        if await engine.store.update(task.task_id, changes, expected=[TaskStatus.RUNNING]):
+            task.paused, task.error_message = True, reason
+            await engine.log.emit(ResponseFactory(task).system_message(reason))
+            await update_controllers(engine, task, last_error=reason)
+        return 0
 
     async def _start(self, task: Task, due_at: datetime, now: datetime) -> int:
         """Start the run of a claimed occurrence (or record it skipped)."""
@@ -96,7 +139,7 @@ class Scheduler:
             logger.info("occurrence skipped", extra={"task_id": task.task_id})
             return 0
         schedule = task.schedule_config
-        assert schedule is not None
+        assert schedule is not None  # claimed with a usable schedule
         missed = missed_occurrences(
             schedule, previous=due_at, now=now, default_zone=engine.default_zone
         )

@@ -1,19 +1,26 @@
-"""Named, supervised background loops: if one dies, the service says so and stops."""
+"""Named, supervised background loops: outages are waited out, a bug stops the service."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+from taskcell.engine.weather import describe, retrying, weather
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class Supervisor:
     """Starts loops that must run for as long as the service does.
 
-    A loop that returns or raises is a fault: it is logged with its name, ``failed`` is set and
+    A loop that fails with an outage (:func:`taskcell.engine.weather.is_outage`: the database
+    unreachable, the disk full...) is started again after a back-off, for as long as the outage
+    lasts; its name and the reason are in :attr:`outages` meanwhile. A loop that returns or
+    raises anything else is a fault (a bug): it is logged with its name, ``failed`` is set and
     ``on_failure`` is called, so the owner can stop the service instead of limping on.
     """
 
@@ -23,11 +30,33 @@ class Supervisor:
         self._on_failure = on_failure
         self.failed = asyncio.Event()
         self.failure: str | None = None
+        #: Loop name -> why it waits, for each loop waiting out an outage now.
+        self.outages: dict[str, str] = {}
 
     def start(self, name: str, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        task = asyncio.create_task(loop(), name=name)
+        task = asyncio.create_task(self._keep(name, loop), name=name)
         self._loops[name] = task
         task.add_done_callback(self._ended)
+
+    async def _keep(self, name: str, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        async for attempt in retrying(name, on_outage=lambda exc: self._outage(name, exc)):
+            with attempt:
+                self.outages.pop(name, None)
+                await loop()
+
+    def _outage(self, name: str, exc: BaseException) -> None:
+        self.outages[name] = describe(exc)
+
+    async def weather(
+        self, name: str, step: Callable[[], Awaitable[T]], *, cap_seconds: float = 10.0
+    ) -> T:
+        """One pass of loop ``name``: ``step``, retried through outages (see
+        :func:`taskcell.engine.weather.weather`), recorded in :attr:`outages` meanwhile."""
+        result = await weather(
+            name, step, cap_seconds=cap_seconds, on_outage=lambda exc: self._outage(name, exc)
+        )
+        self.outages.pop(name, None)
+        return result
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         if self._stopping or task.cancelled():

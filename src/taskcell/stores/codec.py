@@ -85,9 +85,11 @@ def ts(value: datetime | None) -> str | None:
     """A datetime as stored text (UTC, fixed width); None stays None."""
     if value is None:
         return None
-    if value.tzinfo is None:
-        raise ValueError("naive datetimes are not stored; give a UTC offset")
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
+    if value.tzinfo is not UTC:
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; give a UTC offset")
+        value = value.astimezone(UTC)
+    return value.isoformat(timespec="microseconds")
 
 
 def from_ts(value: str | None) -> datetime | None:
@@ -103,7 +105,12 @@ def utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC)
 
 
+_EMPTY_JSON: dict[type, str] = {list: "[]", dict: "{}"}
+
+
 def _dumps(value: Any) -> str:
+    if not value and type(value) in _EMPTY_JSON:
+        return _EMPTY_JSON[type(value)]  # most tasks: no metadata, no remote tasks yet
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -123,8 +130,27 @@ def encode_field(name: str, value: Any, *, dialect: Dialect = "sqlite") -> Any:
     return value
 
 
+_ENCODED_FIELDS = frozenset(
+    {"remote_task_ids", "metadata", "schedule_config", "paused", "handoff_from_super_agent"}
+)
+
+#: Each task column, and whether ``encode_field`` passes its SQLite value through unchanged.
+_SQLITE_TASK_PLAIN: tuple[tuple[str, bool], ...] = tuple(
+    (name, name not in _DATETIME_FIELDS and name not in _ENCODED_FIELDS) for name in TASK_COLUMNS
+)
+
+
 def task_values(task: Task, *, dialect: Dialect = "sqlite") -> tuple[Any, ...]:
-    return tuple(encode_field(name, getattr(task, name), dialect=dialect) for name in TASK_COLUMNS)
+    if dialect != "sqlite":
+        return tuple(
+            encode_field(name, getattr(task, name), dialect=dialect) for name in TASK_COLUMNS
+        )
+    # The hot path of every task write: read the fields directly, encode only those that need it.
+    fields = task.__dict__
+    return tuple(
+        fields[name] if plain else encode_field(name, fields[name])
+        for name, plain in _SQLITE_TASK_PLAIN
+    )
 
 
 def run_values(run: Run, *, dialect: Dialect = "sqlite") -> tuple[Any, ...]:
@@ -224,7 +250,7 @@ ITEM_COLUMNS: tuple[str, ...] = (
 
 
 def event_body(event: Event) -> str:
-    """An event's stored body: its API.md JSON, compact."""
+    """An event's stored body: its docs/api.md JSON, compact."""
     return event.to_json()
 
 

@@ -1,13 +1,30 @@
-"""Opaque keyset cursors shared by every store: (created_at, id) of the last item seen."""
+"""Opaque keyset cursors shared by every store: (created_at, id) of the last item seen.
+
+Stores make and read the *position* (:func:`encode_cursor`, :func:`decode_cursor`); the API
+*binds* each position to the list that issued it (:func:`bind_cursor`, :func:`unbind_cursor`),
+so a cursor from ``GET /tasks`` is refused by ``/runs``, by ``/items`` and by ``/tasks`` with
+other filters. Every value a cursor carries is checked before a store sees it: a cursor is
+client input.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 
 from taskcell.abc import InvalidCursor
+from taskcell.domain.text import is_safe_text
+
+#: The longest item id a cursor may name (ids are at most 200 characters in every store).
+MAX_CURSOR_ID_CHARS = 200
+#: The longest cursor the API reads; the ones it makes are under 200 characters.
+MAX_CURSOR_CHARS = 1000
+_NOT_OURS = "cursor is not one this server handed out"
+_DIGEST_BYTES = 9  # 12 base64 characters: a scope mismatch is never a coincidence
 
 
 def encode_cursor(created_at: datetime, item_id: str) -> str:
@@ -16,13 +33,56 @@ def encode_cursor(created_at: datetime, item_id: str) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """The position a cursor names; :class:`InvalidCursor` for anything a store did not make."""
+    """The position a cursor names, its time in UTC; :class:`InvalidCursor` for anything a
+    store did not make, including times that do not fit in UTC (year 1 at +01:00) and ids
+    that are not safe text or are too long."""
+    if len(cursor) > MAX_CURSOR_CHARS:
+        raise InvalidCursor(_NOT_OURS)
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         created, item_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
         moment = datetime.fromisoformat(created)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidCursor("cursor is not one this server handed out") from exc
-    if moment.tzinfo is None or not isinstance(item_id, str):
-        raise InvalidCursor("cursor is not one this server handed out")
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            raise InvalidCursor(_NOT_OURS)
+        moment = moment.astimezone(UTC)
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidCursor(_NOT_OURS) from exc
+    if (
+        not isinstance(item_id, str)
+        or not item_id
+        or len(item_id) > MAX_CURSOR_ID_CHARS
+        or not is_safe_text(item_id)
+    ):
+        raise InvalidCursor(_NOT_OURS)
     return moment, item_id
+
+
+def _scope_digest(scope: str) -> str:
+    digest = hashlib.blake2b(scope.encode("utf-8", "backslashreplace"), digest_size=_DIGEST_BYTES)
+    return base64.urlsafe_b64encode(digest.digest()).decode()
+
+
+def bind_cursor(cursor: str | None, scope: str) -> str | None:
+    """``cursor`` (a store's) bound to ``scope``: the endpoint and filter that issued it."""
+    if cursor is None:
+        return None
+    return f"{_scope_digest(scope)}.{cursor}"
+
+
+def unbind_cursor(token: str | None, scope: str) -> str | None:
+    """The store cursor inside ``token``, checked to be bound to ``scope`` and to decode to a
+    valid position; :class:`InvalidCursor` otherwise."""
+    if token is None:
+        return None
+    digest, dot, cursor = token.partition(".")
+    if not dot or len(token) > MAX_CURSOR_CHARS:
+        raise InvalidCursor(_NOT_OURS)
+    if not hmac.compare_digest(
+        digest.encode("utf-8", "backslashreplace"), _scope_digest(scope).encode()
+    ):
+        raise InvalidCursor(
+            "cursor belongs to another list (another endpoint or other filters); "
+            "start again without a cursor"
+        )
+    decode_cursor(cursor)
+    return cursor

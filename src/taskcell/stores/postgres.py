@@ -43,7 +43,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -55,6 +55,7 @@ from taskcell.abc import DuplicateTask, EventConflict, Page, ProcessInfo, TaskFi
 from taskcell.domain.events import ConversationItem, Event
 from taskcell.domain.models import OPEN_RUN_STATUSES, Run, RunStatus, Task, utcnow
 from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, sources_of
+from taskcell.outages import describe
 from taskcell.stores import codec
 from taskcell.stores.cursor import decode_cursor, encode_cursor
 from taskcell.stores.memory import check_changes
@@ -78,11 +79,22 @@ _TASK_INSERT = (
     f"INSERT INTO tasks ({', '.join(codec.TASK_COLUMNS)}) "
     f"VALUES ({', '.join(f'${i}' for i in range(1, len(codec.TASK_COLUMNS) + 1))})"
 )
-_RUN_INSERT = (
-    f"INSERT INTO runs ({', '.join(codec.RUN_COLUMNS)}) "
-    f"VALUES ({', '.join(f'${i}' for i in range(1, len(codec.RUN_COLUMNS) + 1))})"
-    " ON CONFLICT DO NOTHING"
-)
+_RUN_CREATED_AT = codec.RUN_COLUMNS.index("created_at") + 1
+_RUN_STARTED_AT = codec.RUN_COLUMNS.index("started_at") + 1
+_RUN_LEASE_AT = codec.RUN_COLUMNS.index("lease_expires_at") + 1
+
+
+def _run_value_sql(index: int, since: str, *, typed: bool) -> str:
+    """The SQL of run column ``index``'s value. One clock: the lease is the database's
+    ``now()`` plus the length the caller meant (its ``lease_expires_at`` minus ``since``, both
+    the caller's clock), never the caller's moment."""
+    if index == _RUN_LEASE_AT:
+        return f"now() + (${index}::timestamptz - {since})"
+    if not typed:
+        return f"${index}"
+    return f"${index}::{_RUN_TYPES.get(codec.RUN_COLUMNS[index - 1], 'text')}"
+
+
 _CONVERSATION_COLUMNS = "conversation_id, title, user_id, created_at"
 _CREATE_TASK = (
     "WITH conversation AS (INSERT INTO conversations"
@@ -99,6 +111,14 @@ _RUN_TYPES = {
         "timestamptz",
     ),
 }
+_RUN_INSERT = (
+    f"INSERT INTO runs ({', '.join(codec.RUN_COLUMNS)}) VALUES ("
+    + ", ".join(
+        _run_value_sql(i, f"${_RUN_CREATED_AT}::timestamptz", typed=False)
+        for i in range(1, len(codec.RUN_COLUMNS) + 1)
+    )
+    + ") ON CONFLICT DO NOTHING"
+)
 _START_RUN = (
     "WITH started AS (UPDATE tasks SET status = 'running', attempt = $3,"
     f" updated_at = ${len(codec.RUN_COLUMNS) + 1},"
@@ -106,7 +126,10 @@ _START_RUN = (
     " WHERE task_id = $2 AND status = 'pending' RETURNING 1)"
     f" INSERT INTO runs ({', '.join(codec.RUN_COLUMNS)}) SELECT "
     + ", ".join(
-        f"${i}::{_RUN_TYPES.get(name, 'text')}" for i, name in enumerate(codec.RUN_COLUMNS, start=1)
+        _run_value_sql(
+            i, f"COALESCE(${_RUN_STARTED_AT}::timestamptz, ${_RUN_CREATED_AT})", typed=True
+        )
+        for i in range(1, len(codec.RUN_COLUMNS) + 1)
     )
     + " FROM started"
 )
@@ -117,7 +140,8 @@ _CONTINUE_RUN = (
     " started_at = COALESCE(started_at, $5)"
     " WHERE task_id = $1 AND status = 'waiting_input' AND EXISTS (SELECT 1 FROM runs"
     " WHERE run_id = $2 AND task_id = $1 AND status = 'waiting_input') RETURNING 1)"
-    " UPDATE runs SET status = 'running', owner = $3, lease_expires_at = $4"
+    " UPDATE runs SET status = 'running', owner = $3,"
+    " lease_expires_at = now() + ($4::timestamptz - $5::timestamptz)"
     " WHERE run_id = $2 AND status = 'waiting_input' AND EXISTS (SELECT 1 FROM moved)"
 )
 _TASK_BY_ID = f"{_TASK_SELECT} WHERE task_id = $1"
@@ -141,14 +165,14 @@ _DUE_TASKS = (
 )
 _NEXT_DUE_AT = f"SELECT MIN(next_run_at) FROM tasks WHERE {_ARMED}"
 _CLAIM_DUE_SELECT = (
-    f"{_TASK_SELECT} WHERE {_ARMED} AND next_run_at <= $1"
+    f"{_TASK_SELECT} WHERE {_ARMED} AND next_run_at <= LEAST($1, now())"
     " ORDER BY next_run_at, task_id LIMIT $2 FOR UPDATE SKIP LOCKED"
 )
 _CLAIM_DUE_UPDATE = "UPDATE tasks SET next_run_at = $1, updated_at = $2 WHERE task_id = $3"
 _CLAIM_PENDING = (
-    "UPDATE tasks SET updated_at = $1 WHERE task_id IN (SELECT task_id FROM tasks"
-    " WHERE status = 'pending' AND pattern = 'once' AND updated_at < $2"
-    " ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED)"
+    "UPDATE tasks SET updated_at = now() WHERE task_id IN (SELECT task_id FROM tasks"
+    " WHERE status = 'pending' AND pattern = 'once' AND updated_at < now() - $1::interval"
+    " ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
     f" RETURNING {', '.join(codec.TASK_COLUMNS)}"
 )
 _COUNT_BY_STATUS = "SELECT status, COUNT(*) FROM tasks GROUP BY status"
@@ -192,18 +216,20 @@ _CONVERSATION_INSERT = (
     f"INSERT INTO conversations ({_CONVERSATION_COLUMNS}) VALUES ($1, $2, $3, $4)"
     " ON CONFLICT DO NOTHING"
 )
+#: The database's clock, read; every decision below reads it inside its own statement.
+_CLOCK = "SELECT now()"
 _HEARTBEAT = (
-    "INSERT INTO processes (process_id, started_at, heartbeat_at) VALUES ($1, $2, $2)"
+    "INSERT INTO processes (process_id, started_at, heartbeat_at) VALUES ($1, now(), now())"
     " ON CONFLICT (process_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at"
 )
 _PROCESS_COLUMNS = "process_id, started_at, heartbeat_at"
 _LIVE_PROCESSES = (
-    f"SELECT {_PROCESS_COLUMNS} FROM processes WHERE heartbeat_at >= $1"
+    f"SELECT {_PROCESS_COLUMNS} FROM processes WHERE heartbeat_at >= now() - $1::interval"
     " ORDER BY started_at, process_id"
 )
 #: A row deleted by one claimer is gone for every other: each dead process is claimed once.
 _DEAD_PROCESSES = (
-    "DELETE FROM processes WHERE heartbeat_at < $1 AND process_id <> $2"
+    "DELETE FROM processes WHERE heartbeat_at < now() - $1::interval AND process_id <> $2"
     f" RETURNING {_PROCESS_COLUMNS}"
 )
 _RUNS_FINISHED_BY = (
@@ -211,14 +237,17 @@ _RUNS_FINISHED_BY = (
     " ORDER BY finished_at, run_id"
 )
 _RENEW_LEASES = (
-    "UPDATE runs SET lease_expires_at = $1 WHERE owner = $2 AND status IN ('queued', 'running')"
+    "UPDATE runs SET lease_expires_at = now() + $1::interval"
+    " WHERE owner = $2 AND status IN ('queued', 'running')"
 )
 _INTERRUPT_EXPIRED = (
-    "UPDATE runs SET status = 'interrupted', finished_at = $1, error = $2"
+    "UPDATE runs SET status = 'interrupted', finished_at = now(), error = $1"
     " WHERE run_id IN (SELECT run_id FROM runs WHERE status IN ('queued', 'running')"
-    " AND lease_expires_at < $1 FOR UPDATE SKIP LOCKED)"
+    " AND lease_expires_at < now() FOR UPDATE SKIP LOCKED)"
     f" RETURNING {', '.join(codec.RUN_COLUMNS)}"
 )
+#: How long ``check`` (``/health``) waits for the database.
+CHECK_SECONDS = 0.9
 #: The channel every taskcell process listens on.
 CHANNEL = "taskcell"
 _NOTIFY = "SELECT pg_notify('taskcell', $1)"
@@ -370,7 +399,9 @@ class PostgresTaskStore:
     """See :class:`taskcell.abc.Store` for the contract; this module's docstring for how.
 
     ``url`` is a ``postgresql://`` URL as asyncpg takes it; the pool holds ``min_size`` to
-    ``max_size`` connections, each made within ``connect_timeout`` seconds. Beyond the
+    ``max_size`` connections, each made within ``connect_timeout`` seconds; a statement that
+    does not answer within ``command_timeout`` seconds raises ``TimeoutError`` (an outage: the
+    network or the server hangs), so no caller waits without bound. Beyond the
     contract: a run id given to :meth:`add_run` twice raises ``ValueError`` (only a repeated
     occurrence answers False), an event whose (task_id, seq) is stored already makes
     :meth:`append_events` raise ``EventConflict`` (and store nothing of the batch), and values
@@ -386,12 +417,14 @@ class PostgresTaskStore:
         max_size: int = 20,
         connect_timeout: float = 10.0,
         close_timeout: float = 10.0,
+        command_timeout: float = 30.0,
     ) -> None:
         self.url = url
         self._min_size = min_size
         self._max_size = max_size
         self._connect_timeout = connect_timeout
         self._close_timeout = close_timeout
+        self._command_timeout = command_timeout
         self._pool: Pool | None = None
         self._opening = asyncio.Lock()
 
@@ -411,6 +444,7 @@ class PostgresTaskStore:
             min_size=self._min_size,
             max_size=self._max_size,
             timeout=self._connect_timeout,
+            command_timeout=self._command_timeout,
             server_settings={"application_name": "taskcell"},
             # The store keeps no session state (LISTEN has its own connection; advisory locks
             # are per transaction), so skip asyncpg's RESET ALL / UNLISTEN round trip on
@@ -455,6 +489,20 @@ class PostgresTaskStore:
             return bool(await pool.fetchval("SELECT 1", timeout=5.0))
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
             return False
+
+    async def check(self) -> str | None:
+        """None if the database answers ``SELECT 1`` within :data:`CHECK_SECONDS`, else why."""
+        timeout = CHECK_SECONDS
+        try:
+            async with asyncio.timeout(timeout):
+                pool = await self.pool()
+                async with pool.acquire() as conn:
+                    await conn.fetchval("SELECT 1")
+        except TimeoutError:
+            return f"the database did not answer within {timeout:g} s ({describe_url(self.url)})"
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            return f"the database is unreachable ({describe_url(self.url)}): {describe(exc)}"
+        return None
 
     # -- tasks --------------------------------------------------------------------------
 
@@ -695,11 +743,10 @@ class PostgresTaskStore:
                 await conn.executemany(_CLAIM_DUE_UPDATE, updates)
         return claimed
 
-    async def claim_pending(self, older_than: datetime, *, limit: int = 100) -> list[Task]:
-        """Claim orphaned pending tasks no other process holds (SKIP LOCKED)."""
-        rows = await (await self.pool()).fetch(
-            _CLAIM_PENDING, codec.utc(utcnow()), codec.utc(older_than), limit
-        )
+    async def claim_pending(self, idle_for: timedelta, *, limit: int = 100) -> list[Task]:
+        """Claim orphaned pending tasks no other process holds (SKIP LOCKED), idle for
+        ``idle_for`` by the database's clock."""
+        rows = await (await self.pool()).fetch(_CLAIM_PENDING, idle_for, limit)
         tasks = [codec.task_from_row(tuple(row)) for row in rows]
         return sorted(tasks, key=lambda t: (t.created_at, t.task_id))
 
@@ -712,15 +759,19 @@ class PostgresTaskStore:
 
     single_server = False
 
-    async def heartbeat(self, process_id: str, now: datetime) -> None:
-        await (await self.pool()).execute(_HEARTBEAT, process_id, codec.utc(now))
+    async def clock(self) -> datetime:
+        now: datetime = await (await self.pool()).fetchval(_CLOCK)
+        return now.astimezone(UTC)
 
-    async def live_processes(self, since: datetime) -> list[ProcessInfo]:
-        rows = await (await self.pool()).fetch(_LIVE_PROCESSES, codec.utc(since))
+    async def heartbeat(self, process_id: str) -> None:
+        await (await self.pool()).execute(_HEARTBEAT, process_id)
+
+    async def live_processes(self, within: timedelta) -> list[ProcessInfo]:
+        rows = await (await self.pool()).fetch(_LIVE_PROCESSES, within)
         return [codec.process_from_row(tuple(row)) for row in rows]
 
-    async def claim_dead_processes(self, before: datetime, *, keep: str) -> list[ProcessInfo]:
-        rows = await (await self.pool()).fetch(_DEAD_PROCESSES, codec.utc(before), keep)
+    async def claim_dead_processes(self, silent_for: timedelta, *, keep: str) -> list[ProcessInfo]:
+        rows = await (await self.pool()).fetch(_DEAD_PROCESSES, silent_for, keep)
         processes = [codec.process_from_row(tuple(row)) for row in rows]
         return sorted(processes, key=lambda p: (p.started_at, p.process_id))
 
@@ -728,35 +779,38 @@ class PostgresTaskStore:
         rows = await (await self.pool()).fetch(_RUNS_FINISHED_BY, owner, codec.utc(since))
         return [codec.run_from_row(tuple(row)) for row in rows]
 
-    async def renew_leases(self, owner: str, until: datetime) -> int:
-        status = await (await self.pool()).execute(_RENEW_LEASES, codec.utc(until), owner)
+    async def renew_leases(self, owner: str, lease: timedelta) -> int:
+        status = await (await self.pool()).execute(_RENEW_LEASES, lease, owner)
         return _row_count(status)
 
-    async def interrupt_expired(self, now: datetime, reason: str) -> list[Run]:
-        rows = await (await self.pool()).fetch(_INTERRUPT_EXPIRED, codec.utc(now), reason)
+    async def interrupt_expired(self, reason: str) -> list[Run]:
+        rows = await (await self.pool()).fetch(_INTERRUPT_EXPIRED, reason)
         return [codec.run_from_row(tuple(row)) for row in rows]
 
     async def notify(self, message: str) -> None:
         await (await self.pool()).execute(_NOTIFY, message)
 
-    async def listen(self, handler: Callable[[str], None]) -> None:
-        """LISTEN on a connection of its own until cancelled; reconnects when it drops."""
-        while True:
-            conn = await asyncpg.connect(self.url, timeout=self._connect_timeout)
-            lost = asyncio.Event()
+    async def listen(
+        self, handler: Callable[[str], None], *, on_listening: Callable[[], None] | None = None
+    ) -> None:
+        """LISTEN on a connection of its own until cancelled; raises ``ConnectionError`` when
+        that connection drops (the caller listens again, see the contract)."""
+        conn = await asyncpg.connect(self.url, timeout=self._connect_timeout)
+        lost = asyncio.Event()
 
-            def on_message(_c: object, _pid: int, _channel: str, payload: object) -> None:
-                handler(str(payload))
+        def on_message(_c: object, _pid: int, _channel: str, payload: object) -> None:
+            handler(str(payload))
 
-            conn.add_termination_listener(functools.partial(_set_event, lost))
-            try:
-                await conn.add_listener(CHANNEL, on_message)
-                await lost.wait()
-                logger.warning("notification connection lost; reconnecting")
-            finally:
-                if not conn.is_closed():
-                    await asyncio.shield(conn.close(timeout=self._close_timeout))
-            await asyncio.sleep(0.5)
+        conn.add_termination_listener(functools.partial(_set_event, lost))
+        try:
+            await conn.add_listener(CHANNEL, on_message)
+            if on_listening is not None:
+                on_listening()
+            await lost.wait()
+            raise ConnectionError(f"notification connection lost ({describe_url(self.url)})")
+        finally:
+            if not conn.is_closed():
+                await asyncio.shield(conn.close(timeout=self._close_timeout))
 
     # -- events and conversations ---------------------------------------------------------
 

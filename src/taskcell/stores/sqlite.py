@@ -9,26 +9,43 @@ concurrent writers share one. A caller learns a write's outcome only after it is
 
 Each write is one guarded statement (``UPDATE ... WHERE status IN (...)``), so other processes
 on the same file (the CLI, scripts) stay correct: SQLite serialises their transactions.
+
+Disk faults. A write the disk refuses (full, read-only, an I/O error) fails its callers with
+SQLite's error (an outage: the API answers 503) and is remembered until a later commit
+succeeds, for :meth:`SQLiteTaskStore.check` (``/health``); reads go on. The file's identity
+(device and inode) is taken when it is opened: if the file is deleted or replaced under the
+running server, every write is refused with :class:`StoreUnavailable` rather than written into
+a file nobody will open again. ``check`` runs on its own connection in a worker thread with a
+time-out, so ``/health`` answers even while the disk stalls.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import fcntl
 import logging
 import os
 import sqlite3
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from taskcell.abc import DuplicateTask, EventConflict, Page, ProcessInfo, TaskFilter
+from taskcell.abc import (
+    DuplicateTask,
+    EventConflict,
+    Page,
+    ProcessInfo,
+    StoreUnavailable,
+    TaskFilter,
+)
 from taskcell.domain.events import ConversationItem, Event
 from taskcell.domain.models import OPEN_RUN_STATUSES, Run, RunStatus, Task, utcnow
 from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, sources_of
+from taskcell.outages import is_outage
 from taskcell.stores import codec
 from taskcell.stores.cursor import decode_cursor, encode_cursor
 from taskcell.stores.memory import check_changes
@@ -71,6 +88,8 @@ _RUNS_FINISHED_BY = (
 )
 _FINAL = tuple(s.value for s in FINAL_STATUSES)
 _ARMED = "pattern = 'recurring' AND status = 'running' AND paused = 0"
+#: How long ``check`` (``/health``) waits for the file to answer a read.
+CHECK_SECONDS = 0.9
 
 
 class _Refused(Exception):
@@ -102,6 +121,13 @@ def _transition_sql(target: str, sources: tuple[str, ...], fields: tuple[str, ..
     return f"UPDATE tasks SET {', '.join(sets)} WHERE task_id = ? AND status IN ({marks})"
 
 
+@lru_cache(maxsize=256)
+def _sources(target: TaskStatus, expected: frozenset[TaskStatus] | None) -> tuple[str, ...]:
+    """The statuses a transition to ``target`` may leave, sorted (the guard's values)."""
+    allowed = sources_of(target) if expected is None else sources_of(target) & expected
+    return tuple(sorted(s.value for s in allowed))
+
+
 Statement = tuple[str, list[Any]]
 
 
@@ -114,11 +140,11 @@ def _transition_statement(
 ) -> Statement | None:
     """The guarded UPDATE of ``transition``, or None when no source status is allowed."""
     changes = changes or {}
-    check_changes(changes)
-    allowed = sources_of(target) if expected is None else sources_of(target) & set(expected)
-    if not allowed:
+    if changes:
+        check_changes(changes)
+    sources = _sources(target, None if expected is None else frozenset(expected))
+    if not sources:
         return None
-    sources = tuple(sorted(s.value for s in allowed))
     fields = tuple(changes)
     moment = codec.ts(now or utcnow())
     args: list[Any] = [target.value, moment]
@@ -180,6 +206,11 @@ class SQLiteTaskStore:
         self._conn: sqlite3.Connection | None = None
         self._tx_open = False
         self._waiters: list[asyncio.Future[None]] = []
+        #: (device, inode) of the file this store opened; a different one means it was replaced.
+        self._identity: tuple[int, int] | None = None
+        #: Why the last write failed for an outage (disk full...), until a commit succeeds.
+        self.write_problem: str | None = None
+        self._checker: concurrent.futures.ThreadPoolExecutor | None = None
 
     # -- connection and schema ----------------------------------------------------------
 
@@ -202,7 +233,19 @@ class SQLiteTaskStore:
         # Checkpoint (which syncs the file) every ~16 MiB of WAL instead of every ~4 MiB.
         conn.execute("PRAGMA wal_autocheckpoint = 4000")
         apply_migrations(conn)
+        stat = os.stat(self.path)
+        self._identity = (stat.st_dev, stat.st_ino)
         return conn
+
+    def _replaced(self) -> str | None:
+        """Why the file this store writes is no longer the one at its path, or None."""
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            return f"the database file {self.path} was deleted while the server ran"
+        if (stat.st_dev, stat.st_ino) != self._identity:
+            return f"the database file {self.path} was replaced while the server ran"
+        return None
 
     async def open(self) -> None:
         _ = self.conn
@@ -210,6 +253,9 @@ class SQLiteTaskStore:
     async def close(self) -> None:
         if self._tx_open:
             self._commit()
+        if self._checker is not None:
+            self._checker.shutdown(wait=False, cancel_futures=True)
+            self._checker = None
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -220,6 +266,39 @@ class SQLiteTaskStore:
         except sqlite3.Error:
             return False
         return True
+
+    async def check(self) -> str | None:
+        """None if the file is the one opened, answers a read within :data:`CHECK_SECONDS` on
+        a connection of its own (in a worker thread: never the event loop's), and the last
+        write did not fail for an outage; else why not."""
+        timeout = CHECK_SECONDS
+        if self._conn is not None:
+            replaced = self._replaced()
+            if replaced is not None:
+                return f"{replaced}; writes are refused (restart the server to open the new file)"
+        if self._checker is None:
+            self._checker = concurrent.futures.ThreadPoolExecutor(1, "sqlite-check")
+        loop = asyncio.get_running_loop()
+        probe = loop.run_in_executor(self._checker, self._probe)
+        try:
+            await asyncio.wait_for(asyncio.shield(probe), timeout)
+        except TimeoutError:
+            return (
+                f"the database file {self.path} did not answer within {timeout:g} s"
+                " (a stalled disk?)"
+            )
+        except sqlite3.Error as exc:
+            return f"the database file {self.path} cannot be read: {exc}"
+        if self.write_problem is not None:
+            return f"writes to {self.path} fail: {self.write_problem}"
+        return None
+
+    def _probe(self) -> None:
+        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=0.5)
+        try:
+            conn.execute("SELECT count(*) FROM schema_version").fetchone()
+        finally:
+            conn.close()
 
     # -- group commit -------------------------------------------------------------------
 
@@ -235,39 +314,74 @@ class SQLiteTaskStore:
         conn = self.conn
         loop = asyncio.get_running_loop()
         if not self._tx_open:
-            conn.execute("BEGIN IMMEDIATE")
+            replaced = self._replaced()
+            if replaced is not None:
+                raise StoreUnavailable(f"{replaced}; nothing is written to it")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                self._remember(exc)
+                raise
             self._tx_open = True
             loop.call_soon(self._commit)
-        if atomic:
-            conn.execute("SAVEPOINT op")
-            try:
-                result = operation(conn)
-            except BaseException:
-                conn.execute("ROLLBACK TO op")
+        elif not conn.in_transaction:
+            # An earlier statement's error rolled the shared transaction back: this write
+            # must not run outside it (it would commit alone while its batch fails).
+            raise StoreUnavailable(f"the write transaction was rolled back: {self.write_problem}")
+        try:
+            if atomic:
+                conn.execute("SAVEPOINT op")
+                try:
+                    result = operation(conn)
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK TO op")
+                        conn.execute("RELEASE op")
+                    raise
                 conn.execute("RELEASE op")
-                raise
-            conn.execute("RELEASE op")
-        else:
-            result = operation(conn)
+            else:
+                result = operation(conn)
+        except sqlite3.Error as exc:
+            self._remember(exc)
+            raise
         waiter: asyncio.Future[None] = loop.create_future()
         self._waiters.append(waiter)
         await waiter
         return result
 
+    def _remember(self, exc: sqlite3.Error) -> None:
+        """Keep an outage's reason (disk full, read-only...) for ``check``."""
+        if is_outage(exc):
+            self.write_problem = str(exc)
+
     def _commit(self) -> None:
+        conn = self._conn
+        if not self._tx_open or conn is None:
+            return  # close() committed it already: never reopen a closed store
         waiters, self._waiters = self._waiters, []
         self._tx_open = False
-        conn = self.conn
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            logger.exception("commit failed", extra={"path": str(self.path)})
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+        failure: BaseException | None = None
+        if not conn.in_transaction:
+            # A statement's error (disk full, I/O) rolled the whole transaction back.
+            failure = StoreUnavailable(f"the write was rolled back: {self.write_problem}")
+        else:
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                logger.exception("commit failed", extra={"path": str(self.path)})
+                self._remember(exc)
+                failure = exc
+                if conn.in_transaction:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        logger.exception("rollback failed", extra={"path": str(self.path)})
+        if failure is not None:
             for waiter in waiters:
                 if not waiter.done():
-                    waiter.set_exception(exc)
+                    waiter.set_exception(failure)
             return
+        self.write_problem = None
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -549,13 +663,14 @@ class SQLiteTaskStore:
 
         return await self.write(claim, atomic=True)
 
-    async def claim_pending(self, older_than: datetime, *, limit: int = 100) -> list[Task]:
+    async def claim_pending(self, idle_for: timedelta, *, limit: int = 100) -> list[Task]:
+        now = utcnow()
         sql = (
             "UPDATE tasks SET updated_at = ? WHERE task_id IN (SELECT task_id FROM tasks"
             " WHERE status = 'pending' AND pattern = 'once' AND updated_at < ?"
             f" ORDER BY created_at LIMIT ?) RETURNING {', '.join(codec.TASK_COLUMNS)}"
         )
-        args = (codec.ts(utcnow()), codec.ts(older_than), limit)
+        args = (codec.ts(now), codec.ts(now - idle_for), limit)
         rows = await self.write(lambda conn: conn.execute(sql, args).fetchall())
         return sorted(
             (codec.task_from_row(row) for row in rows), key=lambda t: (t.created_at, t.task_id)
@@ -569,20 +684,24 @@ class SQLiteTaskStore:
 
     single_server = True
 
-    async def heartbeat(self, process_id: str, now: datetime) -> None:
+    async def clock(self) -> datetime:
+        return utcnow()
+
+    async def heartbeat(self, process_id: str) -> None:
         sql = (
             "INSERT INTO processes VALUES (?, ?, ?)"
             " ON CONFLICT (process_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at"
         )
-        args = (process_id, codec.ts(now), codec.ts(now))
+        now = codec.ts(utcnow())
+        args = (process_id, now, now)
         await self.write(lambda conn: conn.execute(sql, args))
 
-    async def live_processes(self, since: datetime) -> list[ProcessInfo]:
-        rows = self.conn.execute(_LIVE_PROCESSES, (codec.ts(since),)).fetchall()
+    async def live_processes(self, within: timedelta) -> list[ProcessInfo]:
+        rows = self.conn.execute(_LIVE_PROCESSES, (codec.ts(utcnow() - within),)).fetchall()
         return [codec.process_from_row(row) for row in rows]
 
-    async def claim_dead_processes(self, before: datetime, *, keep: str) -> list[ProcessInfo]:
-        args = (codec.ts(before), keep)
+    async def claim_dead_processes(self, silent_for: timedelta, *, keep: str) -> list[ProcessInfo]:
+        args = (codec.ts(utcnow() - silent_for), keep)
         rows = await self.write(lambda conn: conn.execute(_DEAD_PROCESSES, args).fetchall())
         processes = [codec.process_from_row(row) for row in rows]
         return sorted(processes, key=lambda p: (p.started_at, p.process_id))
@@ -591,28 +710,31 @@ class SQLiteTaskStore:
         rows = self.conn.execute(_RUNS_FINISHED_BY, (owner, codec.ts(since))).fetchall()
         return [codec.run_from_row(row) for row in rows]
 
-    async def renew_leases(self, owner: str, until: datetime) -> int:
+    async def renew_leases(self, owner: str, lease: timedelta) -> int:
         sql = (
             "UPDATE runs SET lease_expires_at = ?"
             " WHERE owner = ? AND status IN ('queued', 'running')"
         )
-        args = (codec.ts(until), owner)
+        args = (codec.ts(utcnow() + lease), owner)
         return await self.write(lambda conn: conn.execute(sql, args).rowcount)
 
-    async def interrupt_expired(self, now: datetime, reason: str) -> list[Run]:
+    async def interrupt_expired(self, reason: str) -> list[Run]:
         sql = (
             "UPDATE runs SET status = 'interrupted', finished_at = ?, error = ?"
             " WHERE status IN ('queued', 'running') AND lease_expires_at < ?"
             f" RETURNING {', '.join(codec.RUN_COLUMNS)}"
         )
-        args = (codec.ts(now), reason, codec.ts(now))
+        now = codec.ts(utcnow())
+        args = (now, reason, now)
         rows = await self.write(lambda conn: conn.execute(sql, args).fetchall())
         return [codec.run_from_row(row) for row in rows]
 
     async def notify(self, message: str) -> None:
         return None
 
-    async def listen(self, handler: Callable[[str], None]) -> None:
+    async def listen(
+        self, handler: Callable[[str], None], *, on_listening: Callable[[], None] | None = None
+    ) -> None:
         await asyncio.Event().wait()  # one server: nobody else to hear from
 
     # -- events and conversations ---------------------------------------------------------

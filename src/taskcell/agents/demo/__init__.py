@@ -3,8 +3,9 @@
 ``echo``, ``clock``, ``flaky``, ``asker`` and ``slow`` (see their modules). Serve them with
 
 - ``create_demo_app(base_url)``: a Starlette app with all five under ``/a2a/NAME``;
-- ``mount_demo_agents(app, base_url)``: the same routes added to an existing Starlette or
-  FastAPI app (what ``taskcell serve`` does);
+- ``mount_demo_agents(app, base_url, door=...)``: the same routes added to an existing Starlette
+  or FastAPI app (what ``taskcell serve`` does; with API keys configured, its ``door`` makes
+  them need a key, see :mod:`.door`);
 - ``python -m taskcell.agents.demo --host 127.0.0.1 --port 8765``: on their own.
 
 ``base_url`` is the address clients reach the server at (``http://127.0.0.1:8765``): each card
@@ -21,6 +22,7 @@ from starlette.routing import BaseRoute
 
 from taskcell.agents.demo import asker, clock, echo, flaky, slow
 from taskcell.agents.demo.common import DemoAgentSpec, agent_routes
+from taskcell.agents.demo.door import DemoAgentDoor
 
 DEFAULT_PREFIX = "/a2a"
 
@@ -35,17 +37,25 @@ def demo_agent_url(base_url: str, name: str, prefix: str = DEFAULT_PREFIX) -> st
     return f"{base_url.rstrip('/')}{prefix}/{name}"
 
 
-def demo_routes(base_url: str, prefix: str = DEFAULT_PREFIX) -> list[BaseRoute]:
-    """The routes of all demo agents, each under ``{prefix}/{name}``."""
+def demo_routes(
+    base_url: str, prefix: str = DEFAULT_PREFIX, *, door: DemoAgentDoor | None = None
+) -> list[BaseRoute]:
+    """The routes of all demo agents, each under ``{prefix}/{name}`` (behind ``door``)."""
     routes: list[BaseRoute] = []
     for spec in SPECS:
-        routes.extend(agent_routes(spec, base_url, f"{prefix}/{spec.name}"))
+        routes.extend(agent_routes(spec, base_url, f"{prefix}/{spec.name}", door))
     return routes
 
 
-def mount_demo_agents(app: Starlette, base_url: str, prefix: str = DEFAULT_PREFIX) -> None:
-    """Add the demo agents' routes to ``app`` (a Starlette or FastAPI app)."""
-    app.router.routes.extend(demo_routes(base_url, prefix))
+def mount_demo_agents(
+    app: Starlette,
+    base_url: str,
+    prefix: str = DEFAULT_PREFIX,
+    *,
+    door: DemoAgentDoor | None = None,
+) -> None:
+    """Add the demo agents' routes to ``app`` (a Starlette or FastAPI app), behind ``door``."""
+    app.router.routes.extend(demo_routes(base_url, prefix, door=door))
 
 
 def create_demo_app(base_url: str, prefix: str = DEFAULT_PREFIX) -> Starlette:

@@ -1,11 +1,12 @@
 """Shared pieces of the demo agents: cards, routes, and a small update helper.
 
 Every demo agent is a real A2A 1.0 server built with a2a-sdk: an ``AgentExecutor`` behind a
-``DefaultRequestHandler`` with an in-memory task store, served by the SDK's route factories at
-``{prefix}/{name}``:
+``DefaultRequestHandler`` with an in-memory task store that forgets finished tasks
+(:mod:`.task_store`), served by the SDK's route factories at ``{prefix}/{name}``:
 
-- ``GET  {prefix}/{name}/.well-known/agent-card.json``: the card, which advertises
-  ``{base_url}{prefix}/{name}`` for JSON-RPC (listed first, so preferred) and HTTP+JSON;
+- ``GET  {prefix}/{name}/.well-known/agent-card.json``: the card (public, ``Cache-Control:
+  public, max-age=300``), which advertises ``{base_url}{prefix}/{name}`` for JSON-RPC (listed
+  first, so preferred) and HTTP+JSON;
 - ``POST {prefix}/{name}``: JSON-RPC (1.0 method names, and 0.3 ones for old clients);
 - ``{prefix}/{name}/message:stream``, ``/tasks/{id}:cancel``, ...: HTTP+JSON (and the 0.3
   ``/v1/...`` paths).
@@ -30,7 +31,7 @@ from typing import Any
 from a2a.server.agent_execution import AgentExecutor
 from a2a.server.request_handlers import DefaultRequestHandler
 from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes, create_rest_routes
-from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
+from a2a.server.tasks import TaskUpdater
 from a2a.types import (
     AgentCapabilities,
     AgentCard,
@@ -44,9 +45,13 @@ from a2a.types import (
 from starlette.routing import BaseRoute, Route
 
 from taskcell.agents.a2a_events import struct_to_dict
+from taskcell.agents.demo.door import DemoAgentDoor
+from taskcell.agents.demo.task_store import ForgetfulTaskStore
 
 FINAL_RESULT = "final_result"
 MESSAGE_CHUNK = "message_chunk"
+#: Cards change only when the server's address does; clients may reuse one for five minutes.
+CARD_CACHE_CONTROL = "public, max-age=300"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,14 +91,23 @@ def build_card(spec: DemoAgentSpec, url: str) -> Any:
     )
 
 
-def agent_routes(spec: DemoAgentSpec, base_url: str, path: str) -> list[BaseRoute]:
-    """Card, JSON-RPC and REST routes for one agent served at ``path`` (e.g. ``/a2a/echo``)."""
+def agent_routes(
+    spec: DemoAgentSpec, base_url: str, path: str, door: DemoAgentDoor | None = None
+) -> list[BaseRoute]:
+    """Card, JSON-RPC and REST routes for one agent served at ``path`` (e.g. ``/a2a/echo``);
+    with a ``door``, every route but the card's needs a credential (see :mod:`.door`)."""
     card = build_card(spec, f"{base_url.rstrip('/')}{path}")
     handler = DefaultRequestHandler(
-        agent_executor=spec.executor(), task_store=InMemoryTaskStore(), agent_card=card
+        agent_executor=spec.executor(), task_store=ForgetfulTaskStore(), agent_card=card
     )
     routes: list[BaseRoute] = []
-    routes.extend(create_agent_card_routes(card, card_url=f"{path}/.well-known/agent-card.json"))
+    routes.extend(
+        create_agent_card_routes(
+            card,
+            card_url=f"{path}/.well-known/agent-card.json",
+            cache_control=CARD_CACHE_CONTROL,
+        )
+    )
     rpc_and_rest = [
         *create_jsonrpc_routes(handler, path, enable_v0_3_compat=True),
         *create_rest_routes(handler, enable_v0_3_compat=True, path_prefix=path),
@@ -101,12 +115,14 @@ def agent_routes(spec: DemoAgentSpec, base_url: str, path: str) -> list[BaseRout
     for route in rpc_and_rest:
         if not isinstance(route, Route):
             continue  # the SDK's "/{tenant}" catch-all mount
+        endpoint = route.endpoint
         if spec.wrap_endpoint is not None:
+            endpoint = spec.wrap_endpoint(endpoint)
+        if door is not None:
+            endpoint = door.guard(endpoint)
+        if endpoint is not route.endpoint:
             route = Route(
-                route.path,
-                endpoint=spec.wrap_endpoint(route.endpoint),
-                methods=sorted(route.methods or ()),
-                name=route.name,
+                route.path, endpoint=endpoint, methods=sorted(route.methods or ()), name=route.name
             )
         routes.append(route)
     return routes

@@ -1,4 +1,4 @@
--- The durable event log (one row per event, its JSON body as API.md shows it), the merged
+-- The durable event log (one row per event, its JSON body as docs/api.md shows it), the merged
 -- conversation history, and conversations.
 CREATE TABLE events (
     task_id TEXT NOT NULL,
