@@ -44,6 +44,9 @@ LONG_LENGTH = Length(rounds=LONG_ROUNDS, calm_tasks=30, seconds=20 * 60, timeout
 LENGTH = LONG_LENGTH if LONG else SHORT
 PACE = 1.0  # seconds between once tasks
 CLOCK_SETTLE = 35.0
+#: After the faults: how long once tasks may take to finish, and then their readers to end.
+DRAIN_SECONDS = 120.0
+READERS_SECONDS = 30.0
 
 
 async def _until(condition: Callable[[], bool], patience: float) -> bool:
@@ -94,12 +97,12 @@ async def run(
         stop_submitting.set()
         await submitting
         # Drain: every once task finishes (or waits for a reply nobody could give).
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + DRAIN_SECONDS
         while True:
             if not await unfinished() or time.monotonic() > deadline:
                 break
             await asyncio.sleep(1)
-        await workload.wait_readers(60)
+        await workload.wait_readers(READERS_SECONDS)
         end_state = await nemesis.final_check()
     finally:
         stop_submitting.set()
