@@ -267,11 +267,16 @@ def streams(snap: Snapshot, read: dict[str, Stream]) -> list[Violation]:
         seen = [e["seq"] for e in stream.events]
         where = "→".join(stream.nodes)
         if not stream.ended:
+            task = snap.tasks.get(task_id, {})
+            runs = snap.runs_of(task_id)
+            newest = f"{runs[-1]['status']} by {runs[-1]['owner']}" if runs else "none"
             found.append(
                 Violation(
                     STREAMS,
                     task_id,
-                    f"stream never ended (read {len(seen)} of {len(log)} events, on {where})",
+                    f"stream never ended (read {len(seen)} of {len(log)} events, on {where}; "
+                    f"task {task.get('status')}, newest run {newest}, last event "
+                    f"{log[-1]['event'] if log else '-'})",
                 )
             )
             continue

@@ -71,9 +71,11 @@ class FullDisk:
 
 
 def _last_words(node: Node) -> str:
-    lines = [line for line in node.log_tail(4000).splitlines() if line.strip()]
-    telling = [line for line in lines if "CRITICAL" in line or "Error" in line]
-    return (telling or lines or ["(no output)"])[-1][:200]
+    """The line of its output that best says why a process ended."""
+    lines = [line for line in node.log_tail(8000).splitlines() if line.strip()]
+    critical = [line for line in lines if "CRITICAL" in line]
+    raised = [line for line in lines if not line[0].isspace() and " WARNING " not in line]
+    return (critical or raised or lines or ["(no output)"])[-1][:200]
 
 
 class Nemesis:
@@ -180,10 +182,9 @@ class Nemesis:
         action: Callable[[], None] = getattr(self, self.FAULTS[fault])
         await asyncio.to_thread(action)
         sick = await self.wait_healthy(HEALTHY_TIMEOUT)
-        if sick:
+        for node in sick:
             self.notes.append(
-                f"after {fault}: {', '.join(n.name for n in sick)} not answering health with "
-                f"200 within {HEALTHY_TIMEOUT:.0f} s"
+                f"{HEALTHY_TIMEOUT:.0f} s after {fault}, {node.name}: {await self._health(node)}"
             )
 
     # -- health and deaths --
@@ -246,14 +247,20 @@ class Nemesis:
         """Every node alive and answering at the end (given a while to recover)."""
         sick = await self.wait_healthy(HEALTHY_TIMEOUT)
         return [
-            Violation(
-                ALIVE,
-                node.name,
-                f"{node.name} not answering at the end (alive: {node.alive()}): "
-                f"{_last_words(node)}",
-            )
+            Violation(ALIVE, node.name, f"{node.name} at the end: {await self._health(node)}")
             for node in sick
         ]
+
+    async def _health(self, node: Node) -> str:
+        """What a node's health answers (or why it does not), for the report."""
+        if not node.alive():
+            return f"exited: {_last_words(node)}"
+        try:
+            response = await self.client.get(f"{node.url}/api/v1/health", timeout=5)
+        except httpx.HTTPError as exc:
+            return f"health unanswered ({type(exc).__name__})"
+        problem = response.json().get("data", {}).get("problem")
+        return f"health {response.status_code}: {problem}"
 
 
 def can_mount() -> str | None:

@@ -39,11 +39,13 @@ class Length:
     timeout: float
 
 
-SHORT = Length(rounds=1, calm_tasks=6, seconds=150, timeout=900)
+SHORT = Length(rounds=1, calm_tasks=6, seconds=150, timeout=1200)
 LONG_LENGTH = Length(rounds=LONG_ROUNDS, calm_tasks=30, seconds=20 * 60, timeout=3 * 3600)
 LENGTH = LONG_LENGTH if LONG else SHORT
 PACE = 1.0  # seconds between once tasks
 CLOCK_SETTLE = 35.0
+#: How long to wait for the calm tasks (a cluster that refuses them does not hold the run up).
+CALM_PATIENCE = 60.0
 #: After the faults: how long once tasks may take to finish, and then their readers to end.
 DRAIN_SECONDS = 120.0
 READERS_SECONDS = 30.0
@@ -85,14 +87,14 @@ async def run(
     try:
         for _ in range(LENGTH.rounds):
             for fault in faults:
-                await _until(calm(len(workload.acked)), 120)
+                await _until(calm(len(workload.acked)), CALM_PATIENCE)
                 await asyncio.sleep(max(0.0, clock_back - time.monotonic()))
                 await nemesis.inject(fault)
                 if fault.startswith("clock"):
                     # The skewed process dated its events 30 s ahead: let that pass before the
                     # next fault, so its violations are charged to it.
                     clock_back = time.monotonic() + CLOCK_SETTLE
-        await _until(calm(len(workload.acked)), 120)
+        await _until(calm(len(workload.acked)), CALM_PATIENCE)
         await _until(lambda: time.monotonic() - started > LENGTH.seconds, LENGTH.seconds)
         stop_submitting.set()
         await submitting
