@@ -50,6 +50,8 @@ class Coordinator:
         self._lease_guard: asyncio.TimerHandle | None = None
         #: Loop time of the last renewal that succeeded (sent then), None before the first.
         self.renewed_at: float | None = None
+        #: Whether a renewal is under way (sent, not yet answered) or the last one failed.
+        self._renewal_pending = False
         if not engine.store.single_server:
             engine.log.poll_seconds = CLUSTER_POLL_SECONDS
             engine.log.notices_for = self.event_notices
@@ -266,9 +268,12 @@ class Coordinator:
         self._arm_lease_guard(asyncio.get_running_loop().time())
         try:
             while True:
+                self._renewal_pending = True
                 await self.engine.supervisor.weather(
                     "leases", self._renew, cap_seconds=max(interval / 4, 0.05)
                 )
+                self._renewal_pending = False
+                await self.engine.recover_stopped_runs()
                 await asyncio.sleep(interval)
         finally:
             if self._lease_guard is not None:
@@ -292,6 +297,13 @@ class Coordinator:
         self._lease_guard = loop.call_at(at, self._leases_lost)
 
     def _leases_lost(self) -> None:
+        if not self._renewal_pending:
+            # The loop is between renewals, late only because the event loop was busy: no
+            # renewal failed, so look again a little later (the next one is about to be sent).
+            lease = self.engine.lease.total_seconds()
+            now = asyncio.get_running_loop().time()
+            self._arm_lease_guard(now - (2 * LEASE_SAFETY - 1) * lease)
+            return
         stopped = self.engine.stop_runs_for_outage()
         if stopped:
             logger.error(

@@ -122,6 +122,9 @@ class Engine:
         self._agent_slots: dict[str, asyncio.Semaphore] = {}
         self._runs: dict[str, asyncio.Task[None]] = {}
         self._cancelling: dict[str, str] = {}
+        #: Runs stopped because their leases could not be renewed, by run id: their rows
+        #: stay open under this owner until :meth:`recover_stopped_runs` closes them.
+        self._stopped_for_outage: dict[str, Run] = {}
         self.lease = timedelta(seconds=lease_seconds)
         #: A process with no heartbeat for this long is dead (it heartbeats every half lease).
         self.dead_after = 2 * self.lease
@@ -189,6 +192,26 @@ class Engine:
                 runner.cancel()
                 stopped.append(task_id)
         return stopped
+
+    async def recover_stopped_runs(self) -> int:
+        """Recover the runs :meth:`stop_runs_for_outage` stopped, now that a lease renewal
+        succeeded again: each still open under this owner is closed as interrupted and its
+        once task requeued (or failed), exactly as recovery after a crash would; a run another
+        process recovered meanwhile is left to it (the guarded close refuses). Answers how many
+        were closed here."""
+        closed = 0
+        while self._stopped_for_outage:
+            _, run = self._stopped_for_outage.popitem()
+            if not await self.store.update_run(
+                run.run_id,
+                _closing(RunStatus.INTERRUPTED, OUTAGE, None),
+                expected=[RunStatus.RUNNING, RunStatus.QUEUED],
+            ):
+                continue
+            RUNS.labels(outcome=RunStatus.INTERRUPTED.value).inc()
+            closed += 1
+            await self._recover_task(run)
+        return closed
 
     def _stopped_by_outage(self, task_id: str) -> bool:
         return self._cancelling.get(task_id) == OUTAGE
@@ -424,6 +447,7 @@ class Engine:
         outage (then it writes nothing: see :meth:`stop_runs_for_outage`)."""
         reason = self._cancelling.get(ctx.task.task_id)
         if reason == OUTAGE:
+            self._stopped_for_outage[ctx.run.run_id] = ctx.run
             return
         if ctx.remote_changed:
             await self.store.update(ctx.task.task_id, ctx.remote_changes())
