@@ -33,6 +33,13 @@ def closed_port() -> Iterator[int]:
         yield port
 
 
+def free_port() -> int:
+    """A port on 127.0.0.1 that was free a moment ago (for a server that cannot be given
+    port 0 and report its own, such as a PostgreSQL instance)."""
+    with bind_loopback(listen=False) as sock:
+        return int(sock.getsockname()[1])
+
+
 def start_serve(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """``python -m taskcell.cli serve ARGS`` with ``env`` added; its output goes to ``log``.
 
