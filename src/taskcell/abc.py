@@ -348,8 +348,12 @@ class EventStore(Protocol):
       keyset paged like tasks.
     - ``task_items`` answers a task's items with the given component type (found through an
       index on task id, never by scanning conversations).
-    - ``ensure_conversation`` creates a conversation record if missing and answers whether it
-      did; ``conversation_owner`` answers the user who created it (None if it does not exist).
+    - Conversation ids are scoped per user: the same id chosen by two users names two
+      conversations. ``ensure_conversation`` creates the user's conversation record if missing
+      and answers whether it did; ``has_conversation`` answers whether ``user_id`` has a
+      conversation with that id (any user's, with ``user_id`` None).
+    - ``list_items`` with ``user_id`` answers only the items of that user's tasks (one user's
+      conversation); without, the items of every user's conversation with that id.
     - Deleting a task (``TaskStore.delete``) removes its events and items too.
     """
 
@@ -368,7 +372,12 @@ class EventStore(Protocol):
     async def last_seq(self, task_id: str) -> int: ...
 
     async def list_items(
-        self, conversation_id: str, *, limit: int = 50, cursor: str | None = None
+        self,
+        conversation_id: str,
+        *,
+        user_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
     ) -> Page[ConversationItem]: ...
 
     async def task_items(
@@ -379,7 +388,9 @@ class EventStore(Protocol):
         self, conversation_id: str, *, title: str, user_id: str
     ) -> bool: ...
 
-    async def conversation_owner(self, conversation_id: str) -> str | None: ...
+    async def has_conversation(
+        self, conversation_id: str, *, user_id: str | None = None
+    ) -> bool: ...
 
 
 class Coordination(Protocol):

@@ -170,7 +170,9 @@ def serve(
         log_config=None,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
-    server = uvicorn.Server(config)
+    from taskcell.api.draining import DrainingServer
+
+    server = DrainingServer(config)
     server.run(sockets=sockets)
     if failures:
         raise typer.Exit(1)

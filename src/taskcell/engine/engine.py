@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -19,11 +20,10 @@ import socket
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from taskcell.abc import LeaseLost, Store, TaskFilter
 from taskcell.agents.base import AgentError, TransientAgentError
-from taskcell.agents.demo.door import acting_for
 from taskcell.agents.registry import AgentRegistry
 from taskcell.domain.events import Event, EventType
 from taskcell.domain.models import (
@@ -41,7 +41,14 @@ from taskcell.domain.state_machine import InvalidTransition, TaskStatus
 from taskcell.engine import recurring
 from taskcell.engine.cluster import Coordinator
 from taskcell.engine.eventlog import EventLog
-from taskcell.engine.executor import CONTEXT_KEY, Outcome, OutcomeKind, RunContext, TaskExecutor
+from taskcell.engine.executor import (
+    CONTEXT_KEY,
+    RESUMABLE_KEY,
+    Outcome,
+    OutcomeKind,
+    RunContext,
+    TaskExecutor,
+)
 from taskcell.engine.plan import ExecutionPlan, PlanResult, execute_plan
 from taskcell.engine.responses import CONTROLLER, ResponseFactory
 from taskcell.engine.scheduler import Scheduler
@@ -55,7 +62,6 @@ INTERRUPTED = "interrupted: the server stopped while it ran"
 #: Why runs stop when this process cannot renew their leases (they write nothing more).
 OUTAGE = "interrupted: the store was unavailable and the run's lease could not be renewed"
 CANCELLED_BY_USER = "cancelled by the user"
-_REMOTE_CANCEL_TIMEOUT = 2.0
 _STOP_GRACE = 5.0
 
 
@@ -127,6 +133,9 @@ class Engine:
         #: nothing more. By run id, with the task id the run belongs to.
         self._lost: dict[str, str] = {}
         self._held: dict[str, str] = {}  # run id -> task id, for the runs holding a fence here
+        #: Set when a graceful stop begins: no run starts any more, and a run whose agent
+        #: connection is cut waits to be stopped (interrupted) instead of failing.
+        self.stopping = False
         #: Runs stopped because their leases could not be renewed, by run id: their rows
         #: stay open under this owner until :meth:`recover_stopped_runs` closes them.
         self._stopped_for_outage: dict[str, Run] = {}
@@ -139,6 +148,7 @@ class Engine:
     # -- life cycle -----------------------------------------------------------------------
 
     async def start(self, *, recover: bool = True, schedule: bool = True) -> None:
+        self.stopping = False
         await self.store.open()
         self.supervisor.start("event-log-writer", self.log.run)
         if recover:
@@ -150,13 +160,26 @@ class Engine:
         if schedule:
             self.supervisor.start("scheduler", self.scheduler.run)
 
-    async def stop(self) -> None:
-        """Stop runs (they are closed as interrupted and queued again), then the loops."""
+    def begin_stop(self) -> None:
+        """A graceful stop begins (the server was told to exit): see :attr:`stopping`."""
+        if not self.stopping:
+            logger.info("graceful stop begins", extra={"runs": len(self._runs)})
+        self.stopping = True
+
+    async def interrupt_runs(self) -> None:
+        """Stop this process's runs: each is closed as interrupted and its task queued again
+        (a remote A2A task is left running, to be resumed by the next attempt). The server
+        calls this before it stops serving, while the demo agents it serves still answer."""
+        self.begin_stop()
         runs = [t for t in self._runs.values() if not t.done()]
         for task in runs:
             task.cancel()
         if runs:
             await asyncio.wait(runs, timeout=_STOP_GRACE)
+
+    async def stop(self) -> None:
+        """Stop runs (they are closed as interrupted and queued again), then the loops."""
+        await self.interrupt_runs()
         try:
             await asyncio.wait_for(self.log.flush(), _STOP_GRACE)
         except TimeoutError:
@@ -200,15 +223,16 @@ class Engine:
         return stopped
 
     async def recover_stopped_runs(self) -> int:
-        """Recover the runs :meth:`stop_runs_for_outage` stopped, now that a lease renewal
-        succeeded again: each still open under this owner is closed as interrupted and its
-        once task requeued (or failed), exactly as recovery after a crash would; a run another
-        process recovered meanwhile is left to it (the guarded close refuses). Answers how many
-        were closed here."""
+        """Recover the runs :meth:`stop_runs_for_outage` stopped, once the store answers again
+        (before any lease is renewed, so theirs never are): each still open under this owner
+        is closed as interrupted and its once task requeued (or failed), exactly as recovery
+        after a crash would; a run another process recovered meanwhile is left to it (the
+        guarded close refuses). Answers how many were closed here."""
         closed = 0
-        while self._stopped_for_outage:
-            _, run = self._stopped_for_outage.popitem()
+        for run_id, run in list(self._stopped_for_outage.items()):
+            # Forgotten only once the guarded close answered (an outage retries it).
             closed += await self._close_and_recover(run, OUTAGE, takeover=False)
+            del self._stopped_for_outage[run_id]
         return closed
 
     def _stopped_by_outage(self, task_id: str) -> bool:
@@ -219,6 +243,10 @@ class Engine:
         return run is not None and not run.done()
 
     def _spawn(self, task_id: str, coro: Coroutine[Any, Any, None]) -> None:
+        if self.stopping:
+            coro.close()  # it stays queued: the next start (or another process) runs it
+            logger.info("run not started: the server is stopping", extra={"task_id": task_id})
+            return
         runner = asyncio.create_task(coro, name=f"run {task_id}")
         self._runs[task_id] = runner
 
@@ -281,7 +309,10 @@ class Engine:
                     owner=self.owner,
                     lease_expires_at=now + self.lease,
                 )
-                if not await self.store.start_run(run, now=now):
+                # An outage is waited out here: the task stays pending, never orphaned.
+                if not await self.supervisor.weather(
+                    f"run {task.task_id}", functools.partial(self.store.start_run, run, now=now)
+                ):
                     return  # no longer pending: cancelled, or another process runs it
                 task.attempt, task.status = attempt, TaskStatus.RUNNING
                 ctx = RunContext(task, run)
@@ -291,6 +322,8 @@ class Engine:
                     except LeaseLost:
                         await self.lease_lost(ctx)
                         return
+                    finally:
+                        self.log.run_ended(run.run_id)
                 if delay is None:
                     return
                 try:
@@ -304,10 +337,20 @@ class Engine:
                 task = reloaded
 
     async def _attempt(self, ctx: RunContext, reply: str | None = None) -> float | None:
-        """Run one attempt and settle it; answers the back-off delay when it should retry."""
+        """Run one attempt and settle it; answers the back-off delay when it should retry.
+
+        A later attempt of a once task takes up the remote task an earlier one left, if any
+        (see :mod:`taskcell.engine.executor`)."""
+        resume = None
+        if reply is None and ctx.task.pattern is TaskPattern.ONCE:
+            resume = ctx.task.metadata.get(RESUMABLE_KEY) or None
         try:
-            outcome = await self.executor.execute(ctx, reply=reply)
+            outcome = await self.executor.execute(
+                ctx, reply=reply, resume=resume, after_attempt=ctx.run.attempt > 1
+            )
         except TransientAgentError as exc:
+            if self.stopping:
+                await self._until_stopped(ctx)
             return await self._transient_failure(ctx, str(exc))
         except AgentError as exc:
             outcome = Outcome(OutcomeKind.FAILED, str(exc))
@@ -420,7 +463,9 @@ class Engine:
         status: RunStatus = RunStatus.FAILED,
     ) -> None:
         """Fail the task with ``reason``; a still open ``run`` is closed (as ``status``, with
-        ``error``, default the reason) in the same write, guarded by ``fence``."""
+        ``error``, default the reason) in the same write, guarded by ``fence``. The once task's
+        remote task, which may still run (an interrupted or cut-off last attempt), is
+        cancelled."""
         factory = ResponseFactory(task, run.run_id if run else None)
         changes = {**(changes or {}), "error_message": reason}
         if run is None:
@@ -437,6 +482,8 @@ class Engine:
         if failed:
             await self.log.emit(factory.task_failed(reason))
             await self.log.emit(factory.done())
+            if task.pattern is TaskPattern.ONCE and task.metadata.get(RESUMABLE_KEY):
+                await self.cancel_remote(task, task.metadata[RESUMABLE_KEY])
 
     async def close_run(
         self,
@@ -485,10 +532,34 @@ class Engine:
 
     # -- stopping a run -------------------------------------------------------------------
 
+    async def _wait_for_stop(self, ctx: RunContext) -> NoReturn:
+        """During a graceful stop a cut agent connection is the stop's doing (the agents this
+        server serves stop with it): the run waits for the stop to cancel it, to be closed as
+        interrupted like every other run, not failed."""
+        logger.info(
+            "agent connection lost while stopping",
+            extra={"task_id": ctx.task.task_id, "run_id": ctx.run.run_id},
+        )
+        await asyncio.Event().wait()  # until the stop cancels this run
+        raise AssertionError("unreachable: nothing sets the event")
+
+    async def _until_stopped(self, ctx: RunContext) -> NoReturn:
+        """:meth:`_wait_for_stop`, then :meth:`stopped`."""
+        try:
+            await self._wait_for_stop(ctx)
+        except asyncio.CancelledError:
+            await asyncio.shield(self.stopped(ctx))
+            raise
+
     async def stopped(self, ctx: RunContext) -> None:
         """A run's asyncio task was cancelled: by a user's cancel, by shutdown, by an outage,
         or because its lease was lost (for the last two it writes nothing: another process
-        owns the task now, or will: see :meth:`stop_runs_for_outage`)."""
+        owns the task now, or will: see :meth:`stop_runs_for_outage`).
+
+        At shutdown the run is closed as interrupted and its task queued again; its remote
+        A2A task goes on, and the next attempt resumes it (or cancels it, where the agent
+        cannot resume). A task with no attempt left fails, and its remote task is cancelled.
+        """
         if ctx.run.run_id in self._lost:
             await self.lease_lost(ctx)
             return
@@ -516,6 +587,9 @@ class Engine:
             if ctx.remote_changed:
                 await self.store.update(task.task_id, ctx.remote_changes(), fence=fence)
             await self.close_run(run, RunStatus.INTERRUPTED, INTERRUPTED, fence=fence)
+            # An occurrence is not run again (its task goes on at the next one): nobody
+            # would read its remote task.
+            await self.cancel_remote(task, ctx.remote_task_id)
             return
         # Closed and requeued (or failed, without attempts left) in one write.
         if run.attempt < task.max_attempts:
@@ -571,21 +645,8 @@ class Engine:
             await self.log.emit(factory.done())
 
     async def cancel_remote(self, task: Task, remote_task_id: str | None) -> None:
-        if not remote_task_id:
-            return
-        try:
-            client = self.registry.get(task.agent_name)
-            with acting_for(task.user_id):
-                await asyncio.wait_for(client.cancel(remote_task_id), _REMOTE_CANCEL_TIMEOUT)
-        except (AgentError, LookupError, TimeoutError) as exc:
-            logger.warning(
-                "remote cancel failed",
-                extra={
-                    "task_id": task.task_id,
-                    "remote_task_id": remote_task_id,
-                    "error": str(exc),
-                },
-            )
+        """Ask the agent to cancel ``remote_task_id`` (a failure is logged, not raised)."""
+        await self.executor.cancel_remote(task, remote_task_id)
 
     # -- controls -------------------------------------------------------------------------
 
@@ -616,9 +677,15 @@ class Engine:
         return CancelResult(task_id, True, ids)
 
     async def _cancel_idle(self, task: Task, reason: str) -> None:
-        """Cancel a task that no asyncio task runs here (queued, waiting, or between runs)."""
+        """Cancel a task that no asyncio task runs here (queued, waiting, or between runs).
+
+        Its remote task is cancelled too: the one waiting for input, or the one an interrupted
+        run left for the next attempt to resume."""
+        remote = task.metadata.get(RESUMABLE_KEY) if task.pattern is TaskPattern.ONCE else None
         if task.status is TaskStatus.WAITING_INPUT and task.remote_task_ids:
-            await self.cancel_remote(task, task.remote_task_ids[-1])
+            remote = task.remote_task_ids[-1]
+        if remote:
+            await self.cancel_remote(task, remote)
         for run in await self.store.runs_in_status([RunStatus.WAITING_INPUT, RunStatus.QUEUED]):
             if run.task_id == task.task_id:
                 await self.close_run(run, RunStatus.CANCELLED, reason)
@@ -675,6 +742,8 @@ class Engine:
                     await self._settle(ctx, outcome)
                 except LeaseLost:
                     await self.lease_lost(ctx)
+                finally:
+                    self.log.run_ended(ctx.run.run_id)
 
     async def execute_with_retries(
         self,
@@ -688,14 +757,25 @@ class Engine:
 
         Used where a new run per attempt is not possible: a reply continuing a waiting task,
         and an occurrence of a recurring task (``count_attempts`` records the attempt on the
-        run). Giving up answers a FAILED outcome that says after how many attempts.
+        run). Giving up answers a FAILED outcome that says after how many attempts. An
+        occurrence's retry resumes the remote task the failed attempt started, if any.
         """
         limit = ctx.task.max_attempts
+        resume: str | None = None
         for attempt in range(1, limit + 1):
             try:
-                return await self.executor.execute(ctx, reply=reply, emit_routed=emit_routed)
+                return await self.executor.execute(
+                    ctx, reply=reply, emit_routed=emit_routed, resume=resume
+                )
             except TransientAgentError as exc:
+                if self.stopping:
+                    await self._wait_for_stop(ctx)  # the caller closes it when cancelled
+                if reply is None:
+                    # The remote task a cut attempt started is taken up again (or cancelled,
+                    # where the agent cannot), not started a second time.
+                    resume = ctx.remote_task_id
                 if attempt == limit:
+                    await self.cancel_remote(ctx.task, resume)
                     plural = "s" if attempt != 1 else ""
                     reason = f"{exc} (gave up after {attempt} attempt{plural})"
                     return Outcome(OutcomeKind.FAILED, reason)

@@ -36,6 +36,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exp
 from taskcell.abc import EventConflict, EventStore, LeaseLost, LogClosed
 from taskcell.domain.events import ConversationItem, Event, EventType, Role
 from taskcell.domain.models import Fence
+from taskcell.engine.weather import weather
 
 logger = logging.getLogger(__name__)
 
@@ -89,12 +90,13 @@ class _Merged:
 
 
 class _Subscriber:
-    __slots__ = ("lagging", "limit", "queue", "ready")
+    __slots__ = ("ended", "lagging", "limit", "queue", "ready")
 
     def __init__(self, limit: int) -> None:
         self.queue: deque[Event] = deque()
         self.ready = asyncio.Event()
         self.lagging = False
+        self.ended = False
         self.limit = limit
 
     def push(self, events: Iterable[Event]) -> None:
@@ -125,6 +127,7 @@ class EventLog:
         self._merged: dict[str, _Merged] = {}
         self._dirty: set[str] = set()
         self._growing: dict[str, str] = {}  # item id -> task id, grown since last written
+        self._ended_runs: set[str] = set()  # their merge state goes once it is written
         self._wakeup = asyncio.Event()
         self._emitted = 0
         self._persisted = 0
@@ -182,6 +185,15 @@ class EventLog:
     def new_task(self, task_id: str) -> None:
         """A task created just now has no events yet: its numbering starts at 1."""
         self._seqs.setdefault(task_id, 0)
+
+    def run_ended(self, run_id: str) -> None:
+        """Run ``run_id`` emitted its last event here: its merge state (the items of its
+        messages, tool calls, components) is dropped once written, so a task that runs for
+        ever (a recurring one) keeps none per run."""
+        self._ended_runs.add(run_id)
+        self._forget_ended_runs()
+        if self._ended_runs:
+            self._wakeup.set()
 
     def appended_elsewhere(self, task_id: str) -> None:
         """Another process appended to ``task_id``'s log: number its next event after the log's
@@ -252,6 +264,7 @@ class EventLog:
                 await asyncio.sleep(LINGER_SECONDS)  # let a trickle of events share a commit
             while self._pending:
                 await self._write_batch()
+            self._forget_ended_runs()
 
     def _items_to_write(self, batch: list[Event]) -> list[ConversationItem]:
         """Changed items; a growing message only when it ended, on a flush, or once a second."""
@@ -468,8 +481,27 @@ class EventLog:
             for subscriber in self._subscribers.get(task_id, ()):
                 subscriber.push(events)
 
+    def _forget_ended_runs(self) -> None:
+        """Drop the merge state of ended runs (:meth:`run_ended`) whose items are written."""
+        runs = self._ended_runs - {e.run_id for e in self._pending}
+        if not runs:
+            return
+        unwritten: set[str | None] = set()
+        stale = []
+        for item_id, merged in self._merged.items():
+            run_id = merged.item.run_id
+            if run_id in runs:
+                if item_id in self._dirty or item_id in self._growing:
+                    unwritten.add(run_id)
+                else:
+                    stale.append(item_id)
+        for item_id in stale:
+            del self._merged[item_id]
+        self._ended_runs -= runs - unwritten
+
     def _forget_finished(self, batch: list[Event]) -> None:
         """Drop merge state of tasks whose run ended (``done``) with nothing queued after."""
+        self._forget_ended_runs()
         ended = {e.task_id for e in batch if e.event is EventType.DONE}
         if not ended:
             return
@@ -513,6 +545,14 @@ class EventLog:
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self._subscribers.values())
 
+    def end_subscriptions(self) -> None:
+        """End every live subscription once it has passed on what it holds (the server stops:
+        its streams end cleanly, and their readers resume elsewhere or after the restart)."""
+        for subscribers in self._subscribers.values():
+            for subscriber in subscribers:
+                subscriber.ended = True
+                subscriber.ready.set()
+
     async def subscribe(self, task_id: str, *, after: int = 0) -> AsyncIterator[Event]:
         """The task's events with ``seq > after``: the log, then live, each exactly once."""
         async with contextlib.aclosing(self.subscribe_batches(task_id, after=after)) as batches:
@@ -535,7 +575,13 @@ class EventLog:
                 subscriber.queue.clear()
                 replayed = False
                 while True:
-                    page = await self._store.read_events(task_id, after=last, limit=_READ_PAGE)
+                    # A reader waits an outage out (the stream stays open) and goes on after.
+                    page = await weather(
+                        "stream",
+                        functools.partial(
+                            self._store.read_events, task_id, after=last, limit=_READ_PAGE
+                        ),
+                    )
                     if page:
                         yield page
                         last = page[-1].seq
@@ -545,6 +591,8 @@ class EventLog:
                 async for batch in self._live(subscriber, last, trust_gaps=not replayed):
                     yield batch
                     last = batch[-1].seq
+                if subscriber.ended:
+                    return
         finally:
             subscribers = self._subscribers.get(task_id)
             if subscribers is not None:
@@ -558,6 +606,8 @@ class EventLog:
         """Live events after ``last``; returns when the log must be read again."""
         while True:
             if subscriber.lagging:
+                return
+            if not subscriber.queue and subscriber.ended:
                 return
             if not subscriber.queue:
                 subscriber.ready.clear()

@@ -127,6 +127,8 @@ async def run_occurrence(engine: Engine, task: Task, run: Run) -> None:
                 await _finish(engine, ctx, outcome)
             except LeaseLost:
                 await engine.lease_lost(ctx)
+            finally:
+                engine.log.run_ended(run.run_id)  # its result is emitted: nothing of it is cached
 
 
 async def _finish(engine: Engine, ctx: RunContext, outcome: Outcome) -> None:

@@ -101,7 +101,7 @@ class InMemoryTaskStore:
         self._runs_by_task: dict[str, list[str]] = {}
         self._events: dict[str, list[Event]] = {}
         self._items: dict[str, ConversationItem] = {}
-        self._conversations: dict[str, tuple[str, str]] = {}
+        self._conversations: dict[tuple[str, str], str] = {}  # (user, id) -> title
         self._processes: dict[str, ProcessInfo] = {}
         self._closed_logs: set[str] = set()
 
@@ -534,10 +534,21 @@ class InMemoryTaskStore:
         return log[-1].seq if log else 0
 
     async def list_items(
-        self, conversation_id: str, *, limit: int = 50, cursor: str | None = None
+        self,
+        conversation_id: str,
+        *,
+        user_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
     ) -> Page[ConversationItem]:
+        def mine(item: ConversationItem) -> bool:
+            if user_id is None:
+                return True
+            task = self._tasks.get(item.task_id or "")
+            return task is not None and task.user_id == user_id
+
         items = sorted(
-            (i for i in self._items.values() if i.conversation_id == conversation_id),
+            (i for i in self._items.values() if i.conversation_id == conversation_id and mine(i)),
             key=lambda i: (i.created_at, i.item_id),
         )
         if cursor is not None:
@@ -560,14 +571,15 @@ class InMemoryTaskStore:
         return sorted(found, key=lambda i: (i.created_at, i.item_id))
 
     async def ensure_conversation(self, conversation_id: str, *, title: str, user_id: str) -> bool:
-        if conversation_id in self._conversations:
+        if (user_id, conversation_id) in self._conversations:
             return False
-        self._conversations[conversation_id] = (title, user_id)
+        self._conversations[(user_id, conversation_id)] = title
         return True
 
-    async def conversation_owner(self, conversation_id: str) -> str | None:
-        found = self._conversations.get(conversation_id)
-        return found[1] if found else None
+    async def has_conversation(self, conversation_id: str, *, user_id: str | None = None) -> bool:
+        if user_id is not None:
+            return (user_id, conversation_id) in self._conversations
+        return any(key == conversation_id for _, key in self._conversations)
 
 
 def skipped_run(run: Run, due: datetime, now: datetime, reason: str) -> Run:

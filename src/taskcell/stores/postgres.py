@@ -266,6 +266,16 @@ _ITEMS_OF_CONVERSATION_AFTER = (
     f"{_ITEM_SELECT} WHERE conversation_id = $1 AND (created_at, item_id) > ($3, $4)"
     " ORDER BY created_at, item_id LIMIT $2"
 )
+#: One user's conversation: only the items of their tasks ($5 is the user).
+_OF_USER = " AND task_id IN (SELECT task_id FROM tasks WHERE conversation_id = $1 AND user_id = $5)"
+_ITEMS_OF_USER_CONVERSATION = (
+    f"{_ITEM_SELECT} WHERE conversation_id = $1 AND ($3::timestamptz IS NULL"
+    f" OR (created_at, item_id) > ($3, $4)){_OF_USER} ORDER BY created_at, item_id LIMIT $2"
+)
+_ANY_CONVERSATION = "SELECT EXISTS (SELECT 1 FROM conversations WHERE conversation_id = $1)"
+_USER_CONVERSATION = (
+    "SELECT EXISTS (SELECT 1 FROM conversations WHERE user_id = $2 AND conversation_id = $1)"
+)
 _ITEMS_OF_TASK = f"{_ITEM_SELECT} WHERE task_id = $1 ORDER BY created_at, item_id"
 _ITEMS_OF_TASK_TYPED = (
     f"{_ITEM_SELECT} WHERE task_id = $1 AND component_type = $2 ORDER BY created_at, item_id"
@@ -1030,10 +1040,25 @@ class PostgresTaskStore:
         return int(await (await self.pool()).fetchval(_LAST_SEQ, task_id))
 
     async def list_items(
-        self, conversation_id: str, *, limit: int = 50, cursor: str | None = None
+        self,
+        conversation_id: str,
+        *,
+        user_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
     ) -> Page[ConversationItem]:
         pool = await self.pool()
-        if cursor is None:
+        if user_id is not None:
+            created, item_id = decode_cursor(cursor) if cursor is not None else (None, None)
+            rows = await pool.fetch(
+                _ITEMS_OF_USER_CONVERSATION,
+                conversation_id,
+                limit + 1,
+                codec.utc(created) if created is not None else None,
+                item_id,
+                user_id,
+            )
+        elif cursor is None:
             rows = await pool.fetch(_ITEMS_OF_CONVERSATION, conversation_id, limit + 1)
         else:
             created, item_id = decode_cursor(cursor)
@@ -1057,11 +1082,11 @@ class PostgresTaskStore:
         args = (conversation_id, title, user_id, codec.utc(utcnow()))
         return _row_count(await (await self.pool()).execute(_CONVERSATION_INSERT, *args)) == 1
 
-    async def conversation_owner(self, conversation_id: str) -> str | None:
-        owner = await (await self.pool()).fetchval(
-            "SELECT user_id FROM conversations WHERE conversation_id = $1", conversation_id
-        )
-        return None if owner is None else str(owner)
+    async def has_conversation(self, conversation_id: str, *, user_id: str | None = None) -> bool:
+        pool = await self.pool()
+        if user_id is None:
+            return bool(await pool.fetchval(_ANY_CONVERSATION, conversation_id))
+        return bool(await pool.fetchval(_USER_CONVERSATION, conversation_id, user_id))
 
 
 # -- schema versions ---------------------------------------------------------------------

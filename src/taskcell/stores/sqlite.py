@@ -13,10 +13,12 @@ on the same file (the CLI, scripts) stay correct: SQLite serialises their transa
 Disk faults. A write the disk refuses (full, read-only, an I/O error) fails its callers with
 SQLite's error (an outage: the API answers 503) and is remembered until a later commit
 succeeds, for :meth:`SQLiteTaskStore.check` (``/health``); reads go on. The file's identity
-(device and inode) is taken when it is opened: if the file is deleted or replaced under the
-running server, every write is refused with :class:`StoreUnavailable` rather than written into
-a file nobody will open again. ``check`` runs on its own connection in a worker thread with a
-time-out, so ``/health`` answers even while the disk stalls.
+(device and inode) is taken when it is opened, and a descriptor of it kept: once no link is
+left to that file (deleted, or replaced by a rename), every write is refused with
+:class:`StoreUnavailable` rather than written into a file nobody will open again (an
+``fstat`` per transaction, about as cheap as a system call gets). ``check`` runs on its own
+connection in a worker thread with a time-out, so ``/health`` answers even while the disk
+stalls.
 """
 
 from __future__ import annotations
@@ -78,6 +80,9 @@ _ITEM_UPSERT = (
     " metadata = excluded.metadata, run_id = excluded.run_id, updated_at = excluded.updated_at"
 )
 _CONVERSATION_INSERT = "INSERT INTO conversations VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
+_ANY_CONVERSATION = "SELECT 1 FROM conversations WHERE conversation_id = ? LIMIT 1"
+_USER_CONVERSATION = "SELECT 1 FROM conversations WHERE user_id = ? AND conversation_id = ?"
+_TASKS_OF_USER_CONVERSATION = "SELECT task_id FROM tasks WHERE conversation_id = ? AND user_id = ?"
 _PROCESS_COLUMNS = "process_id, started_at, heartbeat_at"
 _LIVE_PROCESSES = (
     f"SELECT {_PROCESS_COLUMNS} FROM processes WHERE heartbeat_at >= ?"
@@ -236,6 +241,8 @@ class SQLiteTaskStore:
         self._waiters: list[asyncio.Future[None]] = []
         #: (device, inode) of the file this store opened; a different one means it was replaced.
         self._identity: tuple[int, int] | None = None
+        #: A descriptor of that file: no link left to it means it was deleted or replaced.
+        self._file: int | None = None
         #: Why the last write failed for an outage (disk full...), until a commit succeeds.
         self.write_problem: str | None = None
         self._checker: concurrent.futures.ThreadPoolExecutor | None = None
@@ -263,6 +270,7 @@ class SQLiteTaskStore:
         apply_migrations(conn)
         stat = os.stat(self.path)
         self._identity = (stat.st_dev, stat.st_ino)
+        self._file = os.open(self.path, os.O_RDONLY)
         return conn
 
     def _replaced(self) -> str | None:
@@ -287,6 +295,9 @@ class SQLiteTaskStore:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        if self._file is not None:
+            os.close(self._file)
+            self._file = None
 
     async def ping(self) -> bool:
         try:
@@ -342,8 +353,8 @@ class SQLiteTaskStore:
         conn = self.conn
         loop = asyncio.get_running_loop()
         if not self._tx_open:
-            replaced = self._replaced()
-            if replaced is not None:
+            if self._file is not None and os.fstat(self._file).st_nlink == 0:  # cheap: no path
+                replaced = self._replaced() or f"the database file {self.path} was replaced"
                 raise StoreUnavailable(f"{replaced}; nothing is written to it")
             try:
                 conn.execute("BEGIN IMMEDIATE")
@@ -888,10 +899,18 @@ class SQLiteTaskStore:
         return int(row[0] or 0)
 
     async def list_items(
-        self, conversation_id: str, *, limit: int = 50, cursor: str | None = None
+        self,
+        conversation_id: str,
+        *,
+        user_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
     ) -> Page[ConversationItem]:
         sql = f"{_ITEM_SELECT} WHERE conversation_id = ?"
         args: list[Any] = [conversation_id]
+        if user_id is not None:
+            sql += f" AND task_id IN ({_TASKS_OF_USER_CONVERSATION})"
+            args += [conversation_id, user_id]
         if cursor is not None:
             created, item_id = decode_cursor(cursor)
             sql += " AND (created_at, item_id) > (?, ?)"
@@ -917,11 +936,12 @@ class SQLiteTaskStore:
         args = (conversation_id, title, user_id, codec.ts(utcnow()))
         return await self.write(lambda conn: conn.execute(_CONVERSATION_INSERT, args).rowcount == 1)
 
-    async def conversation_owner(self, conversation_id: str) -> str | None:
-        row = self.conn.execute(
-            "SELECT user_id FROM conversations WHERE conversation_id = ?", (conversation_id,)
-        ).fetchone()
-        return str(row[0]) if row else None
+    async def has_conversation(self, conversation_id: str, *, user_id: str | None = None) -> bool:
+        if user_id is None:
+            row = self.conn.execute(_ANY_CONVERSATION, (conversation_id,)).fetchone()
+        else:
+            row = self.conn.execute(_USER_CONVERSATION, (user_id, conversation_id)).fetchone()
+        return row is not None
 
 
 class ServerAlreadyRunning(RuntimeError):
