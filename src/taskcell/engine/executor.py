@@ -332,7 +332,10 @@ class TaskExecutor:
         await self.cancel_remote(task, remote_task_id)
         task.metadata = {**task.metadata, RESUMABLE_KEY: None}
         await self.store.update(
-            task.task_id, {"metadata": task.metadata}, expected=[TaskStatus.RUNNING]
+            task.task_id,
+            {"metadata": task.metadata},
+            expected=[TaskStatus.RUNNING],
+            fence=ctx.run.fence,
         )
         return None, None
 
@@ -396,7 +399,10 @@ class TaskExecutor:
             if ctx.record_at_once:
                 # Stored now, so that a run interrupted by a stop or a crash can be resumed.
                 await self.store.update(
-                    task.task_id, ctx.remote_changes(), expected=[TaskStatus.RUNNING]
+                    task.task_id,
+                    ctx.remote_changes(),
+                    expected=[TaskStatus.RUNNING],
+                    fence=ctx.run.fence,
                 )
         if resumed:
             await self.log.emit(
