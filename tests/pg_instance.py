@@ -26,7 +26,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -34,6 +33,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from serving import spare_port
 
 #: How long pg_ctl may wait for a start or a stop (the machine may be busy).
 PG_CTL_WAIT_S = 60
@@ -56,14 +57,6 @@ def find_binary(name: str) -> str | None:
         return found
     versioned = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
     return versioned[-1] if versioned else None
-
-
-def spare_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on (now)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 class PgInstance:

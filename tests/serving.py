@@ -2,8 +2,8 @@
 
 Ports: a server process is started with ``--port 0`` and reports the port the kernel gave it
 in its banner (:func:`reported_url`); a port that must refuse connections is a socket bound
-here and never listening (:func:`closed_port`). No port is ever found free, closed, and
-hoped to still be free when a server binds it.
+here and never listening (:func:`closed_port`). Only a program that must be told its port
+(PostgreSQL) gets a :func:`spare_port`, and its caller retries if the port was taken.
 """
 
 from __future__ import annotations
@@ -31,6 +31,15 @@ def closed_port() -> Iterator[int]:
     with bind_loopback(listen=False) as sock:
         port: int = sock.getsockname()[1]
         yield port
+
+
+def spare_port() -> int:
+    """A port on 127.0.0.1 that nothing listened on a moment ago, for a program that must be
+    told its port and cannot be handed a socket (PostgreSQL). Another process may take it
+    before the program binds it: the caller retries with another on a bind failure."""
+    with bind_loopback(listen=False) as sock:
+        port: int = sock.getsockname()[1]
+    return port
 
 
 def start_serve(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

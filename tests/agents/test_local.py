@@ -55,7 +55,9 @@ async def test_generator_chunks_and_updates() -> None:
     assert {u.remote_task_id for u in updates} == {remote_id}
     assert updates[1].metadata == {"response_event": "reasoning", "step": 1}
     assert [u.text for u in updates[2:5]] == ["hello", " local", " world"]
-    assert all(u.metadata == {"response_event": "message_chunk"} for u in updates[2:5])
+    assert all(u.metadata == {"response_event": "message_chunk"} for u in updates[2:5]), [
+        u.metadata for u in updates
+    ]
     assert updates[5].text == "hello local world"
     assert updates[5].metadata["response_event"] == "final_result"
     assert updates[6].text == ""

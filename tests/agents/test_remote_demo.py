@@ -38,7 +38,9 @@ async def test_echo_exact_sequence(demo_client: MakeClient) -> None:
     accepted = updates[0]
     assert accepted.kind is UpdateKind.ACCEPTED
     assert accepted.remote_task_id and accepted.context_id
-    assert all(u.remote_task_id == accepted.remote_task_id for u in updates)
+    assert all(u.remote_task_id == accepted.remote_task_id for u in updates), [
+        u.remote_task_id for u in updates
+    ]
     call_id = f"call-{accepted.remote_task_id}"
     seen = [(u.kind, u.text, u.metadata) for u in updates[1:]]
     assert seen == [

@@ -44,6 +44,9 @@ def start_node(name: str, database: str, folder: Path) -> Node:
         "TASKCELL_LEASE_SECONDS": str(LEASE_SECONDS),
         "TASKCELL_RETRY_BASE_SECONDS": "0.05",
         "TASKCELL_LOG_LEVEL": "WARNING",
+        # Few connections each: the PostgreSQL server may be shared (CI shards, other suites),
+        # and three processes of this test need nowhere near 3 x 21.
+        "TASKCELL_DATABASE_POOL_SIZE": "6",
         "TASKCELL_AGENTS": json.dumps({"instant": {"entry": "taskcell.agents.samples:instant"}}),
     }
     log = folder / f"{name}.log"

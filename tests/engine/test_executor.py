@@ -75,7 +75,7 @@ async def test_flaky_is_retried_to_success_with_each_attempt_a_run(engine: Engin
     ]
     assert all(
         "503" in (r.error or "") or "unavailable" in (r.error or "").lower() for r in runs[:2]
-    )
+    ), [r.error for r in runs]
     stored = await engine.service.require_task(task.task_id)
     assert (stored.status, stored.attempt) == (TaskStatus.COMPLETED, 3)
 
@@ -163,7 +163,7 @@ async def test_an_unreachable_agent_fails_after_retries_with_a_readable_reason(
         if e.event is EventType.TOOL_CALL_COMPLETED and e.payload and "tool_result" in e.payload
     ]
     assert len(connects) == 2
-    assert all(r.startswith("error: ") and "unreachable" in r for r in connects)
+    assert all(r.startswith("error: ") and "unreachable" in r for r in connects), connects
     assert events[-2].event is EventType.TASK_FAILED
     reason = str((events[-2].payload or {}).get("content"))
     assert f"127.0.0.1:{port}" in reason and "gave up after 2 attempts" in reason

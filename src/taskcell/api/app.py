@@ -93,7 +93,7 @@ def create_app(
             if recovery is not None and not recovery.done():
                 recovery.cancel()
             app.state.shutdown_event.set()
-            await engine.stop()
+            await drain()
             await registry.aclose()
             await aclose_shared_http_clients()
             if lock is not None:
@@ -119,8 +119,26 @@ def create_app(
     app.include_router(streams.router)
     app.include_router(routes_misc.router)
     _add_metrics(app)
-    if settings.demo_agents:
+    stop_demo_agents = (
         mount_demo_agents(app, base_url, door=_demo_agent_door(app.state.auth, settings))
+        if settings.demo_agents
+        else None
+    )
+
+    async def drain() -> None:
+        """Stop in order, before the server closes its connections (``taskcell serve`` calls
+        this first, the lifespan again): runs closed as interrupted and their events written,
+        then every event stream ended cleanly, then the demo agents' own tasks. A stop then
+        logs no error. Safe to call again."""
+        engine: Engine | None = getattr(app.state, "engine", None)
+        if engine is not None and not getattr(app.state, "engine_stopped", False):
+            app.state.engine_stopped = True
+            await engine.stop()
+            engine.log.end_subscriptions()
+        if stop_demo_agents is not None:
+            await stop_demo_agents()
+
+    app.state.drain = drain
     _add_web_page(app)
     return app
 

@@ -215,6 +215,8 @@ class Task(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _check_metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not value:
+            return value  # most tasks: nothing to check (saves a JSON encoding per task)
         # The size first, from a bounded look (a megabyte of metadata is refused after reading
         # 64,000 characters of it), so neither the encoding nor the walk below meets a huge
         # value.

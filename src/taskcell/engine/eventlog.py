@@ -90,12 +90,13 @@ class _Merged:
 
 
 class _Subscriber:
-    __slots__ = ("lagging", "limit", "queue", "ready")
+    __slots__ = ("ended", "lagging", "limit", "queue", "ready")
 
     def __init__(self, limit: int) -> None:
         self.queue: deque[Event] = deque()
         self.ready = asyncio.Event()
         self.lagging = False
+        self.ended = False
         self.limit = limit
 
     def push(self, events: Iterable[Event]) -> None:
@@ -544,6 +545,14 @@ class EventLog:
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self._subscribers.values())
 
+    def end_subscriptions(self) -> None:
+        """End every live subscription once it has passed on what it holds (the server stops:
+        its streams end cleanly, and their readers resume elsewhere or after the restart)."""
+        for subscribers in self._subscribers.values():
+            for subscriber in subscribers:
+                subscriber.ended = True
+                subscriber.ready.set()
+
     async def subscribe(self, task_id: str, *, after: int = 0) -> AsyncIterator[Event]:
         """The task's events with ``seq > after``: the log, then live, each exactly once."""
         async with contextlib.aclosing(self.subscribe_batches(task_id, after=after)) as batches:
@@ -582,6 +591,8 @@ class EventLog:
                 async for batch in self._live(subscriber, last, trust_gaps=not replayed):
                     yield batch
                     last = batch[-1].seq
+                if subscriber.ended:
+                    return
         finally:
             subscribers = self._subscribers.get(task_id)
             if subscribers is not None:
@@ -595,6 +606,8 @@ class EventLog:
         """Live events after ``last``; returns when the log must be read again."""
         while True:
             if subscriber.lagging:
+                return
+            if not subscriber.queue and subscriber.ended:
                 return
             if not subscriber.queue:
                 subscriber.ready.clear()

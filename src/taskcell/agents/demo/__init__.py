@@ -17,6 +17,10 @@ convention (chunks, then a ``final_result`` artifact).
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
+
+from a2a.server.request_handlers import DefaultRequestHandler
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
@@ -38,12 +42,18 @@ def demo_agent_url(base_url: str, name: str, prefix: str = DEFAULT_PREFIX) -> st
 
 
 def demo_routes(
-    base_url: str, prefix: str = DEFAULT_PREFIX, *, door: DemoAgentDoor | None = None
+    base_url: str,
+    prefix: str = DEFAULT_PREFIX,
+    *,
+    door: DemoAgentDoor | None = None,
+    handlers: list[DefaultRequestHandler] | None = None,
 ) -> list[BaseRoute]:
-    """The routes of all demo agents, each under ``{prefix}/{name}`` (behind ``door``)."""
+    """The routes of all demo agents, each under ``{prefix}/{name}`` (behind ``door``; their
+    request handlers are added to ``handlers`` when given)."""
     routes: list[BaseRoute] = []
     for spec in SPECS:
-        routes.extend(agent_routes(spec, base_url, f"{prefix}/{spec.name}", door))
+        path = f"{prefix}/{spec.name}"
+        routes.extend(agent_routes(spec, base_url, path, door, handlers=handlers))
     return routes
 
 
@@ -53,9 +63,28 @@ def mount_demo_agents(
     prefix: str = DEFAULT_PREFIX,
     *,
     door: DemoAgentDoor | None = None,
-) -> None:
-    """Add the demo agents' routes to ``app`` (a Starlette or FastAPI app), behind ``door``."""
-    app.router.routes.extend(demo_routes(base_url, prefix, door=door))
+) -> Callable[[], Awaitable[None]]:
+    """Add the demo agents' routes to ``app`` (a Starlette or FastAPI app), behind ``door``.
+
+    Answers ``stop``: ``await stop()`` ends the agents' running tasks (their executors are
+    cancelled, their event queues closed), so a server that stops leaves none pending.
+    """
+    handlers: list[DefaultRequestHandler] = []
+    app.router.routes.extend(demo_routes(base_url, prefix, door=door, handlers=handlers))
+
+    async def stop() -> None:
+        # Closing a handler closes its event queues under executors still running (that is the
+        # point): the SDK warns of each event they can no longer send. Expected here, not news.
+        queue_log = logging.getLogger("a2a.server.events.event_queue_v2")
+        level = queue_log.level
+        queue_log.setLevel(logging.ERROR)
+        try:
+            for handler in handlers:
+                await handler.aclose()
+        finally:
+            queue_log.setLevel(level)
+
+    return stop
 
 
 def create_demo_app(base_url: str, prefix: str = DEFAULT_PREFIX) -> Starlette:

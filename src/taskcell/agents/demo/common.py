@@ -105,14 +105,25 @@ def build_card(spec: DemoAgentSpec, url: str) -> Any:
 
 
 def agent_routes(
-    spec: DemoAgentSpec, base_url: str, path: str, door: DemoAgentDoor | None = None
+    spec: DemoAgentSpec,
+    base_url: str,
+    path: str,
+    door: DemoAgentDoor | None = None,
+    *,
+    handlers: list[DefaultRequestHandler] | None = None,
 ) -> list[BaseRoute]:
     """Card, JSON-RPC and REST routes for one agent served at ``path`` (e.g. ``/a2a/echo``);
-    with a ``door``, every route but the card's needs a credential (see :mod:`.door`)."""
+    with a ``door``, every route but the card's needs a credential (see :mod:`.door`).
+
+    The agent's request handler is added to ``handlers`` when given: ``await handler.aclose()``
+    ends its tasks (a server that stops does so before it closes its connections).
+    """
     card = build_card(spec, f"{base_url.rstrip('/')}{path}")
     handler = DefaultRequestHandler(
         agent_executor=spec.executor(), task_store=ForgetfulTaskStore(), agent_card=card
     )
+    if handlers is not None:
+        handlers.append(handler)
     routes: list[BaseRoute] = []
     routes.extend(
         create_agent_card_routes(
