@@ -221,7 +221,7 @@ async def test_a_killed_process_runs_are_recovered_by_the_others(cluster: list[N
         all_runs = await asyncio.gather(*(recovered(t["task_id"]) for t in tasks))
         recurring_runs = await runs_of(client, a, recurring["task_id"])
         logs = [await events_of(client, c, t["task_id"]) for t in tasks]
-        # B's record is buried once it has been silent for two lease lengths (4 s); the bound,
+        # B's record is buried once it has been silent for two lease lengths (10 s); the bound,
         # ten times that, only catches a record that is never buried.
         while (live := {n.name for n in await live_nodes(client, c, cluster)}) != {"A", "C"}:
             waited = time.monotonic() - killed_at
@@ -246,7 +246,6 @@ async def test_a_killed_process_runs_are_recovered_by_the_others(cluster: list[N
     for events in logs:
         assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
         assert [e["event"] for e in events][-2:] == ["task_completed", "done"]
-    assert LEASE_SECONDS <= 2
 
 
 async def asked_on(client: httpx.AsyncClient, node: Node) -> dict[str, Any]:
