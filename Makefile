@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := frontend/node_modules/.installed
 
-.PHONY: run test lint bench web setup clean
+.PHONY: run test lint bench chaos web setup clean
 
 $(STAMP): pyproject.toml
 	@echo "Setting up $(VENV): installing taskcell and its dependencies with pip (a few minutes the first time)..."
@@ -54,6 +54,10 @@ bench: $(STAMP)
 	-$(BIN)/python bench/sse.py --json $(BENCH_OUT)/sse.json
 	-$(BIN)/python bench/cluster.py --json $(BENCH_OUT)/cluster.json
 	$(BIN)/python bench/summary.py $(foreach name,$(BENCHES),$(BENCH_OUT)/$(name).json)
+
+# The long chaos run (20+ minutes, every fault at least five times); `make test` runs the short one.
+chaos: $(STAMP)
+	TASKCELL_CHAOS_LONG=1 $(BIN)/python -m pytest tests/chaos -rA
 
 clean:
 	rm -rf $(VENV) frontend/node_modules .pytest_cache .mypy_cache .ruff_cache test-output

@@ -16,8 +16,8 @@ procrastinate (a benchmark-only dependency), in the same run on the same Postgre
 the same database (its tables are all named ``procrastinate_*``; taskcell's are ``tasks``,
 ``runs``, ``events``, ``conversations``, ``conversation_items``, ``processes`` and
 ``schema_version``, so nothing collides): one worker process (``run_worker_async``,
-LISTEN/NOTIFY on, a pool of up to 22 connections, as taskcell's 20 and its listener) running a
-no-op async task, with as many jobs at once as taskcell has run slots: concurrency 64, the
+LISTEN/NOTIFY on, a pool of 22 connections: taskcell's 20, its listener and one spare) running
+a no-op async task, with as many jobs at once as taskcell has run slots: concurrency 64, the
 default ``max_concurrent_runs``. The client, this process, defers M jobs with
 ``batch_defer_async`` (one statement). Timed the same way: from the first defer until
 ``procrastinate_jobs`` counts all M ``succeeded``. The worker is started (and warmed) before the
@@ -72,6 +72,7 @@ import procrastinate
 import psycopg
 
 from results import Row, write_rows
+from taskcell.stores.factory import DEFAULT_POOL_SIZE
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DATABASE = "taskcell_bench_cluster"
@@ -460,8 +461,14 @@ async def noop() -> None:
     """The job: does nothing."""
 
 
+def taskcell_pool_size() -> int:
+    """The pool of each taskcell process (``--pool-size``, passed on in the environment)."""
+    return int(os.environ.get("TASKCELL_DATABASE_POOL_SIZE", DEFAULT_POOL_SIZE))
+
+
 def procrastinate_app(url: str, pool_size: int) -> procrastinate.App:
-    pool_size = min(pool_size, 22)  # taskcell's pool: 20, and one listener
+    # As many connections as a taskcell process: its pool, one listener and one spare.
+    pool_size = min(pool_size, taskcell_pool_size() + 2)
     connector = procrastinate.PsycopgConnector(conninfo=url, min_size=pool_size, max_size=pool_size)
     app = procrastinate.App(connector=connector)
     app.task(name="noop", queue=QUEUE)(noop)
@@ -697,9 +704,17 @@ if __name__ == "__main__":
         "--only", choices=["taskcell-1"], help="measure only this line (for quick checks)"
     )
     parser.add_argument("--json", type=Path, help="write the summary rows to this file")
+    parser.add_argument(
+        "--pool-size",
+        type=int,
+        help="database connections per taskcell process (default 20) and per procrastinate"
+        " worker (2 more); lower it on a PostgreSQL server other programs use too",
+    )
     parser.add_argument("--procrastinate-worker", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--worker-concurrency", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.pool_size is not None:
+        os.environ["TASKCELL_DATABASE_POOL_SIZE"] = str(args.pool_size)  # servers and worker
     if args.procrastinate_worker:
         asyncio.run(run_worker(args.procrastinate_worker, args.worker_concurrency))
     else:

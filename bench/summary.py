@@ -54,9 +54,8 @@ def main(paths: list[Path]) -> int:
             print(f"(no figures from {path}: that benchmark did not finish)")
     print(table(rows))
     missed = [row.measure for row in rows if row.met is False]
-    print(
-        f"{len(rows)} measures, {len(missed)} targets not met" + (f": {missed}" if missed else "")
-    )
+    tail = f": {'; '.join(missed)}" if missed else ""
+    print(f"{len(rows)} measures, {len(missed)} targets not met{tail}")
     return 0
 
 

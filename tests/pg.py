@@ -1,7 +1,9 @@
 """PostgreSQL for the tests: a template database with the schema, a fresh database per module.
 
-- Once per session, ``taskcell_template`` is (re)built: created empty, then opened with
-  :class:`PostgresTaskStore`, which applies every schema version the way a server does.
+- Once per session, ``taskcell_template_<hash>`` is (re)built: created empty, then opened with
+  :class:`PostgresTaskStore`, which applies every schema version the way a server does. The
+  hash is of the schema files, so sessions of trees with different schemas (branches, say) on
+  one server never copy each other's template.
 - Each test module that uses PostgreSQL gets ``CREATE DATABASE taskcell_t_<random> TEMPLATE
   taskcell_template`` (a file copy, much faster than applying the schema) and drops it after.
 - Each test starts from empty tables (:func:`empty_tables`), in the module's database.
@@ -21,6 +23,7 @@ touch the event loop of the test that asks for them (pytest-asyncio's loops are 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
@@ -31,12 +34,15 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from taskcell.stores.postgres import PostgresTaskStore
+from taskcell.stores.postgres import PostgresTaskStore, migration_files
 
 T = TypeVar("T")
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
-TEMPLATE = "taskcell_template"
+TEMPLATE = (
+    "taskcell_template_"
+    + hashlib.sha256("".join(sql for _, _, sql in migration_files()).encode()).hexdigest()[:12]
+)
 DATABASE_PREFIX = "taskcell_t_"
 #: Session advisory lock held while the template is rebuilt or copied ("tcl-tmpl").
 TEMPLATE_LOCK_KEY = 0x74636C2D746D706C
@@ -87,7 +93,7 @@ async def _locked(url: str, body: Callable[[asyncpg.Connection[Any]], Coroutine[
 
 
 async def build_template(url: str) -> None:
-    """(Re)create ``taskcell_template`` with the current schema, applied by the store itself."""
+    """(Re)create the template with the current schema, applied by the store itself."""
 
     async def body(conn: asyncpg.Connection[Any]) -> None:
         await conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
 
 from taskcell.domain.events import ConversationItem, Event
-from taskcell.domain.models import Run, RunStatus, Task, TaskPattern
+from taskcell.domain.models import Fence, Run, RunStatus, Task, TaskPattern
 from taskcell.domain.state_machine import TaskStatus
 
 T = TypeVar("T")
@@ -77,6 +77,31 @@ class EventConflict(ValueError):
     again is the remedy."""
 
 
+class LeaseLost(RuntimeError):
+    """A write guarded by a run's :class:`~taskcell.domain.models.Fence` was refused: the run is
+    no longer this owner's at this epoch (another process took it over after its lease expired,
+    or a reply was taken up elsewhere), or it is no longer open where the write settles it.
+
+    Nothing of the write was stored. The run that made it must stop at once (cancelling its
+    remote agent task) and write nothing more: another attempt owns the task now, or owned it
+    and settled it. ``run_ids`` names the refused runs.
+    """
+
+    def __init__(self, message: str, *, run_ids: Collection[str] = ()) -> None:
+        super().__init__(message)
+        self.run_ids = frozenset(run_ids)
+
+
+class LogClosed(RuntimeError):
+    """Events were appended to a task's log after its closing ``done`` (see
+    :meth:`EventStore.append_events`). Nothing of the batch was stored; ``task_ids`` names
+    the tasks whose logs are closed, whose events are to be dropped."""
+
+    def __init__(self, message: str, *, task_ids: Collection[str] = ()) -> None:
+        super().__init__(message)
+        self.task_ids = frozenset(task_ids)
+
+
 class StoreUnavailable(ConnectionError):
     """The store cannot be used now: its database is unreachable, its disk full or unwritable,
     or its file was deleted or replaced under the server. An outage, not a bug: loops wait it
@@ -116,14 +141,22 @@ class TaskStore(Protocol):
       pending or already has a run for that attempt.
     - ``continue_run`` takes up a task that waited for input in one write: the task moves from
       waiting_input to running and its run ``run_id`` from waiting_input to running under
-      ``owner`` with ``lease_expires_at``, both or neither. It answers False, changing nothing,
-      when either is not waiting (another reply won, or the task was cancelled).
+      ``owner`` with ``lease_expires_at`` and its epoch one higher (a takeover: the run's
+      earlier fence is void), both or neither. It answers False, changing nothing, when either
+      is not waiting (another reply won, or the task was cancelled).
     - ``update_run`` changes a run, guarded by its current status being in ``expected``, and
-      answers whether it did. ``list_runs`` answers a task's runs newest first.
+      answers whether it did. With ``fence`` the write is also guarded, in the same statement,
+      by the run being open and still the fence's (owner and epoch): refused, it raises
+      :class:`LeaseLost` and changes nothing. ``list_runs`` answers a task's runs newest first.
     - ``finish_run`` ends a run and settles its task in one write: it applies ``changes`` to the
       run if the run is still open (queued, running or waiting for input), and moves the task to
       ``target`` exactly as ``transition`` would (with ``expected`` and ``task_changes``). It
-      answers (run closed, task moved); each part happens or not on its own guard.
+      answers (run closed, task moved); each part happens or not on its own guard. With
+      ``fence``, nothing happens unless the run is open and still the fence's (owner and
+      epoch): then it raises :class:`LeaseLost`; the task moves only with its run closed.
+    - ``update`` with ``fence`` (a run writing its task's fields: remote ids, a recurring
+      task's pause after failures) happens only while the fence's run still has its owner and
+      epoch, else raises :class:`LeaseLost`.
     - ``due_tasks`` answers unpaused running recurring tasks whose ``next_run_at`` is at or
       before ``now``, earliest first; ``next_due_at`` the earliest such time (or None).
     - ``claim_occurrence`` moves an armed task's ``next_run_at`` from ``due`` to ``next_run_at``
@@ -135,6 +168,16 @@ class TaskStore(Protocol):
       ``FOR UPDATE SKIP LOCKED``); each occurrence is claimed once. ``now`` is a reading of
       the store's clock (:meth:`Coordination.clock`); a shared database never claims an
       occurrence before its own clock reaches it, whatever ``now`` says.
+    - ``start_due`` is ``claim_due`` that also starts each claimed occurrence in the same
+      transaction: it stores ``make_run(task, due)`` (a running run with owner and lease, or a
+      skipped one; None stores no run, for a task ``next_time`` disarmed), but a skipped run
+      for ``due`` with ``skipped_reason`` instead when the task has a queued or running run
+      whose lease has not expired. It answers each claimed task (with its new
+      ``next_run_at``) with the run stored for it; an occurrence whose run could not be stored
+      (the task has a run for that ``scheduled_for``) is claimed and answered with None. The
+      run's lease is its length (``lease_expires_at - started_at``) from the store's clock,
+      as for ``start_run``. A process that dies after it loses nothing: the run's lease
+      expires and recovery closes it by the usual rules.
     - ``claim_pending`` claims up to ``limit`` pending once tasks unchanged for ``idle_for``
       by the store's clock (orphans: their process died before running them) by touching
       their ``updated_at``, oldest first; concurrent claimers get disjoint tasks.
@@ -192,6 +235,7 @@ class TaskStore(Protocol):
         *,
         expected: Collection[TaskStatus] | None = None,
         now: datetime | None = None,
+        fence: Fence | None = None,
     ) -> bool: ...
 
     async def cancel_conversation(
@@ -218,6 +262,7 @@ class TaskStore(Protocol):
         changes: Mapping[str, Any],
         *,
         expected: Collection[RunStatus] | None = None,
+        fence: Fence | None = None,
     ) -> bool: ...
 
     async def finish_run(
@@ -230,6 +275,7 @@ class TaskStore(Protocol):
         expected: Collection[TaskStatus] | None = None,
         task_changes: Mapping[str, Any] | None = None,
         now: datetime | None = None,
+        fence: Fence | None = None,
     ) -> tuple[bool, bool]: ...
 
     async def load_run(self, run_id: str) -> Run | None: ...
@@ -256,6 +302,16 @@ class TaskStore(Protocol):
         limit: int = 500,
     ) -> list[tuple[Task, datetime]]: ...
 
+    async def start_due(
+        self,
+        now: datetime,
+        next_time: Callable[[Task], datetime | None],
+        make_run: Callable[[Task, datetime], Run | None],
+        *,
+        skipped_reason: str,
+        limit: int = 500,
+    ) -> list[tuple[Task, Run | None]]: ...
+
     async def claim_pending(self, idle_for: timedelta, *, limit: int = 100) -> list[Task]: ...
 
     async def count_by_status(self) -> dict[str, int]: ...
@@ -273,14 +329,31 @@ class EventStore(Protocol):
       already raises :class:`EventConflict`, storing nothing. Each of ``notices`` is sent to
       the other processes (as ``Coordination.notify`` would) when, and only if, the batch
       commits.
+    - Fencing, in the same transaction: an event with a ``fence`` is stored only while the
+      fence's run still has that owner and epoch (a run's closing events, written after it
+      settled itself, pass; a run taken over does not); otherwise :class:`LeaseLost` names
+      the refused runs and nothing of the batch is stored. Events without a fence (a user's
+      message, a control) are not checked.
+    - A closed log: a ``done`` appended while its task's status is final (completed, failed,
+      cancelled) closes the task's log (a once task's ``done``; a recurring task's after its
+      cancel; the ``done`` that follows a recurring task's controller does not close it). Any
+      event of a task whose log is closed, or after a closing ``done`` in the same batch,
+      raises :class:`LogClosed` naming the tasks, storing nothing (so a log never holds a
+      second ``done`` after its closing one). :class:`LeaseLost` is checked first.
+    - Text the store cannot encode (a lone surrogate) raises ``UnicodeEncodeError``, storing
+      nothing of the batch.
     - ``read_events`` answers a task's events with ``seq > after``, in order, at most ``limit``.
     - ``last_seq`` answers the highest ``seq`` stored for a task (0 for none).
     - ``list_items`` answers a conversation's items oldest first (``created_at``, ``item_id``),
       keyset paged like tasks.
     - ``task_items`` answers a task's items with the given component type (found through an
       index on task id, never by scanning conversations).
-    - ``ensure_conversation`` creates a conversation record if missing and answers whether it
-      did; ``conversation_owner`` answers the user who created it (None if it does not exist).
+    - Conversation ids are scoped per user: the same id chosen by two users names two
+      conversations. ``ensure_conversation`` creates the user's conversation record if missing
+      and answers whether it did; ``has_conversation`` answers whether ``user_id`` has a
+      conversation with that id (any user's, with ``user_id`` None).
+    - ``list_items`` with ``user_id`` answers only the items of that user's tasks (one user's
+      conversation); without, the items of every user's conversation with that id.
     - Deleting a task (``TaskStore.delete``) removes its events and items too.
     """
 
@@ -299,7 +372,12 @@ class EventStore(Protocol):
     async def last_seq(self, task_id: str) -> int: ...
 
     async def list_items(
-        self, conversation_id: str, *, limit: int = 50, cursor: str | None = None
+        self,
+        conversation_id: str,
+        *,
+        user_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
     ) -> Page[ConversationItem]: ...
 
     async def task_items(
@@ -310,7 +388,9 @@ class EventStore(Protocol):
         self, conversation_id: str, *, title: str, user_id: str
     ) -> bool: ...
 
-    async def conversation_owner(self, conversation_id: str) -> str | None: ...
+    async def has_conversation(
+        self, conversation_id: str, *, user_id: str | None = None
+    ) -> bool: ...
 
 
 class Coordination(Protocol):
@@ -335,14 +415,20 @@ class Coordination(Protocol):
       ``silent_for`` ago (before ``now - silent_for``; except ``keep``'s) and answers them:
       concurrent claimers get disjoint ones, so exactly one process tidies up after each dead
       one.
-    - ``runs_finished_by`` answers the ended runs of ``owner`` with ``finished_at`` at or after
-      ``since``.
+    - ``runs_finished_by`` answers the runs ``owner`` closed itself with ``finished_at`` at or
+      after ``since``: its own runs that no other process closed (``closed_by`` unset), and
+      the runs it closed as ``closed_by`` (taken over from a dead owner).
     - ``renew_leases`` moves ``lease_expires_at`` of every queued or running run of ``owner``
       to now plus ``lease`` and answers how many it renewed.
     - ``interrupt_expired`` closes, in one guarded write, every queued or running run whose lease
       expired (``lease_expires_at`` before now; ``finished_at`` set to now, status interrupted,
-      the reason as error) and answers those runs: each is recovered by exactly one process,
-      the one that closed it.
+      the reason as error, its epoch one higher, so its old owner's fence is void) and answers
+      those runs: each is recovered by exactly one process, the one that closed it. With
+      ``by``, the closed runs record ``by`` as their ``closed_by`` (``runs_finished_by`` then
+      finds them under it, never under the dead owner), and, in the same write, each once task
+      still running on such a run is requeued (pending) if its run's attempt is below its
+      ``max_attempts``, else failed with the reason (``completed_at`` equal to the run's
+      ``finished_at``; its closing events are the caller's to write).
     - ``notify`` tells every other process ``message`` (a no-op for a single server); ``listen``
       calls ``handler`` with each message another process sent, until cancelled, and
       ``on_listening`` (if given) each time it starts listening. When its connection drops it
@@ -366,7 +452,7 @@ class Coordination(Protocol):
 
     async def renew_leases(self, owner: str, lease: timedelta) -> int: ...
 
-    async def interrupt_expired(self, reason: str) -> list[Run]: ...
+    async def interrupt_expired(self, reason: str, *, by: str | None = None) -> list[Run]: ...
 
     async def notify(self, message: str) -> None: ...
 

@@ -26,6 +26,16 @@ _POSTGRES_IO = (
 )
 
 
+#: Every exception type an outage may raise (:func:`is_outage` tells which of them are).
+OUTAGE_TYPES: tuple[type[Exception], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.exceptions.InterfaceError,
+    sqlite3.Error,
+)
+
+
 def is_outage(exc: BaseException) -> bool:
     """Whether ``exc`` is an I/O failure of the store (see the module docstring)."""
     if isinstance(exc, (StoreUnavailable, OSError, TimeoutError, *_POSTGRES_IO)):

@@ -60,8 +60,8 @@ class AgentConfig(BaseModel):
     """One configured agent: a remote A2A ``url`` or an in-process ``entry`` ("module:func").
 
     For an in-process agent, ``run_timeout_seconds`` ends a call that has not finished (default
-    one hour) and ``max_concurrent_runs`` caps how many of its tasks run at once (default half
-    of ``max_concurrent_runs`` of the server).
+    one hour) and ``max_concurrent_runs`` caps how many of its tasks run at once (default three
+    quarters of ``max_concurrent_runs`` of the server, leaving at least one slot to the others).
     """
 
     url: str | None = None

@@ -23,6 +23,7 @@ from typing import Any
 
 import uvicorn
 
+from taskcell.api.draining import DrainingServer
 from taskcell.settings import KEEP_ALIVE_SECONDS
 
 ASGIApp = Callable[..., Any]
@@ -31,8 +32,9 @@ AppFactory = Callable[[str], ASGIApp]
 _START_TIMEOUT = 10.0
 
 
-class _QuietServer(uvicorn.Server):
-    """A uvicorn server that leaves the process's signal handlers alone."""
+class _QuietServer(DrainingServer):
+    """A uvicorn server that leaves the process's signal handlers alone (and, like
+    ``taskcell serve``, stops the engine's runs before it stops serving)."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:

@@ -10,7 +10,7 @@ import pytest
 GOOD: dict[str, Any] = {"query": "hello", "agent_name": "echo"}
 RECURRING: dict[str, Any] = {**GOOD, "pattern": "recurring"}
 
-CASES: list[tuple[str, dict[str, Any], int, str, str]] = [
+CASES: list[tuple[str, dict[str, Any], int | None, str, str]] = [
     ("missing query", {"agent_name": "echo"}, 422, "query", "Field required"),
     ("missing agent", {"query": "hi"}, 422, "agent_name", "Field required"),
     ("query not text", {**GOOD, "query": 5}, 422, "query", "string"),

@@ -9,9 +9,10 @@ exactly as an attacker would send it.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -71,8 +72,8 @@ class Case:
     field: str
     body: Any = None
     raw: bytes | None = None
-    params: dict[str, str] = field(default_factory=dict)
-    headers: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = dataclasses.field(default_factory=dict)
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 CREATE = {"query": "hello", "agent_name": "echo"}
@@ -87,7 +88,7 @@ def daily(value: str, zone: str | None = None) -> dict[str, Any]:
 
 
 def text_cases() -> list[Case]:
-    cases = []
+    cases: list[Case] = []
     for kind, bad in BAD_TEXT.items():
         cases.extend(
             Case(f"create {name} {kind}", "POST", "/tasks", 400, name, {**CREATE, name: bad})
@@ -145,7 +146,7 @@ def text_cases() -> list[Case]:
 
 
 def time_cases() -> list[Case]:
-    cases = []
+    cases: list[Case] = []
     for label, value in (
         ("trailing newline", "09:05\n"),
         ("leading newline", "\n09:05"),
@@ -257,7 +258,18 @@ def body_cases() -> list[Case]:
     deep_metadata: Any = "leaf"
     for _ in range(40):
         deep_metadata = {"a": deep_metadata}
+    metadata_33: Any = "leaf"  # within the body's limit (34), over metadata's (32): a value
+    for _ in range(33):
+        metadata_33 = {"a": metadata_33}
     return [
+        Case(
+            "metadata 33 deep",
+            "POST",
+            "/tasks",
+            400,
+            "metadata",
+            {**CREATE, "metadata": metadata_33},
+        ),
         Case(
             "invalid UTF-8",
             "POST",
@@ -289,7 +301,7 @@ def body_cases() -> list[Case]:
             "POST",
             "/tasks",
             422,
-            "metadata.a",
+            "metadata",
             {**CREATE, "metadata": deep_metadata},
         ),
         Case(
@@ -342,7 +354,7 @@ def forged(cursor: str, position: list[Any]) -> str:
     return f"{binding}.{inner}"
 
 
-POSITIONS = {
+POSITIONS: dict[str, list[Any]] = {
     "year 1 at +01:00": ["0001-01-01T00:00:00+01:00", "a"],
     "year 9999 at -01:00": ["9999-12-31T23:59:59-01:00", "a"],
     "naive time": ["2026-01-01T00:00:00", "a"],

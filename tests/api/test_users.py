@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from .conftest import ServerFactory
+from .conftest import ServerFactory, read_sse
 
 KEYS = "alice-key:alice:user,bob-key:bob:user,root-key:root:admin"
 
@@ -52,14 +52,18 @@ async def test_users_see_only_their_own_tasks(server_factory: ServerFactory) -> 
             assert items.status_code == 200 and items.json()["data"]["items"]
             peek = await bob.get(f"/api/v1/conversations/{conversation}/items")
             assert peek.status_code == 404
+            # Conversation ids are per user: bob may use the same id, for his own conversation.
             join = await bob.post(
                 "/api/v1/tasks",
-                json={"query": "let me in", "agent_name": "echo", "conversation_id": conversation},
+                json={"query": "my own", "agent_name": "echo", "conversation_id": conversation},
             )
-            assert join.status_code == 404
-            assert join.json()["data"] == [
-                {"field": "conversation_id", "message": f"conversation {conversation} not found"}
-            ]
+            assert join.status_code == 201, join.text
+            bob_task = join.json()["data"]["task_id"]
+            await read_sse(bob, f"/api/v1/tasks/{bob_task}/events")
+            bobs_items = (await bob.get(f"/api/v1/conversations/{conversation}/items")).json()
+            assert {i["task_id"] for i in bobs_items["data"]["items"]} == {bob_task}, bobs_items
+            alices_items = (await alice.get(f"/api/v1/conversations/{conversation}/items")).json()
+            assert {i["task_id"] for i in alices_items["data"]["items"]} == {task_id}
 
             forbidden = await bob.get("/api/v1/tasks", params={"user_id": "alice"})
             assert forbidden.status_code == 403

@@ -188,13 +188,23 @@ def logs(snap: Snapshot, acked: dict[str, Acked]) -> list[Violation]:
         if task is None:
             found.append(Violation(LOG, task_id, "acknowledged (201) but not stored"))
         elif info.pattern == "once" and "message" not in kinds[:4]:
-            found.append(Violation(LOG, task_id, f"opening events missing: {kinds[:4]}"))
+            found.append(
+                Violation(LOG, task_id, f"opening events missing: {kinds[:4]}", task["updated_at"])
+            )
     for task_id, task in snap.tasks.items():
         log = snap.log_of(task_id)
         seqs = [e["_stored_seq"] for e in log]
         if seqs != list(range(1, len(seqs) + 1)):
             missing = sorted(set(range(1, max(seqs, default=0) + 1)) - set(seqs))
-            found.append(Violation(LOG, task_id, f"gaps in the log: missing seq {missing[:5]}"))
+            resumed = [e for e in log if missing and e["_stored_seq"] > missing[0]]
+            found.append(
+                Violation(
+                    LOG,
+                    task_id,
+                    f"gaps in the log: missing seq {missing[:5]}",
+                    _when(resumed[0]) if resumed else task["updated_at"],
+                )
+            )
         if any(e["seq"] != e["_stored_seq"] for e in log):
             found.append(Violation(LOG, task_id, "an event's body names another seq"))
         if task["pattern"] != "once":
@@ -207,7 +217,7 @@ def logs(snap: Snapshot, acked: dict[str, Acked]) -> list[Violation]:
                         LOG,
                         task_id,
                         f"{len(dones)} done events in a finished task",
-                        _when(dones[1]) if len(dones) > 1 else None,
+                        _when(dones[1]) if len(dones) > 1 else task["updated_at"],
                     )
                 )
             if dones and log[-1] is not dones[0]:
@@ -253,9 +263,15 @@ def stuck(snap: Snapshot, lease: timedelta) -> list[Violation]:
             if r["status"] == "running" and (r["lease_expires_at"] or snap.now) > snap.now
         ]
         if task["status"] == "running" and not live:
-            found.append(Violation(STUCK, task_id, "running with no run under a live lease"))
+            found.append(
+                Violation(
+                    STUCK, task_id, "running with no run under a live lease", task["updated_at"]
+                )
+            )
         if task["status"] == "pending" and task["updated_at"] < snap.now - 2 * lease:
-            found.append(Violation(STUCK, task_id, "pending, untouched for two leases"))
+            found.append(
+                Violation(STUCK, task_id, "pending, untouched for two leases", task["updated_at"])
+            )
     return found
 
 
@@ -267,11 +283,17 @@ def streams(snap: Snapshot, read: dict[str, Stream]) -> list[Violation]:
         seen = [e["seq"] for e in stream.events]
         where = "→".join(stream.nodes)
         if not stream.ended:
+            task = snap.tasks.get(task_id, {})
+            runs = snap.runs_of(task_id)
+            newest = f"{runs[-1]['status']} by {runs[-1]['owner']}" if runs else "none"
             found.append(
                 Violation(
                     STREAMS,
                     task_id,
-                    f"stream never ended (read {len(seen)} of {len(log)} events, on {where})",
+                    f"stream never ended (read {len(seen)} of {len(log)} events, on {where}; "
+                    f"task {task.get('status')}, newest run {newest}, last event "
+                    f"{log[-1]['event'] if log else '-'})",
+                    task.get("updated_at"),
                 )
             )
             continue
@@ -287,12 +309,18 @@ def streams(snap: Snapshot, read: dict[str, Stream]) -> list[Violation]:
                 (i for i, (a, b) in enumerate(zip(stream.events, stored, strict=False)) if a != b),
                 min(len(seen), len(stored)),
             )
+
             found.append(
                 Violation(
                     STREAMS,
                     task_id,
                     f"read {len(seen)} events, log has {len(stored)}; first difference at "
-                    f"seq {differ + 1}",
+                    f"seq {differ + 1}: read {_kind(stream.events, differ)}, stored "
+                    f"{_kind(stored, differ)}",
                 )
             )
     return found
+
+
+def _kind(events: list[dict[str, Any]], index: int) -> str:
+    return str(events[index]["event"]) if index < len(events) else "(end)"

@@ -1,13 +1,19 @@
 """The ``taskcell serve`` processes under test: start, kill, pause, resume, restart.
 
-A node keeps its port across restarts, so clients and readers find it again, and appends every
-life's output to one log file. ``expected_down`` is set while the nemesis has stopped or killed
-it on purpose; any other exit is a death the checker reports.
+Each life of a node listens on a port the kernel gives it (``--port 0``, read from the banner),
+so its URL changes with each restart: clients and readers look it up each time. Each life's
+output goes to a log file of its own. ``expected_down`` is set while the nemesis has stopped or
+killed it on purpose; any other exit is a death the checker reports.
+
+Each life runs in a process group of its own, and signals go to the group: ``faketime`` runs the
+server as its child, so a signal to ``faketime`` alone would leave the server running.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,7 +24,8 @@ from pathlib import Path
 
 import httpx
 
-from serving import reported_url
+#: The banner's "web page" line (as tests/serving.py reads it).
+_BANNER_URL = re.compile(r"(http://127\.0\.0\.1:\d+)/")
 
 
 @dataclass
@@ -26,7 +33,7 @@ class Node:
     name: str
     env: dict[str, str]
     folder: Path
-    port: int = 0  # the first life's serve picks a free one; later lives keep it
+    url: str = ""
     process: subprocess.Popen[bytes] | None = None
     expected_down: bool = False
     clock_offset: str | None = None
@@ -35,12 +42,8 @@ class Node:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
     def log(self) -> Path:
-        return self.folder / f"{self.name}.log"
+        return self.folder / f"{self.name}-{self.lives}.log"
 
     @property
     def pid(self) -> int:
@@ -54,19 +57,17 @@ class Node:
         """Start a new life of the node (``clock_offset``: faketime's, e.g. ``+30s``)."""
         assert not self.alive(), f"{self.name} is already running"
         prefix = ["faketime", "-f", clock_offset] if clock_offset else []
-        command = [*prefix, sys.executable, "-m", "taskcell.cli", "serve", "--port", str(self.port)]
+        command = [*prefix, sys.executable, "-m", "taskcell.cli", "serve", "--port", "0"]
         self.lives += 1
+        self.url = ""
         with self.log.open("ab") as out:
-            out.write(f"\n=== life {self.lives} clock {clock_offset or 'true'} ===\n".encode())
-            out.flush()
             self.process = subprocess.Popen(
                 command,
                 env={**os.environ, **self.env},
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
-        if self.port == 0:
-            self.port = int(reported_url(self.process, self.log).rsplit(":", 1)[1])
         self.clock_offset = clock_offset
         self.expected_down = False
 
@@ -76,6 +77,12 @@ class Node:
         while time.monotonic() < deadline:
             if not self.alive():
                 return False
+            if not self.url:
+                found = _BANNER_URL.findall(self.log_tail(100_000))
+                if not found:
+                    time.sleep(0.1)
+                    continue
+                self.url = str(found[-1])
             try:
                 if httpx.get(f"{self.url}/api/v1/health", timeout=3).status_code == 200:
                     return True
@@ -85,30 +92,40 @@ class Node:
         return False
 
     def signal(self, sig: signal.Signals) -> None:
+        """Send ``sig`` to the life's process group (the server, and faketime if it runs it)."""
         assert self.process is not None
-        self.process.send_signal(sig)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, sig)
+
+    def _group_gone(self, timeout: float) -> bool:
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                try:
+                    os.killpg(self.process.pid, 0)
+                except ProcessLookupError:
+                    return True
+            time.sleep(0.05)
+        return False
 
     def kill(self) -> None:
         """SIGKILL, and wait for the process to be gone."""
         self.expected_down = True
-        if self.alive():
-            self.signal(signal.SIGKILL)
         if self.process is not None:
-            self.process.wait(timeout=30)
+            self.signal(signal.SIGKILL)
+            self._group_gone(30)
 
     def terminate(self, timeout: float = 30) -> None:
         """A graceful stop (SIGTERM), SIGKILL if it takes longer than ``timeout``."""
         self.expected_down = True
         if self.process is None:
             return
-        if self.alive():
-            self.process.send_signal(signal.SIGCONT)
-            self.process.terminate()
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        self.signal(signal.SIGCONT)
+        self.signal(signal.SIGTERM)
+        if not self._group_gone(timeout):
+            self.signal(signal.SIGKILL)
+            self._group_gone(10)
 
     def log_tail(self, chars: int = 2000) -> str:
         try:

@@ -20,6 +20,8 @@ from .checker import Violation
 from .nemesis import Nemesis
 from .report import render
 from .snapshot import Snapshot
+
+__all__ = ["Snapshot", "run"]
 from .workload import Workload
 
 LONG = os.environ.get("TASKCELL_CHAOS_LONG", "") not in {"", "0"}
@@ -32,12 +34,21 @@ class Length:
     rounds: int
     #: Once tasks acknowledged between two faults (the workload runs on a recovered system).
     calm_tasks: int
+    #: The workload runs at least this long (recurring tasks get several occurrences).
+    seconds: float
     timeout: float
 
 
-SHORT = Length(rounds=1, calm_tasks=6, timeout=900)
-LENGTH = Length(rounds=LONG_ROUNDS, calm_tasks=40, timeout=4 * 3600) if LONG else SHORT
+SHORT = Length(rounds=1, calm_tasks=6, seconds=150, timeout=1200)
+LONG_LENGTH = Length(rounds=LONG_ROUNDS, calm_tasks=30, seconds=20 * 60, timeout=3 * 3600)
+LENGTH = LONG_LENGTH if LONG else SHORT
 PACE = 1.0  # seconds between once tasks
+CLOCK_SETTLE = 35.0
+#: How long to wait for the calm tasks (a cluster that refuses them does not hold the run up).
+CALM_PATIENCE = 60.0
+#: After the faults: how long once tasks may take to finish, and then their readers to end.
+DRAIN_SECONDS = 120.0
+READERS_SECONDS = 30.0
 
 
 async def _until(condition: Callable[[], bool], patience: float) -> bool:
@@ -64,6 +75,7 @@ async def run(
     """Run the scenario; answer the report and every violation found."""
     stop_submitting, stop_monitor = asyncio.Event(), asyncio.Event()
     await workload.start_recurring(recurring)
+    nemesis.next_burst = workload.next_burst
     submitting = asyncio.create_task(workload.run(stop_submitting, PACE), name="workload")
     monitoring = asyncio.create_task(nemesis.monitor(stop_monitor), name="monitor")
     started = time.monotonic()
@@ -71,21 +83,28 @@ async def run(
     def calm(before: int) -> Callable[[], bool]:
         return lambda: len(workload.acked) >= before + LENGTH.calm_tasks
 
+    clock_back = 0.0
     try:
         for _ in range(LENGTH.rounds):
             for fault in faults:
-                await _until(calm(len(workload.acked)), 120)
+                await _until(calm(len(workload.acked)), CALM_PATIENCE)
+                await asyncio.sleep(max(0.0, clock_back - time.monotonic()))
                 await nemesis.inject(fault)
-        await _until(calm(len(workload.acked)), 120)
+                if fault.startswith("clock"):
+                    # The skewed process dated its events 30 s ahead: let that pass before the
+                    # next fault, so its violations are charged to it.
+                    clock_back = time.monotonic() + CLOCK_SETTLE
+        await _until(calm(len(workload.acked)), CALM_PATIENCE)
+        await _until(lambda: time.monotonic() - started > LENGTH.seconds, LENGTH.seconds)
         stop_submitting.set()
         await submitting
         # Drain: every once task finishes (or waits for a reply nobody could give).
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + DRAIN_SECONDS
         while True:
             if not await unfinished() or time.monotonic() > deadline:
                 break
             await asyncio.sleep(1)
-        await workload.wait_readers(60)
+        await workload.wait_readers(READERS_SECONDS)
         end_state = await nemesis.final_check()
     finally:
         stop_submitting.set()

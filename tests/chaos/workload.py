@@ -28,8 +28,10 @@ ONCE_KINDS = [
     ("asker", "Say hello"),
     ("flaky", "fail 1 times"),
 ]
-#: (agent, query) of the recurring tasks (every minute).
-RECURRING_KINDS = [("echo", "tick tock"), ("slow", "stream for 3 seconds")]
+#: (agent, query) of the recurring tasks (every minute), in turn: mostly quick, so that many
+#: occurrences fall due together (a burst, which the SIGKILL aims at), and a few long ones.
+RECURRING_KINDS = [("slow", "stream for 3 seconds"), *[("echo", "tick tock")] * 5]
+RECURRING_SECONDS = 60.0
 
 WRITE_TIMEOUT = httpx.Timeout(15.0)
 #: Longer than the servers' 15 s keep-alive comments, so a silent stream means a stuck server.
@@ -67,6 +69,7 @@ class Workload:
         self.unanswered: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
         self._turn = itertools.count()
+        self._grid: float | None = None
 
     def _spawn(self, coroutine: Any, name: str) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coroutine, name=name)
@@ -107,7 +110,17 @@ class Workload:
                 "pattern": "recurring",
                 "schedule_config": {"interval_minutes": 1},
             }
-            assert await self._create(body, i) is not None, "no node accepted a recurring task"
+            acked = await self._create(body, i)
+            assert acked is not None, "no node accepted a recurring task"
+            if self._grid is None:
+                self._grid = acked.at
+
+    def next_burst(self) -> float | None:
+        """When the recurring tasks fall due next (wall clock, about: they share one grid)."""
+        if self._grid is None:
+            return None
+        passed = (time.time() - self._grid) // RECURRING_SECONDS + 1
+        return self._grid + passed * RECURRING_SECONDS
 
     async def submit_once(self) -> None:
         """Submit the next once task in turn; read it elsewhere; answer it if it asks."""
@@ -154,8 +167,8 @@ class Workload:
                 return
             if status == "waiting_input":
                 for node in self._order(runner + 1):
-                    if node is self.nodes[runner % len(self.nodes)]:
-                        continue
+                    if len(self.nodes) > 1 and node is self.nodes[runner % len(self.nodes)]:
+                        continue  # in a cluster, the reply goes through another process
                     try:
                         response = await self.client.post(
                             f"{node.url}/api/v1/tasks/{task_id}/input",

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from taskcell.domain.models import ScheduleConfig, Task
@@ -15,6 +18,8 @@ from taskcell.domain.text import (
     REPLACEMENT,
     check_json,
     is_safe_text,
+    json_longer_than,
+    json_nesting,
     sanitise_json,
     sanitise_text,
     text_problem,
@@ -101,3 +106,50 @@ def test_bad_zones_are_refused(value: str) -> None:
         ScheduleConfig(daily_time="09:00", timezone=value)
     assert caught.value.errors()[0]["loc"] == ("timezone",)
     assert is_safe_text(str(caught.value.errors()[0]["msg"]))
+
+
+@pytest.mark.parametrize(
+    ("text", "depth"),
+    [
+        ("1", 0),
+        ('"[[["', 0),
+        ("[]", 1),
+        ('{"a": "]]]{{{"}', 1),
+        ('["\\"[[[", ["x"]]', 2),
+        ("[[],[[]]]", 3),
+        ("[" * 50 + "]" * 50, MAX_JSON_DEPTH + 1),  # counting stops past the limit
+    ],
+)
+def test_json_nesting_counts_containers_not_brackets_in_strings(text: str, depth: int) -> None:
+    assert json_nesting(text) == depth
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
+_TRICKY = st.text(alphabet=st.sampled_from('\\"[]{}ab\n\x00\u00e9'), max_size=8)
+_JSON = st.recursive(
+    st.one_of(st.none(), st.integers(), _TRICKY),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(_TRICKY, inner, max_size=3)
+    ),
+    max_leaves=20,
+)
+
+
+@given(value=_JSON, ascii_only=st.booleans())
+def test_json_nesting_agrees_with_the_parsed_depth(value: Any, ascii_only: bool) -> None:
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    assert json_nesting(text, stop_after=100) == _depth(value), text
+
+
+@given(value=_JSON, slack=st.integers(0, 5))
+def test_json_longer_than_never_refuses_what_fits(value: Any, slack: int) -> None:
+    length = len(json.dumps(value))
+    assert not json_longer_than(value, length + slack)
+    assert json_longer_than(value, -1)

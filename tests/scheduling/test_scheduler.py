@@ -24,7 +24,7 @@ def recurring(agent: str = "quick", **schedule: object) -> Task:
         query="what time is it",
         agent_name=agent,
         pattern=TaskPattern.RECURRING,
-        schedule_config=schedule,  # type: ignore[arg-type]
+        schedule_config=schedule,
     )
 
 

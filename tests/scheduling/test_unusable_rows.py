@@ -107,7 +107,7 @@ async def test_unusable_rows_pause_their_task_and_the_scheduler_goes_on(
             with pytest.raises(UnusableSchedule):
                 await engine.resume(task_id)
         errors = {n: (await engine.service.require_task(t)).error_message for n, t in bad.items()}
-        assert "'09:05\\n'" in str(errors["newline"]), errors
+        assert "daily_time must be HH:MM" in str(errors["newline"]), errors
         assert "Mars/Olympus_Mons" in str(errors["zone"]), errors
         result = await first(
             engine,

@@ -375,8 +375,9 @@ async def test_create_stores_the_task_and_its_conversation_once(store: TaskStore
     assert not await store.create(second, conversation_title="ignored")
     assert await store.load(first.task_id) == first
     assert await store.load(second.task_id) == second
-    owner = await store.conversation_owner("conv-new")  # type: ignore[attr-defined]
-    assert owner == "alice"
+    assert await store.has_conversation("conv-new", user_id="alice")  # type: ignore[attr-defined]
+    third = make_task(conversation_id="conv-new", user_id="bob")
+    assert await store.create(third, conversation_title="bob's own")  # ids are per user
 
 
 async def test_create_of_a_duplicate_stores_neither(store: TaskStore) -> None:
@@ -385,7 +386,7 @@ async def test_create_of_a_duplicate_stores_neither(store: TaskStore) -> None:
     again = make_task(task_id=task.task_id, conversation_id="conv-b", query="other")
     with pytest.raises(DuplicateTask):
         await store.create(again, conversation_title="b")
-    assert await store.conversation_owner("conv-b") is None  # type: ignore[attr-defined]
+    assert not await store.has_conversation("conv-b")  # type: ignore[attr-defined]
     assert await store.load(task.task_id) == task
 
 

@@ -213,11 +213,45 @@ async def test_task_items_filter_by_component_type(store: TaskStore) -> None:
     assert await events.task_items("task-2", component_type="chart") == [elsewhere]
 
 
-async def test_ensure_conversation_creates_once(store: TaskStore) -> None:
+async def test_ensure_conversation_creates_once_per_user(store: TaskStore) -> None:
     events = as_store(store)
+    assert not await events.has_conversation("conv-1")
     assert await events.ensure_conversation("conv-1", title="Filings", user_id="alice")
-    assert not await events.ensure_conversation("conv-1", title="Other", user_id="bob")
+    assert not await events.ensure_conversation("conv-1", title="Again", user_id="alice")
+    assert await events.has_conversation("conv-1", user_id="alice")
+    assert not await events.has_conversation("conv-1", user_id="bob")
+    # Ids are per user: bob's conversation of the same id is another one.
+    assert await events.ensure_conversation("conv-1", title="Other", user_id="bob")
+    assert await events.has_conversation("conv-1", user_id="bob")
+    assert await events.has_conversation("conv-1")
     assert await events.ensure_conversation("conv-2", title="Filings", user_id="alice")
+
+
+async def test_list_items_of_one_user_shows_only_their_tasks_items(store: TaskStore) -> None:
+    events = as_store(store)
+    alice = Task(query="a", agent_name="echo", user_id="alice", conversation_id="conv-1")
+    bob = Task(query="b", agent_name="echo", user_id="bob", conversation_id="conv-1")
+    for task in (alice, bob):
+        await store.create(task, conversation_title=task.query)
+    items = [
+        make_item(f"item-{n:02d}", task_id=(alice, bob)[n % 2].task_id, created_at=T0)
+        for n in range(30)
+    ]
+    await events.append_events([], items)
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        page = await events.list_items("conv-1", user_id="alice", limit=4, cursor=cursor)
+        seen += [i.item_id for i in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == [f"item-{n:02d}" for n in range(0, 30, 2)]
+    bobs = await events.list_items("conv-1", user_id="bob", limit=100)
+    assert [i.item_id for i in bobs.items] == [f"item-{n:02d}" for n in range(1, 30, 2)]
+    everyone = await events.list_items("conv-1", limit=100)
+    assert len(everyone.items) == 30
+    assert (await events.list_items("conv-1", user_id="carol")).items == []
 
 
 async def test_deleting_a_task_removes_its_events_and_items(store: TaskStore) -> None:

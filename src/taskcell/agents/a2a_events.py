@@ -27,6 +27,12 @@ a ``message`` (agent answered without task)   COMPLETED with the message text
 
 After a terminal update or INPUT_REQUIRED, :attr:`StreamMapper.finished` is true and the caller
 stops reading.
+
+Every update that carries agent content has an ``update_id`` that names it across streams:
+``msg:<message id>`` for a status message, ``art:<artifact id>:<n>`` for an artifact whose first
+``n`` parts it completes. Resuming a remote task (:meth:`StreamMapper.snapshot`, for the task an
+A2A ``subscribe`` or ``get_task`` answers) turns the task's history back into updates with the
+same ids, so a consumer can tell what it already has (:class:`UpdateIds`).
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from a2a.types import TaskState
+from a2a.types import Artifact, Role, TaskState
 from google.protobuf import json_format
 
 from taskcell.agents.base import AgentUpdate, UpdateKind
@@ -60,6 +66,49 @@ _DEFAULT_TEXT: dict[int, str] = {
 STOPPING_KINDS = frozenset(
     {UpdateKind.COMPLETED, UpdateKind.FAILED, UpdateKind.CANCELED, UpdateKind.INPUT_REQUIRED}
 )
+
+
+def message_update_id(message_id: str) -> str | None:
+    """The ``update_id`` of a status message (None for a message without an id)."""
+    return f"msg:{message_id}" if message_id else None
+
+
+def artifact_update_id(artifact_id: str, parts: int) -> str | None:
+    """The ``update_id`` of an artifact update that completes its first ``parts`` parts."""
+    return f"art:{artifact_id}:{parts}" if artifact_id else None
+
+
+class UpdateIds:
+    """A set of ``update_id`` values that answers :meth:`covers` in constant time."""
+
+    def __init__(self, ids: Iterable[str] = ()) -> None:
+        self._ids: set[str] = set()
+        self._parts: dict[str, int] = {}  # "art:<artifact id>" -> the most parts seen
+        for update_id in ids:
+            self.add(update_id)
+
+    def add(self, update_id: str) -> None:
+        self._ids.add(update_id)
+        head, _, count = update_id.rpartition(":")
+        if update_id.startswith("art:") and count.isdigit():
+            self._parts[head] = max(self._parts.get(head, 0), int(count))
+
+    def covers(self, update_id: str | None) -> bool:
+        """Whether ``update_id`` is here (for an artifact's parts: whether at least as many
+        parts of the same artifact are)."""
+        if update_id is None:
+            return False
+        if update_id in self._ids:
+            return True
+        head, _, count = update_id.rpartition(":")
+        if not (update_id.startswith("art:") and count.isdigit()):
+            return False
+        return self._parts.get(head, -1) >= int(count)
+
+
+def covered(update_id: str | None, ids: Iterable[str]) -> bool:
+    """Whether the update ``update_id`` is among ``ids`` (see :class:`UpdateIds`)."""
+    return UpdateIds(ids).covers(update_id)
 
 
 def struct_to_dict(struct: Any) -> dict[str, Any]:
@@ -98,6 +147,7 @@ class StreamMapper:
         self.context_id: str | None = None
         self.accepted = False
         self.finished = False
+        self._parts_seen: dict[str, int] = {}
 
     def feed(self, response: Any) -> list[AgentUpdate]:
         """The updates one ``StreamResponse`` stands for (possibly none)."""
@@ -125,6 +175,46 @@ class StreamMapper:
             return out
         return []
 
+    def snapshot(self, task: Any, *, final: bool = True) -> list[AgentUpdate]:
+        """The updates a resumed task stands for, from its first: the agent's messages in its
+        history (and its current status message) as WORKING, its artifacts part by part, then,
+        with ``final`` and a task in a final or input-required state, that state."""
+        out = self._accept(task.id, task.context_id)
+        for message in task.history:
+            if message.role == Role.ROLE_AGENT:
+                out.append(self._history_message(message))
+        state = task.status.state
+        kind = _STATE_KINDS.get(state)
+        if task.status.HasField("message") and (kind is None or kind is UpdateKind.WORKING):
+            out.append(self._history_message(task.status.message))
+        for artifact in task.artifacts:
+            out.extend(self._artifact_parts_of(artifact))
+        if final and kind is not None and kind is not UpdateKind.WORKING:
+            out.extend(self._status(task.status, struct_to_dict(task.metadata)))
+        return out
+
+    def _history_message(self, message: Any) -> AgentUpdate:
+        text, data = parts_content(message.parts)
+        return self._update(
+            UpdateKind.WORKING,
+            text,
+            data,
+            struct_to_dict(message.metadata),
+            message_update_id(message.message_id),
+        )
+
+    def _artifact_parts_of(self, artifact: Any) -> list[AgentUpdate]:
+        """An artifact of a snapshot as one update per part (the first not appended), so a
+        consumer that has its first parts takes only the rest."""
+        out: list[AgentUpdate] = []
+        for index, part in enumerate(artifact.parts):
+            piece = Artifact()
+            piece.CopyFrom(artifact)
+            del piece.parts[:]
+            piece.parts.append(part)
+            out.append(self._artifact(piece, index > 0, {}))
+        return out
+
     def _accept(self, task_id: str, context_id: str) -> list[AgentUpdate]:
         if self.accepted:
             return []
@@ -147,16 +237,17 @@ class StreamMapper:
         kind = _STATE_KINDS.get(status.state)
         if kind is None:  # SUBMITTED, UNSPECIFIED
             return []
-        text, data, metadata = "", None, {}
+        text, data, metadata, update_id = "", None, {}, None
         if status.HasField("message"):
             text, data = parts_content(status.message.parts)
             metadata = struct_to_dict(status.message.metadata)
+            update_id = message_update_id(status.message.message_id)
         metadata.update(event_metadata)
         if not text and kind is UpdateKind.FAILED:
             text = _DEFAULT_TEXT.get(status.state, "")
         if kind in STOPPING_KINDS:
             self.finished = True
-        return [self._update(kind, text, data, metadata)]
+        return [self._update(kind, text, data, metadata, update_id)]
 
     def _artifact(self, artifact: Any, append: bool, event_metadata: dict[str, Any]) -> AgentUpdate:
         text, data = parts_content(artifact.parts)
@@ -164,6 +255,11 @@ class StreamMapper:
         metadata.update(event_metadata)
         if artifact.name:
             metadata.setdefault("artifact_name", artifact.name)
+        update_id = None
+        if artifact.artifact_id:
+            before = self._parts_seen.get(artifact.artifact_id, 0) if append else 0
+            parts = self._parts_seen[artifact.artifact_id] = before + len(artifact.parts)
+            update_id = artifact_update_id(artifact.artifact_id, parts)
         return AgentUpdate(
             UpdateKind.ARTIFACT,
             self.remote_task_id,
@@ -173,11 +269,23 @@ class StreamMapper:
             metadata=metadata,
             append=bool(append),
             artifact_id=artifact.artifact_id or None,
+            update_id=update_id,
         )
 
     def _update(
-        self, kind: UpdateKind, text: str, data: dict[str, Any] | None, metadata: dict[str, Any]
+        self,
+        kind: UpdateKind,
+        text: str,
+        data: dict[str, Any] | None,
+        metadata: dict[str, Any],
+        update_id: str | None = None,
     ) -> AgentUpdate:
         return AgentUpdate(
-            kind, self.remote_task_id, self.context_id, text=text, data=data, metadata=metadata
+            kind,
+            self.remote_task_id,
+            self.context_id,
+            text=text,
+            data=data,
+            metadata=metadata,
+            update_id=update_id,
         )

@@ -9,10 +9,10 @@ including its own failed state, arrives as an update and is its answer.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 
 class UpdateKind(StrEnum):
@@ -48,6 +48,8 @@ class AgentUpdate:
     metadata: dict[str, Any] = field(default_factory=dict)
     append: bool = False  # for ARTIFACT: this chunk extends the previous one of the same artifact
     artifact_id: str | None = None
+    #: Names this update across streams of one remote task (set by agents that can resume it).
+    update_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,10 @@ class AgentError(Exception):
 
 class TransientAgentError(AgentError):
     """A failure worth retrying: unreachable, stream cut, HTTP 5xx, time-out."""
+
+
+class NotResumable(AgentError):
+    """The agent cannot resume this remote task: it does not know it, or cannot stream it."""
 
 
 @runtime_checkable
@@ -103,3 +109,43 @@ class AgentClient(Protocol):
     async def info(self) -> AgentInfo: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class ResumableAgentClient(AgentClient, Protocol):
+    """An agent whose remote tasks outlive a connection (and this process), so a run
+    interrupted by a stop, a crash or a cut stream can take up the same remote task again.
+
+    The ids of the remote tasks a run started are recorded as soon as the agent accepts them;
+    ``send`` without ``remote_task_id`` is given a ``context_id`` of taskcell's choosing, so a
+    remote task whose acceptance a crash cut off can still be found (``orphan``).
+
+    Contract of ``resume``: yields the updates of ``remote_task_id`` *from its beginning*:
+    ACCEPTED first, then what the agent already said (each update with an ``update_id`` that
+    names it as the original stream did), then its live updates, ending like ``send`` (after
+    a terminal update or INPUT_REQUIRED). A task already finished yields its whole answer and
+    its final state. :class:`NotResumable` (before any update) means the agent does not know
+    the task or cannot stream it to a new subscriber; connection problems raise
+    :class:`TransientAgentError`; breaking off iteration does not cancel the remote task.
+    """
+
+    def resume(self, remote_task_id: str) -> AsyncIterator[AgentUpdate]: ...
+
+    async def orphan(self, context_id: str, *, known: Collection[str]) -> str | None:
+        """The newest remote task in ``context_id`` whose id is not in ``known`` (one a run
+        started but did not live to record), or None, also when the agent cannot list its
+        tasks. Connection problems raise :class:`TransientAgentError`."""
+        ...
+
+
+_RESUMABLE: dict[type, bool] = {}
+
+
+def can_resume(client: AgentClient) -> TypeGuard[ResumableAgentClient]:
+    """Whether ``client`` is a :class:`ResumableAgentClient` (known per class: a protocol's
+    ``isinstance`` costs tens of microseconds, on every run's path)."""
+    kind = type(client)
+    known = _RESUMABLE.get(kind)
+    if known is None:
+        known = _RESUMABLE[kind] = isinstance(client, ResumableAgentClient)
+    return known

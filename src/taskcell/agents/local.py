@@ -224,15 +224,19 @@ class LocalAgentClient:
         yield AgentUpdate(UpdateKind.ACCEPTED, rid, ctx)
         task = asyncio.create_task(self._run(request, queue), name=f"local agent {self.name} {rid}")
         self._running[rid] = task
-        deadline = asyncio.get_running_loop().time() + self.run_timeout_seconds
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.run_timeout_seconds
         try:
             while True:
-                remaining = deadline - asyncio.get_running_loop().time()
-                try:
-                    item = await asyncio.wait_for(queue.get(), max(remaining, 0.0))
-                except TimeoutError:
-                    yield self._timed_out(rid, ctx, task)
-                    return
+                remaining = deadline - loop.time()
+                if queue.empty() or remaining <= 0:
+                    try:
+                        item = await asyncio.wait_for(queue.get(), max(remaining, 0.0))
+                    except TimeoutError:
+                        yield self._timed_out(rid, ctx, task)
+                        return
+                else:  # the agent is ahead: no timer (wait_for makes a task per call)
+                    item = queue.get_nowait()
                 if isinstance(item, TransientAgentError):
                     raise item
                 if item.kind is UpdateKind.INPUT_REQUIRED:

@@ -57,7 +57,7 @@ class AgentRegistry:
     ) -> LocalAgentClient:
         """Register an async Python callable as agent ``name`` (see taskcell.agents.local):
         each call ends after ``run_timeout_seconds``; at most ``max_concurrent_runs`` of its
-        tasks run at once (None: half the engine's run slots)."""
+        tasks run at once (None: three quarters of the engine's run slots)."""
         client = LocalAgentClient(
             name,
             fn,
@@ -71,8 +71,9 @@ class AgentRegistry:
 
     def run_limit(self, name: str, slots: int) -> int | None:
         """How many tasks of agent ``name`` may run at once, of the engine's ``slots``: its
-        ``max_concurrent_runs`` if set; else half the slots for an in-process agent (a hung
-        one must leave slots for the others); else None (no limit but the engine's)."""
+        ``max_concurrent_runs`` if set; else three quarters of the slots for an in-process
+        agent (at least one slot is left for the others, however many of its calls hang);
+        else None (no limit but the engine's)."""
         client = self._clients.get(name)
         if client is None:
             return None
@@ -80,7 +81,7 @@ class AgentRegistry:
         if isinstance(limit, int) and limit >= 1:
             return min(limit, slots)
         if isinstance(client, LocalAgentClient):
-            return max(1, slots // 2)
+            return max(1, slots - max(1, slots // 4))
         return None
 
     def get(self, name: str) -> AgentClient:

@@ -11,6 +11,15 @@
   gets the SDK's 0.3 transport.
 - ``send`` streams (``SendStreamingMessage`` / ``POST message:stream``) and maps the events with
   :class:`~taskcell.agents.a2a_events.StreamMapper` (see its table).
+- ``resume`` takes up a remote task a run started earlier (before a stop, a crash or a cut
+  stream): ``SubscribeToTask`` answers the task as it is (its history replayed as updates with
+  their original ids), then its live events. A task already finished (the agent refuses to
+  subscribe to it) is read with ``GetTask``. When the live stream reaches a final state the task
+  is read once more, so an update published while the subscription was being set up (the SDK
+  reads the task before it taps its queue) is not lost. An unknown task, or one still working
+  that the agent will not stream to a new subscriber, is :class:`NotResumable`. ``orphan``
+  finds a remote task a run started but did not live to record, with ``ListTasks`` in the
+  context id taskcell gave it.
 - Errors: connection refused, DNS failures, cut streams, time-outs, HTTP 5xx (and 408/429) are
   :class:`TransientAgentError`; anything else the SDK raises (HTTP 4xx, a JSON-RPC error, a bad
   card) is :class:`AgentError`. Messages name the agent and its URL.
@@ -26,23 +35,40 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from typing import Any
 
 import httpx
 from a2a.client import ClientConfig, ClientFactory
 from a2a.client.card_resolver import A2ACardResolver
-from a2a.types import CancelTaskRequest, Message, Part, Role, SendMessageRequest
+from a2a.types import (
+    CancelTaskRequest,
+    GetTaskRequest,
+    ListTasksRequest,
+    Message,
+    Part,
+    Role,
+    SendMessageRequest,
+    SubscribeToTaskRequest,
+)
 from a2a.utils.constants import TransportProtocol
 from a2a.utils.errors import A2AError, TaskNotCancelableError, TaskNotFoundError
 
-from taskcell.agents.a2a_events import StreamMapper
-from taskcell.agents.base import AgentError, AgentInfo, AgentUpdate, TransientAgentError
+from taskcell.agents.a2a_events import StreamMapper, UpdateIds
+from taskcell.agents.base import (
+    AgentError,
+    AgentInfo,
+    AgentUpdate,
+    NotResumable,
+    TransientAgentError,
+    UpdateKind,
+)
 from taskcell.agents.http import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_READ_TIMEOUT,
     shared_http_client,
 )
+from taskcell.settings import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +96,7 @@ def _connect_reason(exc: httpx.HTTPError) -> str:
 
 def classify_error(exc: BaseException, name: str, url: str) -> AgentError:
     """The :class:`AgentError` (transient or not) a person should read for ``exc``."""
+    url = redact_url(url)  # errors are shown and logged: never a password
     where = f"agent {name!r} at {url}"
     for cause in _causes(exc):
         if isinstance(cause, httpx.ConnectTimeout):
@@ -90,6 +117,20 @@ def classify_error(exc: BaseException, name: str, url: str) -> AgentError:
     if isinstance(exc, A2AError):
         return AgentError(f"{where}: {exc.message}")
     return AgentError(f"{where}: {exc or type(exc).__name__}")
+
+
+def _fresh(update: AgentUpdate, given: UpdateIds) -> bool:
+    """Whether ``update`` is new to this stream (remembering it in ``given``)."""
+    if update.update_id is None:
+        return True
+    if given.covers(update.update_id):
+        return False
+    given.add(update.update_id)
+    return True
+
+
+def _without_accepted(updates: list[AgentUpdate]) -> list[AgentUpdate]:
+    return [update for update in updates if update.kind is not UpdateKind.ACCEPTED]
 
 
 def _jsonable(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -214,7 +255,11 @@ class RemoteAgentClient:
         mapper = StreamMapper()
         logger.info(
             "agent call",
-            extra={"agent": self.name, "url": self.url, "remote_task_id": remote_task_id},
+            extra={
+                "agent": self.name,
+                "url": redact_url(self.url),
+                "remote_task_id": remote_task_id,
+            },
         )
         try:
             async with contextlib.aclosing(client.send_message(request)) as stream:
@@ -240,6 +285,121 @@ class RemoteAgentClient:
         raise TransientAgentError(
             f"the stream from agent {self.name!r} at {self.url} ended before the task finished"
         )
+
+    async def resume(self, remote_task_id: str) -> AsyncIterator[AgentUpdate]:
+        """Take up ``remote_task_id`` again: its updates from the first, then live ones (see
+        :class:`~taskcell.agents.base.ResumableAgentClient`)."""
+        client = await self._get_client()
+        given = UpdateIds()
+        mapper = StreamMapper()
+        logger.info("agent resume", extra={"agent": self.name, "remote_task_id": remote_task_id})
+        refusal: Exception | None = None
+        try:
+            try:
+                async for update in self._subscribed(client, remote_task_id, mapper):
+                    if _fresh(update, given):
+                        yield update
+                if mapper.finished:
+                    return
+                # Else the live stream ended early (the task finished before the agent
+                # tapped its events for this subscriber): read the task.
+            except (A2AError, NotImplementedError) as exc:
+                # Finished already, unknown, or no streaming to a new subscriber: read it.
+                logger.info(
+                    "agent subscribe refused",
+                    extra={
+                        "agent": self.name,
+                        "remote_task_id": remote_task_id,
+                        "reason": str(exc),
+                    },
+                )
+                refusal = exc
+            for update in await self._finished(remote_task_id, refusal, resumed=mapper.accepted):
+                if _fresh(update, given):
+                    yield update
+        except (A2AError, httpx.HTTPError) as exc:
+            error = classify_error(exc, self.name, self.url)
+            if isinstance(error, TransientAgentError):
+                self._forget()
+            raise error from exc
+
+    async def _subscribed(
+        self, client: Any, remote_task_id: str, mapper: StreamMapper
+    ) -> AsyncIterator[AgentUpdate]:
+        """``SubscribeToTask`` as updates: the snapshot's, the live ones, and before the final
+        one whatever a second read of the task holds (an update published while the
+        subscription was set up reaches neither the snapshot nor the live stream)."""
+        request = SubscribeToTaskRequest(id=remote_task_id)
+        async with contextlib.aclosing(client.subscribe(request)) as stream:
+            async for response in stream:
+                if not mapper.accepted and response.WhichOneof("payload") == "task":
+                    for update in mapper.snapshot(response.task):
+                        yield update
+                else:
+                    updates = mapper.feed(response)
+                    if mapper.finished:
+                        task = await client.get_task(GetTaskRequest(id=remote_task_id))
+                        again = StreamMapper().snapshot(task, final=False)
+                        updates = [*_without_accepted(again), *updates]
+                    for update in updates:
+                        yield update
+                if mapper.finished:
+                    return
+
+    async def _finished(
+        self, remote_task_id: str, refusal: Exception | None, *, resumed: bool
+    ) -> list[AgentUpdate]:
+        """The whole of a task the agent would not subscribe to, if it has finished (or waits
+        for input); else :class:`NotResumable` (or transient, after some updates)."""
+        task = await self._read_task(remote_task_id, resumed=resumed)
+        mapper = StreamMapper()
+        updates = mapper.snapshot(task)
+        if mapper.finished:
+            return _without_accepted(updates) if resumed else updates
+        if resumed:
+            self._forget()
+            raise TransientAgentError(
+                f"the stream from agent {self.name!r} at {self.url} ended before its task "
+                f"{remote_task_id} finished"
+            ) from refusal
+        raise NotResumable(
+            f"agent {self.name!r} at {self.url} will not stream its task {remote_task_id}, "
+            f"which is still running ({refusal or 'its stream ended'})"
+        ) from refusal
+
+    async def orphan(self, context_id: str, *, known: Collection[str]) -> str | None:
+        """``ListTasks`` in ``context_id``: the newest task not in ``known`` (see
+        :class:`~taskcell.agents.base.ResumableAgentClient`)."""
+        client = await self._get_client()
+        try:
+            page = await client.list_tasks(ListTasksRequest(context_id=context_id, page_size=20))
+        except (A2AError, NotImplementedError) as exc:
+            logger.info(
+                "agent cannot list tasks",
+                extra={"agent": self.name, "context_id": context_id, "reason": str(exc)},
+            )
+            return None
+        except httpx.HTTPError as exc:
+            error = classify_error(exc, self.name, self.url)
+            if isinstance(error, TransientAgentError):
+                self._forget()
+            raise error from exc
+        for task in page.tasks:  # newest first
+            if task.id not in known:
+                return str(task.id)
+        return None
+
+    async def _read_task(self, remote_task_id: str, *, resumed: bool) -> Any:
+        """``GetTask``; an unknown task is :class:`NotResumable` (before any update) or
+        transient (after some: the agent lost it while this client read it)."""
+        client = await self._get_client()
+        try:
+            return await client.get_task(GetTaskRequest(id=remote_task_id))
+        except TaskNotFoundError as exc:
+            message = f"agent {self.name!r} at {self.url} does not know task {remote_task_id}"
+            if resumed:
+                raise TransientAgentError(message) from exc
+            raise NotResumable(message) from exc
 
     async def cancel(self, remote_task_id: str) -> None:
         """Ask the agent to cancel; a task it no longer knows or already finished is fine."""

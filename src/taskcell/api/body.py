@@ -19,7 +19,7 @@ from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
-from taskcell.domain.text import MAX_JSON_DEPTH
+from taskcell.domain.text import MAX_JSON_DEPTH, json_nesting
 
 #: Bodies larger than this are parsed in a worker thread (a 1 MiB body takes ~10 ms to parse
 #: here, which would delay every other request on the loop).
@@ -51,6 +51,7 @@ def parse_json_body(raw: bytes) -> Any:
         raise BodyNotJson(
             "body", f"body is not valid UTF-8 (byte {exc.start}: {exc.reason})"
         ) from None
+    too_deep = json_nesting(text, stop_after=MAX_BODY_DEPTH + 1) > MAX_BODY_DEPTH
     try:
         value = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
@@ -59,20 +60,19 @@ def parse_json_body(raw: bytes) -> Any:
         raise BodyNotJson("body", f"body nests more than {MAX_BODY_DEPTH} levels deep") from None
     except ValueError as exc:  # e.g. an integer of more than 4,300 digits
         raise BodyNotJson("body", f"body is not acceptable JSON: {exc}") from None
-    _check_depth(value)
+    if too_deep:
+        raise BodyNotJson(_deepest_field(value), f"nests more than {MAX_BODY_DEPTH} levels deep")
     return value
 
 
-def _check_depth(value: Any) -> None:
-    stack: list[tuple[Any, tuple[str, ...]]] = [(value, ())]
-    while stack:
-        item, path = stack.pop()
-        if isinstance(item, dict | list):
-            if len(path) >= MAX_BODY_DEPTH:
-                field = ".".join(path[:2]) if path else "body"
-                raise BodyNotJson(field, f"nests more than {MAX_BODY_DEPTH} levels deep")
-            pairs = item.items() if isinstance(item, dict) else enumerate(item)
-            stack.extend((inner, (*path, str(key))) for key, inner in pairs)
+def _deepest_field(value: Any) -> str:
+    """The top-level field of a too-deep body that is too deep ("body" if it is not one)."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            nesting = json_nesting(json.dumps(inner), stop_after=MAX_BODY_DEPTH)
+            if nesting >= MAX_BODY_DEPTH:
+                return str(key)
+    return "body"
 
 
 def _is_json(request: Request) -> bool:

@@ -22,7 +22,7 @@ from taskcell.abc import InvalidCursor
 from taskcell.agents.registry import UnknownAgent
 from taskcell.domain.state_machine import TaskConflict
 from taskcell.domain.text import UNSAFE_TEXT, sanitise_text
-from taskcell.outages import describe, is_outage
+from taskcell.outages import OUTAGE_TYPES, describe, is_outage
 from taskcell.service import TaskNotFound
 
 logger = logging.getLogger(__name__)
@@ -117,6 +117,18 @@ def allowed_methods(request: Request) -> list[str]:
     return allowed
 
 
+async def outage(request: Request, exc: Exception) -> JSONResponse:
+    """The database unreachable, the disk full: 503, try again later (anything else of these
+    types is a fault: re-raised, answered 500 by the catch-all handler)."""
+    if not is_outage(exc):
+        raise exc
+    logger.warning(
+        "request failed: store unavailable",
+        extra={"path": request.url.path, "error": describe(exc)},
+    )
+    return error(503, f"the database is unavailable, try again shortly: {describe(exc)}")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -160,13 +172,10 @@ def install_error_handlers(app: FastAPI) -> None:
             headers["Allow"] = ", ".join(allowed_methods(request))
         return error(exc.status_code, str(exc.detail), headers=headers)
 
+    for kind in OUTAGE_TYPES:
+        app.add_exception_handler(kind, outage)
+
     @app.exception_handler(Exception)
     async def _fault(request: Request, exc: Exception) -> JSONResponse:
-        if is_outage(exc):  # the database unreachable, the disk full: try again later
-            logger.warning(
-                "request failed: store unavailable",
-                extra={"path": request.url.path, "error": describe(exc)},
-            )
-            return error(503, f"the database is unavailable, try again shortly: {describe(exc)}")
         logger.exception("request failed", extra={"path": request.url.path})
         return error(500, "internal error: the server failed; it has been logged")

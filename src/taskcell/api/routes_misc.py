@@ -62,12 +62,16 @@ async def conversation_items(
     cursor: SafeParam | None = None,
 ) -> JSONResponse:
     """The conversation's history, oldest first: messages merged, components latest."""
-    owner = await engine.store.conversation_owner(conversation_id)
-    if owner is None or not (who.is_admin or owner == who.user_id):
+    # Conversation ids are per user: a user sees their own conversation with this id, an
+    # admin every user's.
+    user_id = None if who.is_admin else who.user_id
+    if not await engine.store.has_conversation(conversation_id, user_id=user_id):
         raise ApiError(404, f"conversation {conversation_id} not found")
     scope = "items " + json.dumps(conversation_id, ensure_ascii=True)
     store_cursor = unbind_cursor(cursor, scope)
-    page = await engine.store.list_items(conversation_id, limit=limit, cursor=store_cursor)
+    page = await engine.store.list_items(
+        conversation_id, user_id=user_id, limit=limit, cursor=store_cursor
+    )
     return ok(
         {
             "items": [i.to_dict() for i in page.items],

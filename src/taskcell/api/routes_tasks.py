@@ -62,25 +62,69 @@ def build_task(body: TaskCreate, who: Caller) -> Task:
     return Task(**values)
 
 
-async def check_conversation(engine: Engine, who: Caller, conversation_id: str) -> None:
-    """A task may join only a conversation of its own user (or a new one)."""
-    owner = await engine.store.conversation_owner(conversation_id)
-    if owner is not None and owner != who.user_id and not who.is_admin:
-        message = f"conversation {conversation_id} not found"
-        raise ApiError(404, message, [{"field": "conversation_id", "message": message}])
+def _links(targets: dict[str, tuple[str, str]], parameters: dict[str, str]) -> dict[str, Any]:
+    """OpenAPI links: where a client (or schemathesis' stateful phase) can go from an answer."""
+    return {
+        name: {
+            "operationRef": "#/paths/" + path.replace("~", "~0").replace("/", "~1") + "/" + method,
+            "parameters": parameters,
+        }
+        for name, (path, method) in targets.items()
+    }
 
 
-@router.post("/tasks", status_code=201, response_model=Envelope[Task])
+_TASK = "/api/v1/tasks/{task_id}"
+#: From a created task to everything that can be done with it.
+TASK_LINKS = {
+    **_links(
+        {
+            "GetTask": (_TASK, "get"),
+            "CancelTask": (f"{_TASK}/cancel", "post"),
+            "PauseTask": (f"{_TASK}/pause", "post"),
+            "ResumeTask": (f"{_TASK}/resume", "post"),
+            "RunTaskNow": (f"{_TASK}/run", "post"),
+            "AnswerTask": (f"{_TASK}/input", "post"),
+            "DeleteTask": (_TASK, "delete"),
+            "ListRuns": (f"{_TASK}/runs", "get"),
+            "TaskEvents": (f"{_TASK}/events", "get"),
+        },
+        {"task_id": "$response.body#/data/task_id"},
+    ),
+    **_links(
+        {"ConversationItems": ("/api/v1/conversations/{conversation_id}/items", "get")},
+        {"conversation_id": "$response.body#/data/conversation_id"},
+    ),
+}
+
+
+@router.post(
+    "/tasks",
+    status_code=201,
+    response_model=Envelope[Task],
+    responses={201: {"description": "the task", "links": TASK_LINKS}},
+)
 async def create_task(body: TaskCreate, who: CallerDep, engine: EngineDep) -> JSONResponse:
     """Create a task and queue it to run (a recurring one is scheduled)."""
+    # Conversation ids are per user: the task joins the caller's own conversation with this id
+    # (made if new), whoever else uses the same id.
     task = build_task(body, who)
-    if body.conversation_id is not None:  # a new conversation has no owner to check
-        await check_conversation(engine, who, task.conversation_id)
     created = await engine.submit(task, run_immediately=body.run_immediately)
     return ok(task_json(created), 201)
 
 
-@router.get("/tasks", response_model=Envelope[TaskPage])
+@router.get(
+    "/tasks",
+    response_model=Envelope[TaskPage],
+    responses={
+        200: {
+            "description": "a page of tasks",
+            "links": _links(
+                {"NextPage": ("/api/v1/tasks", "get")},
+                {"cursor": "$response.body#/data/next_cursor"},
+            ),
+        }
+    },
+)
 async def list_tasks(
     who: CallerDep,
     engine: EngineDep,

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from taskcell.domain.models import Run, Task
-from taskcell.domain.text import SafeJsonObject, SafeText
+from taskcell.domain.text import SafeText
 
 #: Shape only: the domain checks the value (else 400). Strict: ``true`` and ``"5"`` are not
 #: integers (422).
@@ -37,7 +37,8 @@ class TaskCreate(BaseModel):
     schedule_config: ScheduleIn | None = None
     run_immediately: StrictBool = True
     max_attempts: WholeNumber = 3
-    metadata: SafeJsonObject | None = None
+    #: Checked by the domain (size first, then text and depth): 400 naming ``metadata``.
+    metadata: dict[str, Any] | None = None
 
 
 class StreamCreate(BaseModel):

@@ -26,7 +26,7 @@ from taskcell.api.auth import Caller, caller
 from taskcell.api.body import JsonBodyRoute
 from taskcell.api.deps import TaskIdPath, engine_of, visible_task
 from taskcell.api.envelope import ApiError
-from taskcell.api.routes_tasks import ERRORS, build_task, check_conversation
+from taskcell.api.routes_tasks import ERRORS, build_task
 from taskcell.api.schemas import StreamCreate, TaskCreate
 from taskcell.domain.events import EventType
 from taskcell.engine.engine import Engine
@@ -146,8 +146,6 @@ async def agent_stream(
         schedule_config=body.schedule_config,
         title=body.title,
     )
-    task = build_task(create, who)
-    if body.conversation_id is not None:  # a new conversation has no owner to check
-        await check_conversation(engine, who, task.conversation_id)
+    task = build_task(create, who)  # in the caller's own conversation (ids are per user)
     task = await engine.submit(task)
     return streaming(request, event_stream(engine, task.task_id, 0, end_at_first_done=True))

@@ -14,6 +14,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from taskcell.domain.models import Fence
+
 
 class EventType(StrEnum):
     CONVERSATION_STARTED = "conversation_started"
@@ -66,6 +68,8 @@ class Event:
     seq: int = 0
     _wire: str | None = field(default=None, repr=False, compare=False)
     _frame: bytes | None = field(default=None, repr=False, compare=False)
+    #: The fencing token of the run that wrote it (never stored): see ``EventStore.append_events``.
+    fence: Fence | None = field(default=None, repr=False, compare=False)
 
     def renumber(self, seq: int) -> None:
         """Give the event another sequence number (before anyone saw it)."""

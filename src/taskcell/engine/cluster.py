@@ -18,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from taskcell.domain.models import Run, RunStatus, Task
+from taskcell.domain.models import Run, RunStatus, Task, utcnow
 from taskcell.domain.state_machine import InvalidTransition, TaskStatus
 from taskcell.engine.responses import ResponseFactory
 from taskcell.engine.weather import is_outage
@@ -50,8 +51,14 @@ class Coordinator:
         self._lease_guard: asyncio.TimerHandle | None = None
         #: Loop time of the last renewal that succeeded (sent then), None before the first.
         self.renewed_at: float | None = None
-        #: Whether a renewal is under way (sent, not yet answered) or the last one failed.
-        self._renewal_pending = False
+        #: Runs were stopped for an outage: close and recover them before renewing anything.
+        self._lapsed = False
+        #: A renewal failed (an outage) since the last one that succeeded.
+        self._failing = False
+        #: Loop time from which failing renewals stop this process's runs.
+        self._deadline = float("inf")
+        #: The store's clock minus this process's, as last read (at each lease renewal).
+        self.clock_offset = timedelta(0)
         if not engine.store.single_server:
             engine.log.poll_seconds = CLUSTER_POLL_SECONDS
             engine.log.notices_for = self.event_notices
@@ -117,6 +124,7 @@ class Coordinator:
         def started() -> None:
             nonlocal listening
             listening = True
+            self.engine.supervisor.recovered("notifications")
             self.caught_up()
 
         try:
@@ -157,8 +165,9 @@ class Coordinator:
         if not engine.is_running_here(task_id):
             return
         task = await engine.store.load(task_id)
-        reason = task.error_message if task and task.error_message else None
-        engine.stop_run_here(task_id, reason)
+        if task is None or task.status is not TaskStatus.CANCELLED:
+            return  # an old notice: the task runs again, or was never cancelled
+        engine.stop_run_here(task_id, task.error_message or None)
 
     async def _answer_here(self, task_id: str, seq: int) -> None:
         """Continue a task waiting here with the reply another process wrote at ``seq``."""
@@ -188,7 +197,7 @@ class Coordinator:
     async def _live_run_elsewhere(self, task_id: str) -> Run | None:
         """A running run of the task whose lease holds (among its latest runs: a skipped
         occurrence may have been recorded after it)."""
-        now = await self.engine.store.clock()
+        now = utcnow() + self.clock_offset  # the store's clock, as last read (no round trip)
         for run in (await self.engine.store.list_runs(task_id, limit=_RECENT_RUNS)).items:
             live = run.lease_expires_at is not None and run.lease_expires_at > now
             if run.status is RunStatus.RUNNING and live:
@@ -268,12 +277,12 @@ class Coordinator:
         self._arm_lease_guard(asyncio.get_running_loop().time())
         try:
             while True:
-                self._renewal_pending = True
                 await self.engine.supervisor.weather(
-                    "leases", self._renew, cap_seconds=max(interval / 4, 0.05)
+                    "leases",
+                    self._renew,
+                    cap_seconds=max(interval / 4, 0.05),
+                    on_outage=self._renewal_failed,
                 )
-                self._renewal_pending = False
-                await self.engine.recover_stopped_runs()
                 await asyncio.sleep(interval)
         finally:
             if self._lease_guard is not None:
@@ -282,29 +291,43 @@ class Coordinator:
     async def _renew(self) -> None:
         engine = self.engine
         sent = asyncio.get_running_loop().time()
+        if self._lapsed:
+            # Never renew the leases of runs stopped for the outage: recover them first.
+            await engine.recover_stopped_runs()
+            self._lapsed = False
         await engine.store.heartbeat(engine.owner)
         await engine.store.renew_leases(engine.owner, engine.lease)
-        self.renewed_at = sent
+        if self.clustered:
+            self.clock_offset = await engine.store.clock() - utcnow()
+        self.renewed_at, self._failing = sent, False
         self._arm_lease_guard(sent)
 
+    def _renewal_failed(self, _: BaseException) -> None:
+        self._failing = True
+        if asyncio.get_running_loop().time() >= self._deadline:
+            self._leases_lost()
+
     def _arm_lease_guard(self, renewed: float) -> None:
-        """Stop this process's runs at :data:`LEASE_SAFETY` of a lease after ``renewed`` (loop
-        time the last renewal was sent) unless another renewal succeeds first."""
+        """From :data:`LEASE_SAFETY` of a lease after ``renewed`` (loop time the last renewal
+        was sent) on, stop this process's runs as soon as renewals fail (an outage), unless
+        one succeeds first. A renewal that is merely late (a busy event loop, a slow statement)
+        stops nothing; one that hangs fails at the statement time-out."""
         if self._lease_guard is not None:
             self._lease_guard.cancel()
+        self._deadline = renewed + LEASE_SAFETY * self.engine.lease.total_seconds()
         loop = asyncio.get_running_loop()
-        at = renewed + LEASE_SAFETY * self.engine.lease.total_seconds()
-        self._lease_guard = loop.call_at(at, self._leases_lost)
+        self._lease_guard = loop.call_at(self._deadline, self._guard)
+
+    def _guard(self) -> None:
+        self._lease_guard = None
+        if self._failing:
+            self._leases_lost()
 
     def _leases_lost(self) -> None:
-        if not self._renewal_pending:
-            # The loop is between renewals, late only because the event loop was busy: no
-            # renewal failed, so look again a little later (the next one is about to be sent).
-            lease = self.engine.lease.total_seconds()
-            now = asyncio.get_running_loop().time()
-            self._arm_lease_guard(now - (2 * LEASE_SAFETY - 1) * lease)
-            return
+        if self._lapsed:
+            return  # stopped already; nothing renews until the store answers again
         stopped = self.engine.stop_runs_for_outage()
+        self._lapsed = True
         if stopped:
             logger.error(
                 "leases not renewed in time (the store is unavailable): runs stopped",
@@ -312,8 +335,8 @@ class Coordinator:
             )
 
     async def recover_forever(self) -> None:
-        """The supervised ``recovery`` loop: every half lease, recover runs whose lease expired
-        and (in a cluster) bury dead processes and start orphaned pending tasks."""
+        """The supervised ``recovery`` loop: every half lease, recover runs whose lease expired,
+        (in a cluster) bury dead processes, and start orphaned pending tasks."""
         engine = self.engine
         interval = engine.lease.total_seconds() / 2
         while True:
@@ -323,6 +346,8 @@ class Coordinator:
                 await engine.supervisor.weather(
                     "recovery", lambda: engine.bury_dead_processes(engine.dead_after)
                 )
-                await engine.supervisor.weather(
-                    "recovery", lambda: engine.resume_pending(idle_for=engine.lease)
-                )
+            # Pending tasks nobody runs (their process died, or an outage stopped their
+            # start): claimed so that one process takes each.
+            await engine.supervisor.weather(
+                "recovery", lambda: engine.resume_pending(idle_for=engine.lease)
+            )

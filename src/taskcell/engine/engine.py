@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -19,15 +20,15 @@ import socket
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
-from taskcell.abc import Store, TaskFilter
+from taskcell.abc import LeaseLost, Store, TaskFilter
 from taskcell.agents.base import AgentError, TransientAgentError
-from taskcell.agents.demo.door import acting_for
 from taskcell.agents.registry import AgentRegistry
 from taskcell.domain.events import Event, EventType
 from taskcell.domain.models import (
     OPEN_RUN_STATUSES,
+    Fence,
     Run,
     RunStatus,
     Task,
@@ -40,7 +41,14 @@ from taskcell.domain.state_machine import InvalidTransition, TaskStatus
 from taskcell.engine import recurring
 from taskcell.engine.cluster import Coordinator
 from taskcell.engine.eventlog import EventLog
-from taskcell.engine.executor import CONTEXT_KEY, Outcome, OutcomeKind, RunContext, TaskExecutor
+from taskcell.engine.executor import (
+    CONTEXT_KEY,
+    RESUMABLE_KEY,
+    Outcome,
+    OutcomeKind,
+    RunContext,
+    TaskExecutor,
+)
 from taskcell.engine.plan import ExecutionPlan, PlanResult, execute_plan
 from taskcell.engine.responses import CONTROLLER, ResponseFactory
 from taskcell.engine.scheduler import Scheduler
@@ -54,7 +62,6 @@ INTERRUPTED = "interrupted: the server stopped while it ran"
 #: Why runs stop when this process cannot renew their leases (they write nothing more).
 OUTAGE = "interrupted: the store was unavailable and the run's lease could not be renewed"
 CANCELLED_BY_USER = "cancelled by the user"
-_REMOTE_CANCEL_TIMEOUT = 2.0
 _STOP_GRACE = 5.0
 
 
@@ -122,6 +129,13 @@ class Engine:
         self._agent_slots: dict[str, asyncio.Semaphore] = {}
         self._runs: dict[str, asyncio.Task[None]] = {}
         self._cancelling: dict[str, str] = {}
+        #: Runs of this process whose lease was lost (a write refused): they stop, writing
+        #: nothing more. By run id, with the task id the run belongs to.
+        self._lost: dict[str, str] = {}
+        self._held: dict[str, str] = {}  # run id -> task id, for the runs holding a fence here
+        #: Set when a graceful stop begins: no run starts any more, and a run whose agent
+        #: connection is cut waits to be stopped (interrupted) instead of failing.
+        self.stopping = False
         #: Runs stopped because their leases could not be renewed, by run id: their rows
         #: stay open under this owner until :meth:`recover_stopped_runs` closes them.
         self._stopped_for_outage: dict[str, Run] = {}
@@ -129,10 +143,12 @@ class Engine:
         #: A process with no heartbeat for this long is dead (it heartbeats every half lease).
         self.dead_after = 2 * self.lease
         self.cluster = Coordinator(self)
+        self.log.on_lease_lost = self.leases_lost
 
     # -- life cycle -----------------------------------------------------------------------
 
     async def start(self, *, recover: bool = True, schedule: bool = True) -> None:
+        self.stopping = False
         await self.store.open()
         self.supervisor.start("event-log-writer", self.log.run)
         if recover:
@@ -144,13 +160,26 @@ class Engine:
         if schedule:
             self.supervisor.start("scheduler", self.scheduler.run)
 
-    async def stop(self) -> None:
-        """Stop runs (they are closed as interrupted and queued again), then the loops."""
+    def begin_stop(self) -> None:
+        """A graceful stop begins (the server was told to exit): see :attr:`stopping`."""
+        if not self.stopping:
+            logger.info("graceful stop begins", extra={"runs": len(self._runs)})
+        self.stopping = True
+
+    async def interrupt_runs(self) -> None:
+        """Stop this process's runs: each is closed as interrupted and its task queued again
+        (a remote A2A task is left running, to be resumed by the next attempt). The server
+        calls this before it stops serving, while the demo agents it serves still answer."""
+        self.begin_stop()
         runs = [t for t in self._runs.values() if not t.done()]
         for task in runs:
             task.cancel()
         if runs:
             await asyncio.wait(runs, timeout=_STOP_GRACE)
+
+    async def stop(self) -> None:
+        """Stop runs (they are closed as interrupted and queued again), then the loops."""
+        await self.interrupt_runs()
         try:
             await asyncio.wait_for(self.log.flush(), _STOP_GRACE)
         except TimeoutError:
@@ -194,23 +223,16 @@ class Engine:
         return stopped
 
     async def recover_stopped_runs(self) -> int:
-        """Recover the runs :meth:`stop_runs_for_outage` stopped, now that a lease renewal
-        succeeded again: each still open under this owner is closed as interrupted and its
-        once task requeued (or failed), exactly as recovery after a crash would; a run another
-        process recovered meanwhile is left to it (the guarded close refuses). Answers how many
-        were closed here."""
+        """Recover the runs :meth:`stop_runs_for_outage` stopped, once the store answers again
+        (before any lease is renewed, so theirs never are): each still open under this owner
+        is closed as interrupted and its once task requeued (or failed), exactly as recovery
+        after a crash would; a run another process recovered meanwhile is left to it (the
+        guarded close refuses). Answers how many were closed here."""
         closed = 0
-        while self._stopped_for_outage:
-            _, run = self._stopped_for_outage.popitem()
-            if not await self.store.update_run(
-                run.run_id,
-                _closing(RunStatus.INTERRUPTED, OUTAGE, None),
-                expected=[RunStatus.RUNNING, RunStatus.QUEUED],
-            ):
-                continue
-            RUNS.labels(outcome=RunStatus.INTERRUPTED.value).inc()
-            closed += 1
-            await self._recover_task(run)
+        for run_id, run in list(self._stopped_for_outage.items()):
+            # Forgotten only once the guarded close answered (an outage retries it).
+            closed += await self._close_and_recover(run, OUTAGE, takeover=False)
+            del self._stopped_for_outage[run_id]
         return closed
 
     def _stopped_by_outage(self, task_id: str) -> bool:
@@ -221,6 +243,10 @@ class Engine:
         return run is not None and not run.done()
 
     def _spawn(self, task_id: str, coro: Coroutine[Any, Any, None]) -> None:
+        if self.stopping:
+            coro.close()  # it stays queued: the next start (or another process) runs it
+            logger.info("run not started: the server is stopping", extra={"task_id": task_id})
+            return
         runner = asyncio.create_task(coro, name=f"run {task_id}")
         self._runs[task_id] = runner
 
@@ -242,6 +268,7 @@ class Engine:
             return await recurring.submit(self, task, run_immediately=run_immediately)
         await self.open_task(task)
         self._spawn(task.task_id, self._run_once(task))
+        await self.log.flush()  # the opening events are durable before the caller hears of it
         return task
 
     async def open_task(self, task: Task) -> None:
@@ -282,10 +309,21 @@ class Engine:
                     owner=self.owner,
                     lease_expires_at=now + self.lease,
                 )
-                if not await self.store.start_run(run, now=now):
+                # An outage is waited out here: the task stays pending, never orphaned.
+                if not await self.supervisor.weather(
+                    f"run {task.task_id}", functools.partial(self.store.start_run, run, now=now)
+                ):
                     return  # no longer pending: cancelled, or another process runs it
                 task.attempt, task.status = attempt, TaskStatus.RUNNING
-                delay = await self._attempt(RunContext(task, run))
+                ctx = RunContext(task, run)
+                with self.fenced(ctx):
+                    try:
+                        delay = await self._attempt(ctx)
+                    except LeaseLost:
+                        await self.lease_lost(ctx)
+                        return
+                    finally:
+                        self.log.run_ended(run.run_id)
                 if delay is None:
                     return
                 try:
@@ -299,10 +337,20 @@ class Engine:
                 task = reloaded
 
     async def _attempt(self, ctx: RunContext, reply: str | None = None) -> float | None:
-        """Run one attempt and settle it; answers the back-off delay when it should retry."""
+        """Run one attempt and settle it; answers the back-off delay when it should retry.
+
+        A later attempt of a once task takes up the remote task an earlier one left, if any
+        (see :mod:`taskcell.engine.executor`)."""
+        resume = None
+        if reply is None and ctx.task.pattern is TaskPattern.ONCE:
+            resume = ctx.task.metadata.get(RESUMABLE_KEY) or None
         try:
-            outcome = await self.executor.execute(ctx, reply=reply)
+            outcome = await self.executor.execute(
+                ctx, reply=reply, resume=resume, after_attempt=ctx.run.attempt > 1
+            )
         except TransientAgentError as exc:
+            if self.stopping:
+                await self._until_stopped(ctx)
             return await self._transient_failure(ctx, str(exc))
         except AgentError as exc:
             outcome = Outcome(OutcomeKind.FAILED, str(exc))
@@ -317,7 +365,11 @@ class Engine:
         factory = ResponseFactory(task, run.run_id)
         emit = self.log.emit
         if outcome.kind is OutcomeKind.WAITING_INPUT:
-            await self.store.update_run(run.run_id, {"status": RunStatus.WAITING_INPUT})
+            # The question's events are written under this epoch before anyone can take the
+            # run up (a reply bumps the epoch: events of the old one would be refused).
+            await self.log.flush()
+            waiting: dict[str, Any] = {"status": RunStatus.WAITING_INPUT}
+            await self.store.update_run(run.run_id, waiting, fence=run.fence)
             await self.store.transition(
                 task.task_id,
                 TaskStatus.WAITING_INPUT,
@@ -333,6 +385,7 @@ class Engine:
                 result=outcome.text,
                 expected=[TaskStatus.RUNNING],
                 changes=ctx.remote_changes(),
+                fence=run.fence,
             ):
                 await emit(factory.task_completed())
                 await emit(factory.done())
@@ -340,7 +393,12 @@ class Engine:
         if outcome.kind is OutcomeKind.CANCELLED:
             changes = {"error_message": outcome.text, **ctx.remote_changes()}
             if await self.finish_run(
-                run, RunStatus.CANCELLED, TaskStatus.CANCELLED, error=outcome.text, changes=changes
+                run,
+                RunStatus.CANCELLED,
+                TaskStatus.CANCELLED,
+                error=outcome.text,
+                changes=changes,
+                fence=run.fence,
             ):
                 await emit(factory.task_cancelled(outcome.text))
                 await emit(factory.done())
@@ -353,10 +411,12 @@ class Engine:
         factory = ResponseFactory(task, run.run_id)
         changes = {"error_message": reason, **ctx.remote_changes()}
         if await self.finish_run(
-            run, RunStatus.FAILED, TaskStatus.FAILED, error=reason, changes=changes
+            run, RunStatus.FAILED, TaskStatus.FAILED, error=reason, changes=changes, fence=run.fence
         ):
             await self.log.emit(factory.task_failed(reason))
-            await self.update_controllers(task, task_status="failed", last_error=reason)
+            await self.update_controllers(
+                task, task_status="failed", last_error=reason, fence=run.fence
+            )
             await self.log.emit(factory.done())
 
     async def _transient_failure(self, ctx: RunContext, reason: str) -> float | None:
@@ -364,7 +424,12 @@ class Engine:
         if run.attempt >= task.max_attempts:
             plural = "s" if run.attempt != 1 else ""
             await self._fail_task(
-                task, run, f"{reason} (gave up after {run.attempt} attempt{plural})", error=reason
+                task,
+                run,
+                f"{reason} (gave up after {run.attempt} attempt{plural})",
+                error=reason,
+                changes=ctx.remote_changes(),
+                fence=run.fence,
             )
             return None
         if not await self.finish_run(
@@ -374,6 +439,7 @@ class Engine:
             error=reason,
             expected=[TaskStatus.RUNNING],
             changes=ctx.remote_changes(),
+            fence=run.fence,
         ):
             return None
         ctx.remote_changed = False
@@ -386,21 +452,38 @@ class Engine:
         return delay
 
     async def _fail_task(
-        self, task: Task, run: Run | None, reason: str, *, error: str | None = None
+        self,
+        task: Task,
+        run: Run | None,
+        reason: str,
+        *,
+        error: str | None = None,
+        changes: dict[str, Any] | None = None,
+        fence: Fence | None = None,
+        status: RunStatus = RunStatus.FAILED,
     ) -> None:
-        """Fail the task with ``reason``; a still open ``run`` is closed as failed with
-        ``error`` (default: the reason) in the same write."""
+        """Fail the task with ``reason``; a still open ``run`` is closed (as ``status``, with
+        ``error``, default the reason) in the same write, guarded by ``fence``. The once task's
+        remote task, which may still run (an interrupted or cut-off last attempt), is
+        cancelled."""
         factory = ResponseFactory(task, run.run_id if run else None)
-        changes = {"error_message": reason}
+        changes = {**(changes or {}), "error_message": reason}
         if run is None:
             failed = await self.store.transition(task.task_id, TaskStatus.FAILED, changes=changes)
         else:
             failed = await self.finish_run(
-                run, RunStatus.FAILED, TaskStatus.FAILED, error=error or reason, changes=changes
+                run,
+                status,
+                TaskStatus.FAILED,
+                error=error or reason,
+                changes=changes,
+                fence=fence,
             )
         if failed:
             await self.log.emit(factory.task_failed(reason))
             await self.log.emit(factory.done())
+            if task.pattern is TaskPattern.ONCE and task.metadata.get(RESUMABLE_KEY):
+                await self.cancel_remote(task, task.metadata[RESUMABLE_KEY])
 
     async def close_run(
         self,
@@ -409,10 +492,14 @@ class Engine:
         error: str | None = None,
         *,
         result: str | None = None,
+        fence: Fence | None = None,
     ) -> None:
-        """End ``run`` with ``status`` if it is still open (its task is left as it is)."""
+        """End ``run`` with ``status`` if it is still open (its task is left as it is); with
+        ``fence``, only while the run is still the fence's (else :class:`LeaseLost`)."""
         changes = _closing(status, error, result)
-        if await self.store.update_run(run.run_id, changes, expected=OPEN_RUN_STATUSES):
+        if await self.store.update_run(
+            run.run_id, changes, expected=OPEN_RUN_STATUSES, fence=fence
+        ):
             RUNS.labels(outcome=status.value).inc()
 
     async def finish_run(
@@ -425,9 +512,11 @@ class Engine:
         result: str | None = None,
         expected: list[TaskStatus] | None = None,
         changes: dict[str, Any] | None = None,
+        fence: Fence | None = None,
     ) -> bool:
         """End ``run`` with ``status`` and move its task to ``target`` in one write; answers
-        whether the task moved (the run is closed either way, if it was still open)."""
+        whether the task moved (the run is closed either way, if it was still open). With
+        ``fence``, nothing happens unless the run is still the fence's: :class:`LeaseLost`."""
         closed, moved = await self.store.finish_run(
             run.run_id,
             _closing(status, error, result),
@@ -435,6 +524,7 @@ class Engine:
             target=target,
             expected=expected,
             task_changes=changes,
+            fence=fence,
         )
         if closed:
             RUNS.labels(outcome=status.value).inc()
@@ -442,25 +532,110 @@ class Engine:
 
     # -- stopping a run -------------------------------------------------------------------
 
+    async def _wait_for_stop(self, ctx: RunContext) -> NoReturn:
+        """During a graceful stop a cut agent connection is the stop's doing (the agents this
+        server serves stop with it): the run waits for the stop to cancel it, to be closed as
+        interrupted like every other run, not failed."""
+        logger.info(
+            "agent connection lost while stopping",
+            extra={"task_id": ctx.task.task_id, "run_id": ctx.run.run_id},
+        )
+        await asyncio.Event().wait()  # until the stop cancels this run
+        raise AssertionError("unreachable: nothing sets the event")
+
+    async def _until_stopped(self, ctx: RunContext) -> NoReturn:
+        """:meth:`_wait_for_stop`, then :meth:`stopped`."""
+        try:
+            await self._wait_for_stop(ctx)
+        except asyncio.CancelledError:
+            await asyncio.shield(self.stopped(ctx))
+            raise
+
     async def stopped(self, ctx: RunContext) -> None:
-        """A run's asyncio task was cancelled: by a user's cancel, by shutdown, or by an
-        outage (then it writes nothing: see :meth:`stop_runs_for_outage`)."""
-        reason = self._cancelling.get(ctx.task.task_id)
-        if reason == OUTAGE:
+        """A run's asyncio task was cancelled: by a user's cancel, by shutdown, by an outage,
+        or because its lease was lost (for the last two it writes nothing: another process
+        owns the task now, or will: see :meth:`stop_runs_for_outage`).
+
+        At shutdown the run is closed as interrupted and its task queued again; its remote
+        A2A task goes on, and the next attempt resumes it (or cancels it, where the agent
+        cannot resume). A task with no attempt left fails, and its remote task is cancelled.
+        """
+        if ctx.run.run_id in self._lost:
+            await self.lease_lost(ctx)
+            return
+        if self._cancelling.get(ctx.task.task_id) == OUTAGE:
             self._stopped_for_outage[ctx.run.run_id] = ctx.run
             return
-        if ctx.remote_changed:
-            await self.store.update(ctx.task.task_id, ctx.remote_changes())
+        try:
+            await self._stopped(ctx)
+        except LeaseLost:
+            await self.lease_lost(ctx)
+
+    async def _stopped(self, ctx: RunContext) -> None:
+        task, run, fence = ctx.task, ctx.run, ctx.run.fence
+        reason = self._cancelling.get(task.task_id)
         if reason is not None:
-            await self.cancel_remote(ctx.task, ctx.remote_task_id)
-            await self.close_run(ctx.run, RunStatus.CANCELLED, reason)
-            factory = ResponseFactory(ctx.task, ctx.run.run_id)
+            if ctx.remote_changed:
+                await self.store.update(task.task_id, ctx.remote_changes(), fence=fence)
+            await self.cancel_remote(task, ctx.remote_task_id)
+            await self.close_run(run, RunStatus.CANCELLED, reason, fence=fence)
+            factory = ResponseFactory(task, run.run_id)
             await self.log.emit(factory.task_cancelled(reason))
             await self.log.emit(factory.done())
             return
-        await self.close_run(ctx.run, RunStatus.INTERRUPTED, INTERRUPTED)
-        if ctx.task.pattern is TaskPattern.ONCE:
-            await self._requeue_or_fail(ctx.task, ctx.run)
+        if task.pattern is not TaskPattern.ONCE:
+            if ctx.remote_changed:
+                await self.store.update(task.task_id, ctx.remote_changes(), fence=fence)
+            await self.close_run(run, RunStatus.INTERRUPTED, INTERRUPTED, fence=fence)
+            # An occurrence is not run again (its task goes on at the next one): nobody
+            # would read its remote task.
+            await self.cancel_remote(task, ctx.remote_task_id)
+            return
+        # Closed and requeued (or failed, without attempts left) in one write.
+        if run.attempt < task.max_attempts:
+            await self.finish_run(
+                run,
+                RunStatus.INTERRUPTED,
+                TaskStatus.PENDING,
+                error=INTERRUPTED,
+                expected=[TaskStatus.RUNNING],
+                changes=ctx.remote_changes(),
+                fence=fence,
+            )
+        else:
+            await self._fail_task(
+                task,
+                run,
+                INTERRUPTED,
+                changes=ctx.remote_changes(),
+                fence=fence,
+                status=RunStatus.INTERRUPTED,
+            )
+
+    def fenced(self, ctx: RunContext) -> contextlib.AbstractContextManager[None]:
+        """While the block runs, the run's events are appended under its fence."""
+        return _Holding(self, ctx.run)
+
+    def leases_lost(self, run_ids: frozenset[str]) -> None:
+        """The store refused writes of these runs (their leases were taken over): each stops
+        at once, writing nothing more (the event log calls this)."""
+        for run_id in run_ids:
+            task_id = self._held.get(run_id)
+            if task_id is None:
+                continue
+            self._lost[run_id] = task_id
+            runner = self._runs.get(task_id)
+            if runner is not None and not runner.done():
+                runner.cancel()
+
+    async def lease_lost(self, ctx: RunContext) -> None:
+        """A run lost its lease: stop its remote task; write nothing (see :class:`LeaseLost`)."""
+        self._lost[ctx.run.run_id] = ctx.task.task_id
+        logger.warning(
+            "run stopped: its lease was lost",
+            extra={"task_id": ctx.task.task_id, "run_id": ctx.run.run_id},
+        )
+        await self.cancel_remote(ctx.task, ctx.remote_task_id)
 
     async def _stopped_between_attempts(self, task: Task) -> None:
         reason = self._cancelling.get(task.task_id)
@@ -469,30 +644,9 @@ class Engine:
             await self.log.emit(factory.task_cancelled(reason))
             await self.log.emit(factory.done())
 
-    async def _requeue_or_fail(self, task: Task, run: Run) -> None:
-        if run.attempt < task.max_attempts:
-            await self.store.transition(
-                task.task_id, TaskStatus.PENDING, expected=[TaskStatus.RUNNING]
-            )
-        else:
-            await self._fail_task(task, run, INTERRUPTED)
-
     async def cancel_remote(self, task: Task, remote_task_id: str | None) -> None:
-        if not remote_task_id:
-            return
-        try:
-            client = self.registry.get(task.agent_name)
-            with acting_for(task.user_id):
-                await asyncio.wait_for(client.cancel(remote_task_id), _REMOTE_CANCEL_TIMEOUT)
-        except (AgentError, LookupError, TimeoutError) as exc:
-            logger.warning(
-                "remote cancel failed",
-                extra={
-                    "task_id": task.task_id,
-                    "remote_task_id": remote_task_id,
-                    "error": str(exc),
-                },
-            )
+        """Ask the agent to cancel ``remote_task_id`` (a failure is logged, not raised)."""
+        await self.executor.cancel_remote(task, remote_task_id)
 
     # -- controls -------------------------------------------------------------------------
 
@@ -523,9 +677,15 @@ class Engine:
         return CancelResult(task_id, True, ids)
 
     async def _cancel_idle(self, task: Task, reason: str) -> None:
-        """Cancel a task that no asyncio task runs here (queued, waiting, or between runs)."""
+        """Cancel a task that no asyncio task runs here (queued, waiting, or between runs).
+
+        Its remote task is cancelled too: the one waiting for input, or the one an interrupted
+        run left for the next attempt to resume."""
+        remote = task.metadata.get(RESUMABLE_KEY) if task.pattern is TaskPattern.ONCE else None
         if task.status is TaskStatus.WAITING_INPUT and task.remote_task_ids:
-            await self.cancel_remote(task, task.remote_task_ids[-1])
+            remote = task.remote_task_ids[-1]
+        if remote:
+            await self.cancel_remote(task, remote)
         for run in await self.store.runs_in_status([RunStatus.WAITING_INPUT, RunStatus.QUEUED]):
             if run.task_id == task.task_id:
                 await self.close_run(run, RunStatus.CANCELLED, reason)
@@ -557,6 +717,7 @@ class Engine:
             raise InvalidTransition(task_id, current.status, TaskStatus.RUNNING)
         run = runs[0]
         run.status, run.owner, run.lease_expires_at = RunStatus.RUNNING, self.owner, lease_until
+        run.epoch += 1  # continue_run took the run over
         task.status = TaskStatus.RUNNING
         if not said:
             await self.log.emit(ResponseFactory(task, run.run_id).user_message(text))
@@ -571,12 +732,18 @@ class Engine:
 
     async def _continue(self, ctx: RunContext, text: str) -> None:
         async with self.run_slot(ctx.task):
-            try:
-                outcome = await self.execute_with_retries(ctx, reply=text)
-            except asyncio.CancelledError:
-                await asyncio.shield(self.stopped(ctx))
-                raise
-            await self._settle(ctx, outcome)
+            with self.fenced(ctx):
+                try:
+                    try:
+                        outcome = await self.execute_with_retries(ctx, reply=text)
+                    except asyncio.CancelledError:
+                        await asyncio.shield(self.stopped(ctx))
+                        raise
+                    await self._settle(ctx, outcome)
+                except LeaseLost:
+                    await self.lease_lost(ctx)
+                finally:
+                    self.log.run_ended(ctx.run.run_id)
 
     async def execute_with_retries(
         self,
@@ -590,30 +757,45 @@ class Engine:
 
         Used where a new run per attempt is not possible: a reply continuing a waiting task,
         and an occurrence of a recurring task (``count_attempts`` records the attempt on the
-        run). Giving up answers a FAILED outcome that says after how many attempts.
+        run). Giving up answers a FAILED outcome that says after how many attempts. An
+        occurrence's retry resumes the remote task the failed attempt started, if any.
         """
         limit = ctx.task.max_attempts
+        resume: str | None = None
         for attempt in range(1, limit + 1):
             try:
-                return await self.executor.execute(ctx, reply=reply, emit_routed=emit_routed)
+                return await self.executor.execute(
+                    ctx, reply=reply, emit_routed=emit_routed, resume=resume
+                )
             except TransientAgentError as exc:
+                if self.stopping:
+                    await self._wait_for_stop(ctx)  # the caller closes it when cancelled
+                if reply is None:
+                    # The remote task a cut attempt started is taken up again (or cancelled,
+                    # where the agent cannot), not started a second time.
+                    resume = ctx.remote_task_id
                 if attempt == limit:
+                    await self.cancel_remote(ctx.task, resume)
                     plural = "s" if attempt != 1 else ""
                     reason = f"{exc} (gave up after {attempt} attempt{plural})"
                     return Outcome(OutcomeKind.FAILED, reason)
                 if count_attempts:
                     ctx.run.attempt = attempt + 1
-                    await self.store.update_run(ctx.run.run_id, {"attempt": ctx.run.attempt})
+                    changes = {"attempt": ctx.run.attempt}
+                    await self.store.update_run(ctx.run.run_id, changes, fence=ctx.run.fence)
                 await asyncio.sleep(self.retry.delay(attempt))
             except AgentError as exc:
                 return Outcome(OutcomeKind.FAILED, str(exc))
         raise AssertionError("unreachable: max_attempts is at least 1")
 
     async def update_controllers(
-        self, task: Task, *, durable: bool = True, **changes: Any
+        self, task: Task, *, durable: bool = True, fence: Fence | None = None, **changes: Any
     ) -> list[str]:
-        """Update every controller component of ``task`` in place (found by task id)."""
-        return await recurring.update_controllers(self, task, durable=durable, **changes)
+        """Update every controller component of ``task`` in place (found by task id); with
+        ``fence``, as a write of that run (refused once its lease is lost)."""
+        return await recurring.update_controllers(
+            self, task, durable=durable, fence=fence, **changes
+        )
 
     # -- recurring controls (see taskcell.engine.recurring) --------------------------------
 
@@ -648,27 +830,70 @@ class Engine:
         return self.log.subscribe_batches(task_id, after=after)
 
     async def recover_expired(self) -> int:
-        """Close runs whose lease expired by the store's clock (their process died, or could
-        not reach the store) and recover their tasks."""
-        runs = await self.store.interrupt_expired(INTERRUPTED)
+        """Take over runs whose lease expired by the store's clock (their process died, stalled
+        or could not reach the store) and recover their tasks: one write closes each run (its
+        epoch bumped, so its old owner's writes are refused from then on; this process named as
+        its closer) and requeues or fails its task."""
+        runs = await self.store.interrupt_expired(INTERRUPTED, by=self.owner)
         for run in runs:
             RUNS.labels(outcome=RunStatus.INTERRUPTED.value).inc()
             await self._recover_task(run)
         return len(runs)
 
     async def _recover_task(self, run: Run) -> None:
+        """After the write that closed ``run`` and requeued or failed its task: run it again
+        here, or write the closing events of a task it failed."""
         task = await self.store.load(run.task_id)
         if task is None or task.pattern is TaskPattern.RECURRING:
             return  # a recurring task goes on at its next occurrence
-        if task.status is TaskStatus.RUNNING:
-            await self._requeue_or_fail(task, run)
-            logger.info(
-                "interrupted run recovered", extra={"task_id": task.task_id, "run_id": run.run_id}
-            )
-            requeued = await self.store.load(task.task_id)
-            if requeued is not None and requeued.status is TaskStatus.PENDING:
-                if not self.is_running_here(task.task_id):
-                    self._spawn(task.task_id, self._run_once(requeued))
+        logger.info(
+            "interrupted run recovered", extra={"task_id": task.task_id, "run_id": run.run_id}
+        )
+        if task.status is TaskStatus.PENDING:
+            if not self.is_running_here(task.task_id):
+                self._spawn(task.task_id, self._run_once(task))
+        elif task.status is TaskStatus.FAILED and task.completed_at == run.finished_at:
+            factory = ResponseFactory(task, run.run_id)  # failed by the recovering write
+            await self.log.emit(factory.task_failed(task.error_message or INTERRUPTED))
+            await self.log.emit(factory.done())
+
+    async def _recover_orphan(self, run: Run) -> None:
+        """Single server: close a run a dead process left open and requeue (or fail) its task,
+        in one write that takes the run over (this process its closer, the epoch bumped)."""
+        await self._close_and_recover(run, INTERRUPTED, takeover=True)
+
+    async def _close_and_recover(self, run: Run, reason: str, *, takeover: bool) -> int:
+        """Close ``run`` as interrupted with ``reason`` and requeue (or fail) its once task in
+        one write under the run's fence (``takeover``: a run of another process, this one
+        recorded as its closer and the epoch bumped); then recover the task. Answers 1 if it
+        closed the run, 0 if another process had taken it over meanwhile."""
+        changes: dict[str, Any] = _closing(RunStatus.INTERRUPTED, reason, None)
+        if takeover:
+            changes |= {"closed_by": self.owner, "epoch": run.epoch + 1}
+        task = await self.store.load(run.task_id)
+        try:
+            if task is None or task.pattern is not TaskPattern.ONCE:
+                await self.store.update_run(run.run_id, changes, fence=run.fence)
+            else:
+                requeue = run.attempt < task.max_attempts
+                await self.store.finish_run(
+                    run.run_id,
+                    changes,
+                    task_id=task.task_id,
+                    target=TaskStatus.PENDING if requeue else TaskStatus.FAILED,
+                    expected=[TaskStatus.RUNNING],
+                    task_changes=None if requeue else {"error_message": reason},
+                    now=changes["finished_at"],
+                    fence=run.fence,
+                )
+        except LeaseLost:
+            return 0  # taken over meanwhile: that process recovers it
+        RUNS.labels(outcome=RunStatus.INTERRUPTED.value).inc()
+        run.finished_at = changes["finished_at"]
+        if takeover:
+            run.closed_by, run.epoch = self.owner, run.epoch + 1
+        await self._recover_task(run)
+        return 1
 
     async def bury_dead_processes(self, silent_for: timedelta) -> int:
         """Tidy up after processes with no heartbeat for ``silent_for`` (by the store's clock);
@@ -696,6 +921,9 @@ class Engine:
         task = await self.store.load(run.task_id)
         if task is None or task.pattern is not TaskPattern.ONCE or not task.is_finished():
             return
+        latest = (await self.store.list_runs(task.task_id, limit=1)).items
+        if not latest or latest[0].run_id != run.run_id:
+            return  # a later attempt settled the task: its own events close the log
         last = await self.store.last_seq(task.task_id)
         tail = await self.store.read_events(task.task_id, after=max(0, last - 1))
         if tail and tail[-1].event is EventType.DONE:
@@ -728,8 +956,7 @@ class Engine:
             for run in await self.store.runs_in_status([RunStatus.RUNNING, RunStatus.QUEUED]):
                 if run.owner == self.owner:
                     continue  # started by this process since it started
-                await self.close_run(run, RunStatus.INTERRUPTED, INTERRUPTED)
-                await self._recover_task(run)
+                await self._recover_orphan(run)
             # A single server: every other one is dead.
             await self.bury_dead_processes(timedelta(0))
             await self.resume_pending()
@@ -767,6 +994,23 @@ class Engine:
             cursor = page.next_cursor
             if cursor is None:
                 return started
+
+
+class _Holding(contextlib.AbstractContextManager[None]):
+    """A run holds its fence in the event log (and the engine knows it) while this is open."""
+
+    def __init__(self, engine: Engine, run: Run) -> None:
+        self._engine = engine
+        self._run = run
+
+    def __enter__(self) -> None:
+        self._engine._held[self._run.run_id] = self._run.task_id
+        self._engine.log.hold(self._run.fence)
+
+    def __exit__(self, *_: object) -> None:
+        self._engine._held.pop(self._run.run_id, None)
+        self._engine._lost.pop(self._run.run_id, None)
+        self._engine.log.release(self._run.run_id)
 
 
 def occurrence_run(task: Task, scheduled_for: datetime, owner: str, lease: timedelta) -> Run:

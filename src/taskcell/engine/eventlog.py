@@ -8,28 +8,47 @@ goes live, with no gap and no duplicate: it registers for live events *before* r
 and drops live events it has already replayed (by sequence number). A subscriber that falls too
 far behind, or is told that another process appended events, reads the log again from where it
 is.
+
+The writer never dies (see :meth:`EventLog._write_batch`): conflicts with another writer are
+renumbered for as long as they last; events a store refuses because their run lost its lease
+(:class:`~taskcell.abc.LeaseLost`) or their task's log is closed (:class:`~taskcell.abc.LogClosed`)
+are dropped, and only those; an event the store cannot encode is replaced by a
+``system_failed`` event saying why; an unreachable store is retried with capped exponential
+back-off and jitter (tenacity) for as long as it lasts, the events kept queued meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
+import json
 import logging
+import random
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-from taskcell.abc import EventConflict, EventStore
-from taskcell.domain.events import ConversationItem, Event, EventType
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
+
+from taskcell.abc import EventConflict, EventStore, LeaseLost, LogClosed
+from taskcell.domain.events import ConversationItem, Event, EventType, Role
+from taskcell.domain.models import Fence
+from taskcell.engine.weather import weather
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 _READ_PAGE = 500
-#: Attempts at appending a batch that fails for another reason than a conflict (the store is
-#: unreachable, say); then the writer dies and the service stops.
-_APPEND_RETRIES = 5
-#: Attempts at appending a batch that another writer's events keep conflicting with.
-_CONFLICT_RETRIES = 50
+#: Back-off while the store is unreachable: exponential from this, with jitter, ...
+OUTAGE_FIRST_WAIT = 0.05
+#: ... capped at this many seconds between attempts; it goes on for as long as the outage.
+OUTAGE_MAX_WAIT = 5.0
+#: Back-off between renumberings of a batch that another writer's events conflict with.
+_CONFLICT_MAX_WAIT = 0.2
 
 #: Events that become (or update) an item of the conversation's history.
 _ITEM_EVENTS = frozenset(
@@ -108,6 +127,7 @@ class EventLog:
         self._merged: dict[str, _Merged] = {}
         self._dirty: set[str] = set()
         self._growing: dict[str, str] = {}  # item id -> task id, grown since last written
+        self._ended_runs: set[str] = set()  # their merge state goes once it is written
         self._wakeup = asyncio.Event()
         self._emitted = 0
         self._persisted = 0
@@ -118,11 +138,36 @@ class EventLog:
         self.poll_seconds: float | None = None
         #: The notices to send with a batch, from its task ids (a cluster tells the others).
         self.notices_for: Callable[[set[str]], list[str]] | None = None
+        #: Told the runs whose events the store refused for a lost lease (they must stop).
+        self.on_lease_lost: Callable[[frozenset[str]], None] | None = None
+        self._fences: dict[str, Fence] = {}
+        self._lost_runs: set[str] = set()
+        self.dropped_total = 0
+        self._outcome_unknown = False
 
     # -- writing --------------------------------------------------------------------------
 
-    async def emit(self, event: Event) -> Event:
-        """Number ``event`` and queue it for the log; answers it with its ``seq`` set."""
+    def hold(self, fence: Fence) -> None:
+        """Events of ``fence``'s run emitted from now on are appended under its fence."""
+        self._fences[fence.run_id] = fence
+
+    def release(self, run_id: str) -> None:
+        """The run ended here: its events are no longer fenced (those queued keep theirs)."""
+        self._fences.pop(run_id, None)
+        self._lost_runs.discard(run_id)
+
+    async def emit(self, event: Event, *, fence: Fence | None = None) -> Event:
+        """Number ``event`` and queue it for the log; answers it with its ``seq`` set.
+
+        The event is appended under ``fence`` (default: the fence held for its run, if any);
+        an event of a run whose lease was lost is dropped (its ``seq`` stays 0).
+        """
+        if fence is None and event.run_id is not None:
+            fence = self._fences.get(event.run_id)
+        if fence is not None:
+            if fence.run_id in self._lost_runs:
+                return event
+            event.fence = fence
         seq = self._seqs.get(event.task_id)
         if seq is None:
             seq = await self._load_seq(event.task_id)
@@ -140,6 +185,15 @@ class EventLog:
     def new_task(self, task_id: str) -> None:
         """A task created just now has no events yet: its numbering starts at 1."""
         self._seqs.setdefault(task_id, 0)
+
+    def run_ended(self, run_id: str) -> None:
+        """Run ``run_id`` emitted its last event here: its merge state (the items of its
+        messages, tool calls, components) is dropped once written, so a task that runs for
+        ever (a recurring one) keeps none per run."""
+        self._ended_runs.add(run_id)
+        self._forget_ended_runs()
+        if self._ended_runs:
+            self._wakeup.set()
 
     def appended_elsewhere(self, task_id: str) -> None:
         """Another process appended to ``task_id``'s log: number its next event after the log's
@@ -210,6 +264,7 @@ class EventLog:
                 await asyncio.sleep(LINGER_SECONDS)  # let a trickle of events share a commit
             while self._pending:
                 await self._write_batch()
+            self._forget_ended_runs()
 
     def _items_to_write(self, batch: list[Event]) -> list[ConversationItem]:
         """Changed items; a growing message only when it ended, on a flush, or once a second."""
@@ -233,53 +288,160 @@ class EventLog:
         return items
 
     async def _write_batch(self) -> None:
+        """Append one batch; it ends appended, or with exactly the refused events dropped.
+
+        Nothing here raises but cancellation: a conflict is renumbered, a refusal drops the
+        refused events, an event that cannot be encoded is replaced, and an unreachable store
+        is waited out (the events stay queued meanwhile).
+        """
         batch, self._pending = self._pending, []
+        settled = len(batch)
         items = self._items_to_write(batch)
-        task_ids = {e.task_id for e in batch}
-        notices = self.notices_for(task_ids) if self.notices_for is not None else []
-        failures = conflicts = 0
-        renumber = False
-        while True:
+        self._outcome_unknown = False  # an attempt failed: the batch may have been stored
+        conflicts = 0
+        renumber: set[str] = set()
+        while batch or items:
             if renumber:
-                await self._renumber(batch)
+                await self._durably("renumber", functools.partial(self._renumber, batch, renumber))
+                renumber = set()
+            task_ids = {e.task_id for e in batch}
+            notices = self.notices_for(task_ids) if self.notices_for is not None else []
             try:
-                await self._store.append_events(batch, items, notices=notices)
+                await self._append(batch, items, notices)
                 break
             except asyncio.CancelledError:
                 raise
             except EventConflict:
-                if failures and await self._stored_already(batch):
+                check = functools.partial(self._stored_already, batch)
+                if self._outcome_unknown and await self._durably("check", check):
                     break  # an attempt whose answer was lost had been committed after all
                 # Another process appended to one of these tasks first: number the batch after
-                # the log's end and try again. Each retry follows someone else's progress, so
-                # this ends; the bound only guards against a store that always refuses.
+                # the log's end and try again. Each retry follows someone else's progress.
                 conflicts += 1
                 logger.info(
                     "events renumbered after another writer's",
                     extra={"events": len(batch), "conflicts": conflicts},
                 )
-                if conflicts == _CONFLICT_RETRIES:
-                    raise
-                await asyncio.sleep(min(0.2, 0.002 * 2**conflicts))
-                renumber = True
-            except Exception:
-                # The outcome is unknown (the answer may have been lost after the commit), so
-                # the same numbers are tried again: a conflict then tells which it was.
-                failures += 1
+                wait = min(_CONFLICT_MAX_WAIT, 0.002 * 2 ** min(conflicts, 16))
+                await asyncio.sleep(wait * (0.5 + random.random() / 2))
+                renumber = task_ids
+            except LeaseLost as exc:
+                batch, items = self._drop(batch, items, runs=exc.run_ids)
+                renumber = {e.task_id for e in batch} & task_ids
+                self._lost_runs |= exc.run_ids
                 logger.warning(
-                    "event append failed; trying again",
-                    extra={"events": len(batch), "attempt": failures},
-                    exc_info=failures == _APPEND_RETRIES,
+                    "events of runs that lost their lease dropped",
+                    extra={"runs": sorted(exc.run_ids)},
                 )
-                if failures == _APPEND_RETRIES:
-                    raise
-                await asyncio.sleep(0.01 * 2**failures)
-                renumber = False
-        self._persisted += len(batch)
+                if self.on_lease_lost is not None:
+                    self.on_lease_lost(exc.run_ids)
+            except LogClosed as exc:
+                batch, items = self._drop(batch, items, tasks=exc.task_ids)
+                logger.warning(
+                    "events after a closed log dropped", extra={"tasks": sorted(exc.task_ids)}
+                )
+                renumber = {e.task_id for e in batch} & exc.task_ids
+            except UnicodeError as exc:
+                if not self._isolate(batch, items, exc):
+                    await self._outage_wait(conflicts + 1, exc)
+        self._persisted += settled
         self.appended_total += len(batch)
         self._publish(batch)
         self._forget_finished(batch)
         self._release_flush_waiters()
+
+    async def _append(
+        self, batch: list[Event], items: list[ConversationItem], notices: list[str]
+    ) -> None:
+        """Append, retrying for as long as the store is unreachable (after such a failure the
+        outcome is unknown: the answer may have been lost after the commit)."""
+
+        async def once() -> None:
+            try:
+                await self._store.append_events(batch, items, notices=notices)
+            except Exception as exc:
+                if _is_outage(exc):
+                    self._outcome_unknown = True
+                raise
+
+        await self._durably("append", once)
+
+    async def _durably(self, step: str, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()``, retried with capped exponential back-off and jitter while it fails
+        with an outage (any error but a conflict, a refusal or an encoding error)."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(_is_outage),
+            wait=wait_exponential_jitter(multiplier=OUTAGE_FIRST_WAIT, max=OUTAGE_MAX_WAIT),
+            before_sleep=_outage_logger(step),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await call()
+        raise AssertionError("unreachable: tenacity re-raises or returns")
+
+    async def _outage_wait(self, attempt: int, exc: BaseException) -> None:
+        logger.error("event append failed; trying again", extra={"error": repr(exc)})
+        wait = min(OUTAGE_MAX_WAIT, OUTAGE_FIRST_WAIT * 2 ** min(attempt, 16))
+        await asyncio.sleep(wait * (0.5 + random.random() / 2))
+
+    def _drop(
+        self,
+        batch: list[Event],
+        items: list[ConversationItem],
+        *,
+        runs: frozenset[str] = frozenset(),
+        tasks: frozenset[str] = frozenset(),
+    ) -> tuple[list[Event], list[ConversationItem]]:
+        """Drop the events (queued ones too) and items of refused runs or closed logs."""
+
+        def refused(event: Event) -> bool:
+            return event.task_id in tasks or (
+                event.fence is not None and event.fence.run_id in runs
+            )
+
+        kept = [e for e in batch if not refused(e)]
+        queued = [e for e in self._pending if not refused(e)]
+        dropped_queued = len(self._pending) - len(queued)
+        self._pending = queued
+        self._persisted += dropped_queued  # settled: a flush does not wait for them
+        self.dropped_total += len(batch) - len(kept) + dropped_queued
+        kept_items = [
+            i
+            for i in items
+            if i.task_id not in tasks and (i.run_id is None or i.run_id not in runs)
+        ]
+        for item in items:
+            if item not in kept_items:
+                self._merged.pop(item.item_id, None)
+        for task_id in tasks:
+            if not any(e.task_id == task_id for e in self._pending):
+                self._seqs.pop(task_id, None)
+        return kept, kept_items
+
+    def _isolate(
+        self, batch: list[Event], items: list[ConversationItem], exc: UnicodeError
+    ) -> bool:
+        """Replace each event (and item) the store cannot encode by a ``system_failed`` saying
+        why; answers whether any was found (else the error came from elsewhere)."""
+        found = False
+        for index, event in enumerate(batch):
+            if not _encodable(event.to_json()):
+                reason = f"an event ({event.event.value}) could not be stored: {_why(exc)}"
+                batch[index] = _failed_in_place(event, reason)
+                logger.error(
+                    "unencodable event replaced", extra={"task_id": event.task_id, "seq": event.seq}
+                )
+                found = True
+        for item in items:
+            if not _encodable(json.dumps(item.to_dict(), ensure_ascii=False, default=str)):
+                merged = self._merged.get(item.item_id)
+                if merged is not None:
+                    merged.chunks = []  # the text it grew from is what could not be stored
+                item.event = EventType.SYSTEM_FAILED
+                item.payload = {"content": f"this entry could not be stored: {_why(exc)}"}
+                found = True
+        return found
 
     async def _stored_already(self, batch: list[Event]) -> bool:
         """Whether the log holds exactly this batch's events (first and last of each task)."""
@@ -293,14 +455,14 @@ class EventLog:
                     return False
         return True
 
-    async def _renumber(self, batch: list[Event]) -> None:
+    async def _renumber(self, batch: list[Event], task_ids: set[str] | None = None) -> None:
         """Give a batch's events numbers after what the log holds now.
 
         Another process may have appended to the same task's log (in a cluster, a cancel or a
         controller update comes from the process that took the request). The batch was not
         published yet, so nobody saw the old numbers.
         """
-        for task_id in {e.task_id for e in batch}:
+        for task_id in task_ids if task_ids is not None else {e.task_id for e in batch}:
             seq = await self._store.last_seq(task_id)
             for event in [*batch, *self._pending]:
                 if event.task_id == task_id:
@@ -319,8 +481,27 @@ class EventLog:
             for subscriber in self._subscribers.get(task_id, ()):
                 subscriber.push(events)
 
+    def _forget_ended_runs(self) -> None:
+        """Drop the merge state of ended runs (:meth:`run_ended`) whose items are written."""
+        runs = self._ended_runs - {e.run_id for e in self._pending}
+        if not runs:
+            return
+        unwritten: set[str | None] = set()
+        stale = []
+        for item_id, merged in self._merged.items():
+            run_id = merged.item.run_id
+            if run_id in runs:
+                if item_id in self._dirty or item_id in self._growing:
+                    unwritten.add(run_id)
+                else:
+                    stale.append(item_id)
+        for item_id in stale:
+            del self._merged[item_id]
+        self._ended_runs -= runs - unwritten
+
     def _forget_finished(self, batch: list[Event]) -> None:
         """Drop merge state of tasks whose run ended (``done``) with nothing queued after."""
+        self._forget_ended_runs()
         ended = {e.task_id for e in batch if e.event is EventType.DONE}
         if not ended:
             return
@@ -394,7 +575,13 @@ class EventLog:
                 subscriber.queue.clear()
                 replayed = False
                 while True:
-                    page = await self._store.read_events(task_id, after=last, limit=_READ_PAGE)
+                    # A reader waits an outage out (the stream stays open) and goes on after.
+                    page = await weather(
+                        "stream",
+                        functools.partial(
+                            self._store.read_events, task_id, after=last, limit=_READ_PAGE
+                        ),
+                    )
                     if page:
                         yield page
                         last = page[-1].seq
@@ -450,3 +637,46 @@ class EventLog:
                 yield batch
             if gap:
                 return
+
+
+def _is_outage(exc: BaseException) -> bool:
+    """Whether an append failed for a reason that passes (the store unreachable, say)."""
+    refused = (EventConflict, LeaseLost, LogClosed, UnicodeError)
+    return isinstance(exc, Exception) and not isinstance(exc, refused)
+
+
+def _outage_logger(step: str) -> Callable[[RetryCallState], None]:
+    def log(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        logger.warning(
+            "event log store unreachable; trying again",
+            extra={"step": step, "attempt": state.attempt_number, "error": repr(error)},
+        )
+
+    return log
+
+
+def _why(exc: UnicodeError) -> str:
+    reason = exc.reason if isinstance(exc, UnicodeEncodeError) else type(exc).__name__
+    return f"its text is not valid Unicode ({reason})"
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _failed_in_place(event: Event, reason: str) -> Event:
+    """A ``system_failed`` event in ``event``'s place (same task, run, seq and fence)."""
+    return dataclasses.replace(
+        event,
+        event=EventType.SYSTEM_FAILED,
+        role=Role.SYSTEM,
+        payload={"content": reason},
+        metadata={},
+        _wire=None,
+        _frame=None,
+    )

@@ -14,7 +14,8 @@ import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
-from taskcell.domain.models import Run, RunStatus, ScheduleConfig, Task, TaskPattern, utcnow
+from taskcell.abc import LeaseLost
+from taskcell.domain.models import Fence, Run, RunStatus, ScheduleConfig, Task, TaskPattern, utcnow
 from taskcell.domain.schedule import describe, next_fire_time
 from taskcell.domain.state_machine import InvalidTransition, TaskConflict, TaskStatus
 from taskcell.engine.executor import Outcome, OutcomeKind, RunContext
@@ -114,20 +115,30 @@ async def run_occurrence(engine: Engine, task: Task, run: Run) -> None:
         if run.scheduled_for is not None and run.started_at is not None:
             SCHEDULER_LAG.observe((run.started_at - run.scheduled_for).total_seconds())
         ctx = RunContext(task, run)
-        try:
-            outcome = await engine.execute_with_retries(ctx, emit_routed=False, count_attempts=True)
-        except asyncio.CancelledError:
-            await asyncio.shield(engine.stopped(ctx))
-            raise
-        await _finish(engine, ctx, outcome)
+        with engine.fenced(ctx):
+            try:
+                try:
+                    outcome = await engine.execute_with_retries(
+                        ctx, emit_routed=False, count_attempts=True
+                    )
+                except asyncio.CancelledError:
+                    await asyncio.shield(engine.stopped(ctx))
+                    raise
+                await _finish(engine, ctx, outcome)
+            except LeaseLost:
+                await engine.lease_lost(ctx)
+            finally:
+                engine.log.run_ended(run.run_id)  # its result is emitted: nothing of it is cached
 
 
 async def _finish(engine: Engine, ctx: RunContext, outcome: Outcome) -> None:
-    task, run = ctx.task, ctx.run
+    """Settle an occurrence: every write guarded by its run's fence (a run taken over
+    publishes no result, updates no controller: :class:`LeaseLost`)."""
+    task, run, fence = ctx.task, ctx.run, ctx.run.fence
     if ctx.remote_changed:
-        await engine.store.update(task.task_id, ctx.remote_changes())
+        await engine.store.update(task.task_id, ctx.remote_changes(), fence=fence)
     if outcome.kind is OutcomeKind.COMPLETED:
-        await engine.close_run(run, RunStatus.COMPLETED, result=outcome.text)
+        await engine.close_run(run, RunStatus.COMPLETED, result=outcome.text, fence=fence)
         text, error = outcome.text or NO_OUTPUT, None
     else:
         error = outcome.text
@@ -135,7 +146,7 @@ async def _finish(engine: Engine, ctx: RunContext, outcome: Outcome) -> None:
             await engine.cancel_remote(task, ctx.remote_task_id)
             error = f"the agent asked for input, which a scheduled run cannot give: {error}"
         status = RunStatus.CANCELLED if outcome.kind is OutcomeKind.CANCELLED else RunStatus.FAILED
-        await engine.close_run(run, status, error)
+        await engine.close_run(run, status, error, fence=fence)
         text = f"Run failed: {error}"
     factory = ResponseFactory(task, run.run_id)
     result = {"result": text, "create_time": utcnow().isoformat(), "run_id": run.run_id}
@@ -144,11 +155,14 @@ async def _finish(engine: Engine, ctx: RunContext, outcome: Outcome) -> None:
     if error is not None and await _failing_streak(engine, task):
         reason = f"paused after {FAILURES_BEFORE_PAUSE} failed runs in a row; last error: {error}"
         await engine.store.update(
-            task.task_id, {"paused": True, "error_message": reason}, expected=[TaskStatus.RUNNING]
+            task.task_id,
+            {"paused": True, "error_message": reason},
+            expected=[TaskStatus.RUNNING],
+            fence=fence,
         )
         extra["last_error"] = reason
         await engine.schedule_changed()
-    await update_controllers(engine, task, **extra)
+    await update_controllers(engine, task, fence=fence, **extra)
 
 
 async def _failing_streak(engine: Engine, task: Task) -> bool:
@@ -157,11 +171,12 @@ async def _failing_streak(engine: Engine, task: Task) -> bool:
 
 
 async def update_controllers(
-    engine: Engine, task: Task, *, durable: bool = True, **changes: Any
+    engine: Engine, task: Task, *, durable: bool = True, fence: Fence | None = None, **changes: Any
 ) -> list[str]:
     """Re-emit every controller component of ``task`` from its stored state plus ``changes``.
 
-    With ``durable`` (the default) it answers once the updates are in the log and history.
+    With ``durable`` (the default) it answers once the updates are in the log and history;
+    with ``fence``, they are a write of that run (dropped once its lease is lost).
     """
     items = await engine.store.task_items(task.task_id, component_type=CONTROLLER)
     if not items:
@@ -177,7 +192,7 @@ async def update_controllers(
         event = ResponseFactory(current).component(
             CONTROLLER, content, item_id=item.item_id, conversation_id=item.conversation_id
         )
-        await engine.log.emit(event)
+        await engine.log.emit(event, fence=fence)
         ids.append(item.item_id)
     if durable:
         await engine.log.flush()

@@ -13,9 +13,9 @@
 The router also collects what the run said (its messages, for a recurring run's result).
 
 Agent output is untrusted: before routing, every string of an update (text, data, metadata)
-has NUL and lone surrogates replaced with U+FFFD, and non-finite numbers with null
-(:mod:`taskcell.domain.text`); the events of such an update say so in their metadata
-(:data:`SANITIZED`). Anything else wrong with an update (text that is not a string, say)
+has NUL and lone surrogates replaced with U+FFFD (:mod:`taskcell.domain.text`; data nested too
+deeply is cut), and non-finite numbers with null; the events of such an update say so in their
+metadata (:data:`SANITIZED`). Anything else wrong with an update (text that is not a string, say)
 raises, and the executor fails the run with the reason.
 """
 
@@ -23,16 +23,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Any
 
 from taskcell.agents.base import AgentUpdate, UpdateKind
 from taskcell.domain.events import Event
 from taskcell.domain.models import new_id
-from taskcell.domain.text import replace_invalid, replace_invalid_in
+from taskcell.domain.text import sanitise_json, sanitise_text
 from taskcell.engine.responses import ResponseFactory
 
 FINAL_RESULT = "final_result"
-#: The metadata key of an event whose text had characters replaced (its value says how many).
+#: The metadata key of an event whose agent output had characters replaced (value: a note).
 SANITIZED = "sanitized"
 
 
@@ -40,31 +41,43 @@ def clean_text(text: str) -> str:
     """Text from an agent, safe for every store: NUL and lone surrogates become U+FFFD."""
     if not isinstance(text, str):
         raise TypeError(f"the agent sent {type(text).__name__} where text was expected")
-    return replace_invalid(text)[0]
+    return sanitise_text(text)[0]
 
 
-def clean_update(update: AgentUpdate) -> tuple[AgentUpdate, int]:
-    """``update`` with its text, data and metadata made safe to store, and how many
-    characters (or numbers) were replaced; TypeError for text that is not a string."""
+def clean_update(update: AgentUpdate) -> tuple[AgentUpdate, bool]:
+    """``update`` with its text, data and metadata made safe to store (see the module
+    docstring), and whether anything was replaced; TypeError for text that is not a string."""
     if not isinstance(update.text, str):
         raise TypeError(f"the agent sent {type(update.text).__name__} where text was expected")
     if not isinstance(update.metadata, dict):
         raise TypeError(f"the agent sent {type(update.metadata).__name__} as metadata")
-    text, in_text = replace_invalid(update.text)
-    data, in_data = replace_invalid_in(update.data)
-    metadata, in_metadata = replace_invalid_in(update.metadata)
-    replaced = in_text + in_data + in_metadata
-    if not replaced:
-        return update, 0
-    return dataclasses.replace(update, text=text, data=data, metadata=metadata), replaced
+    text, bad_text = sanitise_text(update.text)
+    data, bad_data = _finite(*sanitise_json(update.data))
+    metadata, bad_metadata = _finite(*sanitise_json(update.metadata))
+    if not (bad_text or bad_data or bad_metadata):
+        return update, False
+    return dataclasses.replace(update, text=text, data=data, metadata=metadata), True
 
 
-def sanitized_note(replaced: int) -> str:
-    plural = "s" if replaced != 1 else ""
-    return (
-        f"{replaced} character{plural} the agent sent could not be stored (lone surrogates,"
-        " NUL or non-finite numbers) and were replaced with U+FFFD (numbers with null)"
-    )
+def _finite(value: Any, changed: bool) -> tuple[Any, bool]:
+    """``value`` (depth-bounded JSON) with NaN and infinities replaced by None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, True
+    if isinstance(value, dict):
+        pairs = [(key, _finite(item, False)) for key, item in value.items()]
+        if any(bad for _, (_, bad) in pairs):
+            return {key: item for key, (item, _) in pairs}, True
+    elif isinstance(value, list):
+        items = [_finite(item, False) for item in value]
+        if any(bad for _, bad in items):
+            return [item for item, _ in items], True
+    return value, changed
+
+
+SANITIZED_NOTE = (
+    "the agent sent characters no store can keep (lone surrogates, NUL) or numbers JSON cannot"
+    " carry (NaN, infinities): they were replaced with U+FFFD (numbers with null)"
+)
 
 
 class EventRouter:
@@ -88,9 +101,8 @@ class EventRouter:
         update, replaced = clean_update(update)
         events = self._route(update)
         if replaced:
-            note = sanitized_note(replaced)
             for event in events:
-                event.metadata = {**event.metadata, SANITIZED: note}
+                event.metadata = {**event.metadata, SANITIZED: SANITIZED_NOTE}
         return events
 
     def _route(self, update: AgentUpdate) -> list[Event]:

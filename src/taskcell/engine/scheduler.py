@@ -1,10 +1,11 @@
 """The scheduler: one per process, sleeping until the earliest due time.
 
 It never polls per task. It sleeps until the store's earliest ``next_run_at`` (or until woken:
-a task created, cancelled, paused or resumed), claims every due occurrence with one guarded
-write (so an occurrence fires once however many processes watch the store), and starts its
-run. Occurrences missed while nothing ran are coalesced into that one run; an occurrence that
-comes due while the previous run still runs is recorded as skipped.
+a task created, cancelled, paused or resumed), claims every due occurrence and stores its run
+(owner and lease) in one transaction (so an occurrence fires once however many processes watch
+the store, and one claimed by a process that dies is recovered by its lease), and starts it.
+Occurrences missed while nothing ran are coalesced into that one run; an occurrence that comes
+due while the previous run still runs is recorded as skipped.
 
 A stored schedule the scheduler cannot use (a daily time that does not parse, a zone this
 machine does not know) never stops it: the task is disarmed in the claiming write, then paused
@@ -91,18 +92,36 @@ class Scheduler:
                 unusable[task.task_id] = f"{UNUSABLE_PREFIX}: {exc or type(exc).__name__}"
                 return None
 
+        def make_run(task: Task, due: datetime) -> Run | None:
+            if task.task_id in unusable:
+                return None  # disarmed as it was claimed: paused below, no run
+            if engine.is_running_here(task.task_id):
+                return Run(
+                    task_id=task.task_id,
+                    scheduled_for=due,
+                    status=RunStatus.SKIPPED,
+                    finished_at=moment,
+                    error=SKIPPED_REASON,
+                    owner=engine.owner,
+                )
+            return self._occurrence(task, due, moment)
+
         started = 0
         while True:
-            claimed = await engine.store.claim_due(moment, upcoming, limit=_BATCH)
-            results = await asyncio.gather(
-                *(
-                    self._pause(task, unusable[task.task_id])
-                    if task.task_id in unusable
-                    else self._start(task, due, moment)
-                    for task, due in claimed
-                )
+            claimed = await engine.store.start_due(
+                moment, upcoming, make_run, skipped_reason=SKIPPED_REASON, limit=_BATCH
             )
-            started += sum(results)
+            for task, run in claimed:
+                if task.task_id in unusable:
+                    await self._pause(task, unusable[task.task_id])
+                    continue
+                if run is None:
+                    continue
+                if run.status is RunStatus.SKIPPED:
+                    logger.info("occurrence skipped", extra={"task_id": task.task_id})
+                    continue
+                engine.spawn_occurrence(task, run)
+                started += 1
             if len(claimed) < _BATCH:
                 return started
 
@@ -123,21 +142,9 @@ class Scheduler:
             await update_controllers(engine, task, last_error=reason)
         return 0
 
-    async def _start(self, task: Task, due_at: datetime, now: datetime) -> int:
-        """Start the run of a claimed occurrence (or record it skipped)."""
+    def _occurrence(self, task: Task, due_at: datetime, now: datetime) -> Run:
+        """The run of a claimed occurrence (stored with the claim)."""
         engine = self.engine
-        if await engine.has_live_run(task.task_id):
-            skipped = Run(
-                task_id=task.task_id,
-                scheduled_for=due_at,
-                status=RunStatus.SKIPPED,
-                finished_at=now,
-                error=SKIPPED_REASON,
-                owner=engine.owner,
-            )
-            await engine.store.add_run(skipped)
-            logger.info("occurrence skipped", extra={"task_id": task.task_id})
-            return 0
         schedule = task.schedule_config
         assert schedule is not None  # claimed with a usable schedule
         missed = missed_occurrences(
@@ -152,8 +159,4 @@ class Scheduler:
             )
         from taskcell.engine.engine import occurrence_run
 
-        run = occurrence_run(task, scheduled_for, engine.owner, engine.lease)
-        if not await engine.store.add_run(run):
-            return 0
-        engine.spawn_occurrence(task, run)
-        return 1
+        return occurrence_run(task, scheduled_for, engine.owner, engine.lease)

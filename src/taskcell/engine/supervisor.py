@@ -48,15 +48,30 @@ class Supervisor:
         self.outages[name] = describe(exc)
 
     async def weather(
-        self, name: str, step: Callable[[], Awaitable[T]], *, cap_seconds: float = 10.0
+        self,
+        name: str,
+        step: Callable[[], Awaitable[T]],
+        *,
+        cap_seconds: float = 10.0,
+        on_outage: Callable[[BaseException], None] | None = None,
     ) -> T:
         """One pass of loop ``name``: ``step``, retried through outages (see
-        :func:`taskcell.engine.weather.weather`), recorded in :attr:`outages` meanwhile."""
-        result = await weather(
-            name, step, cap_seconds=cap_seconds, on_outage=lambda exc: self._outage(name, exc)
-        )
+        :func:`taskcell.engine.weather.weather`), recorded in :attr:`outages` meanwhile;
+        ``on_outage`` hears of each failure too."""
+
+        def failed(exc: BaseException) -> None:
+            self._outage(name, exc)
+            if on_outage is not None:
+                on_outage(exc)
+
+        try:
+            return await weather(name, step, cap_seconds=cap_seconds, on_outage=failed)
+        finally:  # done, cancelled or failed otherwise: it no longer waits for the store
+            self.outages.pop(name, None)
+
+    def recovered(self, name: str) -> None:
+        """Loop ``name`` works again (for a loop whose pass does not end, such as LISTEN)."""
         self.outages.pop(name, None)
-        return result
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         if self._stopping or task.cancelled():

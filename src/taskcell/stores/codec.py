@@ -65,6 +65,8 @@ RUN_COLUMNS: tuple[str, ...] = (
     "owner",
     "lease_expires_at",
     "created_at",
+    "epoch",
+    "closed_by",
 )
 
 _DATETIME_FIELDS = frozenset(
@@ -202,6 +204,8 @@ def run_from_row(row: Sequence[Any]) -> Run:
         owner=row[9],
         lease_expires_at=_dt(row[10]),
         created_at=_required_dt(row[11]),
+        epoch=row[12],
+        closed_by=row[13],
     )
 
 

@@ -17,12 +17,22 @@ from taskcell.abc import (
     UPDATABLE_FIELDS,
     DuplicateTask,
     EventConflict,
+    LeaseLost,
+    LogClosed,
     Page,
     ProcessInfo,
     TaskFilter,
 )
-from taskcell.domain.events import ConversationItem, Event
-from taskcell.domain.models import OPEN_RUN_STATUSES, Run, RunStatus, Task, TaskPattern, utcnow
+from taskcell.domain.events import ConversationItem, Event, EventType
+from taskcell.domain.models import (
+    OPEN_RUN_STATUSES,
+    Fence,
+    Run,
+    RunStatus,
+    Task,
+    TaskPattern,
+    utcnow,
+)
 from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, sources_of
 from taskcell.stores.cursor import decode_cursor, encode_cursor
 
@@ -54,6 +64,14 @@ def apply_transition_fields(
         setattr(task, name, value)
 
 
+def lease_lost(fence: Fence) -> LeaseLost:
+    """The error a refused fenced write raises (every store words it the same)."""
+    return LeaseLost(
+        f"run {fence.run_id} is no longer open under {fence.owner} at epoch {fence.epoch}",
+        run_ids=[fence.run_id],
+    )
+
+
 def copy_task(task: Task) -> Task:
     """A copy of ``task`` that shares nothing mutable with it.
 
@@ -83,8 +101,9 @@ class InMemoryTaskStore:
         self._runs_by_task: dict[str, list[str]] = {}
         self._events: dict[str, list[Event]] = {}
         self._items: dict[str, ConversationItem] = {}
-        self._conversations: dict[str, tuple[str, str]] = {}
+        self._conversations: dict[tuple[str, str], str] = {}  # (user, id) -> title
         self._processes: dict[str, ProcessInfo] = {}
+        self._closed_logs: set[str] = set()
 
     async def open(self) -> None:
         return None
@@ -125,6 +144,7 @@ class InMemoryTaskStore:
         for run_id in self._runs_by_task.pop(task_id, []):
             self._runs.pop(run_id, None)
         self._events.pop(task_id, None)
+        self._closed_logs.discard(task_id)
         for item_id in [i.item_id for i in self._items.values() if i.task_id == task_id]:
             del self._items[item_id]
         return True
@@ -171,8 +191,11 @@ class InMemoryTaskStore:
         *,
         expected: Collection[TaskStatus] | None = None,
         now: datetime | None = None,
+        fence: Fence | None = None,
     ) -> bool:
         check_changes(changes)
+        if fence is not None and not self._holds(fence, settling=False):
+            raise lease_lost(fence)
         task = self._tasks.get(task_id)
         if task is None or (expected is not None and task.status not in expected):
             return False
@@ -226,6 +249,7 @@ class InMemoryTaskStore:
             return False
         apply_transition_fields(task, TaskStatus.RUNNING, now or utcnow(), None)
         run.status, run.owner, run.lease_expires_at = RunStatus.RUNNING, owner, lease_expires_at
+        run.epoch += 1
         return True
 
     async def finish_run(
@@ -238,8 +262,11 @@ class InMemoryTaskStore:
         expected: Collection[TaskStatus] | None = None,
         task_changes: Mapping[str, Any] | None = None,
         now: datetime | None = None,
+        fence: Fence | None = None,
     ) -> tuple[bool, bool]:
         check_changes(task_changes or {})
+        if fence is not None and not self._holds(fence, settling=True):
+            raise lease_lost(fence)
         closed = await self.update_run(run_id, changes, expected=OPEN_RUN_STATUSES)
         moved = await self.transition(
             task_id, target, expected=expected, changes=task_changes, now=now
@@ -252,7 +279,10 @@ class InMemoryTaskStore:
         changes: Mapping[str, Any],
         *,
         expected: Collection[RunStatus] | None = None,
+        fence: Fence | None = None,
     ) -> bool:
+        if fence is not None and not self._holds(fence, settling=True):
+            raise lease_lost(fence)
         run = self._runs.get(run_id)
         if run is None or (expected is not None and run.status not in expected):
             return False
@@ -261,6 +291,16 @@ class InMemoryTaskStore:
                 raise ValueError(f"run field cannot be updated: {name}")
             setattr(run, name, value)
         return True
+
+    def _holds(self, fence: Fence, *, settling: bool) -> bool:
+        """Whether the fence's run still has its owner and epoch (and is open, ``settling``)."""
+        run = self._runs.get(fence.run_id)
+        return (
+            run is not None
+            and run.owner == fence.owner
+            and run.epoch == fence.epoch
+            and (not settling or run.status in OPEN_RUN_STATUSES)
+        )
 
     async def load_run(self, run_id: str) -> Run | None:
         run = self._runs.get(run_id)
@@ -323,6 +363,31 @@ class InMemoryTaskStore:
                 claimed.append((task, due))
         return claimed
 
+    async def start_due(
+        self,
+        now: datetime,
+        next_time: Callable[[Task], datetime | None],
+        make_run: Callable[[Task, datetime], Run | None],
+        *,
+        skipped_reason: str,
+        limit: int = 500,
+    ) -> list[tuple[Task, Run | None]]:
+        started: list[tuple[Task, Run | None]] = []
+        for task, due in await self.claim_due(now, next_time, limit=limit):
+            live = any(
+                r.status in _LEASED and r.lease_expires_at is not None and r.lease_expires_at > now
+                for r in (self._runs[i] for i in self._runs_by_task.get(task.task_id, []))
+            )
+            run = make_run(task, due)
+            if run is None:
+                started.append((task, None))
+                continue
+            if live:
+                run = skipped_run(run, due, now, skipped_reason)
+            stored = await self.add_run(run)
+            started.append((task, run if stored else None))
+        return started
+
     async def claim_pending(self, idle_for: timedelta, *, limit: int = 100) -> list[Task]:
         older_than = utcnow() - idle_for
         orphans = sorted(
@@ -377,7 +442,9 @@ class InMemoryTaskStore:
         return [
             r.model_copy(deep=True)
             for r in self._runs.values()
-            if r.owner == owner and r.finished_at is not None and r.finished_at >= since
+            if (r.closed_by == owner or (r.owner == owner and r.closed_by is None))
+            and r.finished_at is not None
+            and r.finished_at >= since
         ]
 
     async def renew_leases(self, owner: str, lease: timedelta) -> int:
@@ -387,7 +454,7 @@ class InMemoryTaskStore:
             run.lease_expires_at = until
         return len(active)
 
-    async def interrupt_expired(self, reason: str) -> list[Run]:
+    async def interrupt_expired(self, reason: str, *, by: str | None = None) -> list[Run]:
         now = utcnow()
         expired = [
             r
@@ -396,6 +463,16 @@ class InMemoryTaskStore:
         ]
         for run in expired:
             run.status, run.finished_at, run.error = RunStatus.INTERRUPTED, now, reason
+            run.epoch += 1
+            if by is not None:
+                run.closed_by = by
+                task = self._tasks.get(run.task_id)
+                if task is not None and task.pattern is TaskPattern.ONCE:
+                    if task.status is TaskStatus.RUNNING:
+                        requeue = run.attempt < task.max_attempts
+                        target = TaskStatus.PENDING if requeue else TaskStatus.FAILED
+                        changes = None if requeue else {"error_message": reason}
+                        apply_transition_fields(task, target, now, changes)
         return [r.model_copy(deep=True) for r in expired]
 
     async def notify(self, message: str) -> None:
@@ -415,10 +492,29 @@ class InMemoryTaskStore:
         *,
         notices: Sequence[str] = (),
     ) -> None:
+        lost = {
+            e.fence.run_id for e in events if e.fence and not self._holds(e.fence, settling=False)
+        }
+        if lost:
+            raise LeaseLost(f"runs no longer held: {sorted(lost)}", run_ids=lost)
+        closing: dict[str, int] = {}
+        refused: set[str] = set()
         for event in events:
+            task = self._tasks.get(event.task_id)
+            if event.task_id in self._closed_logs or event.seq > closing.get(
+                event.task_id, event.seq
+            ):
+                refused.add(event.task_id)
+            elif event.event is EventType.DONE and task is not None and task.is_finished():
+                closing.setdefault(event.task_id, event.seq)
+        if refused:
+            raise LogClosed(f"logs closed: {sorted(refused)}", task_ids=refused)
+        for event in events:
+            event.to_json().encode("utf-8")  # what a database could not store, this refuses too
             log = self._events.setdefault(event.task_id, [])
             if log and log[-1].seq >= event.seq:
                 raise EventConflict(f"event {event.task_id}/{event.seq} is not after the log's end")
+        self._closed_logs.update(closing)
         for event in events:
             self._events[event.task_id].append(copy.deepcopy(event))
         for item in items:
@@ -438,10 +534,21 @@ class InMemoryTaskStore:
         return log[-1].seq if log else 0
 
     async def list_items(
-        self, conversation_id: str, *, limit: int = 50, cursor: str | None = None
+        self,
+        conversation_id: str,
+        *,
+        user_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
     ) -> Page[ConversationItem]:
+        def mine(item: ConversationItem) -> bool:
+            if user_id is None:
+                return True
+            task = self._tasks.get(item.task_id or "")
+            return task is not None and task.user_id == user_id
+
         items = sorted(
-            (i for i in self._items.values() if i.conversation_id == conversation_id),
+            (i for i in self._items.values() if i.conversation_id == conversation_id and mine(i)),
             key=lambda i: (i.created_at, i.item_id),
         )
         if cursor is not None:
@@ -464,14 +571,29 @@ class InMemoryTaskStore:
         return sorted(found, key=lambda i: (i.created_at, i.item_id))
 
     async def ensure_conversation(self, conversation_id: str, *, title: str, user_id: str) -> bool:
-        if conversation_id in self._conversations:
+        if (user_id, conversation_id) in self._conversations:
             return False
-        self._conversations[conversation_id] = (title, user_id)
+        self._conversations[(user_id, conversation_id)] = title
         return True
 
-    async def conversation_owner(self, conversation_id: str) -> str | None:
-        found = self._conversations.get(conversation_id)
-        return found[1] if found else None
+    async def has_conversation(self, conversation_id: str, *, user_id: str | None = None) -> bool:
+        if user_id is not None:
+            return (user_id, conversation_id) in self._conversations
+        return any(key == conversation_id for _, key in self._conversations)
+
+
+def skipped_run(run: Run, due: datetime, now: datetime, reason: str) -> Run:
+    """The record of an occurrence skipped because the previous run still ran."""
+    return run.model_copy(
+        update={
+            "scheduled_for": due,
+            "status": RunStatus.SKIPPED,
+            "started_at": None,
+            "finished_at": now,
+            "error": reason,
+            "lease_expires_at": None,
+        }
+    )
 
 
 def _same_slot(a: Run, b: Run) -> bool:

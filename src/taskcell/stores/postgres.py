@@ -51,14 +51,22 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from taskcell.abc import DuplicateTask, EventConflict, Page, ProcessInfo, TaskFilter
-from taskcell.domain.events import ConversationItem, Event
-from taskcell.domain.models import OPEN_RUN_STATUSES, Run, RunStatus, Task, utcnow
+from taskcell.abc import (
+    DuplicateTask,
+    EventConflict,
+    LeaseLost,
+    LogClosed,
+    Page,
+    ProcessInfo,
+    TaskFilter,
+)
+from taskcell.domain.events import ConversationItem, Event, EventType
+from taskcell.domain.models import OPEN_RUN_STATUSES, Fence, Run, RunStatus, Task, utcnow
 from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, sources_of
 from taskcell.outages import describe
 from taskcell.stores import codec
 from taskcell.stores.cursor import decode_cursor, encode_cursor
-from taskcell.stores.memory import check_changes
+from taskcell.stores.memory import check_changes, lease_lost, skipped_run
 
 if TYPE_CHECKING:  # asyncpg's classes are generic only in its stubs
     from asyncpg.pool import PoolConnectionProxy
@@ -106,6 +114,7 @@ _CREATE_TASK = (
 #: The type of each run column, for a run inserted from a SELECT (which does not infer them).
 _RUN_TYPES = {
     "attempt": "integer",
+    "epoch": "integer",
     **dict.fromkeys(
         ("scheduled_for", "started_at", "finished_at", "lease_expires_at", "created_at"),
         "timestamptz",
@@ -140,7 +149,7 @@ _CONTINUE_RUN = (
     " started_at = COALESCE(started_at, $5)"
     " WHERE task_id = $1 AND status = 'waiting_input' AND EXISTS (SELECT 1 FROM runs"
     " WHERE run_id = $2 AND task_id = $1 AND status = 'waiting_input') RETURNING 1)"
-    " UPDATE runs SET status = 'running', owner = $3,"
+    " UPDATE runs SET status = 'running', owner = $3, epoch = epoch + 1,"
     " lease_expires_at = now() + ($4::timestamptz - $5::timestamptz)"
     " WHERE run_id = $2 AND status = 'waiting_input' AND EXISTS (SELECT 1 FROM moved)"
 )
@@ -175,6 +184,27 @@ _CLAIM_PENDING = (
     " ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
     f" RETURNING {', '.join(codec.TASK_COLUMNS)}"
 )
+_LIVE_RUNS_OF = (
+    "SELECT DISTINCT task_id FROM runs WHERE task_id = ANY($1::text[])"
+    " AND status IN ('queued', 'running') AND lease_expires_at > now()"
+)
+#: Runs inserted from one array per column; those for an occupied occurrence are left out.
+#: One clock: each lease is the database's now() plus the length the caller meant.
+_INSERT_RUNS = (
+    f"INSERT INTO runs ({', '.join(codec.RUN_COLUMNS)}) SELECT "
+    + ", ".join(
+        "now() + (lease_expires_at - COALESCE(started_at, created_at))"
+        if name == "lease_expires_at"
+        else name
+        for name in codec.RUN_COLUMNS
+    )
+    + " FROM unnest("
+    + ", ".join(
+        f"${i}::{_RUN_TYPES.get(name, 'text')}[]"
+        for i, name in enumerate(codec.RUN_COLUMNS, start=1)
+    )
+    + f") AS u({', '.join(codec.RUN_COLUMNS)}) ON CONFLICT DO NOTHING RETURNING run_id"
+)
 _COUNT_BY_STATUS = "SELECT status, COUNT(*) FROM tasks GROUP BY status"
 _CLAIM_OCCURRENCE = (
     "UPDATE tasks SET next_run_at = $1, updated_at = $2"
@@ -186,17 +216,45 @@ _ITEM_ARRAY_TYPES = tuple(
     for name in codec.ITEM_COLUMNS
 )
 _ITEM_CREATED_AT = codec.ITEM_COLUMNS.index("created_at")
-_EVENT_COLUMNS = 3  # task_id, seq, body
+#: $1-$3 the events, $4-$6 the fences, $7-$8 the first done of each task, $9 the batch's task
+#: ids, then the items (one array per column), the notices and the final statuses.
+_APPEND_FIRST_ITEM = 10
+_APPEND_NOTICES = _APPEND_FIRST_ITEM + len(_ITEM_ARRAY_TYPES)
+#: One statement: the fence and closed-log checks, then (only if both pass) the events, the
+#: items, the logs closed by this batch's ``done`` and the notices. It answers how many notices
+#: went out, the runs whose fence failed and the tasks whose log is closed. Runs and tasks are
+#: looked up by primary key (``= ANY``); a held run's row is share-locked until the commit, so
+#: a takeover cannot slip between the check and the insert.
 _APPEND_EVENTS = (
-    "WITH appended AS (INSERT INTO events (task_id, seq, body)"
-    " SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[])),"
+    "WITH ev AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[])"
+    " AS e(task_id, seq, body)),"
+    " fenced AS (SELECT * FROM unnest($4::text[], $5::text[], $6::integer[])"
+    " AS f(run_id, owner, epoch)),"
+    " held AS (SELECT r.run_id FROM runs r JOIN fenced f ON r.run_id = f.run_id"
+    " AND r.owner = f.owner AND r.epoch = f.epoch WHERE r.run_id = ANY($4::text[])"
+    " FOR SHARE OF r),"
+    " lost AS (SELECT run_id FROM fenced EXCEPT SELECT run_id FROM held),"
+    " state AS (SELECT task_id, log_closed, status FROM tasks WHERE task_id = ANY($9::text[])),"
+    " closing AS (SELECT d.task_id, d.seq FROM unnest($7::text[], $8::bigint[]) AS d(task_id, seq)"
+    f" JOIN state s ON s.task_id = d.task_id WHERE s.status = ANY(${_APPEND_NOTICES + 1}::text[])),"
+    " closed AS (SELECT DISTINCT ev.task_id FROM ev JOIN state s ON s.task_id = ev.task_id"
+    " LEFT JOIN closing c ON c.task_id = ev.task_id WHERE s.log_closed OR ev.seq > c.seq),"
+    " ok AS (SELECT NOT EXISTS (SELECT 1 FROM lost) AND NOT EXISTS (SELECT 1 FROM closed) AS ok),"
+    " appended AS (INSERT INTO events (task_id, seq, body)"
+    " SELECT task_id, seq, body FROM ev WHERE (SELECT ok FROM ok)),"
     f" upserted AS (INSERT INTO conversation_items ({', '.join(codec.ITEM_COLUMNS)})"
     " SELECT * FROM unnest("
-    + ", ".join(f"${i}::{t}" for i, t in enumerate(_ITEM_ARRAY_TYPES, start=_EVENT_COLUMNS + 1))
-    + ") ON CONFLICT (item_id) DO UPDATE SET payload = excluded.payload, event = excluded.event,"
-    " metadata = excluded.metadata, run_id = excluded.run_id, updated_at = excluded.updated_at)"
-    " SELECT pg_notify('taskcell', notice)"
-    f" FROM unnest(${_EVENT_COLUMNS + len(_ITEM_ARRAY_TYPES) + 1}::text[]) AS notice"
+    + ", ".join(f"${i}::{t}" for i, t in enumerate(_ITEM_ARRAY_TYPES, start=_APPEND_FIRST_ITEM))
+    + ") WHERE (SELECT ok FROM ok)"
+    " ON CONFLICT (item_id) DO UPDATE SET payload = excluded.payload, event = excluded.event,"
+    " metadata = excluded.metadata, run_id = excluded.run_id, updated_at = excluded.updated_at),"
+    " shut AS (UPDATE tasks SET log_closed = TRUE"
+    " WHERE task_id IN (SELECT task_id FROM closing) AND (SELECT ok FROM ok)),"
+    " notified AS (SELECT pg_notify('taskcell', notice)"
+    f" FROM unnest(${_APPEND_NOTICES}::text[]) AS notice"
+    " WHERE (SELECT ok FROM ok))"
+    " SELECT (SELECT count(*) FROM notified), ARRAY(SELECT run_id FROM lost),"
+    " ARRAY(SELECT task_id FROM closed)"
 )
 _EVENT_READ = "SELECT body FROM events WHERE task_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
 _LAST_SEQ = "SELECT COALESCE(MAX(seq), 0) FROM events WHERE task_id = $1"
@@ -207,6 +265,16 @@ _ITEMS_OF_CONVERSATION = (
 _ITEMS_OF_CONVERSATION_AFTER = (
     f"{_ITEM_SELECT} WHERE conversation_id = $1 AND (created_at, item_id) > ($3, $4)"
     " ORDER BY created_at, item_id LIMIT $2"
+)
+#: One user's conversation: only the items of their tasks ($5 is the user).
+_OF_USER = " AND task_id IN (SELECT task_id FROM tasks WHERE conversation_id = $1 AND user_id = $5)"
+_ITEMS_OF_USER_CONVERSATION = (
+    f"{_ITEM_SELECT} WHERE conversation_id = $1 AND ($3::timestamptz IS NULL"
+    f" OR (created_at, item_id) > ($3, $4)){_OF_USER} ORDER BY created_at, item_id LIMIT $2"
+)
+_ANY_CONVERSATION = "SELECT EXISTS (SELECT 1 FROM conversations WHERE conversation_id = $1)"
+_USER_CONVERSATION = (
+    "SELECT EXISTS (SELECT 1 FROM conversations WHERE user_id = $2 AND conversation_id = $1)"
 )
 _ITEMS_OF_TASK = f"{_ITEM_SELECT} WHERE task_id = $1 ORDER BY created_at, item_id"
 _ITEMS_OF_TASK_TYPED = (
@@ -233,18 +301,27 @@ _DEAD_PROCESSES = (
     f" RETURNING {_PROCESS_COLUMNS}"
 )
 _RUNS_FINISHED_BY = (
-    f"{_RUN_SELECT} WHERE owner = $1 AND finished_at IS NOT NULL AND finished_at >= $2"
-    " ORDER BY finished_at, run_id"
+    f"{_RUN_SELECT} WHERE ((owner = $1 AND closed_by IS NULL) OR closed_by = $1)"
+    " AND finished_at IS NOT NULL AND finished_at >= $2 ORDER BY finished_at, run_id"
 )
 _RENEW_LEASES = (
     "UPDATE runs SET lease_expires_at = now() + $1::interval"
     " WHERE owner = $2 AND status IN ('queued', 'running')"
 )
 _INTERRUPT_EXPIRED = (
-    "UPDATE runs SET status = 'interrupted', finished_at = now(), error = $1"
+    "WITH closed AS (UPDATE runs SET status = 'interrupted', finished_at = now(), error = $1,"
+    " epoch = epoch + 1, closed_by = $2"
     " WHERE run_id IN (SELECT run_id FROM runs WHERE status IN ('queued', 'running')"
     " AND lease_expires_at < now() FOR UPDATE SKIP LOCKED)"
-    f" RETURNING {', '.join(codec.RUN_COLUMNS)}"
+    f" RETURNING {', '.join(codec.RUN_COLUMNS)}),"
+    # With a recovering process ($2), its once tasks are requeued or failed in the same write.
+    " recovered AS (UPDATE tasks SET updated_at = now(),"
+    " status = CASE WHEN closed.attempt < max_attempts THEN 'pending' ELSE 'failed' END,"
+    " error_message = CASE WHEN closed.attempt < max_attempts THEN error_message ELSE $1 END,"
+    " completed_at = CASE WHEN closed.attempt < max_attempts THEN completed_at ELSE now() END"
+    " FROM closed WHERE $2::text IS NOT NULL AND tasks.task_id = closed.task_id"
+    " AND tasks.pattern = 'once' AND tasks.status = 'running')"
+    " SELECT * FROM closed"
 )
 #: How long ``check`` (``/health``) waits for the database.
 CHECK_SECONDS = 0.9
@@ -290,22 +367,45 @@ def _update_sql(fields: tuple[str, ...], guarded: bool) -> str:
 
 
 @lru_cache(maxsize=256)
-def _update_run_sql(fields: tuple[str, ...], guarded: bool) -> str:
-    """$1 run id, [$2 expected statuses], then one value per field."""
+def _update_run_sql(fields: tuple[str, ...], guarded: bool, fenced: bool = False) -> str:
+    """$1 run id, [$2 expected statuses], then one value per field, then [owner, epoch]."""
     first = 3 if guarded else 2
     sets = [f"{name} = ${i}" for i, name in enumerate(fields, start=first)] or ["status = status"]
     sql = f"UPDATE runs SET {', '.join(sets)} WHERE run_id = $1"
-    return sql + " AND status = ANY($2::text[])" if guarded else sql
+    if guarded:
+        sql += " AND status = ANY($2::text[])"
+    if fenced:
+        sql += f" AND owner = ${first + len(fields)} AND epoch = ${first + len(fields) + 1}"
+    return sql
 
 
 @lru_cache(maxsize=256)
-def _finish_run_sql(run_fields: tuple[str, ...], target: str, task_fields: tuple[str, ...]) -> str:
+def _fenced_update_sql(fields: tuple[str, ...], guarded: bool) -> str:
+    """``update`` while a run holds its fence: $1 task id, $2 now, [$3 statuses], the values,
+    then the fence's run id, owner and epoch. Answers (fence held, task updated)."""
+    n = (4 if guarded else 3) + len(fields)
+    return (
+        f"WITH held AS (SELECT 1 FROM runs WHERE run_id = ${n} AND owner = ${n + 1}"
+        f" AND epoch = ${n + 2} FOR SHARE),"
+        f" changed AS ({_update_sql(fields, guarded)} AND EXISTS (SELECT 1 FROM held) RETURNING 1)"
+        " SELECT (SELECT count(*) FROM held), (SELECT count(*) FROM changed)"
+    )
+
+
+@lru_cache(maxsize=256)
+def _finish_run_sql(
+    run_fields: tuple[str, ...], target: str, task_fields: tuple[str, ...], fenced: bool = False
+) -> str:
     """Both guarded UPDATEs of ``finish_run`` in one statement, answering their row counts.
 
-    $1 run id, $2 open statuses, one value per run field, then the transition's arguments.
+    $1 run id, $2 open statuses, one value per run field, [owner, epoch: the fence, and then
+    the task moves only with its run closed], then the transition's arguments.
     """
-    closing = _update_run_sql(run_fields, True)
-    moving = _transition_sql(target, task_fields, 3 + len(run_fields))
+    closing = _update_run_sql(run_fields, True, fenced)
+    first = 3 + len(run_fields) + (2 if fenced else 0)
+    moving = _transition_sql(target, task_fields, first)
+    if fenced:
+        moving += " AND EXISTS (SELECT 1 FROM closed)"
     return (
         f"WITH closed AS ({closing} RETURNING 1), moved AS ({moving} RETURNING 1)"
         " SELECT (SELECT count(*) FROM closed), (SELECT count(*) FROM moved)"
@@ -574,6 +674,7 @@ class PostgresTaskStore:
         *,
         expected: Collection[TaskStatus] | None = None,
         now: datetime | None = None,
+        fence: Fence | None = None,
     ) -> bool:
         check_changes(changes)
         encoded = codec.encode_changes(changes, dialect="postgres")
@@ -583,8 +684,16 @@ class PostgresTaskStore:
             if not statuses:
                 return False
             args.append(statuses)
-        sql = _update_sql(tuple(encoded), expected is not None)
         args += encoded.values()
+        if fence is not None:
+            sql = _fenced_update_sql(tuple(encoded), expected is not None)
+            args += [fence.run_id, fence.owner, fence.epoch]
+            row = await (await self.pool()).fetchrow(sql, *args)
+            assert row is not None
+            if row[0] == 0:
+                raise lease_lost(fence)
+            return bool(row[1] == 1)
+        sql = _update_sql(tuple(encoded), expected is not None)
         return _row_count(await (await self.pool()).execute(sql, *args)) == 1
 
     async def cancel_conversation(
@@ -639,17 +748,25 @@ class PostgresTaskStore:
         changes: Mapping[str, Any],
         *,
         expected: Collection[RunStatus] | None = None,
+        fence: Fence | None = None,
     ) -> bool:
         encoded = _run_changes(changes)
         args: list[Any] = [run_id]
+        if fence is not None:
+            expected = OPEN_RUN_STATUSES if expected is None else OPEN_RUN_STATUSES & set(expected)
         if expected is not None:
-            statuses = [RunStatus(s).value for s in expected]
+            statuses = sorted(RunStatus(s).value for s in expected)
             if not statuses:
                 return False
             args.append(statuses)
-        sql = _update_run_sql(tuple(encoded), expected is not None)
+        sql = _update_run_sql(tuple(encoded), expected is not None, fence is not None)
         args += encoded.values()
-        return _row_count(await (await self.pool()).execute(sql, *args)) == 1
+        if fence is not None:
+            args += [fence.owner, fence.epoch]
+        changed = _row_count(await (await self.pool()).execute(sql, *args)) == 1
+        if fence is not None and not changed:
+            raise lease_lost(fence)
+        return changed
 
     async def finish_run(
         self,
@@ -661,15 +778,20 @@ class PostgresTaskStore:
         expected: Collection[TaskStatus] | None = None,
         task_changes: Mapping[str, Any] | None = None,
         now: datetime | None = None,
+        fence: Fence | None = None,
     ) -> tuple[bool, bool]:
         """Close the run and move its task in one statement: two guarded UPDATEs in a CTE."""
         encoded = _run_changes(changes)
         task_changes = task_changes or {}
         moving = _transition_args(task_id, target, expected, task_changes, now)
-        sql = _finish_run_sql(tuple(encoded), target.value, tuple(task_changes))
-        args = [run_id, _OPEN_RUN, *encoded.values(), *moving]
+        fenced = fence is not None
+        sql = _finish_run_sql(tuple(encoded), target.value, tuple(task_changes), fenced)
+        held = [fence.owner, fence.epoch] if fence is not None else []
+        args = [run_id, _OPEN_RUN, *encoded.values(), *held, *moving]
         row = await (await self.pool()).fetchrow(sql, *args)
         assert row is not None
+        if fence is not None and row[0] != 1:
+            raise lease_lost(fence)
         return row[0] == 1, row[1] == 1
 
     async def load_run(self, run_id: str) -> Run | None:
@@ -743,6 +865,50 @@ class PostgresTaskStore:
                 await conn.executemany(_CLAIM_DUE_UPDATE, updates)
         return claimed
 
+    async def start_due(
+        self,
+        now: datetime,
+        next_time: Callable[[Task], datetime | None],
+        make_run: Callable[[Task, datetime], Run | None],
+        *,
+        skipped_reason: str,
+        limit: int = 500,
+    ) -> list[tuple[Task, Run | None]]:
+        """``claim_due`` and the claimed occurrences' runs in one transaction."""
+        pool = await self.pool()
+        started: list[tuple[Task, Run | None]] = []
+        async with pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(_CLAIM_DUE_SELECT, codec.utc(now), limit)
+            if not rows:
+                return started
+            moment = utcnow()
+            claimed = []
+            for row in rows:
+                task = codec.task_from_row(tuple(row))
+                due = task.next_run_at
+                assert due is not None
+                task.next_run_at = next_time(task)
+                claimed.append((task, due))
+            await conn.executemany(
+                _CLAIM_DUE_UPDATE,
+                [(codec.utc(t.next_run_at), moment, t.task_id) for t, _ in claimed],
+            )
+            live = {r[0] for r in await conn.fetch(_LIVE_RUNS_OF, [t.task_id for t, _ in claimed])}
+            runs: list[Run | None] = []
+            for task, due in claimed:
+                run = make_run(task, due)
+                if run is not None and task.task_id in live:
+                    run = skipped_run(run, due, now, skipped_reason)
+                runs.append(run)
+            values = [codec.run_values(r, dialect="postgres") for r in runs if r is not None]
+            columns = [list(c) for c in zip(*values, strict=True)]
+            stored = {r[0] for r in await conn.fetch(_INSERT_RUNS, *columns)} if values else set()
+            started = [
+                (t, r if r is not None and r.run_id in stored else None)
+                for (t, _), r in zip(claimed, runs, strict=True)
+            ]
+        return started
+
     async def claim_pending(self, idle_for: timedelta, *, limit: int = 100) -> list[Task]:
         """Claim orphaned pending tasks no other process holds (SKIP LOCKED), idle for
         ``idle_for`` by the database's clock."""
@@ -783,8 +949,8 @@ class PostgresTaskStore:
         status = await (await self.pool()).execute(_RENEW_LEASES, lease, owner)
         return _row_count(status)
 
-    async def interrupt_expired(self, reason: str) -> list[Run]:
-        rows = await (await self.pool()).fetch(_INTERRUPT_EXPIRED, reason)
+    async def interrupt_expired(self, reason: str, *, by: str | None = None) -> list[Run]:
+        rows = await (await self.pool()).fetch(_INTERRUPT_EXPIRED, reason, by)
         return [codec.run_from_row(tuple(row)) for row in rows]
 
     async def notify(self, message: str) -> None:
@@ -831,11 +997,40 @@ class PostgresTaskStore:
             event_columns[0].append(event.task_id)
             event_columns[1].append(event.seq)
             event_columns[2].append(codec.event_body(event))
+        fences = {e.fence for e in events if e.fence is not None}
+        fence_columns = [
+            [f.run_id for f in fences],
+            [f.owner for f in fences],
+            [f.epoch for f in fences],
+        ]
+        dones: dict[str, int] = {}
+        for event in events:
+            if event.event is EventType.DONE:
+                dones.setdefault(event.task_id, event.seq)
         pool = await self.pool()
         try:
-            await pool.execute(_APPEND_EVENTS, *event_columns, *_item_columns(items), list(notices))
+            row = await pool.fetchrow(
+                _APPEND_EVENTS,
+                *event_columns,
+                *fence_columns,
+                list(dones),
+                list(dones.values()),
+                list(dict.fromkeys(event_columns[0])),
+                *_item_columns(items),
+                list(notices),
+                _FINAL,
+            )
         except asyncpg.UniqueViolationError as exc:
             raise EventConflict(f"events already stored: {exc.detail or exc}") from exc
+        except asyncpg.DataError as exc:
+            if isinstance(exc.__cause__, UnicodeError):
+                raise exc.__cause__ from exc  # text that is not valid Unicode, as in SQLite
+            raise
+        assert row is not None
+        if row[1]:
+            raise LeaseLost(f"runs no longer held: {sorted(row[1])}", run_ids=row[1])
+        if row[2]:
+            raise LogClosed(f"logs closed: {sorted(row[2])}", task_ids=row[2])
 
     async def read_events(self, task_id: str, *, after: int = 0, limit: int = 500) -> list[Event]:
         rows = await (await self.pool()).fetch(_EVENT_READ, task_id, after, limit)
@@ -845,10 +1040,25 @@ class PostgresTaskStore:
         return int(await (await self.pool()).fetchval(_LAST_SEQ, task_id))
 
     async def list_items(
-        self, conversation_id: str, *, limit: int = 50, cursor: str | None = None
+        self,
+        conversation_id: str,
+        *,
+        user_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
     ) -> Page[ConversationItem]:
         pool = await self.pool()
-        if cursor is None:
+        if user_id is not None:
+            created, item_id = decode_cursor(cursor) if cursor is not None else (None, None)
+            rows = await pool.fetch(
+                _ITEMS_OF_USER_CONVERSATION,
+                conversation_id,
+                limit + 1,
+                codec.utc(created) if created is not None else None,
+                item_id,
+                user_id,
+            )
+        elif cursor is None:
             rows = await pool.fetch(_ITEMS_OF_CONVERSATION, conversation_id, limit + 1)
         else:
             created, item_id = decode_cursor(cursor)
@@ -872,11 +1082,11 @@ class PostgresTaskStore:
         args = (conversation_id, title, user_id, codec.utc(utcnow()))
         return _row_count(await (await self.pool()).execute(_CONVERSATION_INSERT, *args)) == 1
 
-    async def conversation_owner(self, conversation_id: str) -> str | None:
-        owner = await (await self.pool()).fetchval(
-            "SELECT user_id FROM conversations WHERE conversation_id = $1", conversation_id
-        )
-        return None if owner is None else str(owner)
+    async def has_conversation(self, conversation_id: str, *, user_id: str | None = None) -> bool:
+        pool = await self.pool()
+        if user_id is None:
+            return bool(await pool.fetchval(_ANY_CONVERSATION, conversation_id))
+        return bool(await pool.fetchval(_USER_CONVERSATION, conversation_id, user_id))
 
 
 # -- schema versions ---------------------------------------------------------------------

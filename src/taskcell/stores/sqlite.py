@@ -13,10 +13,12 @@ on the same file (the CLI, scripts) stay correct: SQLite serialises their transa
 Disk faults. A write the disk refuses (full, read-only, an I/O error) fails its callers with
 SQLite's error (an outage: the API answers 503) and is remembered until a later commit
 succeeds, for :meth:`SQLiteTaskStore.check` (``/health``); reads go on. The file's identity
-(device and inode) is taken when it is opened: if the file is deleted or replaced under the
-running server, every write is refused with :class:`StoreUnavailable` rather than written into
-a file nobody will open again. ``check`` runs on its own connection in a worker thread with a
-time-out, so ``/health`` answers even while the disk stalls.
+(device and inode) is taken when it is opened, and a descriptor of it kept: once no link is
+left to that file (deleted, or replaced by a rename), every write is refused with
+:class:`StoreUnavailable` rather than written into a file nobody will open again (an
+``fstat`` per transaction, about as cheap as a system call gets). ``check`` runs on its own
+connection in a worker thread with a time-out, so ``/health`` answers even while the disk
+stalls.
 """
 
 from __future__ import annotations
@@ -37,18 +39,20 @@ from typing import IO, Any, TypeVar
 from taskcell.abc import (
     DuplicateTask,
     EventConflict,
+    LeaseLost,
+    LogClosed,
     Page,
     ProcessInfo,
     StoreUnavailable,
     TaskFilter,
 )
-from taskcell.domain.events import ConversationItem, Event
-from taskcell.domain.models import OPEN_RUN_STATUSES, Run, RunStatus, Task, utcnow
+from taskcell.domain.events import ConversationItem, Event, EventType
+from taskcell.domain.models import OPEN_RUN_STATUSES, Fence, Run, RunStatus, Task, utcnow
 from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, sources_of
 from taskcell.outages import is_outage
 from taskcell.stores import codec
 from taskcell.stores.cursor import decode_cursor, encode_cursor
-from taskcell.stores.memory import check_changes
+from taskcell.stores.memory import check_changes, lease_lost, skipped_run
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +69,8 @@ _RUN_INSERT = (
     f"VALUES ({', '.join('?' for _ in codec.RUN_COLUMNS)})"
 )
 _EVENT_INSERT = "INSERT INTO events (task_id, seq, body) VALUES (?, ?, ?)"
+_LOG_STATE = "SELECT log_closed, status FROM tasks WHERE task_id = ?"
+_CLOSE_LOG = "UPDATE tasks SET log_closed = 1 WHERE task_id = ?"
 _EVENT_READ = "SELECT body FROM events WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT ?"
 _ITEM_SELECT = f"SELECT {', '.join(codec.ITEM_COLUMNS)} FROM conversation_items"
 _ITEM_UPSERT = (
@@ -74,6 +80,9 @@ _ITEM_UPSERT = (
     " metadata = excluded.metadata, run_id = excluded.run_id, updated_at = excluded.updated_at"
 )
 _CONVERSATION_INSERT = "INSERT INTO conversations VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
+_ANY_CONVERSATION = "SELECT 1 FROM conversations WHERE conversation_id = ? LIMIT 1"
+_USER_CONVERSATION = "SELECT 1 FROM conversations WHERE user_id = ? AND conversation_id = ?"
+_TASKS_OF_USER_CONVERSATION = "SELECT task_id FROM tasks WHERE conversation_id = ? AND user_id = ?"
 _PROCESS_COLUMNS = "process_id, started_at, heartbeat_at"
 _LIVE_PROCESSES = (
     f"SELECT {_PROCESS_COLUMNS} FROM processes WHERE heartbeat_at >= ?"
@@ -83,10 +92,17 @@ _DEAD_PROCESSES = (
     f"DELETE FROM processes WHERE heartbeat_at < ? AND process_id <> ? RETURNING {_PROCESS_COLUMNS}"
 )
 _RUNS_FINISHED_BY = (
-    f"{_RUN_SELECT} WHERE owner = ? AND finished_at IS NOT NULL AND finished_at >= ?"
-    " ORDER BY finished_at, run_id"
+    f"{_RUN_SELECT} WHERE ((owner = ?1 AND closed_by IS NULL) OR closed_by = ?1)"
+    " AND finished_at IS NOT NULL AND finished_at >= ?2 ORDER BY finished_at, run_id"
 )
 _FINAL = tuple(s.value for s in FINAL_STATUSES)
+#: A once task still running on an interrupted run: requeued, or failed without attempts left.
+_RECOVER_TASK = (
+    "UPDATE tasks SET status = CASE WHEN ?4 < max_attempts THEN 'pending' ELSE 'failed' END,"
+    " error_message = CASE WHEN ?4 < max_attempts THEN error_message ELSE ?1 END,"
+    " completed_at = CASE WHEN ?4 < max_attempts THEN completed_at ELSE ?2 END,"
+    " updated_at = ?3 WHERE task_id = ?5 AND pattern = 'once' AND status = 'running'"
+)
 _ARMED = "pattern = 'recurring' AND status = 'running' AND paused = 0"
 #: How long ``check`` (``/health``) waits for the file to answer a read.
 CHECK_SECONDS = 0.9
@@ -158,9 +174,15 @@ def _transition_statement(
 
 
 def _run_update_statement(
-    run_id: str, changes: Mapping[str, Any], expected: Collection[RunStatus] | None
+    run_id: str,
+    changes: Mapping[str, Any],
+    expected: Collection[RunStatus] | None,
+    fence: Fence | None = None,
 ) -> Statement | None:
-    """The (guarded) UPDATE of ``update_run``, or None when ``expected`` is empty."""
+    """The (guarded) UPDATE of ``update_run``, or None when ``expected`` is empty; with
+    ``fence`` it is also guarded by the run being open and the fence's."""
+    if fence is not None:
+        expected = OPEN_RUN_STATUSES if expected is None else OPEN_RUN_STATUSES & set(expected)
     bad = set(changes) - set(codec.RUN_COLUMNS) | (set(changes) & {"run_id", "task_id"})
     if bad:
         raise ValueError(f"run fields cannot be updated: {sorted(bad)}")
@@ -174,7 +196,18 @@ def _run_update_statement(
             return None
         sql += f" AND status IN ({', '.join('?' for _ in statuses)})"
         args += statuses
+    if fence is not None:
+        sql += " AND owner = ? AND epoch = ?"
+        args += [fence.owner, fence.epoch]
     return sql, args
+
+
+_HOLDS = "SELECT 1 FROM runs WHERE run_id = ? AND owner = ? AND epoch = ?"
+
+
+def _holds(conn: sqlite3.Connection, fence: Fence) -> bool:
+    """Whether the fence's run still has its owner and epoch (inside a write transaction)."""
+    return conn.execute(_HOLDS, (fence.run_id, fence.owner, fence.epoch)).fetchone() is not None
 
 
 def _changed_one(conn: sqlite3.Connection, statement: Statement | None) -> bool:
@@ -208,6 +241,8 @@ class SQLiteTaskStore:
         self._waiters: list[asyncio.Future[None]] = []
         #: (device, inode) of the file this store opened; a different one means it was replaced.
         self._identity: tuple[int, int] | None = None
+        #: A descriptor of that file: no link left to it means it was deleted or replaced.
+        self._file: int | None = None
         #: Why the last write failed for an outage (disk full...), until a commit succeeds.
         self.write_problem: str | None = None
         self._checker: concurrent.futures.ThreadPoolExecutor | None = None
@@ -235,6 +270,7 @@ class SQLiteTaskStore:
         apply_migrations(conn)
         stat = os.stat(self.path)
         self._identity = (stat.st_dev, stat.st_ino)
+        self._file = os.open(self.path, os.O_RDONLY)
         return conn
 
     def _replaced(self) -> str | None:
@@ -259,6 +295,9 @@ class SQLiteTaskStore:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        if self._file is not None:
+            os.close(self._file)
+            self._file = None
 
     async def ping(self) -> bool:
         try:
@@ -314,8 +353,8 @@ class SQLiteTaskStore:
         conn = self.conn
         loop = asyncio.get_running_loop()
         if not self._tx_open:
-            replaced = self._replaced()
-            if replaced is not None:
+            if self._file is not None and os.fstat(self._file).st_nlink == 0:  # cheap: no path
+                replaced = self._replaced() or f"the database file {self.path} was replaced"
                 raise StoreUnavailable(f"{replaced}; nothing is written to it")
             try:
                 conn.execute("BEGIN IMMEDIATE")
@@ -465,6 +504,7 @@ class SQLiteTaskStore:
         *,
         expected: Collection[TaskStatus] | None = None,
         now: datetime | None = None,
+        fence: Fence | None = None,
     ) -> bool:
         check_changes(changes)
         encoded = codec.encode_changes(changes)
@@ -477,7 +517,13 @@ class SQLiteTaskStore:
                 return False
             sql += f" AND status IN ({', '.join('?' for _ in statuses)})"
             args += statuses
-        return await self.write(lambda conn: conn.execute(sql, args).rowcount == 1)
+
+        def change(conn: sqlite3.Connection) -> bool:
+            if fence is not None and not _holds(conn, fence):
+                raise lease_lost(fence)
+            return bool(conn.execute(sql, args).rowcount == 1)
+
+        return await self.write(change)
 
     async def cancel_conversation(
         self, conversation_id: str, *, reason: str | None = None, now: datetime | None = None
@@ -537,7 +583,7 @@ class SQLiteTaskStore:
             task_id, TaskStatus.RUNNING, [TaskStatus.WAITING_INPUT], None, now
         )
         resuming = (
-            "UPDATE runs SET status = 'running', owner = ?, lease_expires_at = ?"
+            "UPDATE runs SET status = 'running', owner = ?, lease_expires_at = ?, epoch = epoch + 1"
             " WHERE run_id = ? AND task_id = ? AND status = 'waiting_input'",
             [owner, codec.ts(lease_expires_at), run_id, task_id],
         )
@@ -560,11 +606,19 @@ class SQLiteTaskStore:
         changes: Mapping[str, Any],
         *,
         expected: Collection[RunStatus] | None = None,
+        fence: Fence | None = None,
     ) -> bool:
-        statement = _run_update_statement(run_id, changes, expected)
+        statement = _run_update_statement(run_id, changes, expected, fence)
         if statement is None:
             return False
-        return await self.write(lambda conn: _changed_one(conn, statement))
+
+        def change(conn: sqlite3.Connection) -> bool:
+            changed = _changed_one(conn, statement)
+            if fence is not None and not changed:
+                raise lease_lost(fence)
+            return changed
+
+        return await self.write(change)
 
     async def finish_run(
         self,
@@ -576,12 +630,16 @@ class SQLiteTaskStore:
         expected: Collection[TaskStatus] | None = None,
         task_changes: Mapping[str, Any] | None = None,
         now: datetime | None = None,
+        fence: Fence | None = None,
     ) -> tuple[bool, bool]:
-        closing = _run_update_statement(run_id, changes, OPEN_RUN_STATUSES)
+        closing = _run_update_statement(run_id, changes, OPEN_RUN_STATUSES, fence)
         moving = _transition_statement(task_id, target, expected, task_changes, now)
 
         def finish(conn: sqlite3.Connection) -> tuple[bool, bool]:
-            return _changed_one(conn, closing), _changed_one(conn, moving)
+            closed = _changed_one(conn, closing)
+            if fence is not None and not closed:
+                raise lease_lost(fence)
+            return closed, _changed_one(conn, moving)
 
         return await self.write(finish, atomic=True)
 
@@ -663,6 +721,48 @@ class SQLiteTaskStore:
 
         return await self.write(claim, atomic=True)
 
+    async def start_due(
+        self,
+        now: datetime,
+        next_time: Callable[[Task], datetime | None],
+        make_run: Callable[[Task, datetime], Run | None],
+        *,
+        skipped_reason: str,
+        limit: int = 500,
+    ) -> list[tuple[Task, Run | None]]:
+        select = (
+            f"{_TASK_SELECT} WHERE {_ARMED} AND next_run_at <= ?"
+            " ORDER BY next_run_at, task_id LIMIT ?"
+        )
+        update = "UPDATE tasks SET next_run_at = ?, updated_at = ? WHERE task_id = ?"
+        live = (
+            "SELECT 1 FROM runs WHERE task_id = ? AND status IN ('queued', 'running')"
+            " AND lease_expires_at > ?"
+        )
+        insert = _RUN_INSERT.replace("INSERT", "INSERT OR IGNORE", 1)
+        moment = codec.ts(utcnow())
+
+        def claim(conn: sqlite3.Connection) -> list[tuple[Task, Run | None]]:
+            # One write transaction: the claim and the run are stored together or not at all.
+            started: list[tuple[Task, Run | None]] = []
+            for row in conn.execute(select, (codec.ts(now), limit)).fetchall():
+                task = codec.task_from_row(row)
+                due = task.next_run_at
+                assert due is not None
+                task.next_run_at = next_time(task)
+                conn.execute(update, (codec.ts(task.next_run_at), moment, task.task_id))
+                run = make_run(task, due)
+                if run is None:
+                    started.append((task, None))
+                    continue
+                if conn.execute(live, (task.task_id, codec.ts(now))).fetchone() is not None:
+                    run = skipped_run(run, due, now, skipped_reason)
+                stored = conn.execute(insert, codec.run_values(run)).rowcount == 1
+                started.append((task, run if stored else None))
+            return started
+
+        return await self.write(claim, atomic=True)
+
     async def claim_pending(self, idle_for: timedelta, *, limit: int = 100) -> list[Task]:
         now = utcnow()
         sql = (
@@ -718,16 +818,24 @@ class SQLiteTaskStore:
         args = (codec.ts(utcnow() + lease), owner)
         return await self.write(lambda conn: conn.execute(sql, args).rowcount)
 
-    async def interrupt_expired(self, reason: str) -> list[Run]:
+    async def interrupt_expired(self, reason: str, *, by: str | None = None) -> list[Run]:
         sql = (
-            "UPDATE runs SET status = 'interrupted', finished_at = ?, error = ?"
+            "UPDATE runs SET status = 'interrupted', finished_at = ?, error = ?,"
+            " epoch = epoch + 1, closed_by = ?"
             " WHERE status IN ('queued', 'running') AND lease_expires_at < ?"
             f" RETURNING {', '.join(codec.RUN_COLUMNS)}"
         )
         now = codec.ts(utcnow())
-        args = (now, reason, now)
-        rows = await self.write(lambda conn: conn.execute(sql, args).fetchall())
-        return [codec.run_from_row(row) for row in rows]
+        args = (now, reason, by, now)
+
+        def interrupt(conn: sqlite3.Connection) -> list[Run]:
+            runs = [codec.run_from_row(row) for row in conn.execute(sql, args).fetchall()]
+            if by is not None:
+                for run in runs:
+                    conn.execute(_RECOVER_TASK, (reason, now, now, run.attempt, run.task_id))
+            return runs
+
+        return await self.write(interrupt, atomic=True)
 
     async def notify(self, message: str) -> None:
         return None
@@ -748,13 +856,35 @@ class SQLiteTaskStore:
     ) -> None:
         event_rows = [(e.task_id, e.seq, codec.event_body(e)) for e in events]
         item_rows = [codec.item_values(item) for item in items]
+        fences = {e.fence for e in events if e.fence is not None}
+        task_ids = list(dict.fromkeys(e.task_id for e in events))
+        done_tasks = {e.task_id for e in events if e.event is EventType.DONE}
 
         def append(conn: sqlite3.Connection) -> None:
+            lost = {f.run_id for f in fences if not _holds(conn, f)}
+            if lost:
+                raise LeaseLost(f"runs no longer held: {sorted(lost)}", run_ids=lost)
+            closing: dict[str, int] = {}
+            refused: set[str] = set()
+            for task_id in task_ids:
+                row = conn.execute(_LOG_STATE, (task_id,)).fetchone()
+                if row is None:
+                    continue
+                if row[0]:
+                    refused.add(task_id)
+                elif task_id in done_tasks and row[1] in _FINAL:
+                    closing[task_id] = min(
+                        e.seq for e in events if e.task_id == task_id and e.event is EventType.DONE
+                    )
+            refused |= {e.task_id for e in events if e.seq > closing.get(e.task_id, e.seq)}
+            if refused:
+                raise LogClosed(f"logs closed: {sorted(refused)}", task_ids=refused)
             try:
                 conn.executemany(_EVENT_INSERT, event_rows)
             except sqlite3.IntegrityError as exc:
                 raise EventConflict(f"events already stored: {exc}") from exc
             conn.executemany(_ITEM_UPSERT, item_rows)
+            conn.executemany(_CLOSE_LOG, [(task_id,) for task_id in closing])
 
         await self.write(append, atomic=True)
 
@@ -769,10 +899,18 @@ class SQLiteTaskStore:
         return int(row[0] or 0)
 
     async def list_items(
-        self, conversation_id: str, *, limit: int = 50, cursor: str | None = None
+        self,
+        conversation_id: str,
+        *,
+        user_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
     ) -> Page[ConversationItem]:
         sql = f"{_ITEM_SELECT} WHERE conversation_id = ?"
         args: list[Any] = [conversation_id]
+        if user_id is not None:
+            sql += f" AND task_id IN ({_TASKS_OF_USER_CONVERSATION})"
+            args += [conversation_id, user_id]
         if cursor is not None:
             created, item_id = decode_cursor(cursor)
             sql += " AND (created_at, item_id) > (?, ?)"
@@ -798,11 +936,12 @@ class SQLiteTaskStore:
         args = (conversation_id, title, user_id, codec.ts(utcnow()))
         return await self.write(lambda conn: conn.execute(_CONVERSATION_INSERT, args).rowcount == 1)
 
-    async def conversation_owner(self, conversation_id: str) -> str | None:
-        row = self.conn.execute(
-            "SELECT user_id FROM conversations WHERE conversation_id = ?", (conversation_id,)
-        ).fetchone()
-        return str(row[0]) if row else None
+    async def has_conversation(self, conversation_id: str, *, user_id: str | None = None) -> bool:
+        if user_id is None:
+            row = self.conn.execute(_ANY_CONVERSATION, (conversation_id,)).fetchone()
+        else:
+            row = self.conn.execute(_USER_CONVERSATION, (user_id, conversation_id)).fetchone()
+        return row is not None
 
 
 class ServerAlreadyRunning(RuntimeError):

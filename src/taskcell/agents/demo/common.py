@@ -54,6 +54,19 @@ MESSAGE_CHUNK = "message_chunk"
 CARD_CACHE_CONTROL = "public, max-age=300"
 
 
+#: How many entries the demo agents' own bookkeeping (flaky's failure counts, slow's cancelled
+#: ids) keeps: the oldest go first, so a long-running server's memory stays bounded.
+RECENT_LIMIT = 10_000
+
+
+def remember(table: dict[str, Any], key: str, value: Any, limit: int = RECENT_LIMIT) -> None:
+    """Set ``table[key]``, dropping the oldest entries beyond ``limit``."""
+    table.pop(key, None)
+    table[key] = value
+    while len(table) > limit:
+        del table[next(iter(table))]
+
+
 @dataclass(frozen=True, slots=True)
 class DemoAgentSpec:
     """How to build one demo agent: its card text and executor."""

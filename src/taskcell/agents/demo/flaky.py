@@ -6,7 +6,8 @@ reads each send request, takes the taskcell task id from the message metadata ke
 than N times; the next request reaches the executor, which answers
 ``Succeeded after N failures.`` A query without "fail N times" never fails.
 
-:data:`FAILURES` maps task id to the number of 503s sent, so tests can look.
+:data:`FAILURES` maps task id to the number of 503s sent, so tests can look (the most recent
+:data:`~.common.RECENT_LIMIT` tasks).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from a2a.server.agent_execution import AgentExecutor
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from taskcell.agents.demo.common import DemoAgentSpec, Reporter, cancel_task
+from taskcell.agents.demo.common import DemoAgentSpec, Reporter, cancel_task, remember
 
 FAILURES: dict[str, int] = {}
 
@@ -54,7 +55,7 @@ def _should_fail(message: dict[str, Any]) -> bool:
     key = str(metadata.get("task_id", ""))
     if FAILURES.get(key, 0) >= failures_wanted(query):
         return False
-    FAILURES[key] = FAILURES.get(key, 0) + 1
+    remember(FAILURES, key, FAILURES.get(key, 0) + 1)
     return True
 
 

@@ -17,10 +17,11 @@ from typing import Any
 
 from a2a.server.agent_execution import AgentExecutor
 
-from taskcell.agents.demo.common import DemoAgentSpec, Reporter, cancel_task
+from taskcell.agents.demo.common import DemoAgentSpec, Reporter, cancel_task, remember
 
-CANCELLED: set[str] = set()
-"""Remote task ids whose cancel reached the slow agent."""
+CANCELLED: dict[str, None] = {}
+"""Remote task ids whose cancel reached the slow agent (the most recent
+:data:`~.common.RECENT_LIMIT`; test with ``in``)."""
 
 DEFAULT_SECONDS = 10.0
 CHUNKS_PER_SECOND = 10
@@ -59,7 +60,7 @@ class SlowExecutor(AgentExecutor):
             self._stopped.discard(task_id)
 
     async def cancel(self, context: Any, event_queue: Any) -> None:
-        CANCELLED.add(context.task_id)
+        remember(CANCELLED, context.task_id, None)
         self._stopped.add(context.task_id)
         await cancel_task(context, event_queue)
 
