@@ -234,7 +234,8 @@ async def resume(engine: Engine, task_id: str) -> Task:
     """Resume a paused schedule; its next time is computed from now (nothing missed runs)."""
     task = await _recurring(engine, task_id, "be resumed")
     now = utcnow()
-    assert task.schedule_config is not None
+    if task.schedule_config is None:  # a stored schedule that could not be read
+        raise UnusableSchedule(task, ValueError("the task has no readable schedule"))
     upcoming = task.next_run_at
     if upcoming is None or upcoming <= now:  # occurrences missed while paused are dropped
         try:
