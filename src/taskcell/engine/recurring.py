@@ -111,10 +111,10 @@ async def submit(engine: Engine, task: Task, *, run_immediately: bool) -> Task:
 
 async def run_occurrence(engine: Engine, task: Task, run: Run) -> None:
     """Run one occurrence (its run is already stored) and record its result."""
-    async with engine.run_slot(task):
+    ctx = RunContext(task, run)
+    async with engine.run_slot(task, ctx):
         if run.scheduled_for is not None and run.started_at is not None:
             SCHEDULER_LAG.observe((run.started_at - run.scheduled_for).total_seconds())
-        ctx = RunContext(task, run)
         with engine.fenced(ctx):
             try:
                 try:
