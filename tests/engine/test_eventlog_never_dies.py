@@ -181,3 +181,55 @@ async def test_events_after_a_closed_log_are_dropped(store: TaskStore) -> None:
     async with running(EventLog(store)) as log:  # type: ignore[arg-type]
         await log.emit(ResponseFactory(other).system_message("still written"))  # alive
     assert await contents(store, other.task_id) == [(1, "message", "still written")]
+
+
+class HeldFirst:
+    """The store, whose first append waits until ``gate`` is set (so events queue meanwhile)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.gate = asyncio.Event()
+        self.entered = asyncio.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    async def append_events(
+        self,
+        events: Sequence[Event],
+        items: Sequence[ConversationItem],
+        *,
+        notices: Sequence[str] = (),
+    ) -> None:
+        if not self.entered.is_set():
+            self.entered.set()
+            await self.gate.wait()
+        await self._store.append_events(events, items, notices=notices)
+
+
+async def test_events_queued_behind_a_refused_batch_keep_the_log_contiguous(
+    store: TaskStore,
+) -> None:
+    """A stale run's batch is refused while the task's next attempt has events queued: those
+    are numbered from the log's end, with no gap where the refused events were."""
+    full: Store = store  # type: ignore[assignment]
+    task = Task(query="q", agent_name="echo")
+    await store.save(task)
+    run = Run(task_id=task.task_id, owner="p1", lease_expires_at=T0, started_at=T0 + SECOND)
+    assert await store.start_run(run)
+    assert len(await full.interrupt_expired("taken over", by="p2")) == 1
+    held = HeldFirst(full)
+    log = EventLog(held)  # type: ignore[arg-type]
+    log.hold(run.fence)
+    async with running(log):
+        log.new_task(task.task_id)
+        await log.emit(ResponseFactory(task, run.run_id).message_chunk("stale", item_id="i1"))
+        await asyncio.wait_for(held.entered.wait(), 10)  # that batch is being written
+        await log.emit(ResponseFactory(task).system_message("next attempt"))  # queued: seq 2
+        held.gate.set()
+        await asyncio.wait_for(log.flush(), 10)
+        await log.emit(ResponseFactory(task).system_message("and on"))
+    assert await contents(store, task.task_id) == [
+        (1, "message", "next attempt"),
+        (2, "message", "and on"),
+    ]

@@ -326,8 +326,9 @@ class EventLog:
                 await asyncio.sleep(wait * (0.5 + random.random() / 2))
                 renumber = task_ids
             except LeaseLost as exc:
-                batch, items = self._drop(batch, items, runs=exc.run_ids)
-                renumber = {e.task_id for e in batch} & task_ids
+                # The tasks that lost events are numbered again from the log's end (their
+                # events still queued here too), so their logs stay without a gap.
+                batch, items, renumber = self._drop(batch, items, runs=exc.run_ids)
                 self._lost_runs |= exc.run_ids
                 logger.warning(
                     "events of runs that lost their lease dropped",
@@ -336,14 +337,15 @@ class EventLog:
                 if self.on_lease_lost is not None:
                     self.on_lease_lost(exc.run_ids)
             except LogClosed as exc:
-                batch, items = self._drop(batch, items, tasks=exc.task_ids)
+                batch, items, renumber = self._drop(batch, items, tasks=exc.task_ids)
                 logger.warning(
                     "events after a closed log dropped", extra={"tasks": sorted(exc.task_ids)}
                 )
-                renumber = {e.task_id for e in batch} & exc.task_ids
             except UnicodeError as exc:
                 if not self._isolate(batch, items, exc):
                     await self._outage_wait(conflicts + 1, exc)
+        if renumber:  # every event of the batch was dropped: those queued follow the log's end
+            await self._durably("renumber", functools.partial(self._renumber, batch, renumber))
         self._persisted += settled
         self.appended_total += len(batch)
         self._publish(batch)
@@ -392,8 +394,9 @@ class EventLog:
         *,
         runs: frozenset[str] = frozenset(),
         tasks: frozenset[str] = frozenset(),
-    ) -> tuple[list[Event], list[ConversationItem]]:
-        """Drop the events (queued ones too) and items of refused runs or closed logs."""
+    ) -> tuple[list[Event], list[ConversationItem], set[str]]:
+        """Drop the events (queued ones too) and items of refused runs or closed logs; answers
+        what is kept and the tasks that lost events (to number again from the log's end)."""
 
         def refused(event: Event) -> bool:
             return event.task_id in tasks or (
@@ -402,6 +405,7 @@ class EventLog:
 
         kept = [e for e in batch if not refused(e)]
         queued = [e for e in self._pending if not refused(e)]
+        affected = {e.task_id for e in [*batch, *self._pending] if refused(e)}
         dropped_queued = len(self._pending) - len(queued)
         self._pending = queued
         self._persisted += dropped_queued  # settled: a flush does not wait for them
@@ -414,10 +418,7 @@ class EventLog:
         for item in items:
             if item not in kept_items:
                 self._merged.pop(item.item_id, None)
-        for task_id in tasks:
-            if not any(e.task_id == task_id for e in self._pending):
-                self._seqs.pop(task_id, None)
-        return kept, kept_items
+        return kept, kept_items, affected
 
     def _isolate(
         self, batch: list[Event], items: list[ConversationItem], exc: UnicodeError
@@ -456,11 +457,12 @@ class EventLog:
         return True
 
     async def _renumber(self, batch: list[Event], task_ids: set[str] | None = None) -> None:
-        """Give a batch's events numbers after what the log holds now.
+        """Give a batch's events (and those queued after it) numbers after what the log holds
+        now, and number the task's next event after them.
 
         Another process may have appended to the same task's log (in a cluster, a cancel or a
-        controller update comes from the process that took the request). The batch was not
-        published yet, so nobody saw the old numbers.
+        controller update comes from the process that took the request), or refused events
+        were dropped. The batch was not published yet, so nobody saw the old numbers.
         """
         for task_id in task_ids if task_ids is not None else {e.task_id for e in batch}:
             seq = await self._store.last_seq(task_id)
