@@ -245,3 +245,28 @@ async def test_a_claimed_occurrence_survives_its_claimer(tmp_path: Path) -> None
         task.next_run_at,
         RunStatus.INTERRUPTED,
     )
+
+
+async def test_the_opening_events_are_durable_when_submit_answers(tmp_path: Path) -> None:
+    """What ``POST /tasks`` answers 201 after: the task's opening events are in the store."""
+    registry = AgentRegistry()
+    hold = asyncio.Event()
+
+    async def waiting(request: AgentRequest) -> str:
+        await hold.wait()
+        return "ok"
+
+    registry.register_local("waiting", waiting)
+    engine = make_engine(tmp_path / "o.db", registry)
+    await engine.start(schedule=False)
+    try:
+        task = await engine.submit(Task(query="first words", agent_name="waiting"))
+        stored = await engine.store.read_events(task.task_id)  # the store, not the log's queue
+        hold.set()
+    finally:
+        await engine.stop()
+    assert [e.event for e in stored[:3]] == [
+        EventType.CONVERSATION_STARTED,
+        EventType.THREAD_STARTED,
+        EventType.MESSAGE,
+    ], stored

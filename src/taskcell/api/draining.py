@@ -61,4 +61,9 @@ class DrainingServer(uvicorn.Server):
             if engine is not None:
                 await engine.interrupt_runs()
         AppStatus.should_exit = True
-        await super().shutdown(sockets)
+        try:
+            await super().shutdown(sockets)
+        finally:
+            # The flag is process-wide: a server started later in this process (tests, an
+            # embedding application) must stream again.
+            AppStatus.should_exit = False

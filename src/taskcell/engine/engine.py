@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
 from taskcell.abc import LeaseLost, Store, TaskFilter
-from taskcell.agents.base import AgentError, TransientAgentError
+from taskcell.agents.base import AgentError, TransientAgentError, can_resume
 from taskcell.agents.registry import AgentRegistry
 from taskcell.domain.events import Event, EventType
 from taskcell.domain.models import (
@@ -629,13 +629,38 @@ class Engine:
                 runner.cancel()
 
     async def lease_lost(self, ctx: RunContext) -> None:
-        """A run lost its lease: stop its remote task; write nothing (see :class:`LeaseLost`)."""
+        """A run lost its lease: it writes nothing more (see :class:`LeaseLost`), and its
+        remote task is cancelled unless the attempt that took the task over resumes it."""
         self._lost[ctx.run.run_id] = ctx.task.task_id
         logger.warning(
             "run stopped: its lease was lost",
             extra={"task_id": ctx.task.task_id, "run_id": ctx.run.run_id},
         )
-        await self.cancel_remote(ctx.task, ctx.remote_task_id)
+        if not await self._taken_up_elsewhere(ctx):
+            await self.cancel_remote(ctx.task, ctx.remote_task_id)
+
+    async def _taken_up_elsewhere(self, ctx: RunContext) -> bool:
+        """Whether the remote task of a run that lost its lease is (or will be) resumed by the
+        task's next attempt: an agent that can resume it, a once task still open, and no other
+        remote task recorded since (the task names this one, or none: then the next attempt
+        finds it by its context id). Cancelling it would cancel the resumed work."""
+        task, remote = ctx.task, ctx.remote_task_id
+        if not remote or task.pattern is not TaskPattern.ONCE:
+            return False
+        try:
+            client = self.registry.get(task.agent_name)
+            if not can_resume(client) or getattr(client, "served_here", False):
+                return False  # no other process can reach it (an in-process or demo agent)
+            current = await self.store.load(task.task_id)
+        except Exception as exc:  # the store is out: leave it to the next attempt
+            logger.info(
+                "remote task left to the next attempt",
+                extra={"task_id": task.task_id, "remote_task_id": remote, "error": repr(exc)},
+            )
+            return True
+        if current is None or current.is_finished():
+            return False
+        return current.metadata.get(RESUMABLE_KEY) in (None, remote)
 
     async def _stopped_between_attempts(self, task: Task) -> None:
         reason = self._cancelling.get(task.task_id)
