@@ -285,16 +285,49 @@ class Engine:
     # -- once tasks -----------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def run_slot(self, task: Task) -> AsyncIterator[None]:
+    async def run_slot(self, task: Task, ctx: RunContext | None = None) -> AsyncIterator[None]:
         """Hold a run slot for ``task``: first one of its agent's own (see
         ``AgentRegistry.run_limit``; waiting for it holds no engine slot), then one of the
-        engine's ``max_concurrent_runs``."""
+        engine's ``max_concurrent_runs``.
+
+        Cancelled while it waits (a user's cancel, a stop, an outage), it settles what waits
+        before it re-raises: the stored run ``ctx`` (a reply taken up, an occurrence) as
+        :meth:`stopped` does, or, with no run yet, a cancelled task's closing events."""
         name = task.agent_name
         limit = self._agent_slots.get(name)
         if limit is None and (count := self.registry.run_limit(name, self._max_runs)):
             limit = self._agent_slots[name] = asyncio.Semaphore(count)
-        async with limit or contextlib.nullcontext(), self._slots:
+        held: list[asyncio.Semaphore] = []
+        try:
+            for semaphore in (limit, self._slots):
+                if semaphore is not None:
+                    await semaphore.acquire()
+                    held.append(semaphore)
+        except asyncio.CancelledError:
+            for semaphore in held:
+                semaphore.release()
+            await asyncio.shield(self._stopped_waiting(task, ctx))
+            raise
+        try:
             yield
+        finally:
+            for semaphore in held:
+                semaphore.release()
+
+    async def _stopped_waiting(self, task: Task, ctx: RunContext | None) -> None:
+        """A run cancelled while it waited for a slot: see :meth:`run_slot`."""
+        logger.info(
+            "run stopped while it waited for a slot",
+            extra={"task_id": task.task_id, "reason": self._cancelling.get(task.task_id)},
+        )
+        if ctx is None:
+            await self._stopped_between_attempts(task)
+            return
+        with self.fenced(ctx):
+            try:
+                await self.stopped(ctx)
+            finally:
+                self.log.run_ended(ctx.run.run_id)
 
     async def _run_once(self, task: Task) -> None:
         async with self.run_slot(task):
@@ -756,7 +789,7 @@ class Engine:
         return await self.service.require_task(task_id)
 
     async def _continue(self, ctx: RunContext, text: str) -> None:
-        async with self.run_slot(ctx.task):
+        async with self.run_slot(ctx.task, ctx):
             with self.fenced(ctx):
                 try:
                     try:
