@@ -299,8 +299,13 @@ def streams(snap: Snapshot, read: dict[str, Stream]) -> list[Violation]:
             continue
         if seen != list(range(1, len(seen) + 1)):
             dup = [s for s, n in Counter(seen).items() if n > 1]
+            gaps = sorted(set(range(1, max(seen) + 1)) - set(seen))
             found.append(
-                Violation(STREAMS, task_id, f"seqs out of order (duplicates {dup[:5]}) on {where}")
+                Violation(
+                    STREAMS,
+                    task_id,
+                    f"seqs not 1..n: duplicates {dup[:5]}, missing {gaps[:5]}, on {where}",
+                )
             )
             continue
         stored = [{k: v for k, v in e.items() if k != "_stored_seq"} for e in log]

@@ -73,9 +73,20 @@ class FullDisk:
 def _last_words(node: Node) -> str:
     """The line of its output that best says why a process ended."""
     lines = [line for line in node.log_tail(8000).splitlines() if line.strip()]
-    critical = [line for line in lines if "CRITICAL" in line]
-    raised = [line for line in lines if not line[0].isspace() and " WARNING " not in line]
+    critical = [line for line in lines if " CRITICAL " in line]
+    # The last line of a traceback: "module.Error: message", not indented, not a log record.
+    raised = [line for line in lines if not line[0].isspace() and not line.startswith("20")]
     return (critical or raised or lines or ["(no output)"])[-1][:200]
+
+
+def _story(node: Node, lines: int = 12) -> str:
+    """The end of a dead life's output (log records and tracebacks' last lines), for the report."""
+    told = [
+        line[:220]
+        for line in node.log_tail(20000).splitlines()
+        if line.strip() and not line[0].isspace() and "retrying" not in line
+    ]
+    return "\n".join(f"    {line}" for line in told[-lines:])
 
 
 class Nemesis:
@@ -235,7 +246,15 @@ class Nemesis:
                             datetime.now(UTC),
                         )
                     )
+                    self.notes.append(f"{node.name} (pid {node.pid}) died; its output ended:")
+                    self.notes.append(_story(node))
+                    starts = node.lives
                     await asyncio.to_thread(self._revive, node, 300)
+                    if node.lives - starts > 1:
+                        self.notes.append(
+                            f"{node.name} took {node.lives - starts} starts to come back "
+                            "(a start that cannot reach the database exits)"
+                        )
                 finally:
                     node.lock.release()
             try:

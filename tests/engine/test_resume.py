@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from taskcell.agents.http import aclose_shared_http_clients
 from taskcell.agents.registry import AgentRegistry
 from taskcell.agents.remote import RemoteAgentClient
 from taskcell.domain.events import Event, EventType, Role
-from taskcell.domain.models import RunStatus
+from taskcell.domain.models import RunStatus, utcnow
 from taskcell.engine.engine import INTERRUPTED, Engine, RetryPolicy
 from taskcell.stores.sqlite import SQLiteTaskStore
 from taskcell.testing import serve_app
@@ -253,3 +254,37 @@ async def test_a_recurring_run_whose_stream_is_cut_resumes_the_same_remote_task(
     assert stored is not None and stored.status is RunStatus.COMPLETED, stored
     assert stored.attempt == 2, f"the cut should cost one attempt, saw {stored.attempt}"
     assert stored.result == ANSWER.strip(), stored.result
+
+
+async def test_a_run_that_lost_its_lease_leaves_the_resumed_remote_task_alone(
+    tmp_path: Path,
+) -> None:
+    """SIGSTOP past the lease, in one process: another engine takes the run over and resumes
+    its remote task; the stale attempt, refused when it goes on, must not cancel that task."""
+    agent = GatedAgent()
+    db = tmp_path / "stale.db"
+    async with serve_app(app_factory=lambda base: gated_app(agent, base)) as base_url:
+        url = f"{base_url}/gated"
+        async with engine_on(db, url) as stale:
+            task = await stale.submit(Task(query="tick", agent_name="gated", max_attempts=3))
+            await asyncio.wait_for(until_set(agent.ticked[3]), _WAIT)
+            await logged_chunks(stale, task.task_id, 3)
+            [run] = (await stale.store.list_runs(task.task_id)).items
+            expired = {"lease_expires_at": utcnow() - timedelta(seconds=1)}
+            assert await stale.store.update_run(run.run_id, expired)
+            taken = await stale.store.interrupt_expired(INTERRUPTED, by="other-process")
+            assert [r.run_id for r in taken] == [run.run_id], taken
+            async with engine_on(db, url) as other:
+                await logged_chunks(other, task.task_id, 3)
+                agent.release[3].set()  # both streams get tick 4: the stale one is refused
+                await asyncio.wait_for(stale.wait_idle(), _WAIT)
+                agent.release[5].set()
+                events = await read_until_done(other, task.task_id)
+                stored = await other.service.require_task(task.task_id)
+    await aclose_shared_http_clients()
+
+    assert agent.journal == [f"execute {stored.remote_task_ids[0]}"], (
+        f"the stale attempt should not cancel the resumed task, the agent saw {agent.journal}"
+    )
+    assert stored.status is TaskStatus.COMPLETED, stored
+    assert chunk_texts(events) == [f"tick {i} " for i in range(1, 7)], chunk_texts(events)

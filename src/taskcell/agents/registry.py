@@ -138,6 +138,7 @@ class AgentRegistry:
                         http_client=http_client,
                         connect_timeout=connect,
                         read_timeout=read,
+                        served_here=True,
                     )
                 )
         for name, config in settings.agents.items():

@@ -151,11 +151,15 @@ class RemoteAgentClient:
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         binding: str | None = None,
         card_ttl: float = 300.0,
+        served_here: bool = False,
     ) -> None:
         if binding is not None and binding not in SUPPORTED_BINDINGS:
             raise ValueError(f"binding must be one of {SUPPORTED_BINDINGS}, not {binding!r}")
         self.name = name
         self.url = url.rstrip("/")
+        #: The agent is served by this process (the demo agents): its tasks end with the
+        #: process, and no other process of a cluster can resume them.
+        self.served_here = served_here
         self._http_client = http_client
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout

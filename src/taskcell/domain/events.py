@@ -50,6 +50,10 @@ FINAL_EVENTS = frozenset(
 )
 
 
+#: JSON escapes for the characters outside ASCII that line readers may split at.
+_LINE_BREAK_ESCAPES = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
 @dataclass(slots=True)
 class Event:
     """One event of a task. ``seq`` is 0 until the event log gives it the task's next number."""
@@ -84,9 +88,17 @@ class Event:
         return self._wire
 
     def sse_frame(self) -> bytes:
-        """The event as one Server-Sent Events message (``id:`` and one ``data:`` line)."""
+        """The event as one Server-Sent Events message (``id:`` and one ``data:`` line).
+
+        The characters that some line readers take for a line break (NEL, U+2028, U+2029:
+        Python's ``str.splitlines``, and clients built on it) are written as JSON escapes, so
+        the ``data:`` line stays one line for every client, not only for those that follow
+        the SSE rule (CR and LF only)."""
         if self._frame is None:
-            self._frame = f"id: {self.seq}\r\ndata: {self.to_json()}\r\n\r\n".encode()
+            data = self.to_json()
+            if not data.isascii():
+                data = data.translate(_LINE_BREAK_ESCAPES)
+            self._frame = f"id: {self.seq}\r\ndata: {data}\r\n\r\n".encode()
         return self._frame
 
     def to_dict(self) -> dict[str, Any]:

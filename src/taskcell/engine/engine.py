@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
 from taskcell.abc import LeaseLost, Store, TaskFilter
-from taskcell.agents.base import AgentError, TransientAgentError
+from taskcell.agents.base import AgentError, TransientAgentError, can_resume
 from taskcell.agents.registry import AgentRegistry
 from taskcell.domain.events import Event, EventType
 from taskcell.domain.models import (
@@ -286,16 +286,49 @@ class Engine:
     # -- once tasks -----------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def run_slot(self, task: Task) -> AsyncIterator[None]:
+    async def run_slot(self, task: Task, ctx: RunContext | None = None) -> AsyncIterator[None]:
         """Hold a run slot for ``task``: first one of its agent's own (see
         ``AgentRegistry.run_limit``; waiting for it holds no engine slot), then one of the
-        engine's ``max_concurrent_runs``."""
+        engine's ``max_concurrent_runs``.
+
+        Cancelled while it waits (a user's cancel, a stop, an outage), it settles what waits
+        before it re-raises: the stored run ``ctx`` (a reply taken up, an occurrence) as
+        :meth:`stopped` does, or, with no run yet, a cancelled task's closing events."""
         name = task.agent_name
         limit = self._agent_slots.get(name)
         if limit is None and (count := self.registry.run_limit(name, self._max_runs)):
             limit = self._agent_slots[name] = asyncio.Semaphore(count)
-        async with limit or contextlib.nullcontext(), self._slots:
+        held: list[asyncio.Semaphore] = []
+        try:
+            for semaphore in (limit, self._slots):
+                if semaphore is not None:
+                    await semaphore.acquire()
+                    held.append(semaphore)
+        except asyncio.CancelledError:
+            for semaphore in held:
+                semaphore.release()
+            await asyncio.shield(self._stopped_waiting(task, ctx))
+            raise
+        try:
             yield
+        finally:
+            for semaphore in held:
+                semaphore.release()
+
+    async def _stopped_waiting(self, task: Task, ctx: RunContext | None) -> None:
+        """A run cancelled while it waited for a slot: see :meth:`run_slot`."""
+        logger.info(
+            "run stopped while it waited for a slot",
+            extra={"task_id": task.task_id, "reason": self._cancelling.get(task.task_id)},
+        )
+        if ctx is None:
+            await self._stopped_between_attempts(task)
+            return
+        with self.fenced(ctx):
+            try:
+                await self.stopped(ctx)
+            finally:
+                self.log.run_ended(ctx.run.run_id)
 
     async def _run_once(self, task: Task) -> None:
         async with self.run_slot(task):
@@ -647,13 +680,38 @@ class Engine:
         self.cluster.recover_before_renewing()
 
     async def lease_lost(self, ctx: RunContext) -> None:
-        """A run lost its lease: stop its remote task; write nothing (see :class:`LeaseLost`)."""
+        """A run lost its lease: it writes nothing more (see :class:`LeaseLost`), and its
+        remote task is cancelled unless the attempt that took the task over resumes it."""
         self._lost[ctx.run.run_id] = ctx.task.task_id
         logger.warning(
             "run stopped: its lease was lost",
             extra={"task_id": ctx.task.task_id, "run_id": ctx.run.run_id},
         )
-        await self.cancel_remote(ctx.task, ctx.remote_task_id)
+        if not await self._taken_up_elsewhere(ctx):
+            await self.cancel_remote(ctx.task, ctx.remote_task_id)
+
+    async def _taken_up_elsewhere(self, ctx: RunContext) -> bool:
+        """Whether the remote task of a run that lost its lease is (or will be) resumed by the
+        task's next attempt: an agent that can resume it, a once task still open, and no other
+        remote task recorded since (the task names this one, or none: then the next attempt
+        finds it by its context id). Cancelling it would cancel the resumed work."""
+        task, remote = ctx.task, ctx.remote_task_id
+        if not remote or task.pattern is not TaskPattern.ONCE:
+            return False
+        try:
+            client = self.registry.get(task.agent_name)
+            if not can_resume(client) or getattr(client, "served_here", False):
+                return False  # no other process can reach it (an in-process or demo agent)
+            current = await self.store.load(task.task_id)
+        except Exception as exc:  # the store is out: leave it to the next attempt
+            logger.info(
+                "remote task left to the next attempt",
+                extra={"task_id": task.task_id, "remote_task_id": remote, "error": repr(exc)},
+            )
+            return True
+        if current is None or current.is_finished():
+            return False
+        return current.metadata.get(RESUMABLE_KEY) in (None, remote)
 
     async def _stopped_between_attempts(self, task: Task) -> None:
         reason = self._cancelling.get(task.task_id)
@@ -749,7 +807,7 @@ class Engine:
         return await self.service.require_task(task_id)
 
     async def _continue(self, ctx: RunContext, text: str) -> None:
-        async with self.run_slot(ctx.task):
+        async with self.run_slot(ctx.task, ctx):
             with self.fenced(ctx):
                 try:
                     try:

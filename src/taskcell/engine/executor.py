@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from taskcell.abc import Store
+from taskcell.abc import LeaseLost, Store
 from taskcell.agents.a2a_events import UpdateIds
 from taskcell.agents.base import (
     TERMINAL_KINDS,
@@ -201,6 +201,8 @@ class TaskExecutor:
         """:meth:`_resumed`, its errors reported like those of a stream's first update."""
         try:
             return await self._resumed(ctx, client, remote_task_id, read_log=read_log)
+        except LeaseLost:
+            raise  # the run stops: another process owns it now
         except AgentError as exc:
             error = _readable(exc)
         except Exception as exc:
@@ -247,6 +249,8 @@ class TaskExecutor:
                 if update.kind in TERMINAL_KINDS or update.kind is UpdateKind.INPUT_REQUIRED:
                     break
             return self._outcome(last, router)
+        except LeaseLost:
+            raise  # the run stops: another process owns it now
         except AgentError as exc:
             error = _readable(exc)
         except Exception as exc:

@@ -112,10 +112,10 @@ async def submit(engine: Engine, task: Task, *, run_immediately: bool) -> Task:
 
 async def run_occurrence(engine: Engine, task: Task, run: Run) -> None:
     """Run one occurrence (its run is already stored) and record its result."""
-    async with engine.run_slot(task):
+    ctx = RunContext(task, run)
+    async with engine.run_slot(task, ctx):
         if run.scheduled_for is not None and run.started_at is not None:
             SCHEDULER_LAG.observe((run.started_at - run.scheduled_for).total_seconds())
-        ctx = RunContext(task, run)
         with engine.fenced(ctx):
             try:
                 try:
@@ -239,7 +239,8 @@ async def resume(engine: Engine, task_id: str) -> Task:
     """Resume a paused schedule; its next time is computed from now (nothing missed runs)."""
     task = await _recurring(engine, task_id, "be resumed")
     now = utcnow()
-    assert task.schedule_config is not None
+    if task.schedule_config is None:  # a stored schedule that could not be read
+        raise UnusableSchedule(task, ValueError("the task has no readable schedule"))
     upcoming = task.next_run_at
     if upcoming is None or upcoming <= now:  # occurrences missed while paused are dropped
         try:

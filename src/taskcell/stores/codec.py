@@ -15,7 +15,8 @@ aware datetimes, and JSON as text or decoded values.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -23,6 +24,8 @@ from taskcell.abc import ProcessInfo
 from taskcell.domain.events import ConversationItem, Event, EventType, Role
 from taskcell.domain.models import Run, RunStatus, ScheduleConfig, Task, TaskPattern
 from taskcell.domain.state_machine import TaskStatus
+
+logger = logging.getLogger(__name__)
 
 TASK_COLUMNS: tuple[str, ...] = (
     "task_id",
@@ -159,9 +162,127 @@ def run_values(run: Run, *, dialect: Dialect = "sqlite") -> tuple[Any, ...]:
     return tuple(encode_field(name, getattr(run, name), dialect=dialect) for name in RUN_COLUMNS)
 
 
+class UndecodableRow(ValueError):
+    """A stored task row that cannot be turned into a task (damaged by hand, or by a bug).
+
+    ``problems`` maps each column that failed to why; ``column`` is the first of them.
+    """
+
+    def __init__(self, task_id: str, problems: Mapping[str, str]) -> None:
+        self.task_id = task_id
+        self.problems = dict(problems)
+        self.column = next(iter(self.problems))
+        described = "; ".join(f"{name}: {why}" for name, why in self.problems.items())
+        #: Why, for the task's ``error_message``.
+        self.reason = f"{UNDECODABLE_PREFIX} ({described})"
+        super().__init__(f"the stored task {task_id} cannot be read ({described})")
+
+
+#: The start of the ``error_message`` of a task whose stored row could not be decoded.
+UNDECODABLE_PREFIX = "The stored task could not be read"
+
+
 def task_from_row(row: Sequence[Any]) -> Task:
-    """A task from a row in :data:`TASK_COLUMNS` order (trusted data: no re-validation)."""
-    schedule = row[9]
+    """A task from a row in :data:`TASK_COLUMNS` order (trusted data: no re-validation).
+
+    Raises :class:`UndecodableRow`, naming the task and each column that failed, for a row
+    that cannot be decoded (JSON that does not parse or has the wrong shape, an unknown status
+    or pattern, a datetime that does not parse or has no offset).
+    """
+    try:
+        return _task_from_row(row)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        pass
+    problems = _problems(row)
+    if not problems:  # pragma: no cover - the fast path failed, so some column must
+        problems = {"row": "it does not decode"}
+    raise UndecodableRow(str(row[0]), problems)
+
+
+def salvaged_task(row: Sequence[Any]) -> Task:
+    """A task from a row that may be undecodable, for showing to its user: each column that
+    fails to decode is cleared (its empty value; an unknown status reads ``failed``, an
+    unknown pattern ``once``) and ``error_message`` says which and why."""
+    try:
+        return task_from_row(row)
+    except UndecodableRow as error:
+        exc = error
+    problems = exc.problems
+    fields: dict[str, Any] = {}
+    for name, (index, decode, empty) in _DECODERS.items():
+        fields[name] = empty() if name in problems else decode(row[index])
+    for name in ("created_at", "updated_at"):
+        if fields[name] is None:
+            fields[name] = (
+                fields["updated_at"] or fields["created_at"] or datetime.fromtimestamp(0, UTC)
+            )
+    return Task.model_construct(
+        task_id=row[0],
+        title=row[1],
+        query=row[2],
+        conversation_id=row[3],
+        thread_id=row[4],
+        user_id=row[5],
+        agent_name=row[6],
+        paused=bool(row[10]),
+        attempt=row[12],
+        max_attempts=row[13],
+        handoff_from_super_agent=bool(row[15]),
+        error_message=f"{exc.reason}; those fields are shown cleared",
+        **fields,
+    )
+
+
+def decoded_tasks(
+    rows: Iterable[Sequence[Any]], *, where: str
+) -> tuple[list[Task], list[UndecodableRow]]:
+    """The tasks of ``rows`` that decode, and the errors of those that do not, each logged
+    (ERROR, naming the task and the column) and left out: one damaged row never fails a list
+    or a claim (``where`` names the operation in the log)."""
+    tasks: list[Task] = []
+    bad: list[UndecodableRow] = []
+    for row in rows:
+        try:
+            tasks.append(task_from_row(row))
+        except UndecodableRow as exc:
+            logger.error(
+                "stored task row cannot be decoded: skipped",
+                extra={
+                    "task_id": exc.task_id,
+                    "column": exc.column,
+                    "problems": exc.problems,
+                    "where": where,
+                },
+            )
+            bad.append(exc)
+    return tasks, bad
+
+
+def created_key(row: Sequence[Any]) -> tuple[datetime, str] | None:
+    """A task row's (created_at, task_id), for a page's cursor; None if it does not decode."""
+    try:
+        return _required_dt(row[16]), str(row[0])
+    except (ValueError, TypeError):
+        return None
+
+
+def last_key(rows: Sequence[Any], items: Sequence[Task], limit: int) -> tuple[datetime, str] | None:
+    """Where the next page starts: after the page's last row, even one left out as
+    undecodable (None when this is the last page)."""
+    if len(rows) <= limit:
+        return None
+    key = created_key(rows[limit - 1])
+    if key is None and items:
+        key = (items[-1].created_at, items[-1].task_id)
+    return key
+
+
+def _task_from_row(row: Sequence[Any]) -> Task:
+    schedule = _json(row[9])
+    remote_task_ids = _json(row[14])
+    metadata = _json(row[21])
+    if type(remote_task_ids) is not list or type(metadata) is not dict:
+        raise TypeError("remote_task_ids must be a JSON list and metadata a JSON object")
     return Task.model_construct(
         task_id=row[0],
         title=row[1],
@@ -172,22 +293,65 @@ def task_from_row(row: Sequence[Any]) -> Task:
         agent_name=row[6],
         status=TaskStatus(row[7]),
         pattern=TaskPattern(row[8]),
-        schedule_config=(
-            ScheduleConfig.model_construct(**json.loads(schedule)) if schedule else None
-        ),
+        schedule_config=ScheduleConfig.model_construct(**schedule) if schedule else None,
         paused=bool(row[10]),
         next_run_at=_dt(row[11]),
         attempt=row[12],
         max_attempts=row[13],
-        remote_task_ids=_json(row[14]),
+        remote_task_ids=remote_task_ids,
         handoff_from_super_agent=bool(row[15]),
         created_at=_required_dt(row[16]),
         started_at=_dt(row[17]),
         completed_at=_dt(row[18]),
         updated_at=_required_dt(row[19]),
         error_message=row[20],
-        metadata=_json(row[21]),
+        metadata=metadata,
     )
+
+
+def _shaped(kind: type) -> Callable[[Any], Any]:
+    def decode(value: Any) -> Any:
+        decoded = _json(value)
+        if type(decoded) is not kind:
+            raise TypeError(f"a JSON {kind.__name__} was expected, found {type(decoded).__name__}")
+        return decoded
+
+    return decode
+
+
+def _schedule(value: Any) -> ScheduleConfig | None:
+    decoded = _json(value)
+    if not decoded:
+        return None
+    if type(decoded) is not dict:
+        raise TypeError(f"a JSON object was expected, found {type(decoded).__name__}")
+    return ScheduleConfig.model_construct(**decoded)
+
+
+#: Each decoded task column: its index in TASK_COLUMNS, its decoder, and its cleared value.
+_DECODERS: dict[str, tuple[int, Callable[[Any], Any], Callable[[], Any]]] = {
+    "status": (7, TaskStatus, lambda: TaskStatus.FAILED),
+    "pattern": (8, TaskPattern, lambda: TaskPattern.ONCE),
+    "schedule_config": (9, _schedule, lambda: None),
+    "next_run_at": (11, lambda v: _dt(v), lambda: None),
+    "remote_task_ids": (14, _shaped(list), list),
+    "created_at": (16, lambda v: _required_dt(v), lambda: None),
+    "started_at": (17, lambda v: _dt(v), lambda: None),
+    "completed_at": (18, lambda v: _dt(v), lambda: None),
+    "updated_at": (19, lambda v: _required_dt(v), lambda: None),
+    "metadata": (21, _shaped(dict), dict),
+}
+
+
+def _problems(row: Sequence[Any]) -> dict[str, str]:
+    """Each column of ``row`` that does not decode, with why."""
+    problems = {}
+    for name, (index, decode, _) in _DECODERS.items():
+        try:
+            decode(row[index])
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            problems[name] = str(exc) or type(exc).__name__
+    return problems
 
 
 def run_from_row(row: Sequence[Any]) -> Run:
@@ -213,7 +377,10 @@ def _dt(value: Any) -> datetime | None:
     """A stored datetime: text (SQLite) or an aware datetime (PostgreSQL)."""
     if value is None or isinstance(value, datetime):
         return value.astimezone(UTC) if isinstance(value, datetime) else None
-    return datetime.fromisoformat(value)
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        raise ValueError(f"the stored datetime {value!r} has no UTC offset")
+    return moment
 
 
 def _required_dt(value: Any) -> datetime:

@@ -178,6 +178,11 @@ _CLAIM_DUE_SELECT = (
     " ORDER BY next_run_at, task_id LIMIT $2 FOR UPDATE SKIP LOCKED"
 )
 _CLAIM_DUE_UPDATE = "UPDATE tasks SET next_run_at = $1, updated_at = $2 WHERE task_id = $3"
+#: A claimed task whose row cannot be decoded: disarmed and paused, saying why.
+_DISARM = (
+    "UPDATE tasks SET next_run_at = NULL, paused = TRUE, error_message = $1, updated_at = $2"
+    " WHERE task_id = $3 AND pattern = 'recurring' AND status = 'running' AND NOT paused"
+)
 _CLAIM_PENDING = (
     "UPDATE tasks SET updated_at = now() WHERE task_id IN (SELECT task_id FROM tasks"
     " WHERE status = 'pending' AND pattern = 'once' AND updated_at < now() - $1::interval"
@@ -454,6 +459,18 @@ def _filter_sql(flt: TaskFilter) -> tuple[list[str], list[Any]]:
     return where, args
 
 
+async def _claimable(
+    conn: Connection, rows: Sequence[asyncpg.Record], moment: datetime, *, where: str
+) -> list[Task]:
+    """The due tasks of ``rows`` that decode; each that does not is disarmed and paused with
+    the reason, in the claim's transaction, so it never blocks the scheduler again."""
+    tasks, bad = codec.decoded_tasks(map(tuple, rows), where=where)
+    for error in bad:
+        reason = f"{error.reason}; its schedule is paused"
+        await conn.execute(_DISARM, reason, moment, error.task_id)
+    return tasks
+
+
 def _row_count(status: str) -> int:
     """The row count of a command status such as ``UPDATE 1`` or ``INSERT 0 1``."""
     return int(status.rsplit(" ", 1)[-1])
@@ -626,7 +643,7 @@ class PostgresTaskStore:
 
     async def load(self, task_id: str) -> Task | None:
         row = await (await self.pool()).fetchrow(_TASK_BY_ID, task_id)
-        return codec.task_from_row(tuple(row)) if row is not None else None
+        return codec.salvaged_task(tuple(row)) if row is not None else None
 
     async def exists(self, task_id: str) -> bool:
         return bool(await (await self.pool()).fetchval(_TASK_EXISTS, task_id))
@@ -647,9 +664,9 @@ class PostgresTaskStore:
         args.append(limit + 1)
         sql = f"{_TASK_SELECT}{clause} ORDER BY created_at DESC, task_id DESC LIMIT ${len(args)}"
         rows = await (await self.pool()).fetch(sql, *args)
-        items = [codec.task_from_row(tuple(row)) for row in rows[:limit]]
-        last = items[-1] if len(rows) > limit else None
-        return Page(items, encode_cursor(last.created_at, last.task_id) if last else None)
+        items, _ = codec.decoded_tasks(map(tuple, rows[:limit]), where="list_tasks")
+        last = codec.last_key(rows, items, limit)
+        return Page(items, encode_cursor(*last) if last else None)
 
     async def transition(
         self,
@@ -823,7 +840,7 @@ class PostgresTaskStore:
 
     async def due_tasks(self, now: datetime, *, limit: int = 100) -> list[Task]:
         rows = await (await self.pool()).fetch(_DUE_TASKS, codec.utc(now), limit)
-        return [codec.task_from_row(tuple(row)) for row in rows]
+        return codec.decoded_tasks(map(tuple, rows), where="due_tasks")[0]
 
     async def next_due_at(self) -> datetime | None:
         value = await (await self.pool()).fetchval(_NEXT_DUE_AT)
@@ -854,8 +871,7 @@ class PostgresTaskStore:
             rows = await conn.fetch(_CLAIM_DUE_SELECT, codec.utc(now), limit)
             moment = utcnow()
             updates = []
-            for row in rows:
-                task = codec.task_from_row(tuple(row))
+            for task in await _claimable(conn, rows, moment, where="claim_due"):
                 due = task.next_run_at
                 assert due is not None
                 task.next_run_at = next_time(task)
@@ -883,12 +899,13 @@ class PostgresTaskStore:
                 return started
             moment = utcnow()
             claimed = []
-            for row in rows:
-                task = codec.task_from_row(tuple(row))
+            for task in await _claimable(conn, rows, moment, where="start_due"):
                 due = task.next_run_at
                 assert due is not None
                 task.next_run_at = next_time(task)
                 claimed.append((task, due))
+            if not claimed:
+                return started
             await conn.executemany(
                 _CLAIM_DUE_UPDATE,
                 [(codec.utc(t.next_run_at), moment, t.task_id) for t, _ in claimed],
@@ -913,7 +930,7 @@ class PostgresTaskStore:
         """Claim orphaned pending tasks no other process holds (SKIP LOCKED), idle for
         ``idle_for`` by the database's clock."""
         rows = await (await self.pool()).fetch(_CLAIM_PENDING, idle_for, limit)
-        tasks = [codec.task_from_row(tuple(row)) for row in rows]
+        tasks, _ = codec.decoded_tasks(map(tuple, rows), where="claim_pending")
         return sorted(tasks, key=lambda t: (t.created_at, t.task_id))
 
     async def count_by_status(self) -> dict[str, int]:

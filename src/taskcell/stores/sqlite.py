@@ -104,6 +104,11 @@ _RECOVER_TASK = (
     " updated_at = ?3 WHERE task_id = ?5 AND pattern = 'once' AND status = 'running'"
 )
 _ARMED = "pattern = 'recurring' AND status = 'running' AND paused = 0"
+#: A claimed task whose row cannot be decoded: disarmed and paused, saying why.
+_DISARM = (
+    "UPDATE tasks SET next_run_at = NULL, paused = 1, error_message = ?, updated_at = ?"
+    f" WHERE task_id = ? AND {_ARMED}"
+)
 #: How long ``check`` (``/health``) waits for the file to answer a read.
 CHECK_SECONDS = 0.9
 
@@ -212,6 +217,18 @@ def _holds(conn: sqlite3.Connection, fence: Fence) -> bool:
 
 def _changed_one(conn: sqlite3.Connection, statement: Statement | None) -> bool:
     return statement is not None and conn.execute(*statement).rowcount == 1
+
+
+def _claimable(
+    conn: sqlite3.Connection, rows: list[Any], moment: str | None, *, where: str
+) -> list[Task]:
+    """The due tasks of ``rows`` that decode; each that does not is disarmed and paused with
+    the reason, in the claim's transaction, so it never blocks the scheduler again."""
+    tasks, bad = codec.decoded_tasks(rows, where=where)
+    for error in bad:
+        reason = f"{error.reason}; its schedule is paused"
+        conn.execute(_DISARM, (reason, moment, error.task_id))
+    return tasks
 
 
 def _filter_sql(flt: TaskFilter) -> tuple[list[str], list[Any]]:
@@ -453,7 +470,7 @@ class SQLiteTaskStore:
 
     async def load(self, task_id: str) -> Task | None:
         row = self.conn.execute(f"{_TASK_SELECT} WHERE task_id = ?", (task_id,)).fetchone()
-        return codec.task_from_row(row) if row else None
+        return codec.salvaged_task(row) if row else None
 
     async def exists(self, task_id: str) -> bool:
         row = self.conn.execute("SELECT 1 FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
@@ -479,9 +496,9 @@ class SQLiteTaskStore:
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         sql = f"{_TASK_SELECT}{clause} ORDER BY created_at DESC, task_id DESC LIMIT ?"
         rows = self.conn.execute(sql, (*args, limit + 1)).fetchall()
-        items = [codec.task_from_row(row) for row in rows[:limit]]
-        last = items[-1] if len(rows) > limit else None
-        return Page(items, encode_cursor(last.created_at, last.task_id) if last else None)
+        items, _ = codec.decoded_tasks(rows[:limit], where="list_tasks")
+        last = codec.last_key(rows, items, limit)
+        return Page(items, encode_cursor(*last) if last else None)
 
     async def transition(
         self,
@@ -676,7 +693,7 @@ class SQLiteTaskStore:
             " ORDER BY next_run_at, task_id LIMIT ?"
         )
         rows = self.conn.execute(sql, (codec.ts(now), limit)).fetchall()
-        return [codec.task_from_row(row) for row in rows]
+        return codec.decoded_tasks(rows, where="due_tasks")[0]
 
     async def next_due_at(self) -> datetime | None:
         row = self.conn.execute(f"SELECT MIN(next_run_at) FROM tasks WHERE {_ARMED}").fetchone()
@@ -710,8 +727,8 @@ class SQLiteTaskStore:
             # One write transaction: other processes wait for the lock, so nothing is claimed
             # twice.
             claimed = []
-            for row in conn.execute(select, (codec.ts(now), limit)).fetchall():
-                task = codec.task_from_row(row)
+            rows = conn.execute(select, (codec.ts(now), limit)).fetchall()
+            for task in _claimable(conn, rows, moment, where="claim_due"):
                 due = task.next_run_at
                 assert due is not None
                 task.next_run_at = next_time(task)
@@ -745,8 +762,8 @@ class SQLiteTaskStore:
         def claim(conn: sqlite3.Connection) -> list[tuple[Task, Run | None]]:
             # One write transaction: the claim and the run are stored together or not at all.
             started: list[tuple[Task, Run | None]] = []
-            for row in conn.execute(select, (codec.ts(now), limit)).fetchall():
-                task = codec.task_from_row(row)
+            rows = conn.execute(select, (codec.ts(now), limit)).fetchall()
+            for task in _claimable(conn, rows, moment, where="start_due"):
                 due = task.next_run_at
                 assert due is not None
                 task.next_run_at = next_time(task)
@@ -772,9 +789,8 @@ class SQLiteTaskStore:
         )
         args = (codec.ts(now), codec.ts(now - idle_for), limit)
         rows = await self.write(lambda conn: conn.execute(sql, args).fetchall())
-        return sorted(
-            (codec.task_from_row(row) for row in rows), key=lambda t: (t.created_at, t.task_id)
-        )
+        tasks, _ = codec.decoded_tasks(rows, where="claim_pending")
+        return sorted(tasks, key=lambda t: (t.created_at, t.task_id))
 
     async def count_by_status(self) -> dict[str, int]:
         rows = self.conn.execute("SELECT status, COUNT(*) FROM tasks GROUP BY status")
