@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from taskcell.abc import StoreUnavailable
 from taskcell.agents.local import AgentRequest
 from taskcell.agents.registry import AgentRegistry
 from taskcell.domain.events import Event, EventType
@@ -270,3 +271,56 @@ async def test_the_opening_events_are_durable_when_submit_answers(tmp_path: Path
         EventType.THREAD_STARTED,
         EventType.MESSAGE,
     ], stored
+
+
+class FullDiskOnce:
+    """The SQLite store, whose first settling of a completed run fails as a full disk does."""
+
+    def __init__(self, store: SQLiteTaskStore) -> None:
+        self._store = store
+        self.failed = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    async def finish_run(self, run_id: str, changes: object, **options: object) -> object:
+        if not self.failed and options.get("target") is TaskStatus.COMPLETED:
+            self.failed += 1
+            raise StoreUnavailable("the disk is full")
+        return await self._store.finish_run(run_id, changes, **options)  # type: ignore[arg-type]
+
+
+async def test_a_run_whose_settling_hits_an_outage_is_recovered_not_stranded(
+    tmp_path: Path,
+) -> None:
+    """The settling write fails for an outage: the run is not left `running` under a lease
+    this process keeps renewing; it is closed and its task requeued, and attempt 2 finishes."""
+    registry = AgentRegistry()
+
+    async def echo(request: AgentRequest) -> str:
+        return "ok"
+
+    registry.register_local("echo", echo)
+    flaky = FullDiskOnce(SQLiteTaskStore(tmp_path / "f.db"))
+    engine = Engine(
+        flaky,  # type: ignore[arg-type]
+        registry,
+        retry=RetryPolicy(base_seconds=0.01, cap_seconds=0.05),
+        default_zone="UTC",
+        lease_seconds=0.4,  # the lease loop comes round every 0.2 s
+    )
+    await engine.start(schedule=False)
+    try:
+        task = await engine.submit(Task(query="q", agent_name="echo"))
+        await until_done(engine, task.task_id)
+        runs = (await engine.store.list_runs(task.task_id)).items
+        events = await events_of(engine, task.task_id)
+    finally:
+        await engine.stop()
+    assert flaky.failed == 1
+    assert sorted((r.attempt, r.status) for r in runs) == [
+        (1, RunStatus.INTERRUPTED),
+        (2, RunStatus.COMPLETED),
+    ], runs
+    kinds = [e.event for e in events]
+    assert kinds.count(EventType.DONE) == 1 and kinds[-1] is EventType.DONE, kinds

@@ -323,6 +323,11 @@ class Coordinator:
         if self._failing:
             self._leases_lost()
 
+    def recover_before_renewing(self) -> None:
+        """A run stopped for an outage here: the next renewal recovers the stopped runs first
+        (so their leases are never renewed)."""
+        self._lapsed = True
+
     def _leases_lost(self) -> None:
         if self._lapsed:
             return  # stopped already; nothing renews until the store answers again

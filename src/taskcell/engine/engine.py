@@ -54,6 +54,7 @@ from taskcell.engine.responses import CONTROLLER, ResponseFactory
 from taskcell.engine.scheduler import Scheduler
 from taskcell.engine.supervisor import Supervisor
 from taskcell.metrics import RUNS
+from taskcell.outages import is_outage
 from taskcell.service import TaskNotFound, TaskService, conversation_title
 
 logger = logging.getLogger(__name__)
@@ -354,6 +355,11 @@ class Engine:
                         delay = await self._attempt(ctx)
                     except LeaseLost:
                         await self.lease_lost(ctx)
+                        return
+                    except Exception as exc:
+                        if not is_outage(exc):
+                            raise
+                        self.run_hit_outage(ctx, exc)
                         return
                     finally:
                         self.log.run_ended(run.run_id)
@@ -661,6 +667,18 @@ class Engine:
             if runner is not None and not runner.done():
                 runner.cancel()
 
+    def run_hit_outage(self, ctx: RunContext, exc: BaseException) -> None:
+        """A write of the run (its settling, say) failed for an outage: the run stops here as
+        if its lease had lapsed, and is recovered (closed and requeued in one fenced write, or,
+        if the failed write committed after all, its closing events written) once the store
+        answers again, before any lease is renewed."""
+        logger.warning(
+            "run stopped: the store was unavailable for its write",
+            extra={"task_id": ctx.task.task_id, "run_id": ctx.run.run_id, "error": repr(exc)},
+        )
+        self._stopped_for_outage[ctx.run.run_id] = ctx.run
+        self.cluster.recover_before_renewing()
+
     async def lease_lost(self, ctx: RunContext) -> None:
         """A run lost its lease: it writes nothing more (see :class:`LeaseLost`), and its
         remote task is cancelled unless the attempt that took the task over resumes it."""
@@ -800,6 +818,10 @@ class Engine:
                     await self._settle(ctx, outcome)
                 except LeaseLost:
                     await self.lease_lost(ctx)
+                except Exception as exc:
+                    if not is_outage(exc):
+                        raise
+                    self.run_hit_outage(ctx, exc)
                 finally:
                     self.log.run_ended(ctx.run.run_id)
 
@@ -945,7 +967,11 @@ class Engine:
                     fence=run.fence,
                 )
         except LeaseLost:
-            return 0  # taken over meanwhile: that process recovers it
+            if not takeover:
+                # Closed already: by another process (which recovers it), or by this run's own
+                # settling write whose answer was lost (its closing events may be missing).
+                await self._close_log_of(run)
+            return 0
         RUNS.labels(outcome=RunStatus.INTERRUPTED.value).inc()
         run.finished_at = changes["finished_at"]
         if takeover:
@@ -982,6 +1008,7 @@ class Engine:
         latest = (await self.store.list_runs(task.task_id, limit=1)).items
         if not latest or latest[0].run_id != run.run_id:
             return  # a later attempt settled the task: its own events close the log
+        await self.log.flush()  # what this process emitted for it is in the log first
         last = await self.store.last_seq(task.task_id)
         tail = await self.store.read_events(task.task_id, after=max(0, last - 1))
         if tail and tail[-1].event is EventType.DONE:

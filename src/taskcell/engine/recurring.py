@@ -21,6 +21,7 @@ from taskcell.domain.state_machine import InvalidTransition, TaskConflict, TaskS
 from taskcell.engine.executor import Outcome, OutcomeKind, RunContext
 from taskcell.engine.responses import CONTROLLER, RESULT, ResponseFactory
 from taskcell.metrics import SCHEDULER_LAG
+from taskcell.outages import is_outage
 
 if TYPE_CHECKING:
     from taskcell.engine.engine import Engine
@@ -127,6 +128,10 @@ async def run_occurrence(engine: Engine, task: Task, run: Run) -> None:
                 await _finish(engine, ctx, outcome)
             except LeaseLost:
                 await engine.lease_lost(ctx)
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                engine.run_hit_outage(ctx, exc)
             finally:
                 engine.log.run_ended(run.run_id)  # its result is emitted: nothing of it is cached
 
