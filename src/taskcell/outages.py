@@ -44,6 +44,10 @@ def is_outage(exc: BaseException) -> bool:
         # "connection is closed", "pool is closing": the connection went, not a misuse.
         text = str(exc)
         return "closed" in text or "closing" in text
+    if isinstance(exc, asyncpg.exceptions.InternalClientError):
+        # "cannot switch to state N; another operation is in progress": a connection whose
+        # server went away in the middle of a statement (seen at a PostgreSQL restart).
+        return "another operation is in progress" in str(exc)
     if isinstance(exc, sqlite3.DatabaseError):
         code = getattr(exc, "sqlite_errorcode", None)
         return code is not None and code & 0xFF in _SQLITE_IO_CODES

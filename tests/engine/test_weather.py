@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from taskcell.abc import StoreUnavailable
@@ -41,8 +42,19 @@ def test_io_errors_are_outages_and_bugs_are_not(tmp_path: Path) -> None:
         TimeoutError(),
         StoreUnavailable("file replaced"),
         read_only,
+        # asyncpg, when PostgreSQL restarts in the middle of a statement:
+        asyncpg.exceptions.InternalClientError(
+            "cannot switch to state 11; another operation (12) is in progress"
+        ),
     ]
-    bugs = [ValueError("bad"), KeyError("k"), RuntimeError("boom"), duplicate, no_table]
+    bugs = [
+        ValueError("bad"),
+        KeyError("k"),
+        RuntimeError("boom"),
+        duplicate,
+        no_table,
+        asyncpg.exceptions.InternalClientError("protocol violation"),
+    ]
     assert [is_outage(e) for e in outages] == [True] * len(outages), outages
     assert [is_outage(e) for e in bugs] == [False] * len(bugs), bugs
 
