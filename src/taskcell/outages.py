@@ -47,7 +47,8 @@ def is_outage(exc: BaseException) -> bool:
     if isinstance(exc, asyncpg.exceptions.InternalClientError):
         # "cannot switch to state N; another operation is in progress": a connection whose
         # server went away in the middle of a statement (seen at a PostgreSQL restart).
-        return "another operation is in progress" in str(exc)
+        text = str(exc)
+        return "another operation" in text and "in progress" in text
     if isinstance(exc, sqlite3.DatabaseError):
         code = getattr(exc, "sqlite_errorcode", None)
         return code is not None and code & 0xFF in _SQLITE_IO_CODES
