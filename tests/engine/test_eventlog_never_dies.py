@@ -233,3 +233,56 @@ async def test_events_queued_behind_a_refused_batch_keep_the_log_contiguous(
         (1, "message", "next attempt"),
         (2, "message", "and on"),
     ]
+
+
+class Gated:
+    """The store, with each append held until the test opens the gate."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.arrived = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    async def append_events(
+        self,
+        events: Sequence[Event],
+        items: Sequence[ConversationItem],
+        *,
+        notices: Sequence[str] = (),
+    ) -> None:
+        self.arrived.set()
+        await self.gate.wait()
+        await self._store.append_events(events, items, notices=notices)
+
+
+async def test_a_lost_lease_with_more_of_its_message_queued_keeps_the_writer(
+    store: TaskStore,
+) -> None:
+    """A run's tool call and chunk are refused (its lease was taken over) while their next
+    updates wait behind them: the writer drops them all and goes on (it once died on the item
+    it had forgotten)."""
+    full: Store = store  # type: ignore[assignment]
+    task = Task(query="q", agent_name="echo")
+    await store.save(task)
+    run = Run(task_id=task.task_id, owner="p1", lease_expires_at=T0, started_at=T0 + SECOND)
+    assert await store.start_run(run)
+    assert len(await full.interrupt_expired("taken over", by="p2")) == 1
+    gated = Gated(full)
+    log = EventLog(gated)  # type: ignore[arg-type]
+    log.hold(run.fence)
+    async with running(log):
+        log.new_task(task.task_id)
+        factory = ResponseFactory(task, run.run_id)
+        await log.emit(factory.tool_call_started("c1", "search"))
+        await log.emit(factory.message_chunk("stale", item_id="i1"))
+        await asyncio.wait_for(gated.arrived.wait(), 30)  # the writer holds that batch
+        await log.emit(factory.tool_call_completed("c1", "search", "found"))
+        await log.emit(factory.message_chunk(" and more", item_id="i1"))
+        gated.gate.set()
+        await asyncio.wait_for(log.flush(), 30)
+        after = await log.emit(ResponseFactory(task).system_message("a control's"))
+    assert after.seq == 1, after
+    assert await contents(store, task.task_id) == [(1, "message", "a control's")]

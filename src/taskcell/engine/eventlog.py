@@ -281,7 +281,9 @@ class EventLog:
                 del self._growing[item_id]
         items = []
         for item_id in self._dirty:
-            merged = self._merged[item_id]
+            merged = self._merged.get(item_id)
+            if merged is None:
+                continue  # its run's events were dropped (a lost lease, a closed log)
             merged.written_at = now
             items.append(merged.render())
         self._dirty.clear()
@@ -415,9 +417,18 @@ class EventLog:
             for i in items
             if i.task_id not in tasks and (i.run_id is None or i.run_id not in runs)
         ]
-        for item in items:
-            if item not in kept_items:
-                self._merged.pop(item.item_id, None)
+        # Forget the merge state of every item of the refused runs and logs, written in this
+        # batch or only marked for the next one (a queued event dropped above marked it).
+        gone = [
+            item_id
+            for item_id, merged in self._merged.items()
+            if merged.item.task_id in tasks or (merged.item.run_id or "") in runs
+        ]
+        gone.extend(item.item_id for item in items if item not in kept_items)
+        for item_id in gone:
+            self._merged.pop(item_id, None)
+            self._dirty.discard(item_id)
+            self._growing.pop(item_id, None)
         return kept, kept_items, affected
 
     def _isolate(
