@@ -99,7 +99,12 @@ def test_any_create_body_is_answered_and_what_is_accepted_reads_back(client: htt
         assert read.status_code == 200, read.text
         stored = read.json()["data"]
         for name in ROUND_TRIPPED:
-            if name in body:
+            if name == "metadata" and name in body:
+                # The engine adds its own keys once the agent takes the task (the remote
+                # task to resume); every key the client sent reads back as sent.
+                kept = {k: v for k, v in stored[name].items() if k in body[name]}
+                assert kept == body[name], (name, body[name], stored[name])
+            elif name in body:
                 assert stored[name] == body[name], (name, body[name], stored[name])
 
     check()
