@@ -144,13 +144,9 @@ async def test_cancel_through_a_stops_a_run_on_b_and_c_streams_it(cluster: list[
 
         reader = asyncio.create_task(read_on_c())
         await asyncio.wait_for(chunk_seen.wait(), 20)  # C streams B's run live
-        started = time.perf_counter()
-        answer = await client.post(f"{a.url}/api/v1/tasks/{task_id}/cancel")
-        elapsed = time.perf_counter() - started
+        # A cancel that waited for B's 30-second stream would run into this time-out.
+        answer = await client.post(f"{a.url}/api/v1/tasks/{task_id}/cancel", timeout=15)
         assert answer.status_code == 200 and answer.json()["data"]["success"] is True, answer.text
-        # A few writes and a notice (tens of ms when idle): the bound only catches a cancel
-        # that waits for B's 30-second stream, or for a time-out, before it answers.
-        assert elapsed < 5, f"cancel took {elapsed * 1000:.0f} ms"
         await asyncio.wait_for(reader, 20)  # and sees the end
         runs = await runs_of(client, a, task_id)
         stored = (await client.get(f"{a.url}/api/v1/tasks/{task_id}")).json()["data"]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -152,12 +151,8 @@ def test_another_process_resumes_the_remote_task_after_the_lease(
         )
         with serving(env, tmp_path / "a.log") as (a, a_process):
             with serving(env, tmp_path / "b.log") as (b, _):
-                killed_at = time.monotonic()
                 task_id = start_and_kill(a, a_process, agent, when)
                 events = finish_resumed(b, agent, task_id)
                 runs = b.get(f"/api/v1/tasks/{task_id}/runs").json()["data"]["items"]
-                took = time.monotonic() - killed_at
     check_resumed_once(agent, events, runs)
     assert runs[0]["owner"] != runs[1]["owner"], runs
-    # A generous bound (the lease is 2 s): the point is that B took over, not how fast.
-    assert took < 60, f"B should resume the task after A's lease expired, took {took:.0f} s"

@@ -123,13 +123,10 @@ async def test_asker_waits_for_input_then_answers_with_the_reply(engine: Engine)
 async def test_cancelling_slow_mid_stream_cancels_the_remote_task(engine: Engine) -> None:
     task = await engine.submit(Task(query="stream for 30 seconds", agent_name="slow"))
     seen = await wait_for_event(engine, task.task_id, EventType.MESSAGE_CHUNK)
-    started = time.perf_counter()
-    result = await engine.cancel(task.task_id)
-    elapsed = time.perf_counter() - started
+    # A cancel that waited for the 30-second stream would run into this time-out (how fast a
+    # cancel is belongs to bench/schedule.py).
+    result = await asyncio.wait_for(engine.cancel(task.task_id), 15)
     assert result.success, result
-    # A write and the agent's cancel call (about 10 ms when idle): the bound only catches a
-    # cancel that waits for the 30-second stream or a time-out (bench/ measures the latency).
-    assert elapsed < 5, f"cancel took {elapsed * 1000:.0f} ms"
     stored = await engine.service.require_task(task.task_id)
     assert stored.status is TaskStatus.CANCELLED, stored.status
     assert stored.remote_task_ids[-1] in slow.CANCELLED, (stored.remote_task_ids, slow.CANCELLED)
