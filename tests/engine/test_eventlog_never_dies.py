@@ -183,6 +183,16 @@ async def test_events_after_a_closed_log_are_dropped(store: TaskStore) -> None:
     assert await contents(store, other.task_id) == [(1, "message", "still written")]
 
 
+async def taken_over(store: Store) -> tuple[Task, Run]:
+    """A task whose run (owner p1) was taken over by p2 after its lease ran out."""
+    task = Task(query="q", agent_name="echo")
+    await store.save(task)
+    run = Run(task_id=task.task_id, owner="p1", lease_expires_at=T0, started_at=T0 + SECOND)
+    assert await store.start_run(run)
+    assert len(await store.interrupt_expired("taken over", by="p2")) == 1
+    return task, run
+
+
 class HeldFirst:
     """The store, whose first append waits until ``gate`` is set (so events queue meanwhile)."""
 
@@ -213,11 +223,7 @@ async def test_events_queued_behind_a_refused_batch_keep_the_log_contiguous(
     """A stale run's batch is refused while the task's next attempt has events queued: those
     are numbered from the log's end, with no gap where the refused events were."""
     full: Store = store  # type: ignore[assignment]
-    task = Task(query="q", agent_name="echo")
-    await store.save(task)
-    run = Run(task_id=task.task_id, owner="p1", lease_expires_at=T0, started_at=T0 + SECOND)
-    assert await store.start_run(run)
-    assert len(await full.interrupt_expired("taken over", by="p2")) == 1
+    task, run = await taken_over(full)
     held = HeldFirst(full)
     log = EventLog(held)  # type: ignore[arg-type]
     log.hold(run.fence)
@@ -235,29 +241,6 @@ async def test_events_queued_behind_a_refused_batch_keep_the_log_contiguous(
     ]
 
 
-class Gated:
-    """The store, with each append held until the test opens the gate."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self.arrived = asyncio.Event()
-        self.gate = asyncio.Event()
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._store, name)
-
-    async def append_events(
-        self,
-        events: Sequence[Event],
-        items: Sequence[ConversationItem],
-        *,
-        notices: Sequence[str] = (),
-    ) -> None:
-        self.arrived.set()
-        await self.gate.wait()
-        await self._store.append_events(events, items, notices=notices)
-
-
 async def test_a_lost_lease_with_more_of_its_message_queued_keeps_the_writer(
     store: TaskStore,
 ) -> None:
@@ -265,12 +248,8 @@ async def test_a_lost_lease_with_more_of_its_message_queued_keeps_the_writer(
     updates wait behind them: the writer drops them all and goes on (it once died on the item
     it had forgotten)."""
     full: Store = store  # type: ignore[assignment]
-    task = Task(query="q", agent_name="echo")
-    await store.save(task)
-    run = Run(task_id=task.task_id, owner="p1", lease_expires_at=T0, started_at=T0 + SECOND)
-    assert await store.start_run(run)
-    assert len(await full.interrupt_expired("taken over", by="p2")) == 1
-    gated = Gated(full)
+    task, run = await taken_over(full)
+    gated = HeldFirst(full)
     log = EventLog(gated)  # type: ignore[arg-type]
     log.hold(run.fence)
     async with running(log):
@@ -278,7 +257,7 @@ async def test_a_lost_lease_with_more_of_its_message_queued_keeps_the_writer(
         factory = ResponseFactory(task, run.run_id)
         await log.emit(factory.tool_call_started("c1", "search"))
         await log.emit(factory.message_chunk("stale", item_id="i1"))
-        await asyncio.wait_for(gated.arrived.wait(), 30)  # the writer holds that batch
+        await asyncio.wait_for(gated.entered.wait(), 30)  # the writer holds that batch
         await log.emit(factory.tool_call_completed("c1", "search", "found"))
         await log.emit(factory.message_chunk(" and more", item_id="i1"))
         gated.gate.set()
