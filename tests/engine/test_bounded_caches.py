@@ -19,8 +19,8 @@ from taskcell import Task, TaskPattern
 from taskcell.agents.demo.task_store import ForgetfulTaskStore
 from taskcell.agents.local import AgentRequest, event
 from taskcell.agents.registry import AgentRegistry
+from taskcell.engine.controllers import controller_item_id
 from taskcell.engine.engine import Engine, RetryPolicy
-from taskcell.engine.recurring import controller_item_id
 from taskcell.stores.sqlite import SQLiteTaskStore
 
 

@@ -85,7 +85,7 @@ async def test_a_dead_process_is_buried_and_its_settled_tasks_get_done(store: Ta
         assert DEAD not in live
         assert (ALIVE in live) is (not full.single_server)
         # Burying again finds nobody, and writes nothing more.
-        assert await engine.bury_dead_processes(engine.dead_after) == 0
+        assert await engine.recovery.bury_dead_processes(engine.dead_after) == 0
         await engine.wait_idle()
         assert (await kinds(full, completed.task_id)).count(EventType.DONE) == 1
     finally:

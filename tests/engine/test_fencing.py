@@ -16,7 +16,8 @@ from taskcell.agents.registry import AgentRegistry
 from taskcell.domain.events import Event, EventType
 from taskcell.domain.models import Run, RunStatus, ScheduleConfig, Task, TaskPattern, utcnow
 from taskcell.domain.state_machine import TaskStatus
-from taskcell.engine.engine import INTERRUPTED, Engine, RetryPolicy, occurrence_run
+from taskcell.engine.engine import INTERRUPTED, Engine, RetryPolicy
+from taskcell.engine.recurring import occurrence_run
 from taskcell.stores.sqlite import SQLiteTaskStore
 
 LEASE = timedelta(seconds=30)
@@ -184,7 +185,7 @@ async def test_recovery_is_one_write_and_leaves_one_done(tmp_path: Path) -> None
         await asyncio.wait_for(engine.wait_idle(), 20)
         # The dead process is found again (as after a restart) and buried a second time.
         await engine.store.heartbeat("dead")
-        assert await engine.bury_dead_processes(timedelta(0)) == 1
+        assert await engine.recovery.bury_dead_processes(timedelta(0)) == 1
         events = await events_of(engine, task.task_id)
         runs = (await engine.store.list_runs(task.task_id)).items
     finally:
@@ -237,7 +238,7 @@ async def test_a_claimed_occurrence_survives_its_claimer(tmp_path: Path) -> None
         )
         assert run is not None
         assert await engine.scheduler.fire_due(now) == 0  # claimed: nobody fires it again
-        assert await engine.recover_expired() == 1
+        assert await engine.recovery.recover_expired() == 1
         [stored] = (await engine.store.list_runs(task.task_id)).items
     finally:
         await engine.stop()

@@ -10,8 +10,8 @@ import time_machine
 
 from taskcell import Task, TaskPattern, TaskStatus
 from taskcell.domain.models import RunStatus
+from taskcell.engine.controllers import controller_item_id
 from taskcell.engine.engine import Engine
-from taskcell.engine.recurring import controller_item_id
 from taskcell.engine.scheduler import SKIPPED_REASON
 
 from .conftest import EngineFactory

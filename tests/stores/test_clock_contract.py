@@ -209,8 +209,8 @@ async def test_an_engine_with_a_skewed_clock_leaves_live_runs_and_processes_alon
     engine = Engine(pg, AgentRegistry(), default_zone="UTC", owner=OTHER, lease_seconds=30)
     await engine.start(schedule=False)  # its start-up recovery runs with the skewed clock
     try:
-        assert await engine.recover_expired() == 0
-        assert await engine.bury_dead_processes(engine.dead_after) == 0
+        assert await engine.recovery.recover_expired() == 0
+        assert await engine.recovery.bury_dead_processes(engine.dead_after) == 0
         assert await status_of(pg, live) is RunStatus.RUNNING, "a live run was interrupted"
         alive = {p.process_id for p in await pg.live_processes(engine.dead_after)}
         assert OWNER in alive, f"live processes {alive}"

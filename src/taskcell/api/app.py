@@ -134,7 +134,7 @@ def create_app(
         if engine is not None and not getattr(app.state, "engine_stopped", False):
             app.state.engine_stopped = True
             await engine.stop()
-            engine.log.end_subscriptions()
+            engine.end_subscriptions()
         if stop_demo_agents is not None:
             await stop_demo_agents()
 
@@ -176,11 +176,11 @@ def _add_metrics(app: FastAPI) -> None:
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
         engine: Engine = app.state.engine
-        counts = await engine.store.count_by_status()
+        counts = await engine.task_counts()
         for status in TaskStatus:
             TASKS_BY_STATUS.labels(status=status.value).set(counts.get(status.value, 0))
-        LIVE_SUBSCRIBERS.set(engine.log.subscriber_count)
-        EVENTS_APPENDED_GAUGE.set(engine.log.appended_total)
+        LIVE_SUBSCRIBERS.set(engine.subscriber_count)
+        EVENTS_APPENDED_GAUGE.set(engine.events_appended)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

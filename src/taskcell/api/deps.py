@@ -26,7 +26,7 @@ async def engine_of(request: Request) -> Engine:
 
 async def visible_task(engine: Engine, caller: Caller, task_id: str) -> Task:
     """The task, or :class:`TaskNotFound` when it does not exist or belongs to someone else."""
-    task = await engine.store.load(task_id)
+    task = await engine.get_task(task_id)
     if task is None or not caller.may_see(task):
         raise TaskNotFound(task_id)
     return task

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
@@ -19,13 +18,9 @@ from taskcell.api.routes_tasks import ERRORS
 from taskcell.api.schemas import AgentOut, HealthOut, ItemPage, ProcessOut
 from taskcell.domain.text import check_text
 from taskcell.engine.engine import Engine
-from taskcell.outages import describe, is_outage
 from taskcell.stores.cursor import bind_cursor, unbind_cursor
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS, route_class=JsonBodyRoute)
-
-#: How long /health waits for the list of live processes (the store check has its own bound).
-HEALTH_QUERY_SECONDS = 0.5
 
 CallerDep = Annotated[Caller, Depends(caller)]
 EngineDep = Annotated[Engine, Depends(engine_of)]
@@ -34,7 +29,7 @@ EngineDep = Annotated[Engine, Depends(engine_of)]
 @router.get("/agents", response_model=Envelope[list[AgentOut]], tags=["agents"])
 async def list_agents(_: CallerDep, engine: EngineDep) -> JSONResponse:
     """Registered agents: name, description, skills, url (or "local"), reachable."""
-    infos = await engine.registry.infos()
+    infos = await engine.agents()
     return ok(
         [
             {
@@ -65,11 +60,11 @@ async def conversation_items(
     # Conversation ids are per user: a user sees their own conversation with this id, an
     # admin every user's.
     user_id = None if who.is_admin else who.user_id
-    if not await engine.store.has_conversation(conversation_id, user_id=user_id):
+    if not await engine.has_conversation(conversation_id, user_id=user_id):
         raise ApiError(404, f"conversation {conversation_id} not found")
     scope = "items " + json.dumps(conversation_id, ensure_ascii=True)
     store_cursor = unbind_cursor(cursor, scope)
-    page = await engine.store.list_items(
+    page = await engine.list_items(
         conversation_id, user_id=user_id, limit=limit, cursor=store_cursor
     )
     return ok(
@@ -91,35 +86,15 @@ async def health(engine: EngineDep) -> JSONResponse:
     scheduler and event log writer run; which processes serve the database (a heartbeat within
     two lease lengths). 503 with ``degraded`` and the reason while the store is unavailable
     (the service waits the outage out); 503 with ``failing`` if a background loop died."""
-    problem = await engine.store.check()
-    processes: list[dict[str, Any]] = []
-    if problem is None:
-        try:
-            async with asyncio.timeout(HEALTH_QUERY_SECONDS):
-                found = await engine.store.live_processes(engine.dead_after)
-        except Exception as exc:
-            if not is_outage(exc):
-                raise
-            problem = f"the store did not answer: {describe(exc)}"
-        else:
-            processes = [ProcessOut(**asdict(p)).model_dump(mode="json") for p in found]
-    store_ok = problem is None
-    if problem is None and engine.supervisor.outages:
-        name, why = sorted(engine.supervisor.outages.items())[0]
-        problem = f"{name}: waiting for the store ({why})"
-    scheduler_ok = engine.supervisor.alive("scheduler")
-    log_ok = engine.supervisor.alive("event-log-writer")
-    status = "ok"
-    if not (scheduler_ok and log_ok):
-        status, problem = "failing", engine.supervisor.failure or problem
-    elif problem is not None:
-        status = "degraded"
+    health = await engine.health()
+    processes = [ProcessOut(**asdict(p)).model_dump(mode="json") for p in health.processes]
+    status = health.status
     body = {
         "status": status,
-        "store": store_ok,
-        "scheduler": scheduler_ok,
-        "event_log": log_ok,
-        "problem": problem,
+        "store": health.store,
+        "scheduler": health.scheduler,
+        "event_log": health.event_log,
+        "problem": health.problem,
         "process_id": engine.owner,
         "processes": processes,
     }

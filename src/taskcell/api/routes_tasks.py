@@ -151,7 +151,7 @@ async def list_tasks(
         [owner, status, pattern, agent_name, conversation_id], ensure_ascii=True
     )
     store_cursor = unbind_cursor(cursor, scope)
-    page = await engine.service.list_tasks(flt, limit=limit, cursor=store_cursor)
+    page = await engine.list_tasks(flt, limit=limit, cursor=store_cursor)
     # The page is serialised in one go by pydantic's core (the list endpoint is the hot one).
     items = _TASK_LIST.dump_json(page.items)
     cursor_json = json.dumps(bind_cursor(page.next_cursor, scope)).encode()
@@ -215,7 +215,7 @@ async def answer_task(
 async def delete_task(task_id: TaskIdPath, who: CallerDep, engine: EngineDep) -> JSONResponse:
     """Delete a finished task with its runs, events and history."""
     task = await visible_task(engine, who, task_id)
-    if not await engine.service.delete_task(task_id):
+    if not await engine.delete_task(task_id):
         message = f"task {task_id} is {task.status.value}; cancel it before deleting it"
         raise TaskConflict(task_id, message)
     return ok({"task_id": task_id, "deleted": True})
@@ -232,6 +232,6 @@ async def list_runs(
     await visible_task(engine, who, task_id)
     scope = "runs " + json.dumps(task_id, ensure_ascii=True)
     store_cursor = unbind_cursor(cursor, scope)
-    page = await engine.store.list_runs(task_id, limit=limit, cursor=store_cursor)
+    page = await engine.list_runs(task_id, limit=limit, cursor=store_cursor)
     items = [r.model_dump(mode="json") for r in page.items]
     return ok({"items": items, "next_cursor": bind_cursor(page.next_cursor, scope)})

@@ -52,8 +52,8 @@ async def event_stream(
 ) -> AsyncIterator[bytes]:
     """The events' SSE frames (made once per event, shared by every reader), several per
     write when several are waiting."""
-    task = await engine.store.load(task_id)
-    if task is not None and task.is_finished() and after >= await engine.store.last_seq(task_id):
+    task = await engine.get_task(task_id)
+    if task is not None and task.is_finished() and after >= await engine.last_seq(task_id):
         return
     async for batch in engine.subscribe_batches(task_id, after=after):
         frames = []
@@ -69,10 +69,10 @@ async def event_stream(
 
 async def _ended(engine: Engine, task_id: str, seq: int) -> bool:
     """Whether a ``done`` at ``seq`` ends the stream: the task is finished, nothing follows."""
-    current = await engine.store.load(task_id)
+    current = await engine.get_task(task_id)
     if current is None:
         return True
-    return current.is_finished() and seq >= await engine.store.last_seq(task_id)
+    return current.is_finished() and seq >= await engine.last_seq(task_id)
 
 
 def _resume_point(last_event_id: str | None, after: int | None) -> int:

@@ -117,6 +117,9 @@ class EventLog:
         *,
         max_pending: int = 5_000,
         subscriber_queue: int = 10_000,
+        poll_seconds: float | None = None,
+        notices_for: Callable[[set[str]], list[str]] | None = None,
+        on_lease_lost: Callable[[frozenset[str]], None] | None = None,
     ) -> None:
         self._store = store
         self._max_pending = max_pending
@@ -135,11 +138,11 @@ class EventLog:
         self._subscribers: dict[str, set[_Subscriber]] = {}
         self.appended_total = 0
         #: In a cluster, how often an idle reader reads the log anyway (a lost notification).
-        self.poll_seconds: float | None = None
+        self.poll_seconds = poll_seconds
         #: The notices to send with a batch, from its task ids (a cluster tells the others).
-        self.notices_for: Callable[[set[str]], list[str]] | None = None
+        self.notices_for = notices_for
         #: Told the runs whose events the store refused for a lost lease (they must stop).
-        self.on_lease_lost: Callable[[frozenset[str]], None] | None = None
+        self.on_lease_lost = on_lease_lost
         self._fences: dict[str, Fence] = {}
         self._lost_runs: set[str] = set()
         self.dropped_total = 0

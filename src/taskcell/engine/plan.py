@@ -15,16 +15,43 @@ the end emitted exactly once even when the task fails.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from taskcell.domain.events import EventType
+from taskcell.domain.events import Event, EventType
 from taskcell.domain.models import Task, new_id
 from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus
 from taskcell.engine.responses import SUBAGENT_CONVERSATION, ResponseFactory
 
-if TYPE_CHECKING:
-    from taskcell.engine.engine import Engine
+
+class PlanHost(Protocol):
+    """What a plan needs of the engine: its public API (``Engine`` is one)."""
+
+    async def submit(self, task: Task) -> Task:
+        """Store a new task, emit its opening events, and run it."""
+        ...
+
+    def subscribe(self, task_id: str, *, after: int = 0) -> AsyncIterator[Event]:
+        """The task's events after ``after``: replayed from the log, then live."""
+        ...
+
+    async def require_task(self, task_id: str) -> Task:
+        """The task; :class:`~taskcell.service.TaskNotFound` if there is none."""
+        ...
+
+    async def latest_result(self, task_id: str) -> str:
+        """The result of the task's newest run ("" with none)."""
+        ...
+
+    async def add_cancelled(self, task: Task, reason: str) -> Task:
+        """Store a task that will never run, cancelled with ``reason``, and its closing
+        events; answers it as stored."""
+        ...
+
+    async def emit(self, *events: Event) -> None:
+        """Append events that belong to no task's run (a plan's own), durably."""
+        ...
 
 
 @dataclass(slots=True)
@@ -65,7 +92,7 @@ class PlanResult:
 
 
 class _PlanRun:
-    def __init__(self, engine: Engine, plan: ExecutionPlan) -> None:
+    def __init__(self, engine: PlanHost, plan: ExecutionPlan) -> None:
         self.engine = engine
         self.plan = plan
         self.finished = {t.task_id: asyncio.Event() for t in plan.tasks}
@@ -109,7 +136,7 @@ class _PlanRun:
         async for event in self.engine.subscribe(task.task_id):
             if event.event is EventType.DONE:
                 break
-        self.outcome[task.task_id] = await self.engine.service.require_task(task.task_id)
+        self.outcome[task.task_id] = await self.engine.require_task(task.task_id)
 
     async def _handed_over(self, task: Task) -> None:
         if task.conversation_id == self.plan.conversation_id:
@@ -121,7 +148,7 @@ class _PlanRun:
             "title": task.title,
             "phase": "start",
         }
-        emit = self.engine.log.emit
+        emit = self.engine.emit
         await emit(self.factory.component(SUBAGENT_CONVERSATION, content, item_id=item_id))
         try:
             await self._run(task)
@@ -131,30 +158,24 @@ class _PlanRun:
             await asyncio.shield(emit(event))
 
     async def _result_of(self, task_id: str) -> str:
-        runs = (await self.engine.store.list_runs(task_id, limit=1)).items
-        return (runs[0].result or "") if runs else ""
+        return await self.engine.latest_result(task_id)
 
     async def _cancel_unstarted(self, task: Task, broken: str) -> None:
         status = self.outcome[broken].status.value
         reason = f"cancelled: it depends on task {broken}, which {status}"
-        await self.engine.service.create_task(task)
-        await self.engine.service.cancel_task(task.task_id, reason)
-        factory = ResponseFactory(task)
-        await self.engine.log.emit(factory.task_cancelled(reason))
-        await self.engine.log.emit(factory.done())
-        self.outcome[task.task_id] = await self.engine.service.require_task(task.task_id)
+        self.outcome[task.task_id] = await self.engine.add_cancelled(task, reason)
 
 
-async def execute_plan(engine: Engine, plan: ExecutionPlan) -> PlanResult:
+async def execute_plan(engine: PlanHost, plan: ExecutionPlan) -> PlanResult:
     """Run ``plan`` to the end (see the module docstring); answers each task's final status."""
     plan.check()
     run = _PlanRun(engine, plan)
-    await engine.log.emit(run.factory.message(plan.guidance_message))
+    await engine.emit(run.factory.message(plan.guidance_message))
     await asyncio.gather(*(run.step(task) for task in plan.tasks))
     statuses = {task_id: task.status for task_id, task in run.outcome.items()}
     failed = [t for t, s in statuses.items() if s in FINAL_STATUSES - {TaskStatus.COMPLETED}]
+    closing = [run.factory.done()]
     if failed:
-        await engine.log.emit(run.factory.plan_failed(f"tasks that did not complete: {failed}"))
-    await engine.log.emit(run.factory.done())
-    await engine.log.flush()
+        closing.insert(0, run.factory.plan_failed(f"tasks that did not complete: {failed}"))
+    await engine.emit(*closing)
     return PlanResult(plan.plan_id, statuses)

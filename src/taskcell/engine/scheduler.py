@@ -23,14 +23,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from taskcell.abc import Store
 from taskcell.domain.models import Run, RunStatus, Task
 from taskcell.domain.schedule import missed_occurrences, next_fire_time
 from taskcell.domain.state_machine import TaskStatus
-
-if TYPE_CHECKING:
-    from taskcell.engine.engine import Engine
+from taskcell.engine.controllers import Controllers
+from taskcell.engine.eventlog import EventLog
+from taskcell.engine.responses import ResponseFactory
+from taskcell.engine.supervisor import Supervisor
 
 logger = logging.getLogger(__name__)
 
@@ -39,11 +41,54 @@ UNUSABLE_PREFIX = "paused: the stored schedule cannot be used"
 _BATCH = 500
 
 
-class Scheduler:
-    """See the module docstring. ``run`` is the supervised loop; ``fire_due`` one pass."""
+class LiveRuns(Protocol):
+    """What runs in this process."""
 
-    def __init__(self, engine: Engine, *, fallback_poll_seconds: float = 60.0) -> None:
-        self.engine = engine
+    def is_running_here(self, task_id: str) -> bool:
+        """Whether a run of the task goes on in this process now."""
+        ...
+
+
+class OccurrenceStarter(Protocol):
+    """Makes and starts the runs of claimed occurrences."""
+
+    def new_run(self, task: Task, scheduled_for: datetime) -> Run:
+        """The run of an occurrence of ``task`` due at ``scheduled_for``, owned by this
+        process (stored by the claim that takes the occurrence; no I/O here)."""
+        ...
+
+    def start(self, task: Task, run: Run) -> None:
+        """Start ``run`` (stored already) in this process; it settles itself."""
+        ...
+
+
+class Scheduler:
+    """See the module docstring. ``run`` is the supervised loop; ``fire_due`` one pass.
+
+    Skipped occurrences are recorded as runs of ``owner``. With nothing due it looks again
+    after ``fallback_poll_seconds`` anyway (a lost wake-up, another process's change)."""
+
+    def __init__(
+        self,
+        store: Store,
+        supervisor: Supervisor,
+        log: EventLog,
+        controllers: Controllers,
+        live: LiveRuns,
+        starter: OccurrenceStarter,
+        *,
+        owner: str,
+        default_zone: str,
+        fallback_poll_seconds: float = 60.0,
+    ) -> None:
+        self._store = store
+        self._supervisor = supervisor
+        self._log = log
+        self._controllers = controllers
+        self._live = live
+        self._starter = starter
+        self._owner = owner
+        self._default_zone = default_zone
         self.fallback_poll_seconds = fallback_poll_seconds
         self._wakeup = asyncio.Event()
         self.passes = 0
@@ -52,7 +97,7 @@ class Scheduler:
         self._wakeup.set()
 
     async def run(self) -> None:
-        supervisor = self.engine.supervisor
+        supervisor = self._supervisor
         while True:
             self._wakeup.clear()
             await supervisor.weather("scheduler", self.fire_due)
@@ -63,17 +108,16 @@ class Scheduler:
                 pass
 
     async def seconds_until_next(self) -> float:
-        upcoming = await self.engine.store.next_due_at()
+        upcoming = await self._store.next_due_at()
         if upcoming is None:
             return self.fallback_poll_seconds
-        wait = (upcoming - await self.engine.store.clock()).total_seconds()
+        wait = (upcoming - await self._store.clock()).total_seconds()
         return min(max(wait, 0.0), self.fallback_poll_seconds)
 
     async def fire_due(self, now: datetime | None = None) -> int:
         """Claim and start every occurrence due at ``now``; answers how many runs started."""
         self.passes += 1
-        moment = now or await self.engine.store.clock()
-        engine = self.engine
+        moment = now or await self._store.clock()
 
         unusable: dict[str, str] = {}
 
@@ -86,7 +130,7 @@ class Scheduler:
                     task.schedule_config,
                     now=moment,
                     previous=task.next_run_at,
-                    default_zone=engine.default_zone,
+                    default_zone=self._default_zone,
                 )
             except Exception as exc:
                 unusable[task.task_id] = f"{UNUSABLE_PREFIX}: {exc or type(exc).__name__}"
@@ -95,20 +139,20 @@ class Scheduler:
         def make_run(task: Task, due: datetime) -> Run | None:
             if task.task_id in unusable:
                 return None  # disarmed as it was claimed: paused below, no run
-            if engine.is_running_here(task.task_id):
+            if self._live.is_running_here(task.task_id):
                 return Run(
                     task_id=task.task_id,
                     scheduled_for=due,
                     status=RunStatus.SKIPPED,
                     finished_at=moment,
                     error=SKIPPED_REASON,
-                    owner=engine.owner,
+                    owner=self._owner,
                 )
             return self._occurrence(task, due, moment)
 
         started = 0
         while True:
-            claimed = await engine.store.start_due(
+            claimed = await self._store.start_due(
                 moment, upcoming, make_run, skipped_reason=SKIPPED_REASON, limit=_BATCH
             )
             for task, run in claimed:
@@ -120,7 +164,7 @@ class Scheduler:
                 if run.status is RunStatus.SKIPPED:
                     logger.info("occurrence skipped", extra={"task_id": task.task_id})
                     continue
-                engine.spawn_occurrence(task, run)
+                self._starter.start(task, run)
                 started += 1
             if len(claimed) < _BATCH:
                 return started
@@ -128,27 +172,22 @@ class Scheduler:
     async def _pause(self, task: Task, reason: str) -> int:
         """Pause a task whose stored schedule cannot be used (it was disarmed as it was
         claimed), saying why; answers 0 runs started."""
-        from taskcell.engine.recurring import update_controllers
-        from taskcell.engine.responses import ResponseFactory
-
-        engine = self.engine
         logger.error(
             "unusable schedule: task paused", extra={"task_id": task.task_id, "reason": reason}
         )
         changes = {"paused": True, "error_message": reason}
-        if await engine.store.update(task.task_id, changes, expected=[TaskStatus.RUNNING]):
+        if await self._store.update(task.task_id, changes, expected=[TaskStatus.RUNNING]):
             task.paused, task.error_message = True, reason
-            await engine.log.emit(ResponseFactory(task).system_message(reason))
-            await update_controllers(engine, task, last_error=reason)
+            await self._log.emit(ResponseFactory(task).system_message(reason))
+            await self._controllers.update(task, last_error=reason)
         return 0
 
     def _occurrence(self, task: Task, due_at: datetime, now: datetime) -> Run:
         """The run of a claimed occurrence (stored with the claim)."""
-        engine = self.engine
         schedule = task.schedule_config
         assert schedule is not None  # claimed with a usable schedule
         missed = missed_occurrences(
-            schedule, previous=due_at, now=now, default_zone=engine.default_zone
+            schedule, previous=due_at, now=now, default_zone=self._default_zone
         )
         scheduled_for = due_at
         if missed and schedule.interval_minutes and task.next_run_at is not None:
@@ -157,6 +196,4 @@ class Scheduler:
             logger.info(
                 "missed occurrences coalesced", extra={"task_id": task.task_id, "missed": missed}
             )
-        from taskcell.engine.engine import occurrence_run
-
-        return occurrence_run(task, scheduled_for, engine.owner, engine.lease)
+        return self._starter.new_run(task, scheduled_for)
