@@ -81,11 +81,7 @@ class DrainingServer(uvicorn.Server):
         engine = self._state("engine")
         if engine is None:
             return {"process_id": "", "scheduler": False, "event_log": False}
-        return {
-            "process_id": engine.owner,
-            "scheduler": engine.supervisor.alive("scheduler"),
-            "event_log": engine.supervisor.alive("event-log-writer"),
-        }
+        return {"process_id": engine.owner, **engine.loops_alive()}
 
     async def on_tick(self, counter: int) -> bool:
         if self.stall_responder is not None:

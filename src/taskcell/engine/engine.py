@@ -349,6 +349,12 @@ class Engine:
     async def health(self) -> Health:
         return await check_health(self.store, self.supervisor, self.dead_after)
 
+    def loops_alive(self) -> dict[str, bool]:
+        """Whether the scheduler and the event log writer run, as /health names them (no I/O:
+        safe to call from another thread)."""
+        alive = self.supervisor.alive
+        return {"scheduler": alive("scheduler"), "event_log": alive("event-log-writer")}
+
     async def task_counts(self) -> dict[str, int]:
         """How many tasks there are in each status (by the status's value)."""
         return await self.store.count_by_status()
