@@ -25,7 +25,7 @@ from taskcell.domain.models import Run, RunStatus, Task
 from taskcell.domain.state_machine import TaskStatus
 from taskcell.engine.eventlog import EventLog
 from taskcell.engine.responses import ResponseFactory
-from taskcell.engine.scheduler import LiveRuns
+from taskcell.engine.runs import LiveRuns
 from taskcell.engine.supervisor import Supervisor
 from taskcell.engine.weather import is_outage
 

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 from taskcell.agents.registry import AgentRegistry
 from taskcell.domain.models import Run, Task
@@ -30,6 +30,15 @@ OUTAGE = "interrupted: the store was unavailable and the run's lease could not b
 CANCELLED_BY_USER = "cancelled by the user"
 #: How long a stop waits for the runs it cancelled to settle.
 STOP_GRACE_SECONDS = 5.0
+
+
+class LiveRuns(Protocol):
+    """What runs in this process, as the scheduler and the coordinator see it (the
+    :class:`RunTable` is one)."""
+
+    def is_running_here(self, task_id: str) -> bool:
+        """Whether a run of the task goes on in this process now."""
+        ...
 
 
 class RunTable:

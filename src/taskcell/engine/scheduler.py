@@ -32,6 +32,7 @@ from taskcell.domain.state_machine import TaskStatus
 from taskcell.engine.controllers import Controllers
 from taskcell.engine.eventlog import EventLog
 from taskcell.engine.responses import ResponseFactory
+from taskcell.engine.runs import LiveRuns
 from taskcell.engine.supervisor import Supervisor
 
 logger = logging.getLogger(__name__)
@@ -39,14 +40,6 @@ logger = logging.getLogger(__name__)
 SKIPPED_REASON = "skipped: the previous run was still running"
 UNUSABLE_PREFIX = "paused: the stored schedule cannot be used"
 _BATCH = 500
-
-
-class LiveRuns(Protocol):
-    """What runs in this process."""
-
-    def is_running_here(self, task_id: str) -> bool:
-        """Whether a run of the task goes on in this process now."""
-        ...
 
 
 class OccurrenceStarter(Protocol):
