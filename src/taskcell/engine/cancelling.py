@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from taskcell.abc import Store
+from taskcell.domain.models import Task
 from taskcell.domain.state_machine import InvalidTransition, TaskStatus
 from taskcell.engine.controllers import Controllers
 from taskcell.engine.eventlog import EventLog
+from taskcell.engine.responses import ResponseFactory
 from taskcell.engine.runs import CANCELLED_BY_USER, STOP_GRACE_SECONDS, RunTable
 from taskcell.engine.settler import RunSettler
 from taskcell.service import TaskService
@@ -83,6 +85,16 @@ class Cancellation:
         await self._log.flush()
         logger.info("task cancelled", extra={"task_id": task_id, "components": len(ids)})
         return CancelResult(task_id, True, ids)
+
+    async def add_cancelled(self, task: Task, reason: str) -> Task:
+        """Store a task that will never run, cancelled with ``reason``, and emit its closing
+        events; answers it as stored."""
+        await self._service.create_task(task)
+        await self._service.cancel_task(task.task_id, reason)
+        factory = ResponseFactory(task)
+        await self._log.emit(factory.task_cancelled(reason))
+        await self._log.emit(factory.done())
+        return await self._service.require_task(task.task_id)
 
     async def cancelled_elsewhere(self, task_id: str) -> None:
         """Another process cancelled the task: stop its run if it runs here (an old notice,

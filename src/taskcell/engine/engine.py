@@ -44,7 +44,6 @@ from taskcell.engine.once import OnceTasks
 from taskcell.engine.plan import ExecutionPlan, PlanResult, execute_plan
 from taskcell.engine.recovery import Recovery
 from taskcell.engine.recurring import RecurringTasks
-from taskcell.engine.responses import ResponseFactory
 from taskcell.engine.runs import CANCELLED_BY_USER, INTERRUPTED, STOP_GRACE_SECONDS, RunTable
 from taskcell.engine.scheduler import Scheduler
 from taskcell.engine.settler import RetryPolicy, RunSettler
@@ -283,11 +282,9 @@ class Engine:
     async def add_cancelled(self, task: Task, reason: str) -> Task:
         """Store a task that will never run, cancelled with ``reason``, with its closing
         events (a plan's task whose dependency did not complete); answers it as stored."""
-        await self.service.create_task(task)
-        await self.service.cancel_task(task.task_id, reason)
-        factory = ResponseFactory(task)
-        await self.emit(factory.task_cancelled(reason), factory.done())
-        return await self.service.require_task(task.task_id)
+        stored = await self._cancellation.add_cancelled(task, reason)
+        await self.log.flush()
+        return stored
 
     async def emit(self, *events: Event) -> None:
         """Append events that belong to no run of this process (a plan's own), durably."""
