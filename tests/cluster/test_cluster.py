@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from taskcell.engine.cluster import STOP_GRACE_SECONDS
+from taskcell.engine.runs import STOP_GRACE_SECONDS
 
 from .conftest import LEASE_SECONDS, Node
 

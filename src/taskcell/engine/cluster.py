@@ -25,7 +25,7 @@ from taskcell.domain.models import Run, RunStatus, Task
 from taskcell.domain.state_machine import TaskStatus
 from taskcell.engine.eventlog import EventLog
 from taskcell.engine.responses import ResponseFactory
-from taskcell.engine.runs import LiveRuns
+from taskcell.engine.runs import STOP_GRACE_SECONDS, LiveRuns
 from taskcell.engine.supervisor import Supervisor
 from taskcell.engine.weather import is_outage
 
@@ -35,7 +35,6 @@ logger = logging.getLogger(__name__)
 NOTIFY_CHUNK = 7000
 #: In a cluster, how often the scheduler and idle stream readers look anyway.
 CLUSTER_POLL_SECONDS = 5.0
-STOP_GRACE_SECONDS = 5.0
 _RECENT_RUNS = 10
 
 
