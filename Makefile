@@ -40,6 +40,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # Each benchmark writes its rows for the closing table to $(BENCH_OUT); one that fails (cluster.py
 # needs PostgreSQL) leaves a gap in the table rather than stopping the others.
@@ -60,4 +61,4 @@ chaos: $(STAMP)
 	TASKCELL_CHAOS_LONG=1 $(BIN)/python -m pytest tests/chaos -rA
 
 clean:
-	rm -rf $(VENV) frontend/node_modules .pytest_cache .mypy_cache .ruff_cache test-output
+	rm -rf $(VENV) frontend/node_modules .pytest_cache .mypy_cache .ruff_cache .import_linter_cache test-output

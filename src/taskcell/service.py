@@ -123,9 +123,10 @@ def get_task_service() -> TaskService:
         from taskcell.settings import Settings, redact_url
         from taskcell.stores.factory import store_from_url
 
-        url = Settings().database_url
+        settings = Settings()
+        url = settings.database_url
         logger.info("opening the task database", extra={"database_url": redact_url(url)})
-        _service = TaskService(store_from_url(url))
+        _service = TaskService(store_from_url(url, pool_size=settings.database_pool_size))
     return _service
 
 
