@@ -30,6 +30,7 @@ from taskcell.domain.state_machine import (
     InvalidTransition,
     TaskStatus,
     can_transition,
+    enter,
 )
 from taskcell.domain.text import check_json, check_text, json_longer_than
 
@@ -291,13 +292,7 @@ class Task(BaseModel):
     def _move(self, target: TaskStatus, now: datetime | None) -> None:
         if not can_transition(self.status, target):
             raise InvalidTransition(self.task_id, self.status, target)
-        moment = now or utcnow()
-        self.status = target
-        self.updated_at = moment
-        if target is TaskStatus.RUNNING and self.started_at is None:
-            self.started_at = moment
-        if target in FINAL_STATUSES:
-            self.completed_at = moment
+        enter(self, target, now or utcnow())
 
     def start(self, now: datetime | None = None) -> None:
         self._move(TaskStatus.RUNNING, now)

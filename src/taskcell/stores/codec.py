@@ -23,7 +23,7 @@ from typing import Any, Literal
 from taskcell.abc import ProcessInfo
 from taskcell.domain.events import ConversationItem, Event, EventType, Role
 from taskcell.domain.models import Run, RunStatus, ScheduleConfig, Task, TaskPattern
-from taskcell.domain.state_machine import TaskStatus
+from taskcell.domain.state_machine import TaskStatus, stamps_of
 
 logger = logging.getLogger(__name__)
 
@@ -418,6 +418,37 @@ ITEM_COLUMNS: tuple[str, ...] = (
     "created_at",
     "updated_at",
 )
+
+
+def stamp_sql(target: TaskStatus, now: str) -> list[str]:
+    """The SET assignments of the stamps a transition to ``target`` writes
+    (:func:`~taskcell.domain.state_machine.stamps_of`), ``now`` being the SQL of its moment."""
+    return [
+        f"{stamp.field} = {_stamp_value(target, stamp.field, now, '')}"
+        for stamp in stamps_of(target)
+    ]
+
+
+def stamp_case_sql(
+    condition: str, then: TaskStatus, otherwise: TaskStatus, now: str, *, table: str = "tasks"
+) -> list[str]:
+    """The SET assignments of the stamps of a write that moves each row to ``then`` where
+    ``condition`` holds and to ``otherwise`` elsewhere (``table`` qualifies the columns read)."""
+    fields = dict.fromkeys(s.field for s in (*stamps_of(then), *stamps_of(otherwise)))
+    assignments = []
+    for field in fields:
+        when, other = (_stamp_value(t, field, now, f"{table}.") for t in (then, otherwise))
+        value = when if when == other else f"CASE WHEN {condition} THEN {when} ELSE {other} END"
+        assignments.append(f"{field} = {value}")
+    return assignments
+
+
+def _stamp_value(target: TaskStatus, field: str, now: str, prefix: str) -> str:
+    """The SQL of ``field``'s value after a transition to ``target``."""
+    for stamp in stamps_of(target):
+        if stamp.field == field:
+            return f"COALESCE({prefix}{field}, {now})" if stamp.first_only else now
+    return f"{prefix}{field}"
 
 
 def event_body(event: Event) -> str:

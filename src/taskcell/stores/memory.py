@@ -33,7 +33,7 @@ from taskcell.domain.models import (
     TaskPattern,
     utcnow,
 )
-from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, sources_of
+from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, enter, sources_of
 from taskcell.stores.cursor import decode_cursor, encode_cursor
 
 _Key = tuple[datetime, str]
@@ -53,13 +53,8 @@ def _matches(task: Task, flt: TaskFilter) -> bool:
 def apply_transition_fields(
     task: Task, target: TaskStatus, now: datetime, changes: Mapping[str, Any] | None
 ) -> None:
-    """Set what a transition sets on ``task`` (shared by stores that hold models)."""
-    task.status = target
-    task.updated_at = now
-    if target is TaskStatus.RUNNING and task.started_at is None:
-        task.started_at = now
-    if target in FINAL_STATUSES:
-        task.completed_at = now
+    """Set what a transition sets on ``task`` (its stamps, then ``changes``)."""
+    enter(task, target, now)
     for name, value in (changes or {}).items():
         setattr(task, name, value)
 

@@ -129,11 +129,10 @@ _RUN_INSERT = (
     + ") ON CONFLICT DO NOTHING"
 )
 _START_RUN = (
-    "WITH started AS (UPDATE tasks SET status = 'running', attempt = $3,"
-    f" updated_at = ${len(codec.RUN_COLUMNS) + 1},"
-    f" started_at = COALESCE(started_at, ${len(codec.RUN_COLUMNS) + 1})"
-    " WHERE task_id = $2 AND status = 'pending' RETURNING 1)"
-    f" INSERT INTO runs ({', '.join(codec.RUN_COLUMNS)}) SELECT "
+    "WITH started AS (UPDATE tasks SET status = 'running', attempt = $3, "
+    + ", ".join(codec.stamp_sql(TaskStatus.RUNNING, f"${len(codec.RUN_COLUMNS) + 1}"))
+    + " WHERE task_id = $2 AND status = 'pending' RETURNING 1)"
+    + f" INSERT INTO runs ({', '.join(codec.RUN_COLUMNS)}) SELECT "
     + ", ".join(
         _run_value_sql(
             i, f"COALESCE(${_RUN_STARTED_AT}::timestamptz, ${_RUN_CREATED_AT})", typed=True
@@ -145,9 +144,9 @@ _START_RUN = (
 #: $1 task id, $2 run id, $3 owner, $4 lease expiry, $5 now. The task moves only if its run
 #: waits too; the run moves only if the task did.
 _CONTINUE_RUN = (
-    "WITH moved AS (UPDATE tasks SET status = 'running', updated_at = $5,"
-    " started_at = COALESCE(started_at, $5)"
-    " WHERE task_id = $1 AND status = 'waiting_input' AND EXISTS (SELECT 1 FROM runs"
+    "WITH moved AS (UPDATE tasks SET status = 'running', "
+    + ", ".join(codec.stamp_sql(TaskStatus.RUNNING, "$5"))
+    + " WHERE task_id = $1 AND status = 'waiting_input' AND EXISTS (SELECT 1 FROM runs"
     " WHERE run_id = $2 AND task_id = $1 AND status = 'waiting_input') RETURNING 1)"
     " UPDATE runs SET status = 'running', owner = $3, epoch = epoch + 1,"
     " lease_expires_at = now() + ($4::timestamptz - $5::timestamptz)"
@@ -162,8 +161,9 @@ _TASK_DELETE = (
     " DELETE FROM tasks WHERE task_id = $1"
 )
 _CANCEL_CONVERSATION = (
-    "UPDATE tasks SET status = 'cancelled', updated_at = $1, completed_at = $1,"
-    " error_message = COALESCE($2, error_message)"
+    "UPDATE tasks SET status = 'cancelled', "
+    + ", ".join(codec.stamp_sql(TaskStatus.CANCELLED, "$1"))
+    + ", error_message = COALESCE($2, error_message)"
     " WHERE conversation_id = $3 AND status <> ALL($4::text[]) RETURNING task_id"
 )
 _RUN_BY_ID = f"{_RUN_SELECT} WHERE run_id = $1"
@@ -320,11 +320,15 @@ _INTERRUPT_EXPIRED = (
     " AND lease_expires_at < now() FOR UPDATE SKIP LOCKED)"
     f" RETURNING {', '.join(codec.RUN_COLUMNS)}),"
     # With a recovering process ($2), its once tasks are requeued or failed in the same write.
-    " recovered AS (UPDATE tasks SET updated_at = now(),"
+    " recovered AS (UPDATE tasks SET"
     " status = CASE WHEN closed.attempt < max_attempts THEN 'pending' ELSE 'failed' END,"
-    " error_message = CASE WHEN closed.attempt < max_attempts THEN error_message ELSE $1 END,"
-    " completed_at = CASE WHEN closed.attempt < max_attempts THEN completed_at ELSE now() END"
-    " FROM closed WHERE $2::text IS NOT NULL AND tasks.task_id = closed.task_id"
+    " error_message = CASE WHEN closed.attempt < max_attempts THEN error_message ELSE $1 END, "
+    + ", ".join(
+        codec.stamp_case_sql(
+            "closed.attempt < max_attempts", TaskStatus.PENDING, TaskStatus.FAILED, "now()"
+        )
+    )
+    + " FROM closed WHERE $2::text IS NOT NULL AND tasks.task_id = closed.task_id"
     " AND tasks.pattern = 'once' AND tasks.status = 'running')"
     " SELECT * FROM closed"
 )
@@ -350,11 +354,7 @@ _OPEN_RUN = sorted(s.value for s in OPEN_RUN_STATUSES)
 def _transition_sql(target: str, fields: tuple[str, ...], first: int = 1) -> str:
     """$first target, then now, task id, allowed sources, and one value per field."""
     target_, now, task_id, sources = (f"${first + i}" for i in range(4))
-    sets = [f"status = {target_}", f"updated_at = {now}"]
-    if target == TaskStatus.RUNNING:
-        sets.append(f"started_at = COALESCE(started_at, {now})")
-    if target in _FINAL:
-        sets.append(f"completed_at = {now}")
+    sets = [f"status = {target_}", *codec.stamp_sql(TaskStatus(target), now)]
     sets += [f"{name} = ${i}" for i, name in enumerate(fields, start=first + 4)]
     return (
         f"UPDATE tasks SET {', '.join(sets)}"

@@ -96,12 +96,23 @@ _RUNS_FINISHED_BY = (
     " AND finished_at IS NOT NULL AND finished_at >= ?2 ORDER BY finished_at, run_id"
 )
 _FINAL = tuple(s.value for s in FINAL_STATUSES)
+#: ?1 now, ?2 the reason (None keeps the task's), ?3 the conversation, then the final statuses.
+_CANCEL_CONVERSATION = (
+    "UPDATE tasks SET status = 'cancelled', "
+    + ", ".join(codec.stamp_sql(TaskStatus.CANCELLED, "?1"))
+    + ", error_message = COALESCE(?2, error_message) WHERE conversation_id = ?3"
+    + f" AND status NOT IN ({', '.join(f'?{i}' for i in range(4, 4 + len(_FINAL)))})"
+    + " RETURNING task_id"
+)
 #: A once task still running on an interrupted run: requeued, or failed without attempts left.
+#: ?1 reason, ?2 now, ?3 the run's attempt, ?4 task id.
 _RECOVER_TASK = (
-    "UPDATE tasks SET status = CASE WHEN ?4 < max_attempts THEN 'pending' ELSE 'failed' END,"
-    " error_message = CASE WHEN ?4 < max_attempts THEN error_message ELSE ?1 END,"
-    " completed_at = CASE WHEN ?4 < max_attempts THEN completed_at ELSE ?2 END,"
-    " updated_at = ?3 WHERE task_id = ?5 AND pattern = 'once' AND status = 'running'"
+    "UPDATE tasks SET status = CASE WHEN ?3 < max_attempts THEN 'pending' ELSE 'failed' END,"
+    " error_message = CASE WHEN ?3 < max_attempts THEN error_message ELSE ?1 END, "
+    + ", ".join(
+        codec.stamp_case_sql("?3 < max_attempts", TaskStatus.PENDING, TaskStatus.FAILED, "?2")
+    )
+    + " WHERE task_id = ?4 AND pattern = 'once' AND status = 'running'"
 )
 _ARMED = "pattern = 'recurring' AND status = 'running' AND paused = 0"
 #: A claimed task whose row cannot be decoded: disarmed and paused, saying why.
@@ -131,15 +142,13 @@ def sqlite_path(url_or_path: str | Path) -> Path:
 
 
 @lru_cache(maxsize=256)
-def _transition_sql(target: str, sources: tuple[str, ...], fields: tuple[str, ...]) -> str:
-    sets = ["status = ?", "updated_at = ?"]
-    if target == TaskStatus.RUNNING:
-        sets.append("started_at = COALESCE(started_at, ?)")
-    if target in _FINAL:
-        sets.append("completed_at = ?")
-    sets += [f"{name} = ?" for name in fields]
-    marks = ", ".join("?" for _ in sources)
-    return f"UPDATE tasks SET {', '.join(sets)} WHERE task_id = ? AND status IN ({marks})"
+def _transition_sql(target: TaskStatus, sources: tuple[str, ...], fields: tuple[str, ...]) -> str:
+    """?1 the target, ?2 the moment, then the fields' values, the task id and the sources."""
+    sets = ["status = ?1", *codec.stamp_sql(target, "?2")]
+    sets += [f"{name} = ?{i}" for i, name in enumerate(fields, start=3)]
+    first = 3 + len(fields)
+    marks = ", ".join(f"?{i}" for i in range(first + 1, first + 1 + len(sources)))
+    return f"UPDATE tasks SET {', '.join(sets)} WHERE task_id = ?{first} AND status IN ({marks})"
 
 
 @lru_cache(maxsize=256)
@@ -169,13 +178,9 @@ def _transition_statement(
     fields = tuple(changes)
     moment = codec.ts(now or utcnow())
     args: list[Any] = [target.value, moment]
-    if target is TaskStatus.RUNNING:
-        args.append(moment)
-    if target in FINAL_STATUSES:
-        args.append(moment)
     args += [codec.encode_field(name, changes[name]) for name in fields]
     args += [task_id, *sources]
-    return _transition_sql(target.value, sources, fields), args
+    return _transition_sql(target, sources, fields), args
 
 
 def _run_update_statement(
@@ -546,13 +551,8 @@ class SQLiteTaskStore:
         self, conversation_id: str, *, reason: str | None = None, now: datetime | None = None
     ) -> list[str]:
         moment = codec.ts(now or utcnow())
-        marks = ", ".join("?" for _ in _FINAL)
-        sql = (
-            "UPDATE tasks SET status = 'cancelled', updated_at = ?, completed_at = ?,"
-            " error_message = COALESCE(?, error_message)"
-            f" WHERE conversation_id = ? AND status NOT IN ({marks}) RETURNING task_id"
-        )
-        args = (moment, moment, reason, conversation_id, *_FINAL)
+        sql = _CANCEL_CONVERSATION
+        args = (moment, reason, conversation_id, *_FINAL)
         rows = await self.write(lambda conn: conn.execute(sql, args).fetchall())
         return [row[0] for row in rows]
 
@@ -848,7 +848,7 @@ class SQLiteTaskStore:
             runs = [codec.run_from_row(row) for row in conn.execute(sql, args).fetchall()]
             if by is not None:
                 for run in runs:
-                    conn.execute(_RECOVER_TASK, (reason, now, now, run.attempt, run.task_id))
+                    conn.execute(_RECOVER_TASK, (reason, now, run.attempt, run.task_id))
             return runs
 
         return await self.write(interrupt, atomic=True)
