@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -24,6 +24,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from taskcell.domain.clock import NaiveDatetime, as_utc
+from taskcell.domain.clock import utcnow as utcnow  # re-exported: where callers import it
 from taskcell.domain.schedule import is_valid_zone, parse_daily_time
 from taskcell.domain.state_machine import (
     FINAL_STATUSES,
@@ -41,11 +43,6 @@ MAX_ZONE_CHARS = 100  # the longest IANA name is 32 characters
 DEFAULT_USER = "default_user"
 
 
-def utcnow() -> datetime:
-    """The current time, aware, in UTC."""
-    return datetime.now(UTC)
-
-
 _UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
 _UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
 
@@ -61,9 +58,10 @@ def new_id() -> str:
 
 
 def _as_utc(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise PydanticCustomError("naive_datetime", "datetime must carry a UTC offset")
-    return value.astimezone(UTC)
+    try:
+        return as_utc(value)
+    except NaiveDatetime:
+        raise PydanticCustomError("naive_datetime", "datetime must carry a UTC offset") from None
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]

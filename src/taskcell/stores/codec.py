@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from taskcell.abc import ProcessInfo
+from taskcell.domain.clock import as_utc
 from taskcell.domain.events import ConversationItem, Event, EventType, Role
 from taskcell.domain.models import Run, RunStatus, ScheduleConfig, Task, TaskPattern
 from taskcell.domain.state_machine import TaskStatus, stamps_of
@@ -90,11 +91,7 @@ def ts(value: datetime | None) -> str | None:
     """A datetime as stored text (UTC, fixed width); None stays None."""
     if value is None:
         return None
-    if value.tzinfo is not UTC:
-        if value.tzinfo is None:
-            raise ValueError("naive datetimes are not stored; give a UTC offset")
-        value = value.astimezone(UTC)
-    return value.isoformat(timespec="microseconds")
+    return as_utc(value, "a stored datetime").isoformat(timespec="microseconds")
 
 
 def from_ts(value: str | None) -> datetime | None:
@@ -103,11 +100,7 @@ def from_ts(value: str | None) -> datetime | None:
 
 def utc(value: datetime | None) -> datetime | None:
     """A datetime as an asyncpg TIMESTAMPTZ argument (aware, UTC); None stays None."""
-    if value is None:
-        return None
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("naive datetimes are not stored; give a UTC offset")
-    return value.astimezone(UTC)
+    return None if value is None else as_utc(value, "a stored datetime")
 
 
 _EMPTY_JSON: dict[type, str] = {list: "[]", dict: "{}"}
@@ -375,12 +368,10 @@ def run_from_row(row: Sequence[Any]) -> Run:
 
 def _dt(value: Any) -> datetime | None:
     """A stored datetime: text (SQLite) or an aware datetime (PostgreSQL)."""
-    if value is None or isinstance(value, datetime):
-        return value.astimezone(UTC) if isinstance(value, datetime) else None
-    moment = datetime.fromisoformat(value)
-    if moment.tzinfo is None:
-        raise ValueError(f"the stored datetime {value!r} has no UTC offset")
-    return moment
+    if value is None:
+        return None
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    return as_utc(moment, "the stored datetime")
 
 
 def _required_dt(value: Any) -> datetime:

@@ -14,9 +14,10 @@ import binascii
 import hashlib
 import hmac
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 
 from taskcell.abc import InvalidCursor
+from taskcell.domain.clock import as_utc
 from taskcell.domain.text import is_safe_text
 
 #: The longest item id a cursor may name (ids are at most 200 characters in every store).
@@ -41,10 +42,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         created, item_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        moment = datetime.fromisoformat(created)
-        if moment.tzinfo is None or moment.utcoffset() is None:
-            raise InvalidCursor(_NOT_OURS)
-        moment = moment.astimezone(UTC)
+        moment = as_utc(datetime.fromisoformat(created))
     except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidCursor(_NOT_OURS) from exc
     if (

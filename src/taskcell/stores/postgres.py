@@ -43,7 +43,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -60,6 +60,7 @@ from taskcell.abc import (
     ProcessInfo,
     TaskFilter,
 )
+from taskcell.domain.clock import as_utc
 from taskcell.domain.events import ConversationItem, Event, EventType
 from taskcell.domain.models import OPEN_RUN_STATUSES, Fence, Run, RunStatus, Task, utcnow
 from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, sources_of
@@ -944,7 +945,7 @@ class PostgresTaskStore:
 
     async def clock(self) -> datetime:
         now: datetime = await (await self.pool()).fetchval(_CLOCK)
-        return now.astimezone(UTC)
+        return as_utc(now)
 
     async def heartbeat(self, process_id: str) -> None:
         await (await self.pool()).execute(_HEARTBEAT, process_id)
