@@ -11,7 +11,7 @@ import bisect
 import copy
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from taskcell.abc import (
     UPDATABLE_FIELDS,
@@ -34,9 +34,10 @@ from taskcell.domain.models import (
     utcnow,
 )
 from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, enter, sources_of
-from taskcell.stores.cursor import decode_cursor, encode_cursor
+from taskcell.stores.cursor import ITEMS, RUNS, Position, keyset_page, position
 
 _Key = tuple[datetime, str]
+T = TypeVar("T")
 _LEASED = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})
 
 
@@ -147,20 +148,16 @@ class InMemoryTaskStore:
     async def list_tasks(
         self, flt: TaskFilter, *, limit: int = 50, cursor: str | None = None
     ) -> Page[Task]:
-        end = len(self._order)
-        if cursor is not None:
-            end = bisect.bisect_left(self._order, decode_cursor(cursor))
-        items: list[Task] = []
+        after = position(cursor)
+        end = len(self._order) if after is None else bisect.bisect_left(self._order, after)
+        fetched: list[Task] = []  # newest first, as TASKS orders them
         for index in range(end - 1, -1, -1):
             task = self._tasks[self._order[index][1]]
             if _matches(task, flt):
-                items.append(task)
-                if len(items) > limit:
+                fetched.append(task)
+                if len(fetched) > limit:
                     break
-        page = [copy_task(task) for task in items[:limit]]
-        last = page[-1] if len(items) > limit else None
-        next_cursor = encode_cursor(last.created_at, last.task_id) if last else None
-        return Page(page, next_cursor)
+        return keyset_page(fetched, limit, decode=_copied_tasks, key=_task_position)
 
     async def transition(
         self,
@@ -304,18 +301,17 @@ class InMemoryTaskStore:
     async def list_runs(
         self, task_id: str, *, limit: int = 50, cursor: str | None = None
     ) -> Page[Run]:
+        after = position(cursor)
         runs = sorted(
-            (self._runs[r] for r in self._runs_by_task.get(task_id, [])),
-            key=lambda r: (r.created_at, r.run_id),
-            reverse=True,
+            (
+                run
+                for run in (self._runs[r] for r in self._runs_by_task.get(task_id, []))
+                if after is None or RUNS.follows(_run_position(run), after)
+            ),
+            key=_run_position,
+            reverse=RUNS.descending,
         )
-        if cursor is not None:
-            position = decode_cursor(cursor)
-            runs = [r for r in runs if (r.created_at, r.run_id) < position]
-        page = [r.model_copy(deep=True) for r in runs[:limit]]
-        more = len(runs) > limit
-        next_cursor = encode_cursor(page[-1].created_at, page[-1].run_id) if more else None
-        return Page(page, next_cursor)
+        return keyset_page(runs[: limit + 1], limit, decode=_copied, key=_run_position)
 
     async def runs_in_status(self, statuses: Sequence[RunStatus]) -> list[Run]:
         wanted = set(statuses)
@@ -542,17 +538,19 @@ class InMemoryTaskStore:
             task = self._tasks.get(item.task_id or "")
             return task is not None and task.user_id == user_id
 
+        after = position(cursor)
         items = sorted(
-            (i for i in self._items.values() if i.conversation_id == conversation_id and mine(i)),
-            key=lambda i: (i.created_at, i.item_id),
+            (
+                i
+                for i in self._items.values()
+                if i.conversation_id == conversation_id
+                and mine(i)
+                and (after is None or ITEMS.follows(_item_position(i), after))
+            ),
+            key=_item_position,
+            reverse=ITEMS.descending,
         )
-        if cursor is not None:
-            position = decode_cursor(cursor)
-            items = [i for i in items if (i.created_at, i.item_id) > position]
-        page = [copy.deepcopy(i) for i in items[:limit]]
-        more = len(items) > limit
-        next_cursor = encode_cursor(page[-1].created_at, page[-1].item_id) if more else None
-        return Page(page, next_cursor)
+        return keyset_page(items[: limit + 1], limit, decode=_copied, key=_item_position)
 
     async def task_items(
         self, task_id: str, *, component_type: str | None = None
@@ -575,6 +573,26 @@ class InMemoryTaskStore:
         if user_id is not None:
             return (user_id, conversation_id) in self._conversations
         return any(key == conversation_id for _, key in self._conversations)
+
+
+def _task_position(task: Task) -> Position:
+    return task.created_at, task.task_id
+
+
+def _run_position(run: Run) -> Position:
+    return run.created_at, run.run_id
+
+
+def _item_position(item: ConversationItem) -> Position:
+    return item.created_at, item.item_id
+
+
+def _copied_tasks(tasks: Sequence[Task]) -> list[Task]:
+    return [copy_task(task) for task in tasks]
+
+
+def _copied(records: Sequence[T]) -> list[T]:
+    return [copy.deepcopy(record) for record in records]
 
 
 def skipped_run(run: Run, due: datetime, now: datetime, reason: str) -> Run:

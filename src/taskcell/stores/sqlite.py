@@ -51,7 +51,7 @@ from taskcell.domain.models import OPEN_RUN_STATUSES, Fence, Run, RunStatus, Tas
 from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, sources_of
 from taskcell.outages import is_outage
 from taskcell.stores import codec
-from taskcell.stores.cursor import decode_cursor, encode_cursor
+from taskcell.stores.cursor import ITEMS, RUNS, TASKS, keyset_page, position
 from taskcell.stores.memory import check_changes, lease_lost, skipped_run
 
 logger = logging.getLogger(__name__)
@@ -236,6 +236,23 @@ def _claimable(
     return tasks
 
 
+_TASK_POSITION = codec.row_position("task_id")
+_RUN_POSITION = codec.row_position("run_id")
+_ITEM_POSITION = codec.row_position("item_id")
+
+
+def _list_decoded(rows: Sequence[sqlite3.Row]) -> list[Task]:
+    return codec.decoded_tasks(rows, where="list_tasks")[0]
+
+
+def _runs(rows: Sequence[sqlite3.Row]) -> list[Run]:
+    return [codec.run_from_row(row) for row in rows]
+
+
+def _items(rows: Sequence[sqlite3.Row]) -> list[ConversationItem]:
+    return [codec.item_from_row(row) for row in rows]
+
+
 def _filter_sql(flt: TaskFilter) -> tuple[list[str], list[Any]]:
     where: list[str] = []
     args: list[Any] = []
@@ -290,6 +307,7 @@ class SQLiteTaskStore:
         # Checkpoint (which syncs the file) every ~16 MiB of WAL instead of every ~4 MiB.
         conn.execute("PRAGMA wal_autocheckpoint = 4000")
         apply_migrations(conn)
+        conn.row_factory = sqlite3.Row  # rows are decoded by column name (see codec)
         stat = os.stat(self.path)
         self._identity = (stat.st_dev, stat.st_ino)
         self._file = os.open(self.path, os.O_RDONLY)
@@ -494,16 +512,14 @@ class SQLiteTaskStore:
         self, flt: TaskFilter, *, limit: int = 50, cursor: str | None = None
     ) -> Page[Task]:
         where, args = _filter_sql(flt)
-        if cursor is not None:
-            created, task_id = decode_cursor(cursor)
-            where.append("(created_at, task_id) < (?, ?)")
-            args += [codec.ts(created), task_id]
+        after = position(cursor)
+        if after is not None:
+            where.append(TASKS.after_sql("?", "?"))
+            args += [codec.ts(after[0]), after[1]]
         clause = f" WHERE {' AND '.join(where)}" if where else ""
-        sql = f"{_TASK_SELECT}{clause} ORDER BY created_at DESC, task_id DESC LIMIT ?"
+        sql = f"{_TASK_SELECT}{clause} {TASKS.order_sql} LIMIT ?"
         rows = self.conn.execute(sql, (*args, limit + 1)).fetchall()
-        items, _ = codec.decoded_tasks(rows[:limit], where="list_tasks")
-        last = codec.last_key(rows, items, limit)
-        return Page(items, encode_cursor(*last) if last else None)
+        return keyset_page(rows, limit, decode=_list_decoded, key=_TASK_POSITION)
 
     async def transition(
         self,
@@ -554,7 +570,7 @@ class SQLiteTaskStore:
         sql = _CANCEL_CONVERSATION
         args = (moment, reason, conversation_id, *_FINAL)
         rows = await self.write(lambda conn: conn.execute(sql, args).fetchall())
-        return [row[0] for row in rows]
+        return [row["task_id"] for row in rows]
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -669,15 +685,13 @@ class SQLiteTaskStore:
     ) -> Page[Run]:
         sql = f"{_RUN_SELECT} WHERE task_id = ?"
         args: list[Any] = [task_id]
-        if cursor is not None:
-            created, run_id = decode_cursor(cursor)
-            sql += " AND (created_at, run_id) < (?, ?)"
-            args += [codec.ts(created), run_id]
-        sql += " ORDER BY created_at DESC, run_id DESC LIMIT ?"
+        after = position(cursor)
+        if after is not None:
+            sql += f" AND {RUNS.after_sql('?', '?')}"
+            args += [codec.ts(after[0]), after[1]]
+        sql += f" {RUNS.order_sql} LIMIT ?"
         rows = self.conn.execute(sql, (*args, limit + 1)).fetchall()
-        items = [codec.run_from_row(row) for row in rows[:limit]]
-        last = items[-1] if len(rows) > limit else None
-        return Page(items, encode_cursor(last.created_at, last.run_id) if last else None)
+        return keyset_page(rows, limit, decode=_runs, key=_RUN_POSITION)
 
     async def runs_in_status(self, statuses: Sequence[RunStatus]) -> list[Run]:
         values = [RunStatus(s).value for s in statuses]
@@ -793,8 +807,8 @@ class SQLiteTaskStore:
         return sorted(tasks, key=lambda t: (t.created_at, t.task_id))
 
     async def count_by_status(self) -> dict[str, int]:
-        rows = self.conn.execute("SELECT status, COUNT(*) FROM tasks GROUP BY status")
-        return {str(status): int(count) for status, count in rows.fetchall()}
+        rows = self.conn.execute("SELECT status, COUNT(*) AS tasks FROM tasks GROUP BY status")
+        return {str(row["status"]): int(row["tasks"]) for row in rows.fetchall()}
 
     # -- coordination (one server) -------------------------------------------------------
 
@@ -886,9 +900,9 @@ class SQLiteTaskStore:
                 row = conn.execute(_LOG_STATE, (task_id,)).fetchone()
                 if row is None:
                     continue
-                if row[0]:
+                if row["log_closed"]:
                     refused.add(task_id)
-                elif task_id in done_tasks and row[1] in _FINAL:
+                elif task_id in done_tasks and row["status"] in _FINAL:
                     closing[task_id] = min(
                         e.seq for e in events if e.task_id == task_id and e.event is EventType.DONE
                     )
@@ -906,7 +920,7 @@ class SQLiteTaskStore:
 
     async def read_events(self, task_id: str, *, after: int = 0, limit: int = 500) -> list[Event]:
         rows = self.conn.execute(_EVENT_READ, (task_id, after, limit)).fetchall()
-        return [codec.event_from_body(row[0]) for row in rows]
+        return [codec.event_from_body(row["body"]) for row in rows]
 
     async def last_seq(self, task_id: str) -> int:
         row = self.conn.execute(
@@ -927,15 +941,13 @@ class SQLiteTaskStore:
         if user_id is not None:
             sql += f" AND task_id IN ({_TASKS_OF_USER_CONVERSATION})"
             args += [conversation_id, user_id]
-        if cursor is not None:
-            created, item_id = decode_cursor(cursor)
-            sql += " AND (created_at, item_id) > (?, ?)"
-            args += [codec.ts(created), item_id]
-        sql += " ORDER BY created_at, item_id LIMIT ?"
+        after = position(cursor)
+        if after is not None:
+            sql += f" AND {ITEMS.after_sql('?', '?')}"
+            args += [codec.ts(after[0]), after[1]]
+        sql += f" {ITEMS.order_sql} LIMIT ?"
         rows = self.conn.execute(sql, (*args, limit + 1)).fetchall()
-        items = [codec.item_from_row(row) for row in rows[:limit]]
-        last = items[-1] if len(rows) > limit else None
-        return Page(items, encode_cursor(last.created_at, last.item_id) if last else None)
+        return keyset_page(rows, limit, decode=_items, key=_ITEM_POSITION)
 
     async def task_items(
         self, task_id: str, *, component_type: str | None = None
