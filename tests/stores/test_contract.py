@@ -12,6 +12,7 @@ import pytest
 from taskcell.abc import DuplicateTask, InvalidCursor, TaskFilter, TaskStore
 from taskcell.domain.models import Run, RunStatus, ScheduleConfig, Task, TaskPattern
 from taskcell.domain.state_machine import FINAL_STATUSES, TRANSITIONS, TaskStatus
+from taskcell.testing import claim_due
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -73,14 +74,13 @@ async def test_save_refuses_a_duplicate_id(store: TaskStore) -> None:
     assert (await store.list_tasks(TaskFilter())).items == [task]
 
 
-async def test_exists_and_delete(store: TaskStore) -> None:
+async def test_delete_removes_the_task_and_its_runs(store: TaskStore) -> None:
     task = make_task()
-    assert not await store.exists(task.task_id)
+    assert await store.load(task.task_id) is None
     await store.save(task)
     await store.add_run(Run(task_id=task.task_id))
-    assert await store.exists(task.task_id)
+    assert await store.load(task.task_id) is not None
     assert await store.delete(task.task_id)
-    assert not await store.exists(task.task_id)
     assert await store.load(task.task_id) is None
     assert (await store.list_runs(task.task_id)).items == []
     assert not await store.delete(task.task_id)
@@ -296,7 +296,7 @@ async def test_once_runs_are_told_apart_by_attempt(store: TaskStore) -> None:
     assert sorted(r.attempt for r in runs) == [1, 2]
 
 
-async def test_due_tasks_are_armed_recurring_tasks_in_time_order(store: TaskStore) -> None:
+async def test_due_claims_take_armed_recurring_tasks_in_time_order(store: TaskStore) -> None:
     def recurring(minutes: int, **fields: object) -> Task:
         values: dict[str, object] = {
             "pattern": TaskPattern.RECURRING,
@@ -314,10 +314,11 @@ async def test_due_tasks_are_armed_recurring_tasks_in_time_order(store: TaskStor
     cancelled = recurring(-5, status=TaskStatus.CANCELLED)
     for task in (late, early, future, paused, cancelled):
         await store.save(task)
-    due = await store.due_tasks(T0 + timedelta(minutes=2))
-    assert [t.task_id for t in due] == [early.task_id, late.task_id]
     assert await store.next_due_at() == early.next_run_at
-    assert await store.ping()
+    due = await claim_due(store, T0 + timedelta(minutes=2), lambda task: None)
+    assert [t.task_id for t, _ in due] == [early.task_id, late.task_id], due
+    assert await store.next_due_at() == future.next_run_at
+    assert await store.check() is None
 
 
 async def test_claim_due_claims_each_occurrence_once(store: TaskStore) -> None:
@@ -338,13 +339,13 @@ async def test_claim_due_claims_each_occurrence_once(store: TaskStore) -> None:
         return later
 
     first, second = await asyncio.gather(
-        store.claim_due(T0, next_time, limit=50), store.claim_due(T0, next_time, limit=50)
+        claim_due(store, T0, next_time, limit=50), claim_due(store, T0, next_time, limit=50)
     )
     claimed = [t.task_id for t, _ in first] + [t.task_id for t, _ in second]
     assert sorted(claimed) == sorted(t.task_id for t in tasks)
     dues = {t.task_id: due for t, due in [*first, *second]}
     assert dues == {t.task_id: t.next_run_at for t in tasks}
-    assert await store.claim_due(T0, next_time) == []
+    assert await claim_due(store, T0, next_time) == []
     assert await store.next_due_at() == later
 
 

@@ -107,13 +107,13 @@ class InMemoryTaskStore:
     async def close(self) -> None:
         return None
 
-    async def ping(self) -> bool:
-        return True
-
     async def check(self) -> str | None:
         return None
 
     async def save(self, task: Task) -> None:
+        """Insert a new task alone (no conversation); :class:`~taskcell.abc.DuplicateTask`
+        when its id is taken. Beyond the protocol: for scripts, benchmarks and tests that
+        fill a store (the service creates tasks with ``create``)."""
         if task.task_id in self._tasks:
             raise DuplicateTask(f"task {task.task_id} exists already")
         self._tasks[task.task_id] = copy_task(task)
@@ -128,9 +128,6 @@ class InMemoryTaskStore:
     async def load(self, task_id: str) -> Task | None:
         task = self._tasks.get(task_id)
         return copy_task(task) if task is not None else None
-
-    async def exists(self, task_id: str) -> bool:
-        return task_id in self._tasks
 
     async def delete(self, task_id: str) -> bool:
         task = self._tasks.pop(task_id, None)
@@ -315,9 +312,10 @@ class InMemoryTaskStore:
 
     async def runs_in_status(self, statuses: Sequence[RunStatus]) -> list[Run]:
         wanted = set(statuses)
-        return [r.model_copy(deep=True) for r in self._runs.values() if r.status in wanted]
+        found = sorted((r for r in self._runs.values() if r.status in wanted), key=_run_position)
+        return [r.model_copy(deep=True) for r in found]
 
-    async def due_tasks(self, now: datetime, *, limit: int = 100) -> list[Task]:
+    def _due_tasks(self, now: datetime, *, limit: int) -> list[Task]:
         due = sorted(
             (t for t in self._tasks.values() if _is_armed(t) and t.next_run_at <= now),  # type: ignore[operator]
             key=lambda t: (t.next_run_at, t.task_id),
@@ -331,6 +329,10 @@ class InMemoryTaskStore:
     async def claim_occurrence(
         self, task_id: str, *, due: datetime, next_run_at: datetime | None
     ) -> bool:
+        """Move an armed task's ``next_run_at`` from ``due`` to ``next_run_at`` in one
+        guarded write; answers whether it did (of several claimers of one ``due``, exactly
+        one wins). Beyond the protocol: the scheduler claims with ``start_due``; this is the
+        one-at-a-time claim benchmarks compare it with."""
         task = self._tasks.get(task_id)
         if task is None or not _is_armed(task) or task.next_run_at != due:
             return False
@@ -338,15 +340,15 @@ class InMemoryTaskStore:
         task.updated_at = utcnow()
         return True
 
-    async def claim_due(
+    async def _claim_due(
         self,
         now: datetime,
         next_time: Callable[[Task], datetime | None],
         *,
-        limit: int = 500,
+        limit: int,
     ) -> list[tuple[Task, datetime]]:
         claimed = []
-        for task in await self.due_tasks(now, limit=limit):
+        for task in self._due_tasks(now, limit=limit):
             due = task.next_run_at
             assert due is not None
             task.next_run_at = next_time(task)
@@ -364,7 +366,7 @@ class InMemoryTaskStore:
         limit: int = 500,
     ) -> list[tuple[Task, Run | None]]:
         started: list[tuple[Task, Run | None]] = []
-        for task, due in await self.claim_due(now, next_time, limit=limit):
+        for task, due in await self._claim_due(now, next_time, limit=limit):
             live = any(
                 r.status in _LEASED and r.lease_expires_at is not None and r.lease_expires_at > now
                 for r in (self._runs[i] for i in self._runs_by_task.get(task.task_id, []))
@@ -564,6 +566,8 @@ class InMemoryTaskStore:
         return sorted(found, key=lambda i: (i.created_at, i.item_id))
 
     async def ensure_conversation(self, conversation_id: str, *, title: str, user_id: str) -> bool:
+        """Create ``user_id``'s conversation record if missing; answers whether it did.
+        Beyond the protocol (``create`` stores a task's conversation): for tests."""
         if (user_id, conversation_id) in self._conversations:
             return False
         self._conversations[(user_id, conversation_id)] = title

@@ -154,7 +154,6 @@ _CONTINUE_RUN = (
     " WHERE run_id = $2 AND status = 'waiting_input' AND EXISTS (SELECT 1 FROM moved)"
 )
 _TASK_BY_ID = f"{_TASK_SELECT} WHERE task_id = $1"
-_TASK_EXISTS = "SELECT EXISTS (SELECT 1 FROM tasks WHERE task_id = $1)"
 _TASK_DELETE = (
     "WITH gone_runs AS (DELETE FROM runs WHERE task_id = $1),"
     " gone_events AS (DELETE FROM events WHERE task_id = $1),"
@@ -170,9 +169,6 @@ _CANCEL_CONVERSATION = (
 _RUN_BY_ID = f"{_RUN_SELECT} WHERE run_id = $1"
 _RUNS_IN_STATUS = f"{_RUN_SELECT} WHERE status = ANY($1::text[]) ORDER BY created_at, run_id"
 _ARMED = "pattern = 'recurring' AND status = 'running' AND NOT paused"
-_DUE_TASKS = (
-    f"{_TASK_SELECT} WHERE {_ARMED} AND next_run_at <= $1 ORDER BY next_run_at, task_id LIMIT $2"
-)
 _NEXT_DUE_AT = f"SELECT MIN(next_run_at) FROM tasks WHERE {_ARMED}"
 _CLAIM_DUE_SELECT = (
     f"{_TASK_SELECT} WHERE {_ARMED} AND next_run_at <= LEAST($1, now())"
@@ -616,13 +612,6 @@ class PostgresTaskStore:
             pool.terminate()
             raise
 
-    async def ping(self) -> bool:
-        try:
-            pool = await self.pool()
-            return bool(await pool.fetchval("SELECT 1", timeout=5.0))
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            return False
-
     async def check(self) -> str | None:
         """None if the database answers ``SELECT 1`` within :data:`CHECK_SECONDS`, else why."""
         timeout = CHECK_SECONDS
@@ -640,6 +629,9 @@ class PostgresTaskStore:
     # -- tasks --------------------------------------------------------------------------
 
     async def save(self, task: Task) -> None:
+        """Insert a new task alone (no conversation); :class:`~taskcell.abc.DuplicateTask`
+        when its id is taken. Beyond the protocol: for scripts, benchmarks and tests that
+        fill a store (the service creates tasks with ``create``)."""
         values = codec.task_values(task, dialect="postgres")
         pool = await self.pool()
         try:
@@ -660,9 +652,6 @@ class PostgresTaskStore:
     async def load(self, task_id: str) -> Task | None:
         row = await (await self.pool()).fetchrow(_TASK_BY_ID, task_id)
         return codec.salvaged_task(row) if row is not None else None
-
-    async def exists(self, task_id: str) -> bool:
-        return bool(await (await self.pool()).fetchval(_TASK_EXISTS, task_id))
 
     async def delete(self, task_id: str) -> bool:
         """Delete the task with its runs, events and conversation items in one statement."""
@@ -850,10 +839,6 @@ class PostgresTaskStore:
         rows = await (await self.pool()).fetch(_RUNS_IN_STATUS, values)
         return [codec.run_from_row(row) for row in rows]
 
-    async def due_tasks(self, now: datetime, *, limit: int = 100) -> list[Task]:
-        rows = await (await self.pool()).fetch(_DUE_TASKS, codec.utc(now), limit)
-        return codec.decoded_tasks(rows, where="due_tasks")[0]
-
     async def next_due_at(self) -> datetime | None:
         value = await (await self.pool()).fetchval(_NEXT_DUE_AT)
         return codec.utc(value) if value is not None else None
@@ -861,37 +846,12 @@ class PostgresTaskStore:
     async def claim_occurrence(
         self, task_id: str, *, due: datetime, next_run_at: datetime | None
     ) -> bool:
-        """Move an armed task's ``next_run_at`` from ``due`` in one guarded UPDATE.
-
-        Of several schedulers claiming the same ``due``, the row lock serialises them and the
-        re-checked guard (``next_run_at = due``) refuses every one after the first.
-        """
+        """Move an armed task's ``next_run_at`` from ``due`` to ``next_run_at`` in one
+        guarded write; answers whether it did (of several claimers of one ``due``, exactly
+        one wins). Beyond the protocol: the scheduler claims with ``start_due``; this is the
+        one-at-a-time claim benchmarks compare it with."""
         args = (codec.utc(next_run_at), codec.utc(utcnow()), task_id, codec.utc(due))
         return _row_count(await (await self.pool()).execute(_CLAIM_OCCURRENCE, *args)) == 1
-
-    async def claim_due(
-        self,
-        now: datetime,
-        next_time: Callable[[Task], datetime | None],
-        *,
-        limit: int = 500,
-    ) -> list[tuple[Task, datetime]]:
-        """Lock due tasks no other process holds (SKIP LOCKED), move them on, commit."""
-        pool = await self.pool()
-        claimed: list[tuple[Task, datetime]] = []
-        async with pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(_CLAIM_DUE_SELECT, codec.utc(now), limit)
-            moment = utcnow()
-            updates = []
-            for task in await _claimable(conn, rows, moment, where="claim_due"):
-                due = task.next_run_at
-                assert due is not None
-                task.next_run_at = next_time(task)
-                updates.append((codec.utc(task.next_run_at), moment, task.task_id))
-                claimed.append((task, due))
-            if updates:
-                await conn.executemany(_CLAIM_DUE_UPDATE, updates)
-        return claimed
 
     async def start_due(
         self,
@@ -1108,6 +1068,8 @@ class PostgresTaskStore:
         return [codec.item_from_row(row) for row in rows]
 
     async def ensure_conversation(self, conversation_id: str, *, title: str, user_id: str) -> bool:
+        """Create ``user_id``'s conversation record if missing; answers whether it did.
+        Beyond the protocol (``create`` stores a task's conversation): for tests."""
         args = (conversation_id, title, user_id, codec.utc(utcnow()))
         return _row_count(await (await self.pool()).execute(_CONVERSATION_INSERT, *args)) == 1
 

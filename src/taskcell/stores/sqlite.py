@@ -339,13 +339,6 @@ class SQLiteTaskStore:
             os.close(self._file)
             self._file = None
 
-    async def ping(self) -> bool:
-        try:
-            self.conn.execute("SELECT 1").fetchone()
-        except sqlite3.Error:
-            return False
-        return True
-
     async def check(self) -> str | None:
         """None if the file is the one opened, answers a read within :data:`CHECK_SECONDS` on
         a connection of its own (in a worker thread: never the event loop's), and the last
@@ -468,6 +461,9 @@ class SQLiteTaskStore:
     # -- tasks --------------------------------------------------------------------------
 
     async def save(self, task: Task) -> None:
+        """Insert a new task alone (no conversation); :class:`~taskcell.abc.DuplicateTask`
+        when its id is taken. Beyond the protocol: for scripts, benchmarks and tests that
+        fill a store (the service creates tasks with ``create``)."""
         values = codec.task_values(task)
 
         def insert(conn: sqlite3.Connection) -> None:
@@ -494,10 +490,6 @@ class SQLiteTaskStore:
     async def load(self, task_id: str) -> Task | None:
         row = self.conn.execute(f"{_TASK_SELECT} WHERE task_id = ?", (task_id,)).fetchone()
         return codec.salvaged_task(row) if row else None
-
-    async def exists(self, task_id: str) -> bool:
-        row = self.conn.execute("SELECT 1 FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
-        return row is not None
 
     async def delete(self, task_id: str) -> bool:
         def remove(conn: sqlite3.Connection) -> bool:
@@ -701,14 +693,6 @@ class SQLiteTaskStore:
         sql = f"{_RUN_SELECT} WHERE status IN ({marks}) ORDER BY created_at"
         return [codec.run_from_row(row) for row in self.conn.execute(sql, values)]
 
-    async def due_tasks(self, now: datetime, *, limit: int = 100) -> list[Task]:
-        sql = (
-            f"{_TASK_SELECT} WHERE {_ARMED} AND next_run_at <= ?"
-            " ORDER BY next_run_at, task_id LIMIT ?"
-        )
-        rows = self.conn.execute(sql, (codec.ts(now), limit)).fetchall()
-        return codec.decoded_tasks(rows, where="due_tasks")[0]
-
     async def next_due_at(self) -> datetime | None:
         row = self.conn.execute(f"SELECT MIN(next_run_at) FROM tasks WHERE {_ARMED}").fetchone()
         return codec.from_ts(row[0]) if row else None
@@ -716,41 +700,16 @@ class SQLiteTaskStore:
     async def claim_occurrence(
         self, task_id: str, *, due: datetime, next_run_at: datetime | None
     ) -> bool:
+        """Move an armed task's ``next_run_at`` from ``due`` to ``next_run_at`` in one
+        guarded write; answers whether it did (of several claimers of one ``due``, exactly
+        one wins). Beyond the protocol: the scheduler claims with ``start_due``; this is the
+        one-at-a-time claim benchmarks compare it with."""
         sql = (
             "UPDATE tasks SET next_run_at = ?, updated_at = ?"
             f" WHERE task_id = ? AND next_run_at = ? AND {_ARMED}"
         )
         args = (codec.ts(next_run_at), codec.ts(utcnow()), task_id, codec.ts(due))
         return await self.write(lambda conn: conn.execute(sql, args).rowcount == 1)
-
-    async def claim_due(
-        self,
-        now: datetime,
-        next_time: Callable[[Task], datetime | None],
-        *,
-        limit: int = 500,
-    ) -> list[tuple[Task, datetime]]:
-        select = (
-            f"{_TASK_SELECT} WHERE {_ARMED} AND next_run_at <= ?"
-            " ORDER BY next_run_at, task_id LIMIT ?"
-        )
-        update = "UPDATE tasks SET next_run_at = ?, updated_at = ? WHERE task_id = ?"
-        moment = codec.ts(utcnow())
-
-        def claim(conn: sqlite3.Connection) -> list[tuple[Task, datetime]]:
-            # One write transaction: other processes wait for the lock, so nothing is claimed
-            # twice.
-            claimed = []
-            rows = conn.execute(select, (codec.ts(now), limit)).fetchall()
-            for task in _claimable(conn, rows, moment, where="claim_due"):
-                due = task.next_run_at
-                assert due is not None
-                task.next_run_at = next_time(task)
-                conn.execute(update, (codec.ts(task.next_run_at), moment, task.task_id))
-                claimed.append((task, due))
-            return claimed
-
-        return await self.write(claim, atomic=True)
 
     async def start_due(
         self,
@@ -961,6 +920,8 @@ class SQLiteTaskStore:
         return [codec.item_from_row(row) for row in rows]
 
     async def ensure_conversation(self, conversation_id: str, *, title: str, user_id: str) -> bool:
+        """Create ``user_id``'s conversation record if missing; answers whether it did.
+        Beyond the protocol (``create`` stores a task's conversation): for tests."""
         args = (conversation_id, title, user_id, codec.ts(utcnow()))
         return await self.write(lambda conn: conn.execute(_CONVERSATION_INSERT, args).rowcount == 1)
 
