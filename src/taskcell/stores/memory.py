@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from taskcell.abc import (
-    UPDATABLE_FIELDS,
     DuplicateTask,
     EventConflict,
     LeaseLost,
@@ -35,6 +34,7 @@ from taskcell.domain.models import (
 )
 from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, enter, sources_of
 from taskcell.stores.cursor import ITEMS, RUNS, Position, keyset_page, position
+from taskcell.stores.rules import check_changes, check_run_changes, lease_lost, skipped_run
 
 _Key = tuple[datetime, str]
 T = TypeVar("T")
@@ -60,14 +60,6 @@ def apply_transition_fields(
         setattr(task, name, value)
 
 
-def lease_lost(fence: Fence) -> LeaseLost:
-    """The error a refused fenced write raises (every store words it the same)."""
-    return LeaseLost(
-        f"run {fence.run_id} is no longer open under {fence.owner} at epoch {fence.epoch}",
-        run_ids=[fence.run_id],
-    )
-
-
 def copy_task(task: Task) -> Task:
     """A copy of ``task`` that shares nothing mutable with it.
 
@@ -79,12 +71,6 @@ def copy_task(task: Task) -> Task:
     return task.model_copy(
         update={"remote_task_ids": list(task.remote_task_ids), "metadata": metadata}
     )
-
-
-def check_changes(changes: Mapping[str, Any]) -> None:
-    unknown = set(changes) - UPDATABLE_FIELDS
-    if unknown:
-        raise ValueError(f"fields that cannot be updated: {sorted(unknown)}")
 
 
 class InMemoryTaskStore:
@@ -275,9 +261,8 @@ class InMemoryTaskStore:
         run = self._runs.get(run_id)
         if run is None or (expected is not None and run.status not in expected):
             return False
+        check_run_changes(changes)
         for name, value in changes.items():
-            if name not in Run.model_fields or name in {"run_id", "task_id"}:
-                raise ValueError(f"run field cannot be updated: {name}")
             setattr(run, name, value)
         return True
 
@@ -597,20 +582,6 @@ def _copied_tasks(tasks: Sequence[Task]) -> list[Task]:
 
 def _copied(records: Sequence[T]) -> list[T]:
     return [copy.deepcopy(record) for record in records]
-
-
-def skipped_run(run: Run, due: datetime, now: datetime, reason: str) -> Run:
-    """The record of an occurrence skipped because the previous run still ran."""
-    return run.model_copy(
-        update={
-            "scheduled_for": due,
-            "status": RunStatus.SKIPPED,
-            "started_at": None,
-            "finished_at": now,
-            "error": reason,
-            "lease_expires_at": None,
-        }
-    )
 
 
 def _same_slot(a: Run, b: Run) -> bool:

@@ -67,7 +67,7 @@ from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, sources_of
 from taskcell.outages import describe
 from taskcell.stores import codec
 from taskcell.stores.cursor import ITEMS, RUNS, TASKS, keyset_page, position
-from taskcell.stores.memory import check_changes, lease_lost, skipped_run
+from taskcell.stores.rules import check_changes, check_run_changes, lease_lost, skipped_run
 
 if TYPE_CHECKING:  # asyncpg's classes are generic only in its stubs
     from asyncpg.pool import PoolConnectionProxy
@@ -432,9 +432,7 @@ def _transition_args(
 
 
 def _run_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
-    bad = set(changes) - set(codec.RUN_COLUMNS) | (set(changes) & {"run_id", "task_id"})
-    if bad:
-        raise ValueError(f"run fields cannot be updated: {sorted(bad)}")
+    check_run_changes(changes)
     return codec.encode_changes(changes, dialect="postgres")
 
 

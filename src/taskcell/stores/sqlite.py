@@ -52,7 +52,7 @@ from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, sources_of
 from taskcell.outages import is_outage
 from taskcell.stores import codec
 from taskcell.stores.cursor import ITEMS, RUNS, TASKS, keyset_page, position
-from taskcell.stores.memory import check_changes, lease_lost, skipped_run
+from taskcell.stores.rules import check_changes, check_run_changes, lease_lost, skipped_run
 
 logger = logging.getLogger(__name__)
 
@@ -193,9 +193,7 @@ def _run_update_statement(
     ``fence`` it is also guarded by the run being open and the fence's."""
     if fence is not None:
         expected = OPEN_RUN_STATUSES if expected is None else OPEN_RUN_STATUSES & set(expected)
-    bad = set(changes) - set(codec.RUN_COLUMNS) | (set(changes) & {"run_id", "task_id"})
-    if bad:
-        raise ValueError(f"run fields cannot be updated: {sorted(bad)}")
+    check_run_changes(changes)
     encoded = codec.encode_changes(changes)
     sets = ", ".join(f"{name} = ?" for name in encoded) or "status = status"
     sql = f"UPDATE runs SET {sets} WHERE run_id = ?"
