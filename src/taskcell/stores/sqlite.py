@@ -305,7 +305,9 @@ class SQLiteTaskStore:
         # Checkpoint (which syncs the file) every ~16 MiB of WAL instead of every ~4 MiB.
         conn.execute("PRAGMA wal_autocheckpoint = 4000")
         apply_migrations(conn)
-        conn.row_factory = sqlite3.Row  # rows are decoded by column name (see codec)
+        # Rows are read by column name (see codec): sqlite3.Row answers row["status"] (and
+        # row[0]), at about 2 microseconds a task row more than a tuple.
+        conn.row_factory = sqlite3.Row
         stat = os.stat(self.path)
         self._identity = (stat.st_dev, stat.st_ino)
         self._file = os.open(self.path, os.O_RDONLY)
