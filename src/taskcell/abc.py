@@ -117,8 +117,9 @@ class TaskStore(Protocol):
       run's current status, a fence) still holds when it is written, and the method answers
       whether it happened. A refused write changes nothing.
     - What a transition writes beside the status (``updated_at``, ``started_at`` on the first
-      run, ``completed_at`` on a final status) is the state machine's
-      (:func:`~taskcell.domain.state_machine.stamps_of`), in every method that moves a task.
+      run, ``completed_at`` and a cleared ``next_run_at`` on a final status) is the state
+      machine's (:func:`~taskcell.domain.state_machine.effects_of`), in every method that
+      moves a task.
     - Datetimes go in and come out aware, in UTC.
     - A write or read the store cannot do for an outage raises an I/O error
       (:class:`StoreUnavailable`, ``OSError``, the driver's connection errors), never hangs
@@ -197,7 +198,7 @@ class TaskStore(Protocol):
 
         It happens only if the task's status is in ``expected`` (default: every status the
         state machine allows ``target`` from; statuses outside those are ignored). It writes
-        the transition's stamps (at ``now``, default the current time) and ``changes``
+        the transition's effects (at ``now``, default the current time) and ``changes``
         (:data:`UPDATABLE_FIELDS` only, else ``ValueError`` before anything is written).
         Answers whether the write happened: False, changing nothing, for a refused or
         unknown task.

@@ -139,6 +139,26 @@ async def test_started_at_is_kept_across_restarts(store: TaskStore) -> None:
     assert loaded is not None and loaded.started_at == T0
 
 
+@pytest.mark.parametrize("how", ["transition", "transition clearing it too", "conversation"])
+async def test_a_finished_recurring_task_has_no_next_run(store: TaskStore, how: str) -> None:
+    task = make_task(
+        pattern=TaskPattern.RECURRING,
+        schedule_config={"interval_minutes": 1},
+        status=TaskStatus.RUNNING,
+        next_run_at=T0,
+    )
+    await store.save(task)
+    if how == "conversation":
+        assert await store.cancel_conversation(task.conversation_id) == [task.task_id]
+    else:
+        changes = {"next_run_at": None} if how == "transition clearing it too" else None
+        assert await store.transition(task.task_id, TaskStatus.CANCELLED, changes=changes, now=T0)
+    loaded = await store.load(task.task_id)
+    assert loaded is not None and loaded.status is TaskStatus.CANCELLED, loaded
+    assert (loaded.next_run_at, loaded.completed_at is not None) == (None, True), loaded
+    assert await store.next_due_at() is None
+
+
 async def test_transition_of_an_unknown_task_answers_false(store: TaskStore) -> None:
     assert not await store.transition("nope", TaskStatus.CANCELLED)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
@@ -25,7 +25,7 @@ from taskcell.abc import ProcessInfo
 from taskcell.domain.clock import as_utc
 from taskcell.domain.events import ConversationItem, Event, EventType, Role
 from taskcell.domain.models import Run, RunStatus, ScheduleConfig, Task, TaskPattern
-from taskcell.domain.state_machine import TaskStatus, stamps_of
+from taskcell.domain.state_machine import TaskStatus, Write, effects_of
 
 logger = logging.getLogger(__name__)
 
@@ -411,34 +411,39 @@ ITEM_COLUMNS: tuple[str, ...] = (
 )
 
 
-def stamp_sql(target: TaskStatus, now: str) -> list[str]:
-    """The SET assignments of the stamps a transition to ``target`` writes
-    (:func:`~taskcell.domain.state_machine.stamps_of`), ``now`` being the SQL of its moment."""
+def effect_sql(target: TaskStatus, now: str, *, given: Collection[str] = ()) -> list[str]:
+    """The SET assignments of what a transition to ``target`` writes beside the status
+    (:func:`~taskcell.domain.state_machine.effects_of`), ``now`` being the SQL of its
+    moment. Fields in ``given`` are left out: the caller writes them (its value wins, as
+    ``changes`` win over the effects in every store)."""
     return [
-        f"{stamp.field} = {_stamp_value(target, stamp.field, now, '')}"
-        for stamp in stamps_of(target)
+        f"{effect.field} = {_effect_value(target, effect.field, now, '')}"
+        for effect in effects_of(target)
+        if effect.field not in given
     ]
 
 
-def stamp_case_sql(
+def effect_case_sql(
     condition: str, then: TaskStatus, otherwise: TaskStatus, now: str, *, table: str = "tasks"
 ) -> list[str]:
-    """The SET assignments of the stamps of a write that moves each row to ``then`` where
+    """The SET assignments of the effects of a write that moves each row to ``then`` where
     ``condition`` holds and to ``otherwise`` elsewhere (``table`` qualifies the columns read)."""
-    fields = dict.fromkeys(s.field for s in (*stamps_of(then), *stamps_of(otherwise)))
+    fields = dict.fromkeys(e.field for e in (*effects_of(then), *effects_of(otherwise)))
     assignments = []
     for field in fields:
-        when, other = (_stamp_value(t, field, now, f"{table}.") for t in (then, otherwise))
+        when, other = (_effect_value(t, field, now, f"{table}.") for t in (then, otherwise))
         value = when if when == other else f"CASE WHEN {condition} THEN {when} ELSE {other} END"
         assignments.append(f"{field} = {value}")
     return assignments
 
 
-def _stamp_value(target: TaskStatus, field: str, now: str, prefix: str) -> str:
+def _effect_value(target: TaskStatus, field: str, now: str, prefix: str) -> str:
     """The SQL of ``field``'s value after a transition to ``target``."""
-    for stamp in stamps_of(target):
-        if stamp.field == field:
-            return f"COALESCE({prefix}{field}, {now})" if stamp.first_only else now
+    for effect in effects_of(target):
+        if effect.field == field:
+            if effect.write is Write.CLEAR:
+                return "NULL"
+            return f"COALESCE({prefix}{field}, {now})" if effect.write is Write.FIRST else now
     return f"{prefix}{field}"
 
 

@@ -54,7 +54,7 @@ def _matches(task: Task, flt: TaskFilter) -> bool:
 def apply_transition_fields(
     task: Task, target: TaskStatus, now: datetime, changes: Mapping[str, Any] | None
 ) -> None:
-    """Set what a transition sets on ``task`` (its stamps, then ``changes``)."""
+    """Set what a transition sets on ``task`` (its effects, then ``changes``)."""
     enter(task, target, now)
     for name, value in (changes or {}).items():
         setattr(task, name, value)

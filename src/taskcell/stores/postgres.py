@@ -131,7 +131,7 @@ _RUN_INSERT = (
 )
 _START_RUN = (
     "WITH started AS (UPDATE tasks SET status = 'running', attempt = $3, "
-    + ", ".join(codec.stamp_sql(TaskStatus.RUNNING, f"${len(codec.RUN_COLUMNS) + 1}"))
+    + ", ".join(codec.effect_sql(TaskStatus.RUNNING, f"${len(codec.RUN_COLUMNS) + 1}"))
     + " WHERE task_id = $2 AND status = 'pending' RETURNING 1)"
     + f" INSERT INTO runs ({', '.join(codec.RUN_COLUMNS)}) SELECT "
     + ", ".join(
@@ -146,7 +146,7 @@ _START_RUN = (
 #: waits too; the run moves only if the task did.
 _CONTINUE_RUN = (
     "WITH moved AS (UPDATE tasks SET status = 'running', "
-    + ", ".join(codec.stamp_sql(TaskStatus.RUNNING, "$5"))
+    + ", ".join(codec.effect_sql(TaskStatus.RUNNING, "$5"))
     + " WHERE task_id = $1 AND status = 'waiting_input' AND EXISTS (SELECT 1 FROM runs"
     " WHERE run_id = $2 AND task_id = $1 AND status = 'waiting_input') RETURNING 1)"
     " UPDATE runs SET status = 'running', owner = $3, epoch = epoch + 1,"
@@ -162,7 +162,7 @@ _TASK_DELETE = (
 )
 _CANCEL_CONVERSATION = (
     "UPDATE tasks SET status = 'cancelled', "
-    + ", ".join(codec.stamp_sql(TaskStatus.CANCELLED, "$1"))
+    + ", ".join(codec.effect_sql(TaskStatus.CANCELLED, "$1"))
     + ", error_message = COALESCE($2, error_message)"
     " WHERE conversation_id = $3 AND status <> ALL($4::text[]) RETURNING task_id"
 )
@@ -319,7 +319,7 @@ _INTERRUPT_EXPIRED = (
     " status = CASE WHEN closed.attempt < max_attempts THEN 'pending' ELSE 'failed' END,"
     " error_message = CASE WHEN closed.attempt < max_attempts THEN error_message ELSE $1 END, "
     + ", ".join(
-        codec.stamp_case_sql(
+        codec.effect_case_sql(
             "closed.attempt < max_attempts", TaskStatus.PENDING, TaskStatus.FAILED, "now()"
         )
     )
@@ -349,7 +349,7 @@ _OPEN_RUN = sorted(s.value for s in OPEN_RUN_STATUSES)
 def _transition_sql(target: str, fields: tuple[str, ...], first: int = 1) -> str:
     """$first target, then now, task id, allowed sources, and one value per field."""
     target_, now, task_id, sources = (f"${first + i}" for i in range(4))
-    sets = [f"status = {target_}", *codec.stamp_sql(TaskStatus(target), now)]
+    sets = [f"status = {target_}", *codec.effect_sql(TaskStatus(target), now, given=fields)]
     sets += [f"{name} = ${i}" for i, name in enumerate(fields, start=first + 4)]
     return (
         f"UPDATE tasks SET {', '.join(sets)}"

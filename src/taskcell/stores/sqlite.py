@@ -99,7 +99,7 @@ _FINAL = tuple(s.value for s in FINAL_STATUSES)
 #: ?1 now, ?2 the reason (None keeps the task's), ?3 the conversation, then the final statuses.
 _CANCEL_CONVERSATION = (
     "UPDATE tasks SET status = 'cancelled', "
-    + ", ".join(codec.stamp_sql(TaskStatus.CANCELLED, "?1"))
+    + ", ".join(codec.effect_sql(TaskStatus.CANCELLED, "?1"))
     + ", error_message = COALESCE(?2, error_message) WHERE conversation_id = ?3"
     + f" AND status NOT IN ({', '.join(f'?{i}' for i in range(4, 4 + len(_FINAL)))})"
     + " RETURNING task_id"
@@ -110,7 +110,7 @@ _RECOVER_TASK = (
     "UPDATE tasks SET status = CASE WHEN ?3 < max_attempts THEN 'pending' ELSE 'failed' END,"
     " error_message = CASE WHEN ?3 < max_attempts THEN error_message ELSE ?1 END, "
     + ", ".join(
-        codec.stamp_case_sql("?3 < max_attempts", TaskStatus.PENDING, TaskStatus.FAILED, "?2")
+        codec.effect_case_sql("?3 < max_attempts", TaskStatus.PENDING, TaskStatus.FAILED, "?2")
     )
     + " WHERE task_id = ?4 AND pattern = 'once' AND status = 'running'"
 )
@@ -144,7 +144,7 @@ def sqlite_path(url_or_path: str | Path) -> Path:
 @lru_cache(maxsize=256)
 def _transition_sql(target: TaskStatus, sources: tuple[str, ...], fields: tuple[str, ...]) -> str:
     """?1 the target, ?2 the moment, then the fields' values, the task id and the sources."""
-    sets = ["status = ?1", *codec.stamp_sql(target, "?2")]
+    sets = ["status = ?1", *codec.effect_sql(target, "?2", given=fields)]
     sets += [f"{name} = ?{i}" for i, name in enumerate(fields, start=3)]
     first = 3 + len(fields)
     marks = ", ".join(f"?{i}" for i in range(first + 1, first + 1 + len(sources)))
