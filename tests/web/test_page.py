@@ -328,6 +328,7 @@ async def test_recurring_clock_task_is_controlled_from_its_controller(
     await shot(page, "07-recurring-run-now")
 
     await controller.get_by_test_id("controller-cancel").click()
+    await controller.get_by_test_id("controller-cancel-confirm").click()
     await expect(status).to_have_attribute("data-status", "cancelled")
     await expect(page.get_by_test_id("task-status")).to_have_attribute("data-status", "cancelled")
     await expect(row(page, task_id)).to_have_attribute("data-status", "cancelled")
