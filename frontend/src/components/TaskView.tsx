@@ -2,7 +2,7 @@ import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { api, ApiError, FINISHED_STATUSES, type Run, type Task, type TaskEvent } from "../api";
 import { formatDateTime, formatRelative, formatInZone, patternText, statusLabel, tookText } from "../format";
 import { usePoll, useRefresh } from "../hooks";
-import { cloneHref, conversationHref, navigate, taskHref } from "../route";
+import { cloneHref, conversationHref, navigate, replaceRoute, taskHref } from "../route";
 import { fromEvent, statusByEvents, TimelineModel } from "../timeline";
 import { readEvents, useSSE, type StreamState } from "../useSSE";
 import { Controller } from "./Controller";
@@ -170,6 +170,22 @@ export function TaskView({ taskId }: Props) {
         setLoadError(null);
       } catch (err) {
         if (signal?.aborted || (err as Error).name === "AbortError") return;
+        // A short id (as the CLI prints and takes): open the one task it names.
+        if (err instanceof ApiError && err.status === 404 && /^[0-9a-f]{4,31}$/i.test(taskId)) {
+          try {
+            const found = await api.findByPrefix(taskId.toLowerCase(), signal);
+            if (found.length === 1) {
+              replaceRoute(`${taskHref(found[0])}${window.location.hash.includes("?") ? window.location.hash.slice(window.location.hash.indexOf("?")) : ""}`);
+              return;
+            }
+            if (found.length > 1) {
+              setLoadError(new ApiError(300, `“${taskId}” starts ${found.length} task ids: type more of it.`));
+              return;
+            }
+          } catch {
+            /* fall through to "not found" */
+          }
+        }
         if (err instanceof ApiError && !err.isNetwork) setLoadError(err);
       }
     },
@@ -404,7 +420,9 @@ export function TaskView({ taskId }: Props) {
               ? "Task not found"
               : loadError.status === 401
                 ? "An API key is needed"
-                : "The task could not be loaded"}
+                : loadError.status === 300
+                  ? "Which task?"
+                  : "The task could not be loaded"}
           </h2>
           <p>
             {loadError.status === 404
