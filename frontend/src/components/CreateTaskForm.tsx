@@ -66,7 +66,8 @@ function withoutFieldPrefix(message: string, field: string): string {
 // The API's validation wording (pydantic's), said the way a person would.
 const FRIENDLY: [RegExp, (m: RegExpMatchArray) => string][] = [
   [/valid integer, got a number with a fractional part/i, () => "Enter a whole number (no decimals)."],
-  [/valid integer|valid number/i, () => "Enter a number."],
+  [/valid integer/i, () => "Enter a whole number."],
+  [/valid number/i, () => "Enter a number."],
   [/greater than or equal to (\d+)/i, (m) => `Enter ${m[1]} or more.`],
   [/less than or equal to (\d+)/i, (m) => `Enter ${m[1]} or less.`],
   [/greater than (\d+)/i, (m) => `Enter more than ${m[1]}.`],
