@@ -97,6 +97,13 @@ class Server:
                 self.process.wait(timeout=10)
         self.process = None
 
+    def kill(self) -> None:
+        """SIGKILL: the process dies mid-run, as in a crash (its runs are left open)."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
     def restart(self) -> None:
         self.stop()
         self.start()
