@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { api, ApiError, FINISHED_STATUSES, type Run, type Task, type TaskEvent } from "../api";
-import { formatDateTime, formatRelative, formatInZone, patternText, statusLabel, tookText } from "../format";
+import { formatDateTime, formatDuration, formatInZone, formatRelative, patternText, statusLabel, tookText } from "../format";
 import { usePoll, useRefresh } from "../hooks";
 import { cloneHref, conversationHref, navigate, replaceRoute, taskHref } from "../route";
 import { fromEvent, statusByEvents, TimelineModel } from "../timeline";
@@ -444,6 +444,11 @@ export function TaskView({ taskId }: Props) {
   const hideKeys = waiting && question ? new Set([question.key]) : undefined;
   const started = (allRuns ?? []).some((r) => r.started_at) ? task.started_at : null;
   const zone = task.schedule_config?.timezone ?? null;
+  // A run cut short by a server stop: the task's time counts only its runs' own time.
+  const cutShort = (allRuns ?? []).some((r) => r.status === "interrupted");
+  const runTime = (allRuns ?? [])
+    .filter((r) => r.status !== "interrupted" && r.started_at && r.finished_at)
+    .reduce((sum, r) => sum + (Date.parse(r.finished_at!) - Date.parse(r.started_at!)), 0);
 
   return (
     <article className="task-view" data-testid="task-view" data-task-id={task.task_id} aria-labelledby="task-title">
@@ -477,7 +482,13 @@ export function TaskView({ taskId }: Props) {
           {task.completed_at && finished && <Fact label="Finished">{formatDateTime(task.completed_at)}</Fact>}
           {task.completed_at && finished && started && (
             <Fact label="Took" testId="task-took">
-              {tookText(started, task.completed_at)}
+              {cutShort ? (
+                <span title="The time of the runs, without the time the server was down">
+                  {formatDuration(new Date(0).toISOString(), new Date(runTime).toISOString())} running (the outage not counted)
+                </span>
+              ) : (
+                tookText(started, task.completed_at)
+              )}
             </Fact>
           )}
           {recurring && (
