@@ -3,6 +3,7 @@ import { api, ApiError, getApiKey, onUnauthorized, type Agent } from "./api";
 import { ApiKeyPanel } from "./components/ApiKeyPanel";
 import { ConversationView } from "./components/ConversationView";
 import { CreateTaskForm } from "./components/CreateTaskForm";
+import { NotifyButton } from "./components/NotifyButton";
 import { TaskList } from "./components/TaskList";
 import { TaskView } from "./components/TaskView";
 import { useOffline } from "./connectivity";
@@ -88,6 +89,7 @@ export function App() {
         </h1>
         <span className="brand-tag">durable tasks for AI agents</span>
         <div className="header-actions">
+          <NotifyButton />
           <ThemeToggle />
           <button
             type="button"

@@ -132,7 +132,11 @@ class Server:
 
 
 async def shot(page: Page, name: str) -> None:
+    """A full-page screenshot; a phone-sized page's name ends with ``-phone``."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    viewport = page.viewport_size
+    if viewport and viewport["width"] < 600 and not name.endswith("phone"):
+        name = f"{name}-phone"
     await page.evaluate("window.scrollTo(0, 0)")  # else the sticky header lands mid-picture
     await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 

@@ -50,9 +50,16 @@ def server(tmp_path: Path) -> Iterator[Server]:
         made.stop()
 
 
-@pytest.fixture
-async def page(browser: Browser, server: Server) -> AsyncIterator[Page]:
-    context = await browser.new_context(viewport={"width": 1360, "height": 900})
+@pytest.fixture(
+    params=[
+        pytest.param({"width": 1360, "height": 900}, id="desktop"),
+        pytest.param({"width": 390, "height": 844}, id="phone"),
+    ]
+)
+async def page(
+    request: pytest.FixtureRequest, browser: Browser, server: Server
+) -> AsyncIterator[Page]:
+    context = await browser.new_context(viewport=request.param)
     opened = await context.new_page()
     errors: list[str] = []
     opened.on("pageerror", lambda error: errors.append(str(error)))

@@ -256,6 +256,7 @@ async def test_agent_markdown_is_drawn_and_its_html_is_not(page: Page, site: Ser
 
 
 async def test_on_a_phone_each_view_is_its_own_screen(browser: Browser, site: Server) -> None:
+    make(site, query="one task in the list", agent_name="echo")
     page = await open_page(browser, site, PHONE)
     try:
         await expect(page.get_by_test_id("task-list")).to_be_visible()
