@@ -17,12 +17,16 @@ sse-starlette end any stream opened since, and shut down as uvicorn does.
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import uvicorn
 from sse_starlette.sse import AppStatus
+
+from taskcell.api.stall import StallResponder, hand_off_to
 
 
 class DrainingServer(uvicorn.Server):
@@ -30,6 +34,8 @@ class DrainingServer(uvicorn.Server):
     ``app.state.drain`` (each if it has one)."""
 
     _exiting = False
+    #: Answers /health while the loop is stuck in the database (see ``api/stall.py``).
+    stall_responder: StallResponder | None = None
 
     def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
@@ -52,7 +58,43 @@ class DrainingServer(uvicorn.Server):
         state = getattr(self.config.app, "state", None)
         return getattr(state, name, None) if state is not None else None
 
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.should_exit or not getattr(self, "servers", None):
+            return
+        config = self.config
+
+        def protocol() -> asyncio.Protocol:  # as uvicorn's startup makes them
+            return config.http_protocol_class(  # type: ignore[call-arg]
+                config=config, server_state=self.server_state, app_state=self.lifespan.state
+            )
+
+        self.stall_responder = StallResponder(
+            [sock.fileno() for server in self.servers for sock in server.sockets],
+            loop_thread=threading.get_ident(),
+            hand_off=hand_off_to(asyncio.get_running_loop(), protocol),
+            health=self._health_fields,
+        )
+        self.stall_responder.start()
+
+    def _health_fields(self) -> dict[str, Any]:
+        engine = self._state("engine")
+        if engine is None:
+            return {"process_id": "", "scheduler": False, "event_log": False}
+        return {
+            "process_id": engine.owner,
+            "scheduler": engine.supervisor.alive("scheduler"),
+            "event_log": engine.supervisor.alive("event-log-writer"),
+        }
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.stall_responder is not None:
+            self.stall_responder.tick()
+        return await super().on_tick(counter)
+
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.stall_responder is not None:
+            self.stall_responder.stop()
         drain: Callable[[], Awaitable[None]] | None = self._state("drain")
         if drain is not None:
             await drain()
