@@ -180,3 +180,32 @@ async def test_a_wrong_key_is_refused_over_http(server: LiveServer) -> None:
         async with http_session(server.url)("wrong-key") as client:
             await client.list_tools()
     assert refused.group_contains(MCPError, match="error response", depth=None)
+
+
+async def test_a_wait_that_runs_out_answers_what_it_has(session: Session) -> None:
+    async with session(ALICE) as client:
+        made = await call(
+            client,
+            "create_task",
+            {
+                "query": "later",
+                "agent": "clock",
+                "pattern": "daily",
+                "daily_time": "04:00",
+                "run_immediately": False,
+            },
+        )
+        waited = await call(
+            client, "wait_for_task", {"task_id": made["task_id"], "timeout_seconds": 1}
+        )
+        assert waited == {
+            "task_id": made["task_id"],
+            "status": "running",
+            "results": [],
+            "timed_out": True,
+        }
+        too_long = await refusal(
+            client, "wait_for_task", {"task_id": made["task_id"], "timeout_seconds": 86400}
+        )
+        assert "timeout_seconds" in too_long, too_long
+        await call(client, "cancel_task", {"task_id": made["task_id"]})

@@ -10,10 +10,13 @@ at fault, never as a crash of the session.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
+import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp_types import ToolAnnotations
@@ -47,12 +50,23 @@ _ARGUMENT_OF_FIELD = {
 }
 
 RECENT_EVENTS = 20
+DEFAULT_WAIT_SECONDS = 300.0
 RESULT_COMPONENT = "scheduled_task_result"
 FINAL = frozenset({"completed", "failed", "cancelled"})
 
 TaskId = Annotated[
     str,
     Field(description="The task's id, as create_task or list_tasks answered it (32 hex digits)."),
+]
+
+
+WaitSeconds = Annotated[
+    float,
+    Field(
+        description="The longest to wait, in seconds (1 to 3600); the task goes on after it.",
+        ge=1,
+        le=3600,
+    ),
 ]
 
 
@@ -136,35 +150,53 @@ def _result_of(event: TaskEvent) -> str | None:
     return str(decoded.get("result", "")) if isinstance(decoded, dict) else content
 
 
-async def follow(
-    client: AsyncClient, ctx: Context, task: Task, results: int
-) -> AsyncIterator[tuple[str, list[str]]]:
-    """Read the task's events, reporting progress; yields (status, texts) when it is done
-    waiting: a once task when it is finished (its answer), a recurring task once it has
-    ``results`` run results (the latest ``results`` of them)."""
-    texts: list[str] = []
-    message: dict[str, str] = {}
+@dataclass
+class Waited:
+    """What a wait saw: the texts (a once task's answer, or a recurring task's run results)."""
+
+    texts: list[str] = field(default_factory=list)
+    message: dict[str, str] = field(default_factory=dict)
+    status: str | None = None
+
+    def answer(self, task_id: str, timed_out: bool) -> dict[str, Any]:
+        found = {"task_id": task_id, "status": self.status, "results": self.texts}
+        return {**found, "timed_out": True} if timed_out else found
+
+
+async def _read(client: AsyncClient, ctx: Context, task: Task, results: int, seen: Waited) -> None:
+    """Read the task's events into ``seen``, reporting progress, until the wait is over."""
     recurring = task.pattern.value == "recurring"
     async for event in client.watch(task.task_id):
-        if recurring:
-            text = _result_of(event)
-            if text is not None:
-                texts.append(text)
-                await ctx.report_progress(len(texts), results, f"result {len(texts)}: {text}")
-                if len(texts) >= results:
-                    yield "running", texts[-results:]
-                    return
-            elif event.event == "task_cancelled":
-                yield "cancelled", texts
-                return
+        if not recurring:
+            if event.event in ("message_chunk", "message") and event.data.role == "agent":
+                key, piece = event.data.item_id, event.content or ""
+                before = seen.message.get(key, "") if event.event == "message_chunk" else ""
+                seen.message[key] = before + piece
+                seen.texts = ["".join(seen.message.values())]
+            await ctx.report_progress(event.seq, None, event.event)
             continue
-        if event.event in ("message_chunk", "message") and event.data.role == "agent":
-            key = event.data.item_id
-            piece = event.content or ""
-            message[key] = message.get(key, "") + piece if event.event == "message_chunk" else piece
-        await ctx.report_progress(event.seq, None, event.event)
-    final = await client.tasks.get(task.task_id)
-    yield final.status.value, ["".join(message.values())]
+        text = _result_of(event)
+        if text is not None:
+            seen.texts.append(text)
+            await ctx.report_progress(len(seen.texts), results, f"result {len(seen.texts)}: {text}")
+            if len(seen.texts) >= results:
+                seen.texts = seen.texts[-results:]
+                return
+        elif event.event == "task_cancelled":
+            return
+
+
+async def follow(
+    client: AsyncClient, ctx: Context, task: Task, results: int, seconds: float
+) -> dict[str, Any]:
+    """Wait, reporting progress, until a once task is finished or a recurring task has
+    ``results`` run results, or ``seconds`` have passed (``timed_out``: the task goes
+    on). Answers its status and texts."""
+    seen = Waited()
+    with anyio.move_on_after(seconds) as waiting:
+        await _read(client, ctx, task, results, seen)
+    seen.status = (await client.tasks.get(task.task_id)).status.value
+    return seen.answer(task.task_id, waiting.cancelled_caught)
 
 
 READING = ToolAnnotations(read_only_hint=True, open_world_hint=False)
@@ -247,6 +279,7 @@ class Tools:
                 "its result (progress is reported while it streams)."
             ),
         ] = False,
+        timeout_seconds: WaitSeconds = DEFAULT_WAIT_SECONDS,
     ) -> dict[str, Any]:
         """Create a task for an agent: once, every N minutes, or daily at a time in a zone.
 
@@ -268,9 +301,11 @@ class Tools:
             )
             answer = task_summary(task)
             if wait and schedule is None:
-                async for status, texts in follow(client, ctx, task, 1):
-                    answer["status"] = status
-                    answer["result"] = texts[0]
+                waited = await follow(client, ctx, task, 1, timeout_seconds)
+                answer["status"] = waited["status"]
+                answer["result"] = (waited["results"] or [""])[0]
+                if waited.get("timed_out"):
+                    answer["timed_out"] = True
         return answer
 
     async def list_tasks(
@@ -324,16 +359,14 @@ class Tools:
                 le=100,
             ),
         ] = 1,
+        timeout_seconds: WaitSeconds = DEFAULT_WAIT_SECONDS,
     ) -> dict[str, Any]:
         """Wait, reporting progress, until a once task is finished (answers its result) or a
-        recurring task has `results` run results (answers the latest ones)."""
-        answer: dict[str, Any] = {"task_id": task_id}
+        recurring task has `results` run results (answers the latest ones). After
+        timeout_seconds it answers what it has with "timed_out": true; the task goes on."""
         async with self._api(ctx) as client:
             task = await client.tasks.get(task_id)
-            async for status, texts in follow(client, ctx, task, results):
-                answer["status"] = status
-                answer["results"] = texts
-        return answer
+            return await follow(client, ctx, task, results, timeout_seconds)
 
     async def cancel_task(self, ctx: Context, task_id: TaskId) -> dict[str, Any]:
         """Cancel a task: stops its run and, for a schedule, every future run. Final."""
@@ -394,13 +427,15 @@ def build_server(connect: Connector) -> MCPServer:
 
     ``upcoming_runs`` is not among the tools: taskcell has no schedules API to answer it.
     """
-    server = MCPServer(
-        "taskcell",
-        title="taskcell",
-        instructions=INSTRUCTIONS,
-        version="0.1.0",
-        log_level="WARNING",
-    )
+    # The SDK calls logging.basicConfig when it is built: a handler on the root logger for
+    # that moment leaves the process's own logging as it is.
+    root = logging.getLogger()
+    keep = logging.NullHandler()
+    root.addHandler(keep)
+    try:
+        server = MCPServer("taskcell", title="taskcell", instructions=INSTRUCTIONS, version="0.1.0")
+    finally:
+        root.removeHandler(keep)
     tools = Tools(connect)
     for fn, hints in (
         (tools.create_task, ACTING),
