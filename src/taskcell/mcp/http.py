@@ -27,6 +27,7 @@ from taskcell.client import AsyncClient
 from taskcell.mcp.tools import build_server
 
 MCP_PATH = "/mcp"
+SELF_PATIENCE_SECONDS = 5.0
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
@@ -78,7 +79,9 @@ def mount_mcp(app: FastAPI, base_url: str, *, host: str, auth: Authenticator) ->
         async with AsyncClient(base_url, bearer_key(ctx.headers)) as client:
             yield client
 
-    server = build_server(connect)
+    # This server calling itself: when it is unreachable it is stopping, and a wait in
+    # progress ends soon rather than hold the stop up.
+    server = build_server(connect, patience=SELF_PATIENCE_SECONDS)
     server.streamable_http_app(
         streamable_http_path=MCP_PATH,
         stateless_http=True,

@@ -23,6 +23,7 @@ from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from taskcell.client import ApiError, AsyncClient, ConnectionFailed, Run, Task, TaskEvent
+from taskcell.client.sync import DEFAULT_RECONNECT_FOR
 
 #: Opens a client for the request behind ``ctx``.
 Connector = Callable[[Context], AbstractAsyncContextManager[AsyncClient]]
@@ -163,10 +164,12 @@ class Waited:
         return {**found, "timed_out": True} if timed_out else found
 
 
-async def _read(client: AsyncClient, ctx: Context, task: Task, results: int, seen: Waited) -> None:
+async def _read(
+    client: AsyncClient, ctx: Context, task: Task, results: int, seen: Waited, patience: float
+) -> None:
     """Read the task's events into ``seen``, reporting progress, until the wait is over."""
     recurring = task.pattern.value == "recurring"
-    async for event in client.watch(task.task_id):
+    async for event in client.watch(task.task_id, reconnect_for=patience):
         if not recurring:
             if event.event in ("message_chunk", "message") and event.data.role == "agent":
                 key, piece = event.data.item_id, event.content or ""
@@ -187,14 +190,20 @@ async def _read(client: AsyncClient, ctx: Context, task: Task, results: int, see
 
 
 async def follow(
-    client: AsyncClient, ctx: Context, task: Task, results: int, seconds: float
+    client: AsyncClient,
+    ctx: Context,
+    task: Task,
+    results: int,
+    seconds: float,
+    patience: float = DEFAULT_RECONNECT_FOR,
 ) -> dict[str, Any]:
     """Wait, reporting progress, until a once task is finished or a recurring task has
     ``results`` run results, or ``seconds`` have passed (``timed_out``: the task goes
-    on). Answers its status and texts."""
+    on). Answers its status and texts. A server out of reach for ``patience`` seconds ends
+    the wait with :class:`ConnectionFailed`."""
     seen = Waited()
     with anyio.move_on_after(seconds) as waiting:
-        await _read(client, ctx, task, results, seen)
+        await _read(client, ctx, task, results, seen, patience)
     seen.status = (await client.tasks.get(task.task_id)).status.value
     return seen.answer(task.task_id, waiting.cancelled_caught)
 
@@ -208,8 +217,10 @@ ENDING = ToolAnnotations(destructive_hint=True, open_world_hint=False)
 class Tools:
     """The tools; each opens a client with ``connect`` for its request."""
 
-    def __init__(self, connect: Connector) -> None:
+    def __init__(self, connect: Connector, patience: float = DEFAULT_RECONNECT_FOR) -> None:
         self._connect = connect
+        #: How long a wait keeps trying to reach a server that went away.
+        self._patience = patience
 
     @asynccontextmanager
     async def _api(self, ctx: Context) -> AsyncIterator[AsyncClient]:
@@ -301,7 +312,7 @@ class Tools:
             )
             answer = task_summary(task)
             if wait and schedule is None:
-                waited = await follow(client, ctx, task, 1, timeout_seconds)
+                waited = await follow(client, ctx, task, 1, timeout_seconds, self._patience)
                 answer["status"] = waited["status"]
                 answer["result"] = (waited["results"] or [""])[0]
                 if waited.get("timed_out"):
@@ -366,7 +377,7 @@ class Tools:
         timeout_seconds it answers what it has with "timed_out": true; the task goes on."""
         async with self._api(ctx) as client:
             task = await client.tasks.get(task_id)
-            return await follow(client, ctx, task, results, timeout_seconds)
+            return await follow(client, ctx, task, results, timeout_seconds, self._patience)
 
     async def cancel_task(self, ctx: Context, task_id: TaskId) -> dict[str, Any]:
         """Cancel a task: stops its run and, for a schedule, every future run. Final."""
@@ -422,7 +433,7 @@ class Tools:
         return json.dumps({"task": task.model_dump(mode="json"), "recent": recent})
 
 
-def build_server(connect: Connector) -> MCPServer:
+def build_server(connect: Connector, *, patience: float = DEFAULT_RECONNECT_FOR) -> MCPServer:
     """The MCP server with taskcell's tools and the ``task://{task_id}`` resource.
 
     ``upcoming_runs`` is not among the tools: taskcell has no schedules API to answer it.
@@ -436,7 +447,7 @@ def build_server(connect: Connector) -> MCPServer:
         server = MCPServer("taskcell", title="taskcell", instructions=INSTRUCTIONS, version="0.1.0")
     finally:
         root.removeHandler(keep)
-    tools = Tools(connect)
+    tools = Tools(connect, patience)
     for fn, hints in (
         (tools.create_task, ACTING),
         (tools.list_tasks, READING),
