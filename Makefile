@@ -21,8 +21,11 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(BIN)/taskcell serve --host 127.0.0.1 --port 8000
 
-# Rebuild the web page from source (when npm is here), then run every test.
+# Rebuild the web page from source (when npm is here), then run every test (the page's own
+# unit tests with vitest too, when npm is here).
 test: $(STAMP) web
+	@if command -v npm >/dev/null 2>&1; then cd frontend && npm run --silent test; \
+	else echo "npm not found: the page's unit tests (vitest) are skipped"; fi
 	$(BIN)/python -m pytest
 
 $(NODE_STAMP): frontend/package-lock.json
