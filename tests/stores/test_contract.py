@@ -11,7 +11,7 @@ import pytest
 
 from taskcell.abc import DuplicateTask, InvalidCursor, TaskFilter, TaskStore
 from taskcell.domain.models import Run, RunStatus, ScheduleConfig, Task, TaskPattern
-from taskcell.domain.state_machine import FINAL_STATUSES, TRANSITIONS, TaskStatus
+from taskcell.domain.state_machine import FINAL_STATUSES, TRANSITIONS, TaskStatus, enter
 from taskcell.testing import claim_due
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -90,7 +90,7 @@ async def test_delete_removes_the_task_and_its_runs(store: TaskStore) -> None:
 async def test_transition_follows_the_state_machine(
     store: TaskStore, source: TaskStatus, target: TaskStatus
 ) -> None:
-    task = make_task(status=source, created_at=T0, updated_at=T0)
+    task = make_task(status=source, created_at=T0, updated_at=T0, next_run_at=T0)
     await store.save(task)
     moment = T0 + timedelta(minutes=5)
     happened = await store.transition(task.task_id, target, now=moment)
@@ -103,7 +103,11 @@ async def test_transition_follows_the_state_machine(
         if target is TaskStatus.RUNNING:
             assert loaded.started_at == moment
         if target in FINAL_STATUSES:
-            assert loaded.completed_at == moment
+            assert (loaded.completed_at, loaded.next_run_at) == (moment, None)
+        # Every store writes exactly what the state machine's table says a move writes.
+        expected = task.model_copy()
+        enter(expected, target, moment)
+        assert loaded == expected
     else:
         assert loaded == task
 
