@@ -21,8 +21,11 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(BIN)/taskcell serve --host 127.0.0.1 --port 8000
 
-# Rebuild the web page from source (when npm is here), then run every test.
+# Rebuild the web page from source (when npm is here), then run every test (the page's own
+# unit tests with vitest too, when npm is here).
 test: $(STAMP) web
+	@if command -v npm >/dev/null 2>&1; then cd frontend && npm run --silent test; \
+	else echo "npm not found: the page's unit tests (vitest) are skipped"; fi
 	$(BIN)/python -m pytest
 
 $(NODE_STAMP): frontend/package-lock.json
@@ -40,6 +43,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # Each benchmark writes its rows for the closing table to $(BENCH_OUT); one that fails (cluster.py
 # needs PostgreSQL) leaves a gap in the table rather than stopping the others.
@@ -61,4 +65,4 @@ chaos: $(STAMP)
 	TASKCELL_CHAOS_LONG=1 $(BIN)/python -m pytest tests/chaos -rA
 
 clean:
-	rm -rf $(VENV) frontend/node_modules .pytest_cache .mypy_cache .ruff_cache test-output
+	rm -rf $(VENV) frontend/node_modules .pytest_cache .mypy_cache .ruff_cache .import_linter_cache test-output

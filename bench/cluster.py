@@ -72,7 +72,7 @@ import procrastinate
 import psycopg
 
 from results import Row, write_rows
-from taskcell.stores.factory import DEFAULT_POOL_SIZE
+from taskcell.settings import DEFAULT_POOL_SIZE
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DATABASE = "taskcell_bench_cluster"

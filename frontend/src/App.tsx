@@ -1,12 +1,15 @@
-import { useCallback, useEffect, useMemo, useState } from "react";
+import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { api, ApiError, getApiKey, onUnauthorized, type Agent } from "./api";
 import { ApiKeyPanel } from "./components/ApiKeyPanel";
 import { ConversationView } from "./components/ConversationView";
 import { CreateTaskForm } from "./components/CreateTaskForm";
+import { NotifyButton } from "./components/NotifyButton";
 import { TaskList } from "./components/TaskList";
 import { TaskView } from "./components/TaskView";
+import { useOffline } from "./connectivity";
 import { RefreshContext } from "./hooks";
 import { useRoute } from "./route";
+import { ThemeToggle } from "./theme";
 
 export function App() {
   const route = useRoute();
@@ -43,12 +46,28 @@ export function App() {
     };
   }, [keyEpoch]);
 
-  // The tab title follows the route.
+  // The tab title follows the route (a task's page names its task itself).
   useEffect(() => {
+    if (route.name === "task") return;
     document.title =
-      route.name === "task" ? "Task · taskcell" : route.name === "conversation" ? "Conversation · taskcell" : "taskcell";
+      route.name === "conversation" ? "Conversation · taskcell" : route.name === "new" ? "New task · taskcell" : "Tasks · taskcell";
   }, [route]);
 
+  // Every route change (not a change of the list's filters) moves focus and scroll to the main part.
+  const routeKey = route.name === "task" || route.name === "conversation" ? `${route.name}:${route.id}` : route.name;
+  const firstRoute = useRef(true);
+  useEffect(() => {
+    if (firstRoute.current) {
+      firstRoute.current = false;
+      return;
+    }
+    window.scrollTo({ top: 0 });
+    const target = route.name === "home" ? document.getElementById("tasks-heading") : document.getElementById("main-detail");
+    target?.focus({ preventScroll: true });
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [routeKey]);
+
+  const offline = useOffline();
   const selectedId = route.name === "task" ? route.id : null;
   const keyPanelOpen = needKey || showKey;
 
@@ -61,12 +80,17 @@ export function App() {
         Skip to content
       </a>
       <header className="app-header">
-        <a className="brand" href="#/" aria-label="taskcell home">
-          <span className="brand-mark" aria-hidden="true" />
-          <span className="brand-name">taskcell</span>
-        </a>
+        <h1 className="brand-heading">
+          <a className="brand" href="#/">
+            <span className="brand-mark" aria-hidden="true" />
+            <span className="brand-name">taskcell</span>
+            <span className="sr-only"> home</span>
+          </a>
+        </h1>
         <span className="brand-tag">durable tasks for AI agents</span>
         <div className="header-actions">
+          <NotifyButton />
+          <ThemeToggle />
           <button
             type="button"
             className={`button button-quiet${getApiKey() ? " has-key" : ""}`}
@@ -78,8 +102,16 @@ export function App() {
           </button>
         </div>
       </header>
+      {offline && (
+        <section className="offline-bar" aria-label="Connection" data-testid="offline-banner">
+          <p role="alert">
+            <span className="spinner" aria-hidden="true" /> The server cannot be reached. The page keeps what it
+            shows and tries again; live streams resume where they stopped.
+          </p>
+        </section>
+      )}
       {keyPanelOpen && (
-        <div className="key-bar">
+        <section className="key-bar" aria-label="API key">
           <ApiKeyPanel
             required={needKey}
             onSaved={() => {
@@ -90,17 +122,22 @@ export function App() {
             }}
             onClose={() => setShowKey(false)}
           />
-        </div>
+        </section>
       )}
-      <div className="layout" key={keyEpoch}>
+      <div className={`layout layout-${route.name}`} key={keyEpoch}>
         <aside className="sidebar" aria-label="Task list">
-          <TaskList agents={agents} selectedId={selectedId} />
+          <TaskList agents={agents} selectedId={selectedId} route={route} />
         </aside>
-        <main className="detail" id="main-detail" tabIndex={-1}>
+        <main className="detail" id="main-detail" tabIndex={-1} aria-label={route.name === "home" ? "New task" : undefined}>
+          {route.name !== "home" && (
+            <a className="back-link" href={`#/${route.params.toString() ? `?${route.params.toString()}` : ""}`} data-testid="back">
+              ← Tasks
+            </a>
+          )}
           {route.name === "task" && <TaskView key={route.id} taskId={route.id} />}
           {route.name === "conversation" && <ConversationView key={route.id} conversationId={route.id} />}
           {(route.name === "home" || route.name === "new") && (
-            <CreateTaskForm agents={agents} agentsError={agentsError} />
+            <CreateTaskForm agents={agents} agentsError={agentsError} cloneOf={route.params.get("from")} />
           )}
         </main>
       </div>

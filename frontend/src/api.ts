@@ -1,6 +1,8 @@
 // Types and fetch helpers for the taskcell HTTP API (/api/v1).
 // Every JSON answer is an envelope {code, msg, data}; errors carry the HTTP status.
 
+import { reportReached, reportUnreachable } from "./connectivity";
+
 export const API_PREFIX = "/api/v1";
 
 export type TaskStatus =
@@ -236,8 +238,12 @@ export async function request<T>(
     });
   } catch (err) {
     if ((err as Error).name === "AbortError") throw err;
+    reportUnreachable();
     throw new ApiError(0, "The server cannot be reached.");
   }
+  // A proxy's 502/503/504 while the server restarts is an outage too.
+  if (response.status === 502 || response.status === 503 || response.status === 504) reportUnreachable();
+  else reportReached();
   let envelope: { code?: number; msg?: string; data?: unknown } | null = null;
   try {
     envelope = await response.json();
@@ -317,7 +323,25 @@ export const api = {
       signal,
     );
   },
-  eventsUrl(taskId: string): string {
-    return `${API_PREFIX}/tasks/${enc(taskId)}/events`;
+  /** The events stream; `from` and `before` read a long log in parts (docs/api.md). */
+  eventsUrl(taskId: string, params: { from?: string; before?: number } = {}): string {
+    return `${API_PREFIX}/tasks/${enc(taskId)}/events${query(params)}`;
+  },
+  /** Every task id starting with `prefix` among the caller's newest tasks (a short id's link). */
+  async findByPrefix(prefix: string, signal?: AbortSignal): Promise<string[]> {
+    const found: string[] = [];
+    let cursor: string | null = null;
+    for (let page = 0; page < 10; page += 1) {
+      const result: Page<Task> = await request<Page<Task>>(
+        "GET",
+        `/tasks${query({ cursor, limit: 200 })}`,
+        undefined,
+        signal,
+      );
+      for (const task of result.items) if (task.task_id.startsWith(prefix)) found.push(task.task_id);
+      cursor = result.next_cursor;
+      if (!cursor || found.length > 1) break;
+    }
+    return found;
   },
 };

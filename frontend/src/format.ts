@@ -104,3 +104,38 @@ export function statusLabel(status: string): string {
   const words = status.replace(/_/g, " ");
   return words.charAt(0).toUpperCase() + words.slice(1);
 }
+
+/**
+ * A time in a named zone with the zone's name ("22:00 GMT+9"), and, when the browser is
+ * elsewhere, the browser's own time too ("14:00 your time"). Today's times show no date.
+ */
+export function formatInZone(value: string | null | undefined, zone: string | null | undefined): string {
+  const date = toDate(value);
+  if (!date) return "—";
+  const own = browserTimeZone();
+  const target = zone || own;
+  const sameDay = (z: string) =>
+    new Intl.DateTimeFormat("en-CA", { timeZone: z, dateStyle: "short" }).format(date) ===
+    new Intl.DateTimeFormat("en-CA", { timeZone: z, dateStyle: "short" }).format(new Date());
+  const fmt = (z: string) => {
+    try {
+      return new Intl.DateTimeFormat(undefined, {
+        timeZone: z,
+        ...(sameDay(z) ? {} : { month: "short", day: "numeric" }),
+        hour: "2-digit",
+        minute: "2-digit",
+        timeZoneName: "short",
+      }).format(date);
+    } catch {
+      return dateTime.format(date);
+    }
+  };
+  const there = `${fmt(target)}${zone ? ` (${zone})` : ""}`;
+  if (!zone || zone === own) return there;
+  return `${there} · ${fmt(own)} your time`;
+}
+
+/** A finished task's or run's duration, "—" while it goes on. */
+export function tookText(start: string | null, end: string | null): string {
+  return start && end ? formatDuration(start, end) : "—";
+}

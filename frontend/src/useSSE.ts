@@ -8,6 +8,7 @@
 
 import { useEffect, useRef, useState } from "react";
 import { authHeaders, notifyUnauthorized, type TaskEvent } from "./api";
+import { reportReached, reportUnreachable } from "./connectivity";
 
 export type StreamState =
   | "idle" // no url
@@ -20,6 +21,8 @@ export type StreamState =
 export interface SSEOptions {
   /** Called once per new message, in seq order. */
   onEvent: (event: TaskEvent) => void;
+  /** Called after each read of the connection (a batch of messages): a page draws then. */
+  onBatch?: () => void;
   /** Pass false to hold the connection closed. */
   enabled?: boolean;
   /**
@@ -37,7 +40,7 @@ export interface SSEStatus {
   error: string | null;
 }
 
-interface RawMessage {
+export interface RawMessage {
   id: string | null;
   event: string | null;
   data: string;
@@ -50,19 +53,26 @@ export class SSEParser {
   private event: string | null = null;
   private data: string[] = [];
 
+  /** The messages `text` completes, in order (each line is cut once: linear in the input). */
   push(text: string): RawMessage[] {
-    this.buffer += text;
+    const buffer = this.buffer + text;
     const out: RawMessage[] = [];
-    let newline: number;
-    while ((newline = this.buffer.search(/\r\n|\r|\n/)) >= 0) {
-      const line = this.buffer.slice(0, newline);
-      const width = this.buffer.startsWith("\r\n", newline) ? 2 : 1;
-      // A lone "\r" at the very end may be the first half of "\r\n": wait for more.
-      if (width === 1 && this.buffer[newline] === "\r" && newline === this.buffer.length - 1) break;
-      this.buffer = this.buffer.slice(newline + width);
-      const message = this.line(line);
+    let start = 0;
+    for (;;) {
+      let end = start;
+      while (end < buffer.length && buffer.charCodeAt(end) !== 10 && buffer.charCodeAt(end) !== 13) end += 1;
+      if (end >= buffer.length) break;
+      let width = 1;
+      if (buffer.charCodeAt(end) === 13) {
+        // A lone "\r" at the very end may be the first half of "\r\n": wait for more.
+        if (end === buffer.length - 1) break;
+        if (buffer.charCodeAt(end + 1) === 10) width = 2;
+      }
+      const message = this.line(buffer.slice(start, end));
       if (message) out.push(message);
+      start = end + width;
     }
+    this.buffer = buffer.slice(start);
     return out;
   }
 
@@ -89,7 +99,7 @@ export class SSEParser {
   }
 }
 
-function toTaskEvent(raw: RawMessage): TaskEvent | null {
+export function toTaskEvent(raw: RawMessage): TaskEvent | null {
   let parsed: unknown;
   try {
     parsed = JSON.parse(raw.data);
@@ -134,6 +144,8 @@ export function useSSE(url: string | null, options: SSEOptions): SSEStatus {
   onEventRef.current = options.onEvent;
   const isFinalRef = useRef(options.isFinal);
   isFinalRef.current = options.isFinal;
+  const onBatchRef = useRef(options.onBatch);
+  onBatchRef.current = options.onBatch;
   const [status, setStatus] = useState<SSEStatus>({ state: "idle", lastSeq: null, error: null });
 
   useEffect(() => {
@@ -148,15 +160,25 @@ export function useSSE(url: string | null, options: SSEOptions): SSEStatus {
     let failures = 0;
     let lastEvent: string | null = null; // across connections
 
+    // Only a change of state re-renders the page (not every read of the connection).
     const update = (state: StreamState, error: string | null = null) => {
-      if (!signal.aborted) setStatus({ state, lastSeq, error });
+      if (signal.aborted) return;
+      setStatus((old) => (old.state === state && old.error === error ? old : { state, lastSeq, error }));
     };
 
     // Reads one connection; answers true when the stream ended after `done`.
     const readOnce = async (): Promise<boolean> => {
       const headers: Record<string, string> = { Accept: "text/event-stream", ...authHeaders() };
       if (lastSeq !== null) headers["Last-Event-ID"] = String(lastSeq);
-      const response = await fetch(withAfter(url, lastSeq), { headers, signal, cache: "no-store" });
+      let response: Response;
+      try {
+        response = await fetch(withAfter(url, lastSeq), { headers, signal, cache: "no-store" });
+      } catch (err) {
+        if (!signal.aborted) reportUnreachable();
+        throw err;
+      }
+      if (response.status >= 502 && response.status <= 504) reportUnreachable();
+      else reportReached();
       if (response.status === 401) {
         notifyUnauthorized();
         throw new FatalStreamError("The server asks for an API key.");
@@ -182,6 +204,7 @@ export function useSSE(url: string | null, options: SSEOptions): SSEStatus {
           failures = 0;
           onEventRef.current(event);
         }
+        onBatchRef.current?.();
         update("open");
       }
       return lastEvent === "done";
@@ -199,6 +222,7 @@ export function useSSE(url: string | null, options: SSEOptions): SSEStatus {
           }
         } catch (err) {
           if (signal.aborted) return;
+          if (!(err instanceof FatalStreamError)) reportUnreachable();
           if (err instanceof FatalStreamError) {
             update("error", err.message);
             return;
@@ -216,4 +240,34 @@ export function useSSE(url: string | null, options: SSEOptions): SSEStatus {
   }, [url, enabled]);
 
   return status;
+}
+
+/**
+ * Reads a bounded part of a task's log (a url with `before=`): every event until the server
+ * ends the stream. For older runs a page loads on demand.
+ */
+export async function readEvents(url: string, signal?: AbortSignal): Promise<TaskEvent[]> {
+  const headers: Record<string, string> = { Accept: "text/event-stream", ...authHeaders() };
+  let response: Response;
+  try {
+    response = await fetch(url, { headers, signal, cache: "no-store" });
+  } catch (err) {
+    if (!signal?.aborted) reportUnreachable();
+    throw err;
+  }
+  reportReached();
+  if (response.status === 401) notifyUnauthorized();
+  if (!response.ok || !response.body) throw new Error(`The older events could not be read (${response.status}).`);
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  const parser = new SSEParser();
+  const out: TaskEvent[] = [];
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    for (const raw of parser.push(value)) {
+      const event = toTaskEvent(raw);
+      if (event) out.push(event);
+    }
+  }
+  return out;
 }

@@ -111,112 +111,79 @@ class StoreUnavailable(ConnectionError):
 class TaskStore(Protocol):
     """Durable storage of tasks and their runs.
 
-    Contract:
+    Rules every method keeps (each method's own contract is in its docstring):
 
-    - ``save`` inserts a new task and raises :class:`DuplicateTask` if its id exists.
-      ``create`` does the same and, in the same write, stores the task's conversation (owned by
-      the task's user, named ``conversation_title``) if it is not stored yet; it answers whether
-      the conversation is new. A duplicate task stores neither.
-    - ``load`` answers the task or None; ``exists`` whether it is stored; ``delete`` removes a
-      task with its runs and answers whether it existed.
-    - ``list_tasks`` answers tasks matching every set field of the filter, newest first
-      (``created_at`` then ``task_id``, both descending), ``limit`` at most per page, and a
-      keyset cursor: a page costs the same at any depth, and walking the cursors visits every
-      matching task exactly once (tasks created meanwhile may or may not appear). A cursor not
-      made by the store raises :class:`InvalidCursor`.
-    - ``transition`` moves a task to ``target`` in one guarded write: it happens only if the
-      task's current status is in ``expected`` (default: every status the state machine allows
-      ``target`` from). It sets ``updated_at``, ``started_at`` on the first start,
-      ``completed_at`` on a final status, and the given ``changes``. It answers whether the write
-      happened; a refused or unknown task answers False and changes nothing.
-    - ``update`` writes non-status fields (:data:`UPDATABLE_FIELDS`), optionally guarded by the
-      current status, and answers whether the task was updated.
-    - ``cancel_conversation`` cancels every unfinished task of a conversation in one write and
-      answers their ids.
-    - ``add_run`` stores a run; it answers False (and stores nothing) when the task already has a
-      run for the same ``scheduled_for``, so an occurrence never runs twice.
-    - ``start_run`` starts an attempt of a once task in one write: it moves the task from pending
-      to running (``attempt`` set to ``run.attempt``, ``started_at`` on the first start) and
-      stores ``run``, both or neither. It answers False, changing nothing, when the task is not
-      pending or already has a run for that attempt.
-    - ``continue_run`` takes up a task that waited for input in one write: the task moves from
-      waiting_input to running and its run ``run_id`` from waiting_input to running under
-      ``owner`` with ``lease_expires_at`` and its epoch one higher (a takeover: the run's
-      earlier fence is void), both or neither. It answers False, changing nothing, when either
-      is not waiting (another reply won, or the task was cancelled).
-    - ``update_run`` changes a run, guarded by its current status being in ``expected``, and
-      answers whether it did. With ``fence`` the write is also guarded, in the same statement,
-      by the run being open and still the fence's (owner and epoch): refused, it raises
-      :class:`LeaseLost` and changes nothing. ``list_runs`` answers a task's runs newest first.
-    - ``finish_run`` ends a run and settles its task in one write: it applies ``changes`` to the
-      run if the run is still open (queued, running or waiting for input), and moves the task to
-      ``target`` exactly as ``transition`` would (with ``expected`` and ``task_changes``). It
-      answers (run closed, task moved); each part happens or not on its own guard. With
-      ``fence``, nothing happens unless the run is open and still the fence's (owner and
-      epoch): then it raises :class:`LeaseLost`; the task moves only with its run closed.
-    - ``update`` with ``fence`` (a run writing its task's fields: remote ids, a recurring
-      task's pause after failures) happens only while the fence's run still has its owner and
-      epoch, else raises :class:`LeaseLost`.
-    - ``due_tasks`` answers unpaused running recurring tasks whose ``next_run_at`` is at or
-      before ``now``, earliest first; ``next_due_at`` the earliest such time (or None).
-    - ``claim_occurrence`` moves an armed task's ``next_run_at`` from ``due`` to ``next_run_at``
-      in one guarded write and answers whether it did: of several schedulers that saw the same
-      due time, exactly one wins the occurrence.
-    - ``claim_due`` claims up to ``limit`` due occurrences at once: for each armed task due at
-      ``now`` it moves ``next_run_at`` to ``next_time(task)`` and answers the task (with the new
-      time) and the due time it had. Concurrent claimers get disjoint tasks (PostgreSQL:
-      ``FOR UPDATE SKIP LOCKED``); each occurrence is claimed once. ``now`` is a reading of
-      the store's clock (:meth:`Coordination.clock`); a shared database never claims an
-      occurrence before its own clock reaches it, whatever ``now`` says.
-    - ``start_due`` is ``claim_due`` that also starts each claimed occurrence in the same
-      transaction: it stores ``make_run(task, due)`` (a running run with owner and lease, or a
-      skipped one; None stores no run, for a task ``next_time`` disarmed), but a skipped run
-      for ``due`` with ``skipped_reason`` instead when the task has a queued or running run
-      whose lease has not expired. It answers each claimed task (with its new
-      ``next_run_at``) with the run stored for it; an occurrence whose run could not be stored
-      (the task has a run for that ``scheduled_for``) is claimed and answered with None. The
-      run's lease is its length (``lease_expires_at - started_at``) from the store's clock,
-      as for ``start_run``. A process that dies after it loses nothing: the run's lease
-      expires and recovery closes it by the usual rules.
-    - ``claim_pending`` claims up to ``limit`` pending once tasks unchanged for ``idle_for``
-      by the store's clock (orphans: their process died before running them) by touching
-      their ``updated_at``, oldest first; concurrent claimers get disjoint tasks.
-    - ``start_run``, ``add_run`` and ``continue_run`` take a run's lease as its length: a
-      shared database stores ``lease_expires_at`` as its own clock plus the length the caller
-      meant (``lease_expires_at - started_at``; for ``add_run``, ``- created_at``; for
-      ``continue_run``, ``lease_expires_at - now``), so a process's clock never sets a lease.
-    - ``count_by_status`` answers how many tasks are in each status (for metrics).
-    - ``ping`` answers whether the store answers. ``check`` answers None when the store is
-      usable, else why not (unreachable, its file deleted or replaced, its last write refused
-      for lack of disk...); it answers within about a second whatever the disk or network
-      does (for ``/health``).
+    - Every state change is one guarded write: it happens only if its guard (the task's or
+      run's current status, a fence) still holds when it is written, and the method answers
+      whether it happened. A refused write changes nothing.
+    - What a transition writes beside the status (``updated_at``, ``started_at`` on the first
+      run, ``completed_at`` and a cleared ``next_run_at`` on a final status) is the state
+      machine's (:func:`~taskcell.domain.state_machine.effects_of`), in every method that
+      moves a task.
+    - Datetimes go in and come out aware, in UTC.
     - A write or read the store cannot do for an outage raises an I/O error
       (:class:`StoreUnavailable`, ``OSError``, the driver's connection errors), never hangs
       without bound: the caller may retry it.
-    - Datetimes go in and come out aware, in UTC.
+    - Leases are lengths, never moments: a shared database stores ``lease_expires_at`` as its
+      own clock plus the length the caller meant, so a process's clock never sets a lease
+      (see :class:`Coordination`).
     """
 
-    async def open(self) -> None: ...
+    async def open(self) -> None:
+        """Connect and bring the schema up to date (every pending migration, applied once
+        even by processes opening together). Idempotent; other methods open lazily."""
+        ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Release connections and files. Idempotent; the store is not used afterwards."""
+        ...
 
-    async def ping(self) -> bool: ...
+    async def check(self) -> str | None:
+        """None when the store is usable, else why not, for people (unreachable, its file
+        deleted or replaced, its last write refused for lack of disk...).
 
-    async def check(self) -> str | None: ...
+        Answers within about a second whatever the disk or network does (``/health``);
+        never raises for an outage, which it reports.
+        """
+        ...
 
-    async def save(self, task: Task) -> None: ...
+    async def create(self, task: Task, *, conversation_title: str) -> bool:
+        """Insert a new task and, in the same write, its conversation (owned by the task's
+        user, titled ``conversation_title``) if that user has none of that id yet.
 
-    async def create(self, task: Task, *, conversation_title: str) -> bool: ...
+        Answers whether the conversation is new. Raises :class:`DuplicateTask` when the
+        task's id is taken, storing neither. Atomic: both or neither.
+        """
+        ...
 
-    async def load(self, task_id: str) -> Task | None: ...
+    async def load(self, task_id: str) -> Task | None:
+        """The task, or None when no task has that id.
 
-    async def exists(self, task_id: str) -> bool: ...
+        A stored row that cannot be decoded is answered with the failed fields cleared and
+        ``error_message`` saying which and why (so its user can see, cancel, delete it).
+        """
+        ...
 
-    async def delete(self, task_id: str) -> bool: ...
+    async def delete(self, task_id: str) -> bool:
+        """Remove the task with its runs, events and conversation items, in one write.
+
+        Answers whether the task existed. Does not look at its status (the service refuses
+        to delete an unfinished task).
+        """
+        ...
 
     async def list_tasks(
         self, flt: TaskFilter, *, limit: int = 50, cursor: str | None = None
-    ) -> Page[Task]: ...
+    ) -> Page[Task]:
+        """One page of the tasks matching every set field of ``flt``, newest first
+        (``created_at`` then ``task_id``, both descending), at most ``limit``.
+
+        Keyset paged: a page costs the same at any depth, and walking the cursors visits
+        every matching task exactly once (tasks created meanwhile may or may not appear).
+        Rows that cannot be decoded are left out (logged). Raises :class:`InvalidCursor`
+        for a cursor this store did not make.
+        """
+        ...
 
     async def transition(
         self,
@@ -226,7 +193,17 @@ class TaskStore(Protocol):
         expected: Collection[TaskStatus] | None = None,
         changes: Mapping[str, Any] | None = None,
         now: datetime | None = None,
-    ) -> bool: ...
+    ) -> bool:
+        """Move a task to ``target`` in one guarded write.
+
+        It happens only if the task's status is in ``expected`` (default: every status the
+        state machine allows ``target`` from; statuses outside those are ignored). It writes
+        the transition's effects (at ``now``, default the current time) and ``changes``
+        (:data:`UPDATABLE_FIELDS` only, else ``ValueError`` before anything is written).
+        Answers whether the write happened: False, changing nothing, for a refused or
+        unknown task.
+        """
+        ...
 
     async def update(
         self,
@@ -236,15 +213,46 @@ class TaskStore(Protocol):
         expected: Collection[TaskStatus] | None = None,
         now: datetime | None = None,
         fence: Fence | None = None,
-    ) -> bool: ...
+    ) -> bool:
+        """Write non-status fields (:data:`UPDATABLE_FIELDS`, else ``ValueError``) and
+        ``updated_at``, in one write guarded by the status being in ``expected`` (None: any).
+
+        With ``fence`` (a run writing its task's fields: remote ids, a recurring task's pause
+        after failures) it happens only while the fence's run still has its owner and epoch,
+        else raises :class:`LeaseLost` and changes nothing. Answers whether the task was
+        updated (False for an unknown task or a refused guard).
+        """
+        ...
 
     async def cancel_conversation(
         self, conversation_id: str, *, reason: str | None = None, now: datetime | None = None
-    ) -> list[str]: ...
+    ) -> list[str]:
+        """Cancel every unfinished task of a conversation (any user's) in one write, as
+        ``transition`` to cancelled would (``reason``, if given, as ``error_message``).
 
-    async def add_run(self, run: Run) -> bool: ...
+        Answers the ids of the tasks it cancelled.
+        """
+        ...
 
-    async def start_run(self, run: Run, *, now: datetime | None = None) -> bool: ...
+    async def add_run(self, run: Run) -> bool:
+        """Store a run. Answers False, storing nothing, when its task already has a run for
+        the same ``scheduled_for`` (for a once task's runs, the same ``attempt``), so an
+        occurrence never runs twice.
+
+        The lease is a length: ``lease_expires_at - created_at`` from the store's clock.
+        """
+        ...
+
+    async def start_run(self, run: Run, *, now: datetime | None = None) -> bool:
+        """Start an attempt of a once task, in one atomic write: the task moves from pending
+        to running (``attempt`` set to ``run.attempt``, stamped at ``now``) and ``run`` is
+        stored, both or neither.
+
+        Answers False, changing nothing, when the task is not pending or already has a run
+        for that attempt. The lease is ``lease_expires_at - started_at`` from the store's
+        clock.
+        """
+        ...
 
     async def continue_run(
         self,
@@ -254,7 +262,16 @@ class TaskStore(Protocol):
         owner: str,
         lease_expires_at: datetime,
         now: datetime | None = None,
-    ) -> bool: ...
+    ) -> bool:
+        """Take up a task that waited for input, in one atomic write: the task moves from
+        waiting_input to running and its run ``run_id`` from waiting_input to running under
+        ``owner``, its epoch one higher (a takeover: the run's earlier fence is void).
+
+        The lease is ``lease_expires_at - now`` from the store's clock. Answers False,
+        changing nothing, when either is not waiting (another reply won, or the task was
+        cancelled).
+        """
+        ...
 
     async def update_run(
         self,
@@ -263,7 +280,15 @@ class TaskStore(Protocol):
         *,
         expected: Collection[RunStatus] | None = None,
         fence: Fence | None = None,
-    ) -> bool: ...
+    ) -> bool:
+        """Change a run's fields (not ``run_id`` or ``task_id``: ``ValueError``), guarded by
+        its status being in ``expected`` (None: any). Answers whether it did.
+
+        With ``fence`` the write is also guarded, in the same statement, by the run being
+        open and still the fence's (owner and epoch): refused, it raises :class:`LeaseLost`
+        and changes nothing.
+        """
+        ...
 
     async def finish_run(
         self,
@@ -276,31 +301,37 @@ class TaskStore(Protocol):
         task_changes: Mapping[str, Any] | None = None,
         now: datetime | None = None,
         fence: Fence | None = None,
-    ) -> tuple[bool, bool]: ...
+    ) -> tuple[bool, bool]:
+        """End a run and settle its task, in one atomic write.
 
-    async def load_run(self, run_id: str) -> Run | None: ...
+        Applies ``changes`` to the run if it is still open (queued, running or waiting for
+        input), and moves the task to ``target`` exactly as ``transition`` would (with
+        ``expected``, ``task_changes`` and ``now``); each part happens or not on its own
+        guard. Answers (run closed, task moved). With ``fence``, nothing happens unless the
+        run is open and still the fence's: then it raises :class:`LeaseLost`; the task
+        moves only with its run closed.
+        """
+        ...
+
+    async def load_run(self, run_id: str) -> Run | None:
+        """The run, or None when no run has that id."""
+        ...
 
     async def list_runs(
         self, task_id: str, *, limit: int = 50, cursor: str | None = None
-    ) -> Page[Run]: ...
+    ) -> Page[Run]:
+        """One page of a task's runs, newest first (``created_at`` then ``run_id``), keyset
+        paged like ``list_tasks`` (:class:`InvalidCursor` for a cursor not made here)."""
+        ...
 
-    async def runs_in_status(self, statuses: Sequence[RunStatus]) -> list[Run]: ...
+    async def runs_in_status(self, statuses: Sequence[RunStatus]) -> list[Run]:
+        """Every run whose status is one of ``statuses``, oldest first (none for none)."""
+        ...
 
-    async def due_tasks(self, now: datetime, *, limit: int = 100) -> list[Task]: ...
-
-    async def next_due_at(self) -> datetime | None: ...
-
-    async def claim_occurrence(
-        self, task_id: str, *, due: datetime, next_run_at: datetime | None
-    ) -> bool: ...
-
-    async def claim_due(
-        self,
-        now: datetime,
-        next_time: Callable[[Task], datetime | None],
-        *,
-        limit: int = 500,
-    ) -> list[tuple[Task, datetime]]: ...
+    async def next_due_at(self) -> datetime | None:
+        """The earliest ``next_run_at`` of the armed tasks (unpaused running recurring
+        tasks), or None when none is armed: when the scheduler must look next."""
+        ...
 
     async def start_due(
         self,
@@ -310,51 +341,45 @@ class TaskStore(Protocol):
         *,
         skipped_reason: str,
         limit: int = 500,
-    ) -> list[tuple[Task, Run | None]]: ...
+    ) -> list[tuple[Task, Run | None]]:
+        """Claim up to ``limit`` due occurrences and start them, in one transaction.
 
-    async def claim_pending(self, idle_for: timedelta, *, limit: int = 100) -> list[Task]: ...
+        For each armed task due at ``now`` (earliest first) it moves ``next_run_at`` to
+        ``next_time(task)`` and stores ``make_run(task, due)`` (a running run with owner and
+        lease, or a skipped one; None stores no run, for a task ``next_time`` disarmed), but
+        a skipped run for ``due`` with ``skipped_reason`` instead when the task has a queued
+        or running run whose lease has not expired. Answers each claimed task (with its new
+        ``next_run_at``) with the run stored for it; an occurrence whose run could not be
+        stored (the task has a run for that ``scheduled_for``) is claimed and answered with
+        None.
 
-    async def count_by_status(self) -> dict[str, int]: ...
+        Concurrent claimers get disjoint tasks, so each occurrence is claimed once. ``now``
+        is a reading of the store's clock (:meth:`Coordination.clock`); a shared database
+        never claims an occurrence before its own clock reaches it, whatever ``now`` says. A
+        due row that cannot be decoded is disarmed and paused with the reason (logged), so it
+        never blocks the scheduler again. The run's lease is its length from the store's
+        clock; a process that dies after it loses nothing: the lease expires and recovery
+        closes the run by the usual rules.
+        """
+        ...
+
+    async def claim_pending(self, idle_for: timedelta, *, limit: int = 100) -> list[Task]:
+        """Claim up to ``limit`` pending once tasks unchanged for ``idle_for`` by the store's
+        clock (orphans: their process died before running them), oldest first, by touching
+        their ``updated_at`` in one write. Concurrent claimers get disjoint tasks."""
+        ...
+
+    async def count_by_status(self) -> dict[str, int]:
+        """How many tasks are in each status (statuses without tasks left out), for
+        metrics."""
+        ...
 
 
 class EventStore(Protocol):
     """The durable event log and the conversation history.
 
-    Contract:
-
-    - ``append_events`` stores a batch of events (each with its task's next ``seq``; (task_id,
-      seq) is unique) and upserts conversation items by ``item_id`` (an existing item keeps its
-      ``created_at`` and takes the new payload), all in one transaction: after it returns, all
-      of it is durable, or none of it on an error. An event whose (task_id, seq) is stored
-      already raises :class:`EventConflict`, storing nothing. Each of ``notices`` is sent to
-      the other processes (as ``Coordination.notify`` would) when, and only if, the batch
-      commits.
-    - Fencing, in the same transaction: an event with a ``fence`` is stored only while the
-      fence's run still has that owner and epoch (a run's closing events, written after it
-      settled itself, pass; a run taken over does not); otherwise :class:`LeaseLost` names
-      the refused runs and nothing of the batch is stored. Events without a fence (a user's
-      message, a control) are not checked.
-    - A closed log: a ``done`` appended while its task's status is final (completed, failed,
-      cancelled) closes the task's log (a once task's ``done``; a recurring task's after its
-      cancel; the ``done`` that follows a recurring task's controller does not close it). Any
-      event of a task whose log is closed, or after a closing ``done`` in the same batch,
-      raises :class:`LogClosed` naming the tasks, storing nothing (so a log never holds a
-      second ``done`` after its closing one). :class:`LeaseLost` is checked first.
-    - Text the store cannot encode (a lone surrogate) raises ``UnicodeEncodeError``, storing
-      nothing of the batch.
-    - ``read_events`` answers a task's events with ``seq > after``, in order, at most ``limit``.
-    - ``last_seq`` answers the highest ``seq`` stored for a task (0 for none).
-    - ``list_items`` answers a conversation's items oldest first (``created_at``, ``item_id``),
-      keyset paged like tasks.
-    - ``task_items`` answers a task's items with the given component type (found through an
-      index on task id, never by scanning conversations).
-    - Conversation ids are scoped per user: the same id chosen by two users names two
-      conversations. ``ensure_conversation`` creates the user's conversation record if missing
-      and answers whether it did; ``has_conversation`` answers whether ``user_id`` has a
-      conversation with that id (any user's, with ``user_id`` None).
-    - ``list_items`` with ``user_id`` answers only the items of that user's tasks (one user's
-      conversation); without, the items of every user's conversation with that id.
-    - Deleting a task (``TaskStore.delete``) removes its events and items too.
+    Conversation ids are scoped per user: the same id chosen by two users names two
+    conversations. Deleting a task (:meth:`TaskStore.delete`) removes its events and items.
     """
 
     async def append_events(
@@ -363,13 +388,36 @@ class EventStore(Protocol):
         items: Sequence[ConversationItem],
         *,
         notices: Sequence[str] = (),
-    ) -> None: ...
+    ) -> None:
+        """Store a batch of events and upsert conversation items, in one transaction: after
+        it returns all of it is durable, or none of it on an error.
 
-    async def read_events(
-        self, task_id: str, *, after: int = 0, limit: int = 500
-    ) -> list[Event]: ...
+        - Each event has its task's next ``seq``; an event whose (task_id, seq) is stored
+          already raises :class:`EventConflict`. Items are upserted by ``item_id`` (an
+          existing item keeps its ``created_at`` and takes the new payload).
+        - Fencing: an event with a ``fence`` is stored only while the fence's run still has
+          that owner and epoch (a run's closing events, written after it settled itself,
+          pass; a run taken over does not); otherwise :class:`LeaseLost` names the refused
+          runs. Events without a fence (a user's message, a control) are not checked.
+        - A closed log: a ``done`` appended while its task's status is final closes the
+          task's log (a once task's ``done``; a recurring task's after its cancel). Any event
+          of a task whose log is closed, or after a closing ``done`` in the same batch,
+          raises :class:`LogClosed` naming the tasks. :class:`LeaseLost` is checked first.
+        - Text the store cannot encode (a lone surrogate) raises ``UnicodeEncodeError``.
+        - Each of ``notices`` is sent to the other processes (as :meth:`Coordination.notify`
+          would) when, and only if, the batch commits.
 
-    async def last_seq(self, task_id: str) -> int: ...
+        Every error stores nothing of the batch.
+        """
+        ...
+
+    async def read_events(self, task_id: str, *, after: int = 0, limit: int = 500) -> list[Event]:
+        """A task's events with ``seq > after``, in order, at most ``limit``."""
+        ...
+
+    async def last_seq(self, task_id: str) -> int:
+        """The highest ``seq`` stored for a task (0 for none)."""
+        ...
 
     async def list_items(
         self,
@@ -378,88 +426,110 @@ class EventStore(Protocol):
         user_id: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
-    ) -> Page[ConversationItem]: ...
+    ) -> Page[ConversationItem]:
+        """One page of a conversation's items, oldest first (``created_at``, ``item_id``),
+        keyset paged like tasks (:class:`InvalidCursor` for a cursor not made here).
+
+        With ``user_id``, only the items of that user's tasks (one user's conversation);
+        without, the items of every user's conversation with that id.
+        """
+        ...
 
     async def task_items(
         self, task_id: str, *, component_type: str | None = None
-    ) -> list[ConversationItem]: ...
+    ) -> list[ConversationItem]:
+        """A task's items, oldest first, only those of ``component_type`` if given (found
+        through an index on task id, never by scanning conversations)."""
+        ...
 
-    async def ensure_conversation(
-        self, conversation_id: str, *, title: str, user_id: str
-    ) -> bool: ...
-
-    async def has_conversation(
-        self, conversation_id: str, *, user_id: str | None = None
-    ) -> bool: ...
+    async def has_conversation(self, conversation_id: str, *, user_id: str | None = None) -> bool:
+        """Whether ``user_id`` has a conversation with that id (any user's, with None)."""
+        ...
 
 
 class Coordination(Protocol):
     """How the processes that share a store find each other.
 
-    Contract:
-
-    - One clock. Every lease, heartbeat, dead-process and claim decision is made by the
-      store's clock, never by the calling process's: on a shared database (PostgreSQL) that is
-      the database server's clock, read inside the very statement that decides (``now()``), so
-      a process whose clock is off by seconds or minutes can neither expire another's lease
-      early nor bury a live process. Callers pass lengths of time (``timedelta``), not
-      moments. A single-server store (SQLite, memory) uses the process's clock, which is then
-      the only one. ``clock`` answers the store's clock (a reading of it: for waits and
-      displays, never to decide ownership).
-    - ``single_server`` is True for a store only one server may use (SQLite, memory): at
-      start-up every run left running is then an orphan. False for a shared database.
-    - ``heartbeat`` records that ``process_id`` is alive now (its first heartbeat is its
-      ``started_at``). ``live_processes`` answers the processes whose last heartbeat is within
-      ``within`` of now (at or after ``now - within``), oldest first.
-    - ``claim_dead_processes`` deletes the process records whose last heartbeat is more than
-      ``silent_for`` ago (before ``now - silent_for``; except ``keep``'s) and answers them:
-      concurrent claimers get disjoint ones, so exactly one process tidies up after each dead
-      one.
-    - ``runs_finished_by`` answers the runs ``owner`` closed itself with ``finished_at`` at or
-      after ``since``: its own runs that no other process closed (``closed_by`` unset), and
-      the runs it closed as ``closed_by`` (taken over from a dead owner).
-    - ``renew_leases`` moves ``lease_expires_at`` of every queued or running run of ``owner``
-      to now plus ``lease`` and answers how many it renewed.
-    - ``interrupt_expired`` closes, in one guarded write, every queued or running run whose lease
-      expired (``lease_expires_at`` before now; ``finished_at`` set to now, status interrupted,
-      the reason as error, its epoch one higher, so its old owner's fence is void) and answers
-      those runs: each is recovered by exactly one process, the one that closed it. With
-      ``by``, the closed runs record ``by`` as their ``closed_by`` (``runs_finished_by`` then
-      finds them under it, never under the dead owner), and, in the same write, each once task
-      still running on such a run is requeued (pending) if its run's attempt is below its
-      ``max_attempts``, else failed with the reason (``completed_at`` equal to the run's
-      ``finished_at``; its closing events are the caller's to write).
-    - ``notify`` tells every other process ``message`` (a no-op for a single server); ``listen``
-      calls ``handler`` with each message another process sent, until cancelled, and
-      ``on_listening`` (if given) each time it starts listening. When its connection drops it
-      raises (an I/O error): the caller retries, and on ``on_listening`` re-reads what it may
-      have missed while deaf.
+    One clock. Every lease, heartbeat, dead-process and claim decision is made by the store's
+    clock, never by the calling process's: on a shared database (PostgreSQL) that is the
+    database server's clock, read inside the very statement that decides (``now()``), so a
+    process whose clock is off by seconds or minutes can neither expire another's lease early
+    nor bury a live process. Callers pass lengths of time (``timedelta``), not moments. A
+    single-server store (SQLite, memory) uses the process's clock, which is then the only one.
     """
 
+    #: True for a store only one server may use (SQLite, memory): at start-up every run left
+    #: running is then an orphan. False for a shared database.
     single_server: bool
 
-    async def clock(self) -> datetime: ...
+    async def clock(self) -> datetime:
+        """A reading of the store's clock: for waits and displays, never to decide
+        ownership (the statements that decide read the clock themselves)."""
+        ...
 
-    async def heartbeat(self, process_id: str) -> None: ...
+    async def heartbeat(self, process_id: str) -> None:
+        """Record that ``process_id`` is alive now (its first heartbeat is its
+        ``started_at``)."""
+        ...
 
-    async def live_processes(self, within: timedelta) -> list[ProcessInfo]: ...
+    async def live_processes(self, within: timedelta) -> list[ProcessInfo]:
+        """The processes whose last heartbeat is within ``within`` of now (at or after
+        ``now - within``), oldest first."""
+        ...
 
-    async def claim_dead_processes(
-        self, silent_for: timedelta, *, keep: str
-    ) -> list[ProcessInfo]: ...
+    async def claim_dead_processes(self, silent_for: timedelta, *, keep: str) -> list[ProcessInfo]:
+        """Delete, in one write, the process records whose last heartbeat is more than
+        ``silent_for`` ago (before ``now - silent_for``), except ``keep``'s, and answer them.
 
-    async def runs_finished_by(self, owner: str, since: datetime) -> list[Run]: ...
+        Concurrent claimers get disjoint ones, so exactly one process tidies up after each
+        dead one.
+        """
+        ...
 
-    async def renew_leases(self, owner: str, lease: timedelta) -> int: ...
+    async def runs_finished_by(self, owner: str, since: datetime) -> list[Run]:
+        """The runs ``owner`` closed with ``finished_at`` at or after ``since``: its own runs
+        no other process closed (``closed_by`` unset), and the runs it closed as
+        ``closed_by`` (taken over from a dead owner)."""
+        ...
 
-    async def interrupt_expired(self, reason: str, *, by: str | None = None) -> list[Run]: ...
+    async def renew_leases(self, owner: str, lease: timedelta) -> int:
+        """Move ``lease_expires_at`` of every queued or running run of ``owner`` to now plus
+        ``lease``, in one write; answers how many it renewed."""
+        ...
 
-    async def notify(self, message: str) -> None: ...
+    async def interrupt_expired(self, reason: str, *, by: str | None = None) -> list[Run]:
+        """Close, in one guarded write, every queued or running run whose lease expired, and
+        answer those runs: each is recovered by exactly one process, the one that closed it.
+
+        Each closed run gets ``finished_at`` now, status interrupted, ``reason`` as error and
+        its epoch one higher (its old owner's fence is void). With ``by``, the runs record
+        ``by`` as their ``closed_by`` (``runs_finished_by`` then finds them under it, never
+        under the dead owner), and, in the same write, each once task still running on such a
+        run is requeued (pending) if its run's attempt is below its ``max_attempts``, else
+        failed with ``reason`` (stamped at the run's ``finished_at``; its closing events are
+        the caller's to write).
+        """
+        ...
+
+    async def notify(self, message: str) -> None:
+        """Tell every other process ``message`` (a no-op for a single server)."""
+        ...
 
     async def listen(
         self, handler: Callable[[str], None], *, on_listening: Callable[[], None] | None = None
-    ) -> None: ...
+    ) -> None:
+        """Call ``handler`` with each message another process sent, until cancelled, and
+        ``on_listening`` (if given) each time it starts listening.
+
+        When its connection drops it raises (an I/O error): the caller listens again, and on
+        ``on_listening`` re-reads what it may have missed while deaf. A single server's
+        store waits forever (nobody else speaks).
+        """
+        ...
 
 
 class Store(TaskStore, EventStore, Coordination, Protocol):
-    """A complete store: tasks, runs, events and conversations in one database."""
+    """A complete store: tasks, runs, events and conversations in one database.
+
+    The same contract suite (``tests/stores``) runs against every implementation.
+    """

@@ -25,17 +25,17 @@ def conversation_title(task: Task) -> str:
 
 
 class TaskService:
-    """The origin's task operations, each state change one guarded write in the store.
-
-    The transition methods answer whether the change happened. ``cancel_task`` answers True for
-    a task that is cancelled now or was already, False for one that had finished otherwise
-    (completed or failed: the API answers 409).
-    """
+    """The origin's task operations (taskcell's Python API), each state change one guarded
+    write in the store: a change the task's current status forbids answers False and changes
+    nothing. The engine runs tasks through the store itself; these are for programs that keep
+    their own tasks in taskcell."""
 
     def __init__(self, store: TaskStore) -> None:
         self.store = store
 
     async def create_task(self, task: Task) -> Task:
+        """Store a new task (and its conversation if new) and answer it;
+        :class:`~taskcell.abc.DuplicateTask` (nothing stored) when its id is taken."""
         await self.add_task(task)
         return task
 
@@ -51,9 +51,11 @@ class TaskService:
         return new_conversation
 
     async def get_task(self, task_id: str) -> Task | None:
+        """The task, or None when there is none with that id."""
         return await self.store.load(task_id)
 
     async def require_task(self, task_id: str) -> Task:
+        """The task; :class:`TaskNotFound` when there is none with that id."""
         task = await self.store.load(task_id)
         if task is None:
             raise TaskNotFound(task_id)
@@ -66,30 +68,48 @@ class TaskService:
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page[Task]:
+        """One page of the tasks matching ``flt`` (all, without), newest first; pass the
+        page's ``next_cursor`` for the next. :class:`~taskcell.abc.InvalidCursor` for a
+        cursor the store did not make."""
         return await self.store.list_tasks(flt or TaskFilter(), limit=limit, cursor=cursor)
 
     async def update_task(self, task: Task) -> bool:
-        """Write the task's non-status fields; status moves only through transitions."""
+        """Write the task's non-status fields (:data:`~taskcell.abc.UPDATABLE_FIELDS`) as they
+        are on ``task``; status moves only through transitions. Answers whether the task
+        exists (and so was updated)."""
         changes = {name: getattr(task, name) for name in UPDATABLE_FIELDS}
         return await self.store.update(task.task_id, changes)
 
     async def start_task(self, task_id: str) -> bool:
+        """Move the task to running (from pending, or waiting for input); answers whether it
+        moved. The first start stamps ``started_at``."""
         return await self.store.transition(task_id, TaskStatus.RUNNING)
 
     async def complete_task(self, task_id: str) -> bool:
+        """Move the running task to completed (``completed_at`` stamped); answers whether it
+        moved."""
         return await self.store.transition(task_id, TaskStatus.COMPLETED)
 
     async def fail_task(self, task_id: str, reason: str) -> bool:
+        """Move an unfinished task to failed with ``reason`` as its ``error_message``;
+        answers whether it moved."""
         return await self.store.transition(
             task_id, TaskStatus.FAILED, changes={"error_message": reason}
         )
 
     async def wait_for_input(self, task_id: str) -> bool:
+        """Move the running task to waiting_input; answers whether it moved."""
         return await self.store.transition(
             task_id, TaskStatus.WAITING_INPUT, expected=[TaskStatus.RUNNING]
         )
 
     async def cancel_task(self, task_id: str, reason: str | None = None) -> bool:
+        """Cancel an unfinished task (``reason``, if given, as its ``error_message``).
+
+        Answers True for a task that is cancelled now or was already, False for one that had
+        finished otherwise (completed or failed: the API answers 409); :class:`TaskNotFound`
+        when there is none with that id.
+        """
         changes = {"error_message": reason} if reason is not None else None
         if await self.store.transition(task_id, TaskStatus.CANCELLED, changes=changes):
             logger.info("task cancelled", extra={"task_id": task_id})
@@ -123,9 +143,10 @@ def get_task_service() -> TaskService:
         from taskcell.settings import Settings, redact_url
         from taskcell.stores.factory import store_from_url
 
-        url = Settings().database_url
+        settings = Settings()
+        url = settings.database_url
         logger.info("opening the task database", extra={"database_url": redact_url(url)})
-        _service = TaskService(store_from_url(url))
+        _service = TaskService(store_from_url(url, pool_size=settings.database_pool_size))
     return _service
 
 

@@ -20,13 +20,15 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from taskcell.stores.factory import DEFAULT_POOL_SIZE
-
 #: How long an idle kept-alive connection stays open. Longer than HTTP clients keep idle
 #: connections in their pools (httpx and many others: 5 s), so a client never sends a request
 #: on a connection the server is closing at that moment; uvicorn's default is also 5 s, which
 #: makes that race (seen as sporadic "connection closed" errors under load).
 KEEP_ALIVE_SECONDS = 65
+#: PostgreSQL connections per process, at most (``database_pool_size``): three processes stay
+#: well inside the server's default ``max_connections`` (100), and one process has enough for
+#: 64 runs at once.
+DEFAULT_POOL_SIZE = 20
 #: The default limit of a request body (``max_body_bytes``): 1 MiB.
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 #: The default time a stream reader may take nothing before it is disconnected: 5 minutes.

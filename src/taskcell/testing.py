@@ -1,4 +1,5 @@
-"""Test helpers: run an ASGI app on a real uvicorn server on loopback.
+"""Test helpers: run an ASGI app on a real uvicorn server on loopback, and read a store the
+way tests need to but production code never does.
 
 Tests use real servers rather than mocks. Two ways to run one:
 
@@ -19,11 +20,14 @@ import contextlib
 import socket
 import threading
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from datetime import datetime
 from typing import Any
 
 import uvicorn
 
+from taskcell.abc import TaskStore
 from taskcell.api.draining import DrainingServer
+from taskcell.domain.models import Task
 from taskcell.settings import KEEP_ALIVE_SECONDS
 
 ASGIApp = Callable[..., Any]
@@ -151,3 +155,25 @@ def serve_app_in_thread(
             thread.join(timeout=_START_TIMEOUT)
     finally:
         sock.close()
+
+
+async def claim_due(
+    store: TaskStore,
+    now: datetime,
+    next_time: Callable[[Task], datetime | None],
+    *,
+    limit: int = 500,
+) -> list[tuple[Task, datetime]]:
+    """Claim the occurrences due at ``now`` without starting them: each claimed task (its
+    ``next_run_at`` moved to ``next_time(task)``) with the due time it had, earliest first.
+
+    :meth:`~taskcell.abc.TaskStore.start_due` storing no run, so a test sees what a claim
+    takes (which tasks, in which order, each once) through the one claim the scheduler uses.
+    """
+    dues: dict[str, datetime] = {}
+
+    def no_run(task: Task, due: datetime) -> None:
+        dues[task.task_id] = due
+
+    started = await store.start_due(now, next_time, no_run, skipped_reason="", limit=limit)
+    return [(task, dues[task.task_id]) for task, _ in started]

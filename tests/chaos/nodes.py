@@ -132,3 +132,21 @@ class Node:
             return self.log.read_text(errors="replace")[-chars:]
         except FileNotFoundError:
             return ""
+
+
+def clues(nodes: list[Node], subjects: list[str], per_subject: int = 40) -> str:
+    """The lines of every life's log that name each subject (a task id), for a failed check:
+    what the servers said about the tasks the checker blames."""
+    logs = sorted(path for node in nodes for path in node.folder.glob(f"{node.name}-*.log"))
+    texts = {path.name: path.read_text(errors="replace").splitlines() for path in logs}
+    out = []
+    for subject in dict.fromkeys(subjects):
+        found = [
+            f"  {name}: {line[:400]}"
+            for name, lines in texts.items()
+            for line in lines
+            if subject in line or subject[:12] in line
+        ]
+        out.append(f"what the servers logged about {subject} ({len(found)} lines):")
+        out.extend(found[-per_subject:])
+    return "\n".join(out)

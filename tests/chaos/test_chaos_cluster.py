@@ -22,7 +22,7 @@ from pg_instance import PgInstance, own_postgres
 
 from . import scenario
 from .nemesis import Nemesis
-from .nodes import Node
+from .nodes import Node, clues
 from .snapshot import from_postgres
 from .workload import Workload
 
@@ -41,7 +41,7 @@ def cluster(own_postgres: PgInstance, tmp_path: Path) -> Iterator[list[Node]]:
         "TASKCELL_LEASE_SECONDS": str(LEASE_SECONDS),
         "TASKCELL_RETRY_BASE_SECONDS": "0.2",
         "TASKCELL_DATABASE_POOL_SIZE": "10",
-        "TASKCELL_LOG_LEVEL": "WARNING",
+        "TASKCELL_LOG_LEVEL": "INFO",  # the clues of a failed check
         "TASKCELL_CONFIG": str(tmp_path / "absent.toml"),
         "TASKCELL_AGENTS": json.dumps({}),
     }
@@ -92,4 +92,4 @@ async def test_a_cluster_keeps_its_guarantees_under_the_nemesis(
             snapshot=lambda: from_postgres(url),
             lease=LEASE_SECONDS,
         )
-    assert not violations, report
+    assert not violations, report + "\n" + clues(cluster, [v.subject for v in violations][:5])

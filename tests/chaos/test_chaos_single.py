@@ -17,7 +17,7 @@ import pytest
 
 from . import scenario
 from .nemesis import FullDisk, Nemesis, can_mount
-from .nodes import Node
+from .nodes import Node, clues
 from .snapshot import from_sqlite
 from .workload import Workload
 
@@ -45,7 +45,7 @@ def server(tmp_path: Path, disk: FullDisk | None) -> Iterator[Node]:
         "TASKCELL_DATABASE_URL": f"sqlite:///{folder / 'tasks.db'}",
         "TASKCELL_LEASE_SECONDS": str(LEASE_SECONDS),
         "TASKCELL_RETRY_BASE_SECONDS": "0.2",
-        "TASKCELL_LOG_LEVEL": "WARNING",
+        "TASKCELL_LOG_LEVEL": "INFO",  # the clues of a failed check
         "TASKCELL_CONFIG": str(tmp_path / "absent.toml"),
         "TASKCELL_AGENTS": json.dumps({}),
     }
@@ -95,4 +95,4 @@ async def test_one_sqlite_server_keeps_its_guarantees_under_the_nemesis(
             snapshot=snapshot,
             lease=LEASE_SECONDS,
         )
-    assert not violations, report
+    assert not violations, report + "\n" + clues([server], [v.subject for v in violations][:5])

@@ -22,6 +22,7 @@ from taskcell.domain.models import Run, RunStatus, Task, TaskPattern
 from taskcell.domain.state_machine import TaskStatus
 from taskcell.engine.engine import Engine
 from taskcell.stores.postgres import PostgresTaskStore
+from taskcell.testing import claim_due
 
 OWNER = "host-a:1:aaaaaa"
 OTHER = "host-b:2:bbbbbb"
@@ -194,7 +195,7 @@ async def test_a_fast_process_claims_no_occurrence_before_it_is_due(
     await pg.save(fresh)
     with time_machine.travel(now() + timedelta(minutes=5), tick=True):
         # Its own clock says the occurrence is 4m40s late and the pending task long idle.
-        claimed = await pg.claim_due(now(), lambda t: now() + timedelta(minutes=1))
+        claimed = await claim_due(pg, now(), lambda t: now() + timedelta(minutes=1))
         assert claimed == [], "claimed an occurrence the database's clock says is not due"
         assert await pg.claim_pending(timedelta(seconds=30)) == [], "claimed a fresh task"
     assert abs((await pg.clock()) - now()) < timedelta(seconds=10)

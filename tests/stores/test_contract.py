@@ -11,7 +11,8 @@ import pytest
 
 from taskcell.abc import DuplicateTask, InvalidCursor, TaskFilter, TaskStore
 from taskcell.domain.models import Run, RunStatus, ScheduleConfig, Task, TaskPattern
-from taskcell.domain.state_machine import FINAL_STATUSES, TRANSITIONS, TaskStatus
+from taskcell.domain.state_machine import FINAL_STATUSES, TRANSITIONS, TaskStatus, enter
+from taskcell.testing import claim_due
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -73,14 +74,13 @@ async def test_save_refuses_a_duplicate_id(store: TaskStore) -> None:
     assert (await store.list_tasks(TaskFilter())).items == [task]
 
 
-async def test_exists_and_delete(store: TaskStore) -> None:
+async def test_delete_removes_the_task_and_its_runs(store: TaskStore) -> None:
     task = make_task()
-    assert not await store.exists(task.task_id)
+    assert await store.load(task.task_id) is None
     await store.save(task)
     await store.add_run(Run(task_id=task.task_id))
-    assert await store.exists(task.task_id)
+    assert await store.load(task.task_id) is not None
     assert await store.delete(task.task_id)
-    assert not await store.exists(task.task_id)
     assert await store.load(task.task_id) is None
     assert (await store.list_runs(task.task_id)).items == []
     assert not await store.delete(task.task_id)
@@ -90,7 +90,7 @@ async def test_exists_and_delete(store: TaskStore) -> None:
 async def test_transition_follows_the_state_machine(
     store: TaskStore, source: TaskStatus, target: TaskStatus
 ) -> None:
-    task = make_task(status=source, created_at=T0, updated_at=T0)
+    task = make_task(status=source, created_at=T0, updated_at=T0, next_run_at=T0)
     await store.save(task)
     moment = T0 + timedelta(minutes=5)
     happened = await store.transition(task.task_id, target, now=moment)
@@ -103,7 +103,11 @@ async def test_transition_follows_the_state_machine(
         if target is TaskStatus.RUNNING:
             assert loaded.started_at == moment
         if target in FINAL_STATUSES:
-            assert loaded.completed_at == moment
+            assert (loaded.completed_at, loaded.next_run_at) == (moment, None)
+        # Every store writes exactly what the state machine's table says a move writes.
+        expected = task.model_copy()
+        enter(expected, target, moment)
+        assert loaded == expected
     else:
         assert loaded == task
 
@@ -137,6 +141,26 @@ async def test_started_at_is_kept_across_restarts(store: TaskStore) -> None:
     await store.transition(task.task_id, TaskStatus.RUNNING, now=T0 + timedelta(seconds=2))
     loaded = await store.load(task.task_id)
     assert loaded is not None and loaded.started_at == T0
+
+
+@pytest.mark.parametrize("how", ["transition", "transition clearing it too", "conversation"])
+async def test_a_finished_recurring_task_has_no_next_run(store: TaskStore, how: str) -> None:
+    task = make_task(
+        pattern=TaskPattern.RECURRING,
+        schedule_config={"interval_minutes": 1},
+        status=TaskStatus.RUNNING,
+        next_run_at=T0,
+    )
+    await store.save(task)
+    if how == "conversation":
+        assert await store.cancel_conversation(task.conversation_id) == [task.task_id]
+    else:
+        changes = {"next_run_at": None} if how == "transition clearing it too" else None
+        assert await store.transition(task.task_id, TaskStatus.CANCELLED, changes=changes, now=T0)
+    loaded = await store.load(task.task_id)
+    assert loaded is not None and loaded.status is TaskStatus.CANCELLED, loaded
+    assert (loaded.next_run_at, loaded.completed_at is not None) == (None, True), loaded
+    assert await store.next_due_at() is None
 
 
 async def test_transition_of_an_unknown_task_answers_false(store: TaskStore) -> None:
@@ -296,7 +320,7 @@ async def test_once_runs_are_told_apart_by_attempt(store: TaskStore) -> None:
     assert sorted(r.attempt for r in runs) == [1, 2]
 
 
-async def test_due_tasks_are_armed_recurring_tasks_in_time_order(store: TaskStore) -> None:
+async def test_due_claims_take_armed_recurring_tasks_in_time_order(store: TaskStore) -> None:
     def recurring(minutes: int, **fields: object) -> Task:
         values: dict[str, object] = {
             "pattern": TaskPattern.RECURRING,
@@ -314,10 +338,11 @@ async def test_due_tasks_are_armed_recurring_tasks_in_time_order(store: TaskStor
     cancelled = recurring(-5, status=TaskStatus.CANCELLED)
     for task in (late, early, future, paused, cancelled):
         await store.save(task)
-    due = await store.due_tasks(T0 + timedelta(minutes=2))
-    assert [t.task_id for t in due] == [early.task_id, late.task_id]
     assert await store.next_due_at() == early.next_run_at
-    assert await store.ping()
+    due = await claim_due(store, T0 + timedelta(minutes=2), lambda task: None)
+    assert [t.task_id for t, _ in due] == [early.task_id, late.task_id], due
+    assert await store.next_due_at() == future.next_run_at
+    assert await store.check() is None
 
 
 async def test_claim_due_claims_each_occurrence_once(store: TaskStore) -> None:
@@ -338,13 +363,13 @@ async def test_claim_due_claims_each_occurrence_once(store: TaskStore) -> None:
         return later
 
     first, second = await asyncio.gather(
-        store.claim_due(T0, next_time, limit=50), store.claim_due(T0, next_time, limit=50)
+        claim_due(store, T0, next_time, limit=50), claim_due(store, T0, next_time, limit=50)
     )
     claimed = [t.task_id for t, _ in first] + [t.task_id for t, _ in second]
     assert sorted(claimed) == sorted(t.task_id for t in tasks)
     dues = {t.task_id: due for t, due in [*first, *second]}
     assert dues == {t.task_id: t.next_run_at for t in tasks}
-    assert await store.claim_due(T0, next_time) == []
+    assert await claim_due(store, T0, next_time) == []
     assert await store.next_due_at() == later
 
 

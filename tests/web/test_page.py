@@ -8,37 +8,24 @@ of each state is saved under ``test-output/screenshots/``.
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-from playwright.async_api import Browser, Locator, Page, async_playwright, expect
-
-from serving import reported_url
-
-CHROMIUM = Path("/usr/bin/chromium")
-ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "test-output" / "screenshots"
-DIST_INDEX = ROOT / "src" / "taskcell" / "web" / "dist" / "index.html"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-UI_TIMEOUT_MS = 20_000
+from browsing import (
+    CHROMIUM,
+    DIST_INDEX,
+    UI_TIMEOUT_MS,
+    Server,
+    create,
+    fill_form,
+    merged_messages,
+    page_messages,
+    row,
+    shot,
+)
+from playwright.async_api import Browser, Page, expect
 
 pytestmark = [
     pytest.mark.skipif(
@@ -52,97 +39,6 @@ pytestmark = [
 expect.set_options(timeout=UI_TIMEOUT_MS)
 
 
-# ---- the server ---------------------------------------------------------------------------
-
-
-def _taskcell() -> list[str]:
-    exe = Path(sys.executable).with_name("taskcell")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "taskcell.cli"]
-
-
-@dataclass
-class Server:
-    """A `taskcell serve` subprocess on loopback over one SQLite file; restartable."""
-
-    db: Path
-    log: Path
-    port: int = 0  # the first start picks one; a restart keeps it (the page reconnects there)
-    api_keys: str = ""
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        env = {
-            **os.environ,
-            "TASKCELL_DATABASE_URL": f"sqlite:///{self.db}",
-            "TASKCELL_API_KEYS": self.api_keys,
-            "TASKCELL_LOG_LEVEL": "WARNING",
-        }
-        env.pop("TASKCELL_CONFIG", None)
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [*_taskcell(), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-                env=env,
-                cwd=self.db.parent,  # no taskcell.toml of the developer's
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        if self.port == 0:
-            self.port = int(reported_url(self.process, self.log).rsplit(":", 1)[1])
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"taskcell serve exited:\n{self.log.read_text()[-4000:]}")
-            try:
-                if httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"taskcell serve did not answer:\n{self.log.read_text()[-4000:]}")
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self.process = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def api(self, method: str, path: str, key: str = "", **kwargs: Any) -> Any:
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        url = f"{self.url}/api/v1{path}"
-        answer = httpx.request(method, url, timeout=10, headers=headers, **kwargs)
-        answer.raise_for_status()
-        return answer.json()["data"]
-
-    def events(self, task_id: str) -> list[dict[str, Any]]:
-        """The task's whole event log (the task is finished, so the stream ends)."""
-        found: list[dict[str, Any]] = []
-        url = f"{self.url}/api/v1/tasks/{task_id}/events"
-        with httpx.stream("GET", url, timeout=httpx.Timeout(10, read=20)) as answer:
-            for line in answer.iter_lines():
-                if line.startswith("data:"):
-                    message = json.loads(line[5:].strip())
-                    found.append(message)
-                    if message["event"] == "done":
-                        status = self.api("GET", f"/tasks/{task_id}")["status"]
-                        if status in ("completed", "failed", "cancelled"):
-                            break
-        return found
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     assert DIST_INDEX.exists(), "the page is not built: run `npm ci && npm run build` in frontend/"
@@ -154,21 +50,16 @@ def server(tmp_path: Path) -> Iterator[Server]:
         made.stop()
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
-
-
-@pytest.fixture
-async def page(browser: Browser, server: Server) -> AsyncIterator[Page]:
-    context = await browser.new_context(viewport={"width": 1360, "height": 900})
+@pytest.fixture(
+    params=[
+        pytest.param({"width": 1360, "height": 900}, id="desktop"),
+        pytest.param({"width": 390, "height": 844}, id="phone"),
+    ]
+)
+async def page(
+    request: pytest.FixtureRequest, browser: Browser, server: Server
+) -> AsyncIterator[Page]:
+    context = await browser.new_context(viewport=request.param)
     opened = await context.new_page()
     errors: list[str] = []
     opened.on("pageerror", lambda error: errors.append(str(error)))
@@ -178,78 +69,6 @@ async def page(browser: Browser, server: Server) -> AsyncIterator[Page]:
     finally:
         await context.close()
     assert not errors, f"the page raised: {errors}"
-
-
-async def shot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    await page.evaluate("window.scrollTo(0, 0)")  # else the sticky header lands mid-picture
-    await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-
-
-# ---- helpers --------------------------------------------------------------------------------
-
-
-async def fill_form(
-    page: Page,
-    *,
-    agent: str,
-    query: str,
-    title: str = "",
-    interval: int | None = None,
-    timezone: str | None = None,
-) -> None:
-    await page.goto(page.url.split("#")[0] + "#/new")
-    await expect(
-        page.get_by_test_id("agent-select").locator(f'option[value="{agent}"]')
-    ).to_have_count(1)
-    await page.get_by_test_id("agent-select").select_option(agent)
-    await page.get_by_test_id("query-input").fill(query)
-    if title:
-        await page.get_by_test_id("title-input").fill(title)
-    if interval is not None or timezone is not None:
-        await page.get_by_test_id("pattern-recurring").check()
-        if interval is not None:
-            await page.get_by_test_id("schedule-interval").check()
-            await page.get_by_test_id("interval-input").fill(str(interval))
-        if timezone is not None:
-            await page.get_by_test_id("timezone-input").fill(timezone)
-
-
-async def create(page: Page) -> str:
-    """Submits the form; answers the new task's id once its page shows."""
-    await page.get_by_test_id("create-submit").click()
-    view = page.get_by_test_id("task-view")
-    await expect(view).to_be_visible()
-    task_id = await view.get_attribute("data-task-id")
-    assert task_id
-    return task_id
-
-
-def row(page: Page, task_id: str) -> Locator:
-    return page.locator(f'[data-testid="task-row"][data-task-id="{task_id}"]')
-
-
-async def page_messages(page: Page) -> list[tuple[str, str]]:
-    """(item id, text) of each message the page shows, in order."""
-    found: list[tuple[str, str]] = []
-    for message in await page.get_by_test_id("message").all():
-        item_id = await message.get_attribute("data-item-id") or ""
-        text = await message.get_by_test_id("message-text").inner_text()
-        found.append((item_id, text.strip()))
-    return found
-
-
-def merged_messages(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """What the page must show for `events`: message chunks merged by item id, in order."""
-    texts: dict[str, str] = {}
-    for event in events:
-        data = event["data"]
-        content = str((data.get("payload") or {}).get("content") or "")
-        if event["event"] == "message_chunk":
-            texts[data["item_id"]] = texts.get(data["item_id"], "") + content
-        elif event["event"] == "message":
-            texts[data["item_id"]] = content
-    return [(item_id, text.strip()) for item_id, text in texts.items()]
 
 
 # ---- tests ----------------------------------------------------------------------------------
@@ -328,6 +147,7 @@ async def test_recurring_clock_task_is_controlled_from_its_controller(
     await shot(page, "07-recurring-run-now")
 
     await controller.get_by_test_id("controller-cancel").click()
+    await controller.get_by_test_id("controller-cancel-confirm").click()
     await expect(status).to_have_attribute("data-status", "cancelled")
     await expect(page.get_by_test_id("task-status")).to_have_attribute("data-status", "cancelled")
     await expect(row(page, task_id)).to_have_attribute("data-status", "cancelled")

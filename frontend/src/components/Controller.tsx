@@ -23,6 +23,7 @@ export function Controller({ content, task, onChanged }: Props) {
   const [busy, setBusy] = useState<Action | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [note, setNote] = useState<string | null>(null);
+  const [confirming, setConfirming] = useState(false);
   const follows = task !== undefined && task?.task_id === taskId;
 
   // Outside a task's page (a conversation's history), follow the task here.
@@ -134,9 +135,31 @@ export function Controller({ content, task, onChanged }: Props) {
         <button type="button" className="button" disabled={finished || busy !== null} onClick={() => act("run")} data-testid="controller-run">
           {busy === "run" ? "Starting…" : "Run now"}
         </button>
-        <button type="button" className="button button-danger" disabled={finished || busy !== null} onClick={() => act("cancel")} data-testid="controller-cancel">
-          {busy === "cancel" ? "Cancelling…" : "Cancel"}
-        </button>
+        {confirming && !finished ? (
+          <>
+            <span className="confirm-text">Cancel the schedule? No run starts again.</span>
+            <button
+              type="button"
+              className="button button-danger"
+              disabled={busy !== null}
+              autoFocus
+              onClick={async () => {
+                await act("cancel");
+                setConfirming(false);
+              }}
+              data-testid="controller-cancel-confirm"
+            >
+              {busy === "cancel" ? "Cancelling…" : "Yes, cancel"}
+            </button>
+            <button type="button" className="button" onClick={() => setConfirming(false)} data-testid="controller-cancel-keep">
+              Keep it
+            </button>
+          </>
+        ) : (
+          <button type="button" className="button button-danger" disabled={finished || busy !== null} onClick={() => setConfirming(true)} data-testid="controller-cancel">
+            Cancel…
+          </button>
+        )}
       </div>
       <div aria-live="polite">
         {note && <p className="hint" data-testid="controller-note">{note}</p>}

@@ -87,7 +87,7 @@ export function ConversationView({ conversationId }: Props) {
       {items === null && !error && <p className="muted pad">Loading the history…</p>}
       {items !== null && (
         <section className="activity" aria-label="History">
-          <Timeline timeline={timeline} emptyText="This conversation has no items yet." />
+          <Timeline models={[timeline]} version={timeline.version} emptyText="This conversation has no items yet." />
           {cursor && (
             <button type="button" className="button" onClick={more} disabled={loadingMore} data-testid="conversation-more">
               {loadingMore ? "Loading…" : "Load more"}

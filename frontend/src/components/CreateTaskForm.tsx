@@ -1,4 +1,4 @@
-import { useId, useMemo, useState, type FormEvent } from "react";
+import { useEffect, useId, useMemo, useRef, useState, type FormEvent } from "react";
 import { api, ApiError, type Agent, type CreateTaskBody } from "../api";
 import { browserTimeZone, timeZones } from "../format";
 import { useRefresh } from "../hooks";
@@ -7,6 +7,8 @@ import { navigate, taskHref } from "../route";
 interface Props {
   agents: Agent[];
   agentsError: string | null;
+  /** A task whose fields fill the form (Clone). */
+  cloneOf?: string | null;
 }
 
 type Errors = Record<string, string>;
@@ -61,6 +63,35 @@ function withoutFieldPrefix(message: string, field: string): string {
   return message;
 }
 
+// The API's validation wording (pydantic's), said the way a person would.
+const FRIENDLY: [RegExp, (m: RegExpMatchArray) => string][] = [
+  [/valid integer, got a number with a fractional part/i, () => "Enter a whole number (no decimals)."],
+  [/valid integer/i, () => "Enter a whole number."],
+  [/valid number/i, () => "Enter a number."],
+  [/greater than or equal to (\d+)/i, (m) => `Enter ${m[1]} or more.`],
+  [/less than or equal to (\d+)/i, (m) => `Enter ${m[1]} or less.`],
+  [/greater than (\d+)/i, (m) => `Enter more than ${m[1]}.`],
+  [/at least (\d+) characters?/i, () => "This cannot be empty."],
+  [/field required|missing/i, () => "This is needed."],
+  [/string should have at most (\d+) characters/i, (m) => `Keep it to ${m[1]} characters or fewer.`],
+  [/input should be 'once' or 'recurring'/i, () => "Choose once or recurring."],
+];
+
+export function friendly(message: string): string {
+  for (const [pattern, say] of FRIENDLY) {
+    const match = pattern.exec(message);
+    if (match) return say(match);
+  }
+  return message.replace(/^(Value error|Assertion failed),\s*/i, "");
+}
+
+/** A zone the browser knows that differs from `text` only in case ("europe/berlin"). */
+export function zoneSuggestion(text: string, zones: string[]): string | null {
+  const wanted = text.trim().toLowerCase();
+  if (!wanted || zones.includes(text.trim())) return null;
+  return zones.find((z) => z.toLowerCase() === wanted) ?? zones.find((z) => z.toLowerCase().endsWith(`/${wanted}`)) ?? null;
+}
+
 function errorsFrom(err: unknown): { fields: Errors; top: string | null } {
   if (!(err instanceof ApiError)) return { fields: {}, top: "Something went wrong. Try again." };
   if (err.isNetwork) return { fields: {}, top: err.message };
@@ -68,13 +99,13 @@ function errorsFrom(err: unknown): { fields: Errors; top: string | null } {
   const loose: string[] = [];
   for (const { field, message } of err.fieldErrors) {
     const target = fieldFor(field, message);
-    const text = target ? withoutFieldPrefix(message, target) : message;
+    const text = friendly(target ? withoutFieldPrefix(message, target) : message);
     if (target) fields[target] = fields[target] ? `${fields[target]} ${text}` : text;
     else loose.push(field ? `${field}: ${message}` : message);
   }
   if (err.fieldErrors.length === 0) {
     const target = err.status === 400 || err.status === 422 ? fieldFor("", err.message) : "";
-    if (target) fields[target] = withoutFieldPrefix(err.message, target);
+    if (target) fields[target] = friendly(withoutFieldPrefix(err.message, target));
     else loose.push(err.message);
   }
   return { fields, top: loose.length ? loose.join(" ") : null };
@@ -94,7 +125,7 @@ const describedBy = (field: string, errors: Errors, extra?: string) =>
   [errors[field] ? `err-${field}` : "", extra ?? ""].filter(Boolean).join(" ") || undefined;
 
 /** The form that creates a task: POST /api/v1/tasks. */
-export function CreateTaskForm({ agents, agentsError }: Props) {
+export function CreateTaskForm({ agents, agentsError, cloneOf }: Props) {
   const { bump } = useRefresh();
   const uid = useId();
   const zones = useMemo(timeZones, []);
@@ -111,6 +142,48 @@ export function CreateTaskForm({ agents, agentsError }: Props) {
   const [errors, setErrors] = useState<Errors>({});
   const [topError, setTopError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
+  const [advancedOpen, setAdvancedOpen] = useState(false);
+  const [cloneNote, setCloneNote] = useState<string | null>(null);
+  const focusField = useRef<string | null>(null);
+  const zoneHint = pattern === "recurring" ? zoneSuggestion(timezone, zones) : null;
+
+  // Clone: the fields of another task.
+  useEffect(() => {
+    if (!cloneOf) return;
+    const controller = new AbortController();
+    api
+      .getTask(cloneOf, controller.signal)
+      .then((task) => {
+        setAgentName(task.agent_name);
+        setQuery(task.query);
+        setTitle(task.title ? `${task.title} (copy)` : "");
+        setPattern(task.pattern);
+        setMaxAttempts(String(task.max_attempts));
+        const schedule = task.schedule_config;
+        if (schedule?.interval_minutes) {
+          setScheduleKind("interval");
+          setIntervalText(String(schedule.interval_minutes));
+        } else if (schedule?.daily_time) {
+          setScheduleKind("daily");
+          setDailyTime(schedule.daily_time);
+        }
+        if (schedule?.timezone) setTimezone(schedule.timezone);
+        setCloneNote(`A copy of “${task.title || task.query.slice(0, 60)}”: change what you need, then create it.`);
+      })
+      .catch(() => setCloneNote("The task to copy could not be loaded: the form starts empty."));
+    return () => controller.abort();
+  }, [cloneOf]);
+
+  // After an error, the first field at fault takes the focus (once it is shown).
+  useEffect(() => {
+    const field = focusField.current;
+    if (!field) return;
+    const element = document.getElementById(`${uid}-${field}`) ?? document.getElementById(`${uid}-form-error`);
+    if (element) {
+      element.focus();
+      focusField.current = null;
+    }
+  });
 
   const chosen = agentName || agents[0]?.name || "";
   const agent = agents.find((a) => a.name === chosen);
@@ -145,7 +218,8 @@ export function CreateTaskForm({ agents, agentsError }: Props) {
       setErrors(fields);
       setTopError(top);
       const first = FIELDS.find((f) => fields[f]);
-      if (first) document.getElementById(`${uid}-${first}`)?.focus();
+      if (first === "max_attempts") setAdvancedOpen(true);
+      focusField.current = first ?? (top ? "form-error" : null);
     } finally {
       setBusy(false);
     }
@@ -156,8 +230,13 @@ export function CreateTaskForm({ agents, agentsError }: Props) {
   return (
     <form className="card create-form" onSubmit={submit} noValidate aria-labelledby={`${uid}-h`} data-testid="create-form">
       <h2 id={`${uid}-h`}>New task</h2>
+      {cloneNote && (
+        <p className="notice notice-quiet" data-testid="clone-note">
+          {cloneNote}
+        </p>
+      )}
       {topError && (
-        <p className="notice notice-error" role="alert" data-testid="form-error">
+        <p className="notice notice-error" role="alert" data-testid="form-error" id={`${uid}-form-error`} tabIndex={-1}>
           {topError}
         </p>
       )}
@@ -342,6 +421,24 @@ export function CreateTaskForm({ agents, agentsError }: Props) {
                 <option key={z} value={z} />
               ))}
             </datalist>
+            {zoneHint && (
+              <p className="hint" data-testid="zone-suggestion">
+                Did you mean{" "}
+                <button
+                  type="button"
+                  className="link-button"
+                  onClick={() => {
+                    setTimezone(zoneHint);
+                    clear("schedule_config.timezone");
+                    document.getElementById(id("schedule_config.timezone"))?.focus();
+                  }}
+                  data-testid="zone-suggestion-apply"
+                >
+                  {zoneHint}
+                </button>
+                ? Zone names are case-sensitive.
+              </p>
+            )}
             <FieldError field="schedule_config.timezone" errors={errors} />
           </div>
           <FieldError field="schedule_config" errors={errors} />
@@ -358,7 +455,12 @@ export function CreateTaskForm({ agents, agentsError }: Props) {
         </fieldset>
       )}
 
-      <details className="advanced" open={errors.max_attempts ? true : undefined}>
+      <details
+        className="advanced"
+        open={advancedOpen}
+        onToggle={(e) => setAdvancedOpen((e.currentTarget as HTMLDetailsElement).open)}
+        data-testid="advanced"
+      >
         <summary>Advanced</summary>
         <div className="field">
           <label htmlFor={id("max_attempts")}>Attempts before giving up</label>

@@ -18,7 +18,7 @@ export function RunsTable({ runs, error, hasMore, onMore }: Props) {
       {runs === null && !error && <p className="muted">Loading…</p>}
       {runs !== null && runs.length === 0 && <p className="empty" data-testid="runs-empty">No runs yet.</p>}
       {runs !== null && runs.length > 0 && (
-        <div className="table-wrap">
+        <div className="table-wrap" tabIndex={0} role="region" aria-labelledby="runs-heading">
           <table>
             <thead>
               <tr>
@@ -33,14 +33,22 @@ export function RunsTable({ runs, error, hasMore, onMore }: Props) {
             <tbody>
               {runs.map((run) => (
                 <tr key={run.run_id} data-testid="run-row" data-run-id={run.run_id} data-status={run.status}>
-                  <td>
+                  <td data-label="Status">
                     <StatusBadge status={run.status} testId="run-status" />
                   </td>
-                  <td className="num">{run.attempt}</td>
-                  <td>{formatShort(run.scheduled_for)}</td>
-                  <td>{formatShort(run.started_at)}</td>
-                  <td className="num">{formatDuration(run.started_at, run.finished_at)}</td>
-                  <td className="outcome">
+                  <td className="num" data-label="Attempt">{run.attempt}</td>
+                  <td data-label="Scheduled for">{formatShort(run.scheduled_for)}</td>
+                  <td data-label="Started">{formatShort(run.started_at)}</td>
+                  <td className="num" data-label="Took" data-testid="run-took">
+                    {run.status === "interrupted" ? (
+                      <span title="The server stopped during this run: its time includes the outage.">cut short</span>
+                    ) : run.finished_at ? (
+                      formatDuration(run.started_at, run.finished_at)
+                    ) : (
+                      <span className="muted">{run.started_at ? "running" : "—"}</span>
+                    )}
+                  </td>
+                  <td className="outcome" data-label="Outcome">
                     {run.error ? (
                       <span className="error-text" title={run.error}>
                         {run.error}

@@ -1,11 +1,14 @@
-import { useCallback, useReducer, useRef, useState } from "react";
+import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { api, ApiError, FINISHED_STATUSES, type Run, type Task, type TaskEvent } from "../api";
-import { formatDateTime, formatRelative, formatShort, patternText } from "../format";
+import { formatDateTime, formatDuration, formatInZone, formatRelative, patternText, statusLabel, tookText } from "../format";
 import { usePoll, useRefresh } from "../hooks";
-import { conversationHref, navigate } from "../route";
-import { emptyTimeline, fold, fromEvent, type Timeline as TimelineData } from "../timeline";
-import { useSSE, type StreamState } from "../useSSE";
+import { cloneHref, conversationHref, navigate, replaceRoute, taskHref } from "../route";
+import { fromEvent, statusByEvents, TimelineModel } from "../timeline";
+import { readEvents, useSSE, type StreamState } from "../useSSE";
+import { Controller } from "./Controller";
+import { CopyId } from "./CopyId";
 import { InputBox } from "./InputBox";
+import { RunStrip } from "./RunStrip";
 import { RunsTable } from "./RunsTable";
 import { StatusBadge } from "./StatusBadge";
 import { Timeline } from "./Timeline";
@@ -24,8 +27,12 @@ const RELOAD_ON = new Set([
   "plan_failed",
   "system_failed",
   "component_generator",
+  "tool_call_completed",
   "done",
 ]);
+
+/** How many older runs one "Show earlier runs" loads. */
+const EARLIER_RUNS = 5;
 
 function StreamIndicator({ state, error }: { state: StreamState; error: string | null }) {
   if (state === "reconnecting") {
@@ -68,15 +75,78 @@ function Fact({ label, children, testId }: { label: string; children: React.Reac
   );
 }
 
+/** A note about the task's last error, in words that blame the right party. */
+function ErrorNote({ task, recurring }: { task: Task; recurring: boolean }) {
+  const message = task.error_message;
+  if (!message) return null;
+  if (task.status === "failed") {
+    return (
+      <div className="notice notice-error" role="alert" data-testid="task-error">
+        <strong>This task failed.</strong> {message}
+      </div>
+    );
+  }
+  if (task.status === "cancelled") {
+    return (
+      <p className="notice notice-quiet" data-testid="task-cancel-reason">
+        Cancelled: {message}
+      </p>
+    );
+  }
+  if (/^interrupted\b/i.test(message)) {
+    return (
+      <p className="notice notice-quiet" data-testid="task-interrupted">
+        The server stopped while this task ran (not the agent's doing).{" "}
+        {recurring ? "The schedule goes on at the next run." : "It carries on now that the server is back."}
+      </p>
+    );
+  }
+  return (
+    <p className="notice notice-warn" data-testid="task-warning">
+      {recurring ? "Last run failed: " : ""}
+      {message}
+    </p>
+  );
+}
+
+function downloadLog(taskId: string, events: TaskEvent[]): void {
+  const text = events.map((e) => JSON.stringify(e)).join("\n") + "\n";
+  const url = URL.createObjectURL(new Blob([text], { type: "application/x-ndjson" }));
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = `task-${taskId}.ndjson`;
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
+function notifyQuestion(task: Task, question: string): void {
+  if (typeof Notification === "undefined" || Notification.permission !== "granted") return;
+  if (document.visibilityState === "visible" && document.hasFocus()) return;
+  try {
+    const note = new Notification(`${task.title || task.agent_name} asks`, { body: question, tag: task.task_id });
+    note.onclick = () => {
+      window.focus();
+      navigate(taskHref(task.task_id));
+    };
+  } catch {
+    /* notifications unavailable here */
+  }
+}
+
 /** One task: its facts, the live stream of its events, the input box, its runs. */
 export function TaskView({ taskId }: Props) {
   const { bump } = useRefresh();
   const [task, setTask] = useState<Task | null>(null);
   const [loadError, setLoadError] = useState<ApiError | null>(null);
-  const [timeline, dispatch] = useReducer(
-    (t: TimelineData, e: TaskEvent) => fold(t, fromEvent(e)),
-    emptyTimeline,
-  );
+  const live = useRef(new TimelineModel()).current;
+  const rawEvents = useRef<TaskEvent[]>([]);
+  const [older, setOlder] = useState<TimelineModel[]>([]);
+  const [olderDone, setOlderDone] = useState(false);
+  const [loadingOlder, setLoadingOlder] = useState(false);
+  const [version, setVersion] = useState(0);
+  const drawQueued = useRef(false);
   const [runs, setRuns] = useState<Run[] | null>(null);
   const [firstCursor, setFirstCursor] = useState<string | null>(null);
   const [olderCursor, setOlderCursor] = useState<string | null>(null);
@@ -86,7 +156,9 @@ export function TaskView({ taskId }: Props) {
   const [answeredSeq, setAnsweredSeq] = useState(-1);
   const [actionError, setActionError] = useState<string | null>(null);
   const [busy, setBusy] = useState<string | null>(null);
-  const [confirmDelete, setConfirmDelete] = useState(false);
+  const [confirm, setConfirm] = useState<"cancel" | "delete" | null>(null);
+  const [showRaw, setShowRaw] = useState(false);
+  const focusNext = useRef<string | null>(null);
   const reloadTimer = useRef<ReturnType<typeof setTimeout> | null>(null);
 
   const loadTask = useCallback(
@@ -98,7 +170,23 @@ export function TaskView({ taskId }: Props) {
         setLoadError(null);
       } catch (err) {
         if (signal?.aborted || (err as Error).name === "AbortError") return;
-        if (err instanceof ApiError) setLoadError(err);
+        // A short id (as the CLI prints and takes): open the one task it names.
+        if (err instanceof ApiError && err.status === 404 && /^[0-9a-f]{4,31}$/i.test(taskId)) {
+          try {
+            const found = await api.findByPrefix(taskId.toLowerCase(), signal);
+            if (found.length === 1) {
+              replaceRoute(`${taskHref(found[0])}${window.location.hash.includes("?") ? window.location.hash.slice(window.location.hash.indexOf("?")) : ""}`);
+              return;
+            }
+            if (found.length > 1) {
+              setLoadError(new ApiError(300, `“${taskId}” starts ${found.length} task ids: type more of it.`));
+              return;
+            }
+          } catch {
+            /* fall through to "not found" */
+          }
+        }
+        if (err instanceof ApiError && !err.isNetwork) setLoadError(err);
       }
     },
     [taskId],
@@ -114,16 +202,22 @@ export function TaskView({ taskId }: Props) {
         setRunsError(null);
       } catch (err) {
         if (signal?.aborted || (err as Error).name === "AbortError") return;
+        if (err instanceof ApiError && err.isNetwork) return; // the page's banner says so
         setRunsError(err instanceof ApiError ? err.message : "Could not load the runs.");
       }
     },
     [taskId],
   );
 
-  const finished = task ? FINISHED_STATUSES.has(task.status) : false;
+  const byEvents = task?.pattern === "once" ? statusByEvents(live) : null;
+  const status = task ? (byEvents && !FINISHED_STATUSES.has(task.status) ? byEvents : task.status) : "pending";
+  const finished = FINISHED_STATUSES.has(status);
+  // The header and the timeline disagree for a moment (the task was read before its last event):
+  // read it again soon, until they agree.
+  const stale = task !== null && byEvents !== null && task.status !== byEvents;
 
-  usePoll((signal) => loadTask(signal), finished ? 15000 : 3000, [loadTask, finished]);
-  usePoll((signal) => loadRuns(signal), finished ? 30000 : 5000, [loadRuns, finished]);
+  usePoll((signal) => loadTask(signal), stale ? 700 : finished ? 15000 : 3000, [loadTask, finished, stale]);
+  usePoll((signal) => loadRuns(signal), finished ? 30000 : 4000, [loadRuns, finished]);
 
   const reloadSoon = useCallback(() => {
     if (reloadTimer.current) clearTimeout(reloadTimer.current);
@@ -134,13 +228,28 @@ export function TaskView({ taskId }: Props) {
     }, 150);
   }, [loadTask, loadRuns, bump]);
 
+  useEffect(() => () => {
+    if (reloadTimer.current) clearTimeout(reloadTimer.current);
+  }, []);
+
   const onEvent = useCallback(
     (event: TaskEvent) => {
-      dispatch(event);
+      rawEvents.current.push(event);
+      live.fold(fromEvent(event));
       if (RELOAD_ON.has(event.event)) reloadSoon();
     },
-    [reloadSoon],
+    [live, reloadSoon],
   );
+
+  // Draw at most once a frame, whatever the number of events a read brought.
+  const onBatch = useCallback(() => {
+    if (drawQueued.current) return;
+    drawQueued.current = true;
+    requestAnimationFrame(() => {
+      drawQueued.current = false;
+      setVersion(live.version);
+    });
+  }, [live]);
 
   const isFinal = useCallback(async () => {
     const fresh = await api.getTask(taskId);
@@ -148,7 +257,93 @@ export function TaskView({ taskId }: Props) {
     return FINISHED_STATUSES.has(fresh.status);
   }, [taskId]);
 
-  const stream = useSSE(api.eventsUrl(taskId), { onEvent, isFinal });
+  const recurring = task?.pattern === "recurring";
+  // A recurring task's stream starts at its latest run: older runs load on demand.
+  const streamUrl = task ? api.eventsUrl(taskId, recurring ? { from: "latest_run" } : {}) : null;
+  const stream = useSSE(streamUrl, { onEvent, onBatch, isFinal });
+
+  const allRuns = useMemo(
+    () => (runs ? [...runs, ...olderRuns.filter((r) => !runs.some((x) => x.run_id === r.run_id))] : null),
+    [runs, olderRuns],
+  );
+  const runsById = useMemo(() => new Map((allRuns ?? []).map((r) => [r.run_id, r])), [allRuns]);
+  const runsCursor = olderRuns.length > 0 ? olderCursor : firstCursor;
+
+  const moreRuns = useCallback(async (): Promise<Run[]> => {
+    if (!runsCursor) return [];
+    const page = await api.listRuns(taskId, runsCursor);
+    setOlderRuns((o) => [...o, ...page.items]);
+    setOlderCursor(page.next_cursor);
+    return page.items;
+  }, [runsCursor, taskId]);
+
+  // The oldest event the page holds, and the run it belongs to.
+  const oldest = older[0] ?? live;
+  const firstSeq = oldest.firstSeq;
+  const canLoadOlder = recurring && !olderDone && Number.isFinite(firstSeq) && firstSeq > 1;
+
+  const loadOlder = useCallback(async () => {
+    if (!Number.isFinite(firstSeq)) return;
+    setLoadingOlder(true);
+    try {
+      const oldestRun = oldest.groups.find((g) => g.runId)?.runId ?? null;
+      let known = allRuns ?? [];
+      let index = oldestRun ? known.findIndex((r) => r.run_id === oldestRun) : -1;
+      let cursor = runsCursor;
+      // The runs page may not reach that far yet.
+      while ((index < 0 || index + EARLIER_RUNS >= known.length) && cursor) {
+        const page = await api.listRuns(taskId, cursor);
+        known = [...known, ...page.items];
+        setOlderRuns((o) => [...o, ...page.items]);
+        setOlderCursor(page.next_cursor);
+        cursor = page.next_cursor;
+        if (oldestRun && index < 0) index = known.findIndex((r) => r.run_id === oldestRun);
+      }
+      const target = index >= 0 ? known[Math.min(index + EARLIER_RUNS, known.length - 1)] : undefined;
+      const startsHere = target && index >= 0 && index + 1 <= known.length - 1;
+      // Past the oldest run: the task's opening events.
+      const url = startsHere
+        ? api.eventsUrl(taskId, { from: `run:${target.run_id}`, before: firstSeq })
+        : api.eventsUrl(taskId, { before: firstSeq });
+      const events = await readEvents(url);
+      const model = new TimelineModel().foldAll(events.map(fromEvent));
+      rawEvents.current = [...events, ...rawEvents.current];
+      if (model.size > 0) setOlder((o) => [model, ...o]);
+      if (!startsHere || model.firstSeq <= 1) setOlderDone(true);
+    } catch (err) {
+      setActionError(err instanceof Error ? err.message : "The earlier runs could not be loaded.");
+    } finally {
+      setLoadingOlder(false);
+    }
+  }, [firstSeq, oldest, allRuns, runsCursor, taskId]);
+
+  // Focus goes where the next step is after an action changes the buttons.
+  useEffect(() => {
+    const target = focusNext.current;
+    if (!target) return;
+    const element = document.querySelector<HTMLElement>(`[data-testid="${target}"]`);
+    if (element) {
+      element.focus();
+      focusNext.current = null;
+    }
+  });
+
+  const question = live.openQuestion;
+  const questionOpen = question !== null && question.seq > answeredSeq;
+  const waiting = !finished && (questionOpen || (task?.status === "waiting_input" && question === null));
+
+  // The tab names the task; a question shows in it too.
+  useEffect(() => {
+    if (!task) return;
+    const name = task.title || task.query.slice(0, 60);
+    document.title = `${waiting ? "(?) " : ""}${name} · ${statusLabel(status)} · taskcell`;
+  }, [task, status, waiting]);
+
+  const questionSeq = question?.seq ?? -1;
+  useEffect(() => {
+    if (task && question && questionSeq > answeredSeq) notifyQuestion(task, question.question);
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [questionSeq]);
 
   const onTaskChanged = useCallback(
     (updated?: Task) => {
@@ -158,7 +353,7 @@ export function TaskView({ taskId }: Props) {
     [reloadSoon],
   );
 
-  const act = async (name: string, action: () => Promise<unknown>) => {
+  const act = async (name: string, action: () => Promise<unknown>, then?: string) => {
     setBusy(name);
     setActionError(null);
     try {
@@ -166,6 +361,7 @@ export function TaskView({ taskId }: Props) {
       if (result && typeof result === "object" && "task_id" in result && "status" in result) {
         setTask(result as Task);
       }
+      if (then) focusNext.current = then;
       reloadSoon();
     } catch (err) {
       setActionError(err instanceof ApiError ? err.message : "The action failed.");
@@ -173,6 +369,20 @@ export function TaskView({ taskId }: Props) {
       setBusy(null);
     }
   };
+
+  const cancel = () =>
+    act(
+      "cancel",
+      async () => {
+        const result = await api.cancelTask(taskId);
+        if (!result.success) throw new ApiError(409, "The task could not be cancelled: it had already ended.");
+        setConfirm(null);
+        const fresh = await api.getTask(taskId);
+        setTask(fresh);
+        return fresh;
+      },
+      "task-delete",
+    );
 
   const remove = async () => {
     setBusy("delete");
@@ -187,6 +397,20 @@ export function TaskView({ taskId }: Props) {
     }
   };
 
+  const runAgain = () =>
+    act("again", async () => {
+      if (!task) return;
+      const made = await api.createTask({
+        query: task.query,
+        agent_name: task.agent_name,
+        title: task.title || undefined,
+        max_attempts: task.max_attempts,
+        pattern: "once",
+      });
+      bump();
+      navigate(taskHref(made.task_id));
+    });
+
   if (!task) {
     if (loadError) {
       return (
@@ -196,7 +420,9 @@ export function TaskView({ taskId }: Props) {
               ? "Task not found"
               : loadError.status === 401
                 ? "An API key is needed"
-                : "The task could not be loaded"}
+                : loadError.status === 300
+                  ? "Which task?"
+                  : "The task could not be loaded"}
           </h2>
           <p>
             {loadError.status === 404
@@ -212,17 +438,17 @@ export function TaskView({ taskId }: Props) {
     return <p className="muted pad">Loading the task…</p>;
   }
 
-  const hasController = timeline.order.some((k) => {
-    const e = timeline.entries[k];
-    return e.kind === "component" && e.componentType === "scheduled_task_controller";
-  });
-  const question = timeline.openQuestion;
-  // Waiting: a question not yet answered here, or the task says so and no question was seen.
-  const questionOpen = question !== null && question.seq > answeredSeq;
-  const waiting = !finished && (questionOpen || (task.status === "waiting_input" && question === null));
-  const recurring = task.pattern === "recurring";
-  const runsCursor = olderRuns.length > 0 ? olderCursor : firstCursor;
-  const allRuns = runs ? [...runs, ...olderRuns.filter((r) => !runs.some((x) => x.run_id === r.run_id))] : null;
+  const controllerContent = live.controller?.content ?? older.find((m) => m.controller)?.controller?.content ?? null;
+  const hasController = recurring;
+  const models = [...older, live];
+  const hideKeys = waiting && question ? new Set([question.key]) : undefined;
+  const started = (allRuns ?? []).some((r) => r.started_at) ? task.started_at : null;
+  const zone = task.schedule_config?.timezone ?? null;
+  // A run cut short by a server stop: the task's time counts only its runs' own time.
+  const cutShort = (allRuns ?? []).some((r) => r.status === "interrupted");
+  const runTime = (allRuns ?? [])
+    .filter((r) => r.status !== "interrupted" && r.started_at && r.finished_at)
+    .reduce((sum, r) => sum + (Date.parse(r.finished_at!) - Date.parse(r.started_at!)), 0);
 
   return (
     <article className="task-view" data-testid="task-view" data-task-id={task.task_id} aria-labelledby="task-title">
@@ -232,11 +458,11 @@ export function TaskView({ taskId }: Props) {
             <p className="eyebrow">
               {task.agent_name} · {patternText(task)}
             </p>
-            <h2 id="task-title" data-testid="task-title">
+            <h2 id="task-title" data-testid="task-title" tabIndex={-1}>
               {task.title || task.query}
             </h2>
           </div>
-          <StatusBadge status={task.status} paused={task.paused} testId="task-status" />
+          <StatusBadge status={status} paused={task.paused} testId="task-status" />
         </div>
         {task.title && task.query !== task.title && (
           <blockquote className="query" data-testid="task-query">
@@ -244,12 +470,36 @@ export function TaskView({ taskId }: Props) {
           </blockquote>
         )}
         <dl className="facts facts-grid">
+          <Fact label="Id">
+            <CopyId id={task.task_id} />
+          </Fact>
           <Fact label="Created">{formatDateTime(task.created_at)}</Fact>
-          {task.started_at && <Fact label="Started">{formatDateTime(task.started_at)}</Fact>}
-          {task.completed_at && <Fact label="Finished">{formatDateTime(task.completed_at)}</Fact>}
+          {started && (
+            <Fact label="Started" testId="task-started">
+              {formatDateTime(started)}
+            </Fact>
+          )}
+          {task.completed_at && finished && <Fact label="Finished">{formatDateTime(task.completed_at)}</Fact>}
+          {task.completed_at && finished && started && (
+            <Fact label="Took" testId="task-took">
+              {cutShort ? (
+                <span title="The time of the runs, without the time the server was down">
+                  {formatDuration(new Date(0).toISOString(), new Date(runTime).toISOString())} running (the outage not counted)
+                </span>
+              ) : (
+                tookText(started, task.completed_at)
+              )}
+            </Fact>
+          )}
           {recurring && (
             <Fact label="Next run" testId="task-next-run">
-              {finished ? "none" : task.paused ? "paused" : task.next_run_at ? `${formatShort(task.next_run_at)} (${formatRelative(task.next_run_at)})` : "—"}
+              {finished
+                ? "none"
+                : task.paused
+                  ? "paused"
+                  : task.next_run_at
+                    ? `${formatInZone(task.next_run_at, zone)} (${formatRelative(task.next_run_at)})`
+                    : "—"}
             </Fact>
           )}
           {!recurring && (
@@ -263,60 +513,85 @@ export function TaskView({ taskId }: Props) {
             </a>
           </Fact>
         </dl>
-        {task.status === "failed" && (
-          <div className="notice notice-error" role="alert" data-testid="task-error">
-            <strong>This task failed.</strong> {task.error_message || "No reason was given."}
-          </div>
-        )}
-        {task.status === "cancelled" && task.error_message && (
-          <p className="notice notice-quiet" data-testid="task-cancel-reason">
-            Cancelled: {task.error_message}
-          </p>
-        )}
-        {task.status !== "failed" && task.status !== "cancelled" && task.error_message && (
-          <p className="notice notice-warn" data-testid="task-warning">
-            {recurring ? "Last run failed: " : ""}
-            {task.error_message}
-          </p>
-        )}
+        <ErrorNote task={{ ...task, status: status as Task["status"] }} recurring={recurring} />
         <div className="button-row" role="group" aria-label="Task actions">
-          {recurring && !hasController && !finished && (
+          {!finished && !hasController && confirm !== "cancel" && (
+            <button
+              type="button"
+              className="button button-danger"
+              disabled={busy !== null}
+              onClick={() => {
+                setConfirm("cancel");
+                focusNext.current = "task-cancel-confirm";
+              }}
+              data-testid="task-cancel"
+            >
+              Cancel task…
+            </button>
+          )}
+          {!finished && confirm === "cancel" && (
             <>
-              {task.paused ? (
-                <button type="button" className="button" disabled={busy !== null} onClick={() => act("resume", () => api.resumeTask(taskId))} data-testid="task-resume">
-                  Resume
-                </button>
-              ) : (
-                <button type="button" className="button" disabled={busy !== null} onClick={() => act("pause", () => api.pauseTask(taskId))} data-testid="task-pause">
-                  Pause
-                </button>
-              )}
-              <button type="button" className="button" disabled={busy !== null} onClick={() => act("run", () => api.runTask(taskId))} data-testid="task-run">
-                Run now
+              <span className="confirm-text" id="cancel-q">
+                Cancel this task? The agent stops.
+              </span>
+              <button type="button" className="button button-danger" disabled={busy !== null} onClick={cancel} data-testid="task-cancel-confirm" aria-describedby="cancel-q">
+                {busy === "cancel" ? "Cancelling…" : "Yes, cancel"}
+              </button>
+              <button
+                type="button"
+                className="button"
+                onClick={() => {
+                  setConfirm(null);
+                  focusNext.current = "task-cancel";
+                }}
+                data-testid="task-cancel-keep"
+              >
+                Keep it running
               </button>
             </>
           )}
-          {!finished && !(recurring && hasController) && (
-            <button type="button" className="button button-danger" disabled={busy !== null} onClick={() => act("cancel", () => api.cancelTask(taskId))} data-testid="task-cancel">
-              {busy === "cancel" ? "Cancelling…" : "Cancel task"}
-            </button>
-          )}
           {finished &&
-            (confirmDelete ? (
+            (confirm === "delete" ? (
               <>
-                <span className="confirm-text">Delete this task and its history?</span>
-                <button type="button" className="button button-danger" disabled={busy !== null} onClick={remove} data-testid="task-delete-confirm">
+                <span className="confirm-text" id="delete-q">
+                  Delete this task and its history?
+                </span>
+                <button type="button" className="button button-danger" disabled={busy !== null} onClick={remove} data-testid="task-delete-confirm" aria-describedby="delete-q">
                   Yes, delete
                 </button>
-                <button type="button" className="button" onClick={() => setConfirmDelete(false)}>
+                <button
+                  type="button"
+                  className="button"
+                  onClick={() => {
+                    setConfirm(null);
+                    focusNext.current = "task-delete";
+                  }}
+                  data-testid="task-delete-keep"
+                >
                   Keep it
                 </button>
               </>
             ) : (
-              <button type="button" className="button" onClick={() => setConfirmDelete(true)} data-testid="task-delete">
+              <button
+                type="button"
+                className="button"
+                onClick={() => {
+                  setConfirm("delete");
+                  focusNext.current = "task-delete-confirm";
+                }}
+                data-testid="task-delete"
+              >
                 Delete…
               </button>
             ))}
+          {finished && task.pattern === "once" && (
+            <button type="button" className="button" disabled={busy !== null} onClick={runAgain} data-testid="task-rerun">
+              {busy === "again" ? "Starting…" : "Run again"}
+            </button>
+          )}
+          <a className="button button-quiet" href={cloneHref(task.task_id)} data-testid="task-clone">
+            Clone…
+          </a>
         </div>
         {actionError && (
           <p className="notice notice-error" role="alert" data-testid="action-error">
@@ -325,20 +600,53 @@ export function TaskView({ taskId }: Props) {
         )}
       </header>
 
+      {recurring && (
+        <>
+          <Controller
+            content={controllerContent ?? { task_id: task.task_id, task_title: task.title, schedule: patternText(task) }}
+            task={task}
+            onChanged={onTaskChanged}
+          />
+          {allRuns && allRuns.length > 0 && <RunStrip runs={allRuns.slice(0, 60)} />}
+        </>
+      )}
+
       <section className="activity" aria-labelledby="activity-heading">
         <div className="section-head">
           <h3 id="activity-heading">Activity</h3>
-          <StreamIndicator state={stream.state} error={stream.error} />
+          <div className="section-tools">
+            <StreamIndicator state={stream.state} error={stream.error} />
+            <button type="button" className="button button-quiet button-small" aria-pressed={showRaw} onClick={() => setShowRaw((s) => !s)} data-testid="raw-toggle">
+              Raw events
+            </button>
+            <button type="button" className="button button-quiet button-small" onClick={() => downloadLog(taskId, rawEvents.current)} data-testid="log-download">
+              Download log
+            </button>
+          </div>
         </div>
-        <Timeline
-          timeline={timeline}
-          task={task}
-          onTaskChanged={onTaskChanged}
-          answers={answers}
-          hideQuestionKey={waiting && question ? question.key : null}
-          streaming={stream.state === "open" && !finished}
-          emptyText={stream.state === "ended" ? "This task left no events." : "Waiting for the first events…"}
-        />
+        {showRaw ? (
+          <RawEvents events={rawEvents.current} version={version} />
+        ) : (
+          <Timeline
+            models={models}
+            version={version + older.length * 1_000_000}
+            runs={runsById}
+            task={task}
+            onTaskChanged={onTaskChanged}
+            answers={answers}
+            hideKeys={hideKeys}
+            hideController={hasController}
+            streaming={stream.state === "open" && !finished}
+            emptyText={
+              stream.state === "ended"
+                ? "This task left no events."
+                : recurring && allRuns?.length
+                  ? "No events in the latest run yet."
+                  : "Waiting for the first events…"
+            }
+            earlier={canLoadOlder ? { loading: loadingOlder, onLoad: () => void loadOlder() } : null}
+          />
+        )}
         {waiting && (
           <InputBox
             taskId={taskId}
@@ -360,11 +668,8 @@ export function TaskView({ taskId }: Props) {
         error={runsError}
         hasMore={runsCursor !== null}
         onMore={async () => {
-          if (!runsCursor) return;
           try {
-            const page = await api.listRuns(taskId, runsCursor);
-            setOlderRuns((o) => [...o, ...page.items]);
-            setOlderCursor(page.next_cursor);
+            await moreRuns();
           } catch (err) {
             setRunsError(err instanceof ApiError ? err.message : "Could not load the runs.");
           }
@@ -373,3 +678,21 @@ export function TaskView({ taskId }: Props) {
     </article>
   );
 }
+
+/** The last events as the server sent them (JSON), newest last. */
+function RawEvents({ events, version }: { events: TaskEvent[]; version: number }) {
+  const shown = events.slice(-200);
+  return (
+    <div className="raw-events" data-testid="raw-events" data-version={version}>
+      <p className="hint">
+        {events.length > shown.length
+          ? `The last ${shown.length} of ${events.length} events; "Download log" saves them all.`
+          : `${events.length} events.`}
+      </p>
+      <pre tabIndex={0} aria-label="Raw events">
+        {shown.map((e) => JSON.stringify(e)).join("\n")}
+      </pre>
+    </div>
+  );
+}
+

@@ -30,6 +30,7 @@ from taskcell.api.envelope import install_error_handlers
 from taskcell.api.guard import RequestGuard
 from taskcell.domain.state_machine import TaskStatus
 from taskcell.engine.engine import Engine, RetryPolicy
+from taskcell.mcp.http import mount_mcp
 from taskcell.metrics import EVENTS_APPENDED_GAUGE, LIVE_SUBSCRIBERS, TASKS_BY_STATUS
 from taskcell.settings import Settings, redact_url
 from taskcell.stores.factory import store_from_url
@@ -118,6 +119,7 @@ def create_app(
     app.include_router(routes_tasks.router)
     app.include_router(streams.router)
     app.include_router(routes_misc.router)
+    mount_mcp(app, base_url, host=settings.host, auth=app.state.auth)  # MCP tools at /mcp
     _add_metrics(app)
     stop_demo_agents = (
         mount_demo_agents(app, base_url, door=_demo_agent_door(app.state.auth, settings))

@@ -9,6 +9,11 @@ disconnected, so it holds no memory or slot for longer than that.
 
 Resume points are checked before a stream starts: a ``Last-Event-ID`` or ``after`` outside the
 signed 64-bit range the stores hold is refused, never a stream cut half-way.
+
+Long logs (a recurring task after months of runs) are read in parts: ``?from=latest_run`` starts
+at the latest run's first event, ``?from=run:<run_id>`` at that run's, and ``?before=N`` ends the
+stream once every event before ``N`` is sent, so a page shows the latest run at once and loads
+older runs only when asked.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from taskcell.api.envelope import ApiError
 from taskcell.api.routes_tasks import ERRORS, build_task
 from taskcell.api.schemas import StreamCreate, TaskCreate
 from taskcell.domain.events import EventType
+from taskcell.domain.models import Run
 from taskcell.engine.engine import Engine
 
 PING_SECONDS = 15
@@ -48,17 +54,29 @@ _SSE: dict[int | str, dict[str, Any]] = {
 
 
 async def event_stream(
-    engine: Engine, task_id: str, after: int, *, end_at_first_done: bool = False
+    engine: Engine,
+    task_id: str,
+    after: int,
+    *,
+    end_at_first_done: bool = False,
+    before: int | None = None,
 ) -> AsyncIterator[bytes]:
     """The events' SSE frames (made once per event, shared by every reader), several per
-    write when several are waiting."""
+    write when several are waiting; with ``before``, only those before that seq."""
+    if before is not None and after >= before - 1:
+        return
     task = await engine.get_task(task_id)
     if task is not None and task.is_finished() and after >= await engine.last_seq(task_id):
         return
     async for batch in engine.subscribe_batches(task_id, after=after):
         frames = []
         for event in batch:
+            if before is not None and event.seq >= before:
+                break
             frames.append(event.sse_frame())
+            if before is not None and event.seq == before - 1:
+                yield b"".join(frames)
+                return
             if event.event is EventType.DONE and (
                 end_at_first_done or await _ended(engine, task_id, event.seq)
             ):
@@ -94,6 +112,47 @@ def _resume_point(last_event_id: str | None, after: int | None) -> int:
     return after or 0
 
 
+async def run_start(engine: Engine, task_id: str, run: Run) -> int:
+    """The resume point just before ``run``'s first event (the log's end when it has none).
+
+    The log is searched by halves, a few one-event reads whatever its length: an event is at
+    or after the run's start when it belongs to the run or was written after the run was
+    created (events of earlier runs, and the task's opening events, come before)."""
+    last = await engine.last_seq(task_id)
+    low, high = 0, last  # the first event of the run is after `low` and at most `high`
+    found = last + 1
+    while low < high:
+        middle = (low + high) // 2
+        events = await engine.read_events(task_id, after=middle, limit=1)
+        if not events:
+            break
+        event = events[0]
+        if event.run_id == run.run_id or event.created_at >= run.created_at:
+            found = event.seq
+            high = event.seq - 1
+        else:
+            low = event.seq
+    return min(found, last + 1) - 1
+
+
+async def _from_point(engine: Engine, task_id: str, start: str) -> int:
+    """The resume point that ``?from=`` names: see :func:`task_events`."""
+    if start in ("", "start"):
+        return 0
+    if start == "latest_run":
+        latest = (await engine.list_runs(task_id, limit=1)).items
+        return await run_start(engine, task_id, latest[0]) if latest else 0
+    run_id = start.removeprefix("run:")
+    if start.startswith("run:") and run_id:
+        run = await engine.load_run(run_id)
+        if run is not None and run.task_id == task_id:
+            return await run_start(engine, task_id, run)
+        message = f"names no run of this task: {run_id!r}"
+        raise ApiError(404, f"from {message}", [{"field": "query.from", "message": message}])
+    message = "must be 'start', 'latest_run' or 'run:<run_id>'"
+    raise ApiError(400, f"from {message}", [{"field": "query.from", "message": message}])
+
+
 class ReaderStream(EventSourceResponse):
     """An SSE answer that drops a reader who stopped reading (see the module docstring)."""
 
@@ -126,11 +185,17 @@ async def task_events(
     engine: EngineDep,
     after: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
     last_event_id: Annotated[str | None, Header()] = None,
+    from_: Annotated[str | None, Query(alias="from", max_length=200)] = None,
+    before: Annotated[int | None, Query(ge=1, le=MAX_SEQ)] = None,
 ) -> EventSourceResponse:
-    """SSE: the task's events after ``Last-Event-ID`` or ``?after=N``, then live."""
+    """SSE: the task's events after ``Last-Event-ID`` or ``?after=N`` (else from where
+    ``?from=`` says: ``start``, ``latest_run`` or ``run:<run_id>``), then live; with
+    ``?before=N`` only the events before seq ``N``, then the stream ends."""
     await visible_task(engine, who, task_id)
     start = _resume_point(last_event_id, after)
-    return streaming(request, event_stream(engine, task_id, start))
+    if start == 0 and not (last_event_id or "").strip() and after is None and from_:
+        start = await _from_point(engine, task_id, from_.strip())
+    return streaming(request, event_stream(engine, task_id, start, before=before))
 
 
 @router.post("/agents/stream", response_class=EventSourceResponse, responses=_SSE)

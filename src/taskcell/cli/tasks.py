@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from taskcell.cli.client import ApiError, CliError, JsonObject, TaskcellClient, connect
+from taskcell.cli.client import CliClient, CliError, JsonObject, connect
 from taskcell.cli.common import (
     DEFAULT_URL,
     KeyOption,
@@ -22,6 +22,7 @@ from taskcell.cli.common import (
     when,
 )
 from taskcell.cli.follow import watch as follow_task
+from taskcell.client import ApiError, TaskNotFound
 
 app = typer.Typer(help="Create, list, watch and act on tasks.", no_args_is_help=True)
 
@@ -29,7 +30,7 @@ FULL_ID_LENGTH = 32
 TaskId = Annotated[str, typer.Argument(help="The task's id (or a unique prefix of it).")]
 
 
-def resolve_id(client: TaskcellClient, ref: str) -> str:
+def resolve_id(client: CliClient, ref: str) -> str:
     """``ref`` as a full task id: itself if the server knows it, else the one task it prefixes."""
     if len(ref) >= FULL_ID_LENGTH:
         return ref
@@ -45,7 +46,7 @@ def resolve_id(client: TaskcellClient, ref: str) -> str:
             if len(found) > 1:
                 raise CliError(f"{ref!r} is the start of several task ids: give more of it")
     if not found:
-        raise ApiError(404, f"no task {ref!r}")
+        raise TaskNotFound(404, f"no task {ref!r}")
     return found[0]
 
 
@@ -65,7 +66,7 @@ def _finish_exit(status: str | None) -> None:
         raise typer.Exit(1)
 
 
-def _watch(client: TaskcellClient, task_id: str, after: int | None) -> None:
+def _watch(client: CliClient, task_id: str, after: int | None) -> None:
     try:
         state = follow_task(client, task_id, console, after=after)
     except KeyboardInterrupt:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -24,12 +24,15 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from taskcell.domain.clock import NaiveDatetime, as_utc
+from taskcell.domain.clock import utcnow as utcnow  # re-exported: where callers import it
 from taskcell.domain.schedule import is_valid_zone, parse_daily_time
 from taskcell.domain.state_machine import (
     FINAL_STATUSES,
     InvalidTransition,
     TaskStatus,
     can_transition,
+    enter,
 )
 from taskcell.domain.text import check_json, check_text, json_longer_than
 
@@ -38,11 +41,6 @@ MAX_METADATA_CHARS = 64_000
 MAX_INTERVAL_MINUTES = 525_600  # one year
 MAX_ZONE_CHARS = 100  # the longest IANA name is 32 characters
 DEFAULT_USER = "default_user"
-
-
-def utcnow() -> datetime:
-    """The current time, aware, in UTC."""
-    return datetime.now(UTC)
 
 
 _UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
@@ -60,9 +58,10 @@ def new_id() -> str:
 
 
 def _as_utc(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise PydanticCustomError("naive_datetime", "datetime must carry a UTC offset")
-    return value.astimezone(UTC)
+    try:
+        return as_utc(value)
+    except NaiveDatetime:
+        raise PydanticCustomError("naive_datetime", "datetime must carry a UTC offset") from None
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
@@ -291,13 +290,7 @@ class Task(BaseModel):
     def _move(self, target: TaskStatus, now: datetime | None) -> None:
         if not can_transition(self.status, target):
             raise InvalidTransition(self.task_id, self.status, target)
-        moment = now or utcnow()
-        self.status = target
-        self.updated_at = moment
-        if target is TaskStatus.RUNNING and self.started_at is None:
-            self.started_at = moment
-        if target in FINAL_STATUSES:
-            self.completed_at = moment
+        enter(self, target, now or utcnow())
 
     def start(self, now: datetime | None = None) -> None:
         self._move(TaskStatus.RUNNING, now)

@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from taskcell.domain.clock import as_utc
+
 __all__ = [
     "ScheduleLike",
     "describe",
@@ -95,8 +97,8 @@ def next_fire_time(
     Raises ``ValueError`` for a naive ``now`` or ``previous``, an unknown zone,
     or a schedule that does not set exactly one of interval and daily time.
     """
-    now_utc = _as_utc(now, "now")
-    prev_utc = None if previous is None else _as_utc(previous, "previous")
+    now_utc = as_utc(now, "now")
+    prev_utc = None if previous is None else as_utc(previous, "previous")
     interval = _interval(schedule)
     if interval is not None:
         if prev_utc is None:
@@ -124,8 +126,8 @@ def missed_occurrences(
 
     Raises ``ValueError`` as :func:`next_fire_time` does.
     """
-    prev_utc = _as_utc(previous, "previous")
-    now_utc = _as_utc(now, "now")
+    prev_utc = as_utc(previous, "previous")
+    now_utc = as_utc(now, "now")
     interval = _interval(schedule)
     if interval is not None:
         return _intervals_up_to(prev_utc, now_utc, interval, at_least=0)
@@ -212,13 +214,6 @@ def resolve_zone_name(name: str | None) -> str:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _as_utc(value: datetime, what: str) -> datetime:
-    """Return the aware ``value`` in UTC; ``ValueError`` if it is naive."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{what} must be an aware datetime, got naive {value.isoformat()}")
-    return value.astimezone(UTC)
 
 
 def _interval(schedule: ScheduleLike) -> timedelta | None:

@@ -308,9 +308,16 @@ class Engine:
     async def list_tasks(self, flt: TaskFilter, *, limit: int, cursor: str | None) -> Page[Task]:
         return await self.service.list_tasks(flt, limit=limit, cursor=cursor)
 
-    async def list_runs(self, task_id: str, *, limit: int, cursor: str | None) -> Page[Run]:
+    async def list_runs(self, task_id: str, *, limit: int, cursor: str | None = None) -> Page[Run]:
         """The task's runs, newest first."""
         return await self.store.list_runs(task_id, limit=limit, cursor=cursor)
+
+    async def load_run(self, run_id: str) -> Run | None:
+        return await self.store.load_run(run_id)
+
+    async def read_events(self, task_id: str, *, after: int, limit: int) -> list[Event]:
+        """Up to ``limit`` of the task's stored events after ``after``, in order."""
+        return await self.store.read_events(task_id, after=after, limit=limit)
 
     async def latest_result(self, task_id: str) -> str:
         """The result of the task's newest run ("" with none)."""

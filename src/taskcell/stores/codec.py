@@ -8,24 +8,33 @@ Values are encoded per dialect, named explicitly (:data:`Dialect`):
   booleans as ``bool``, JSON fields as compact JSON text (JSONB columns, whose default asyncpg
   codec sends and answers JSON text).
 
-Rows come back from either: :func:`task_from_row` and :func:`run_from_row` accept ISO text or
-aware datetimes, and JSON as text or decoded values.
+Rows come back from either, and are read by column name (:class:`Row`: ``sqlite3.Row`` and
+``asyncpg.Record`` both answer ``row["status"]``), never by position: :func:`task_from_row` and
+:func:`run_from_row` accept ISO text or aware datetimes, and JSON as text or decoded values.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from taskcell.abc import ProcessInfo
+from taskcell.domain.clock import as_utc
 from taskcell.domain.events import ConversationItem, Event, EventType, Role
 from taskcell.domain.models import Run, RunStatus, ScheduleConfig, Task, TaskPattern
-from taskcell.domain.state_machine import TaskStatus
+from taskcell.domain.state_machine import TaskStatus, Write, effects_of
 
 logger = logging.getLogger(__name__)
+
+
+class Row(Protocol):
+    """A row as both drivers answer it: each column's value by its name."""
+
+    def __getitem__(self, name: str, /) -> Any: ...
+
 
 TASK_COLUMNS: tuple[str, ...] = (
     "task_id",
@@ -90,11 +99,7 @@ def ts(value: datetime | None) -> str | None:
     """A datetime as stored text (UTC, fixed width); None stays None."""
     if value is None:
         return None
-    if value.tzinfo is not UTC:
-        if value.tzinfo is None:
-            raise ValueError("naive datetimes are not stored; give a UTC offset")
-        value = value.astimezone(UTC)
-    return value.isoformat(timespec="microseconds")
+    return as_utc(value, "a stored datetime").isoformat(timespec="microseconds")
 
 
 def from_ts(value: str | None) -> datetime | None:
@@ -103,11 +108,7 @@ def from_ts(value: str | None) -> datetime | None:
 
 def utc(value: datetime | None) -> datetime | None:
     """A datetime as an asyncpg TIMESTAMPTZ argument (aware, UTC); None stays None."""
-    if value is None:
-        return None
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("naive datetimes are not stored; give a UTC offset")
-    return value.astimezone(UTC)
+    return None if value is None else as_utc(value, "a stored datetime")
 
 
 _EMPTY_JSON: dict[type, str] = {list: "[]", dict: "{}"}
@@ -182,8 +183,8 @@ class UndecodableRow(ValueError):
 UNDECODABLE_PREFIX = "The stored task could not be read"
 
 
-def task_from_row(row: Sequence[Any]) -> Task:
-    """A task from a row in :data:`TASK_COLUMNS` order (trusted data: no re-validation).
+def task_from_row(row: Row) -> Task:
+    """A task from a row with the :data:`TASK_COLUMNS` (trusted data: no re-validation).
 
     Raises :class:`UndecodableRow`, naming the task and each column that failed, for a row
     that cannot be decoded (JSON that does not parse or has the wrong shape, an unknown status
@@ -196,10 +197,10 @@ def task_from_row(row: Sequence[Any]) -> Task:
     problems = _problems(row)
     if not problems:  # pragma: no cover - the fast path failed, so some column must
         problems = {"row": "it does not decode"}
-    raise UndecodableRow(str(row[0]), problems)
+    raise UndecodableRow(str(row["task_id"]), problems)
 
 
-def salvaged_task(row: Sequence[Any]) -> Task:
+def salvaged_task(row: Row) -> Task:
     """A task from a row that may be undecodable, for showing to its user: each column that
     fails to decode is cleared (its empty value; an unknown status reads ``failed``, an
     unknown pattern ``once``) and ``error_message`` says which and why."""
@@ -209,33 +210,21 @@ def salvaged_task(row: Sequence[Any]) -> Task:
         exc = error
     problems = exc.problems
     fields: dict[str, Any] = {}
-    for name, (index, decode, empty) in _DECODERS.items():
-        fields[name] = empty() if name in problems else decode(row[index])
+    for name, (decode, empty) in _DECODERS.items():
+        fields[name] = empty() if name in problems else decode(row[name])
     for name in ("created_at", "updated_at"):
         if fields[name] is None:
             fields[name] = (
                 fields["updated_at"] or fields["created_at"] or datetime.fromtimestamp(0, UTC)
             )
     return Task.model_construct(
-        task_id=row[0],
-        title=row[1],
-        query=row[2],
-        conversation_id=row[3],
-        thread_id=row[4],
-        user_id=row[5],
-        agent_name=row[6],
-        paused=bool(row[10]),
-        attempt=row[12],
-        max_attempts=row[13],
-        handoff_from_super_agent=bool(row[15]),
+        **_plain_task_fields(row),
         error_message=f"{exc.reason}; those fields are shown cleared",
         **fields,
     )
 
 
-def decoded_tasks(
-    rows: Iterable[Sequence[Any]], *, where: str
-) -> tuple[list[Task], list[UndecodableRow]]:
+def decoded_tasks(rows: Iterable[Row], *, where: str) -> tuple[list[Task], list[UndecodableRow]]:
     """The tasks of ``rows`` that decode, and the errors of those that do not, each logged
     (ERROR, naming the task and the column) and left out: one damaged row never fails a list
     or a claim (``where`` names the operation in the log)."""
@@ -258,53 +247,54 @@ def decoded_tasks(
     return tasks, bad
 
 
-def created_key(row: Sequence[Any]) -> tuple[datetime, str] | None:
-    """A task row's (created_at, task_id), for a page's cursor; None if it does not decode."""
-    try:
-        return _required_dt(row[16]), str(row[0])
-    except (ValueError, TypeError):
-        return None
+def row_position(id_column: str) -> Callable[[Row], tuple[datetime, str] | None]:
+    """A row's keyset position, (created_at, ``id_column``), for a page's cursor: None when
+    it does not decode (a damaged row)."""
+
+    def position(row: Row) -> tuple[datetime, str] | None:
+        try:
+            return _required_dt(row["created_at"]), str(row[id_column])
+        except (ValueError, TypeError):
+            return None
+
+    return position
 
 
-def last_key(rows: Sequence[Any], items: Sequence[Task], limit: int) -> tuple[datetime, str] | None:
-    """Where the next page starts: after the page's last row, even one left out as
-    undecodable (None when this is the last page)."""
-    if len(rows) <= limit:
-        return None
-    key = created_key(rows[limit - 1])
-    if key is None and items:
-        key = (items[-1].created_at, items[-1].task_id)
-    return key
+def _plain_task_fields(row: Row) -> dict[str, Any]:
+    """The task columns that need no decoding (text and numbers; booleans as 0/1 or bool)."""
+    return {
+        "task_id": row["task_id"],
+        "title": row["title"],
+        "query": row["query"],
+        "conversation_id": row["conversation_id"],
+        "thread_id": row["thread_id"],
+        "user_id": row["user_id"],
+        "agent_name": row["agent_name"],
+        "paused": bool(row["paused"]),
+        "attempt": row["attempt"],
+        "max_attempts": row["max_attempts"],
+        "handoff_from_super_agent": bool(row["handoff_from_super_agent"]),
+    }
 
 
-def _task_from_row(row: Sequence[Any]) -> Task:
-    schedule = _json(row[9])
-    remote_task_ids = _json(row[14])
-    metadata = _json(row[21])
+def _task_from_row(row: Row) -> Task:
+    schedule = _json(row["schedule_config"])
+    remote_task_ids = _json(row["remote_task_ids"])
+    metadata = _json(row["metadata"])
     if type(remote_task_ids) is not list or type(metadata) is not dict:
         raise TypeError("remote_task_ids must be a JSON list and metadata a JSON object")
     return Task.model_construct(
-        task_id=row[0],
-        title=row[1],
-        query=row[2],
-        conversation_id=row[3],
-        thread_id=row[4],
-        user_id=row[5],
-        agent_name=row[6],
-        status=TaskStatus(row[7]),
-        pattern=TaskPattern(row[8]),
+        **_plain_task_fields(row),
+        status=TaskStatus(row["status"]),
+        pattern=TaskPattern(row["pattern"]),
         schedule_config=ScheduleConfig.model_construct(**schedule) if schedule else None,
-        paused=bool(row[10]),
-        next_run_at=_dt(row[11]),
-        attempt=row[12],
-        max_attempts=row[13],
+        next_run_at=_dt(row["next_run_at"]),
         remote_task_ids=remote_task_ids,
-        handoff_from_super_agent=bool(row[15]),
-        created_at=_required_dt(row[16]),
-        started_at=_dt(row[17]),
-        completed_at=_dt(row[18]),
-        updated_at=_required_dt(row[19]),
-        error_message=row[20],
+        created_at=_required_dt(row["created_at"]),
+        started_at=_dt(row["started_at"]),
+        completed_at=_dt(row["completed_at"]),
+        updated_at=_required_dt(row["updated_at"]),
+        error_message=row["error_message"],
         metadata=metadata,
     )
 
@@ -328,59 +318,58 @@ def _schedule(value: Any) -> ScheduleConfig | None:
     return ScheduleConfig.model_construct(**decoded)
 
 
-#: Each decoded task column: its index in TASK_COLUMNS, its decoder, and its cleared value.
-_DECODERS: dict[str, tuple[int, Callable[[Any], Any], Callable[[], Any]]] = {
-    "status": (7, TaskStatus, lambda: TaskStatus.FAILED),
-    "pattern": (8, TaskPattern, lambda: TaskPattern.ONCE),
-    "schedule_config": (9, _schedule, lambda: None),
-    "next_run_at": (11, lambda v: _dt(v), lambda: None),
-    "remote_task_ids": (14, _shaped(list), list),
-    "created_at": (16, lambda v: _required_dt(v), lambda: None),
-    "started_at": (17, lambda v: _dt(v), lambda: None),
-    "completed_at": (18, lambda v: _dt(v), lambda: None),
-    "updated_at": (19, lambda v: _required_dt(v), lambda: None),
-    "metadata": (21, _shaped(dict), dict),
+#: Each decoded task column: its decoder, and its cleared value.
+_DECODERS: dict[str, tuple[Callable[[Any], Any], Callable[[], Any]]] = {
+    "status": (TaskStatus, lambda: TaskStatus.FAILED),
+    "pattern": (TaskPattern, lambda: TaskPattern.ONCE),
+    "schedule_config": (_schedule, lambda: None),
+    "next_run_at": (lambda v: _dt(v), lambda: None),
+    "remote_task_ids": (_shaped(list), list),
+    "created_at": (lambda v: _required_dt(v), lambda: None),
+    "started_at": (lambda v: _dt(v), lambda: None),
+    "completed_at": (lambda v: _dt(v), lambda: None),
+    "updated_at": (lambda v: _required_dt(v), lambda: None),
+    "metadata": (_shaped(dict), dict),
 }
 
 
-def _problems(row: Sequence[Any]) -> dict[str, str]:
+def _problems(row: Row) -> dict[str, str]:
     """Each column of ``row`` that does not decode, with why."""
     problems = {}
-    for name, (index, decode, _) in _DECODERS.items():
+    for name, (decode, _) in _DECODERS.items():
         try:
-            decode(row[index])
+            decode(row[name])
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             problems[name] = str(exc) or type(exc).__name__
     return problems
 
 
-def run_from_row(row: Sequence[Any]) -> Run:
+def run_from_row(row: Row) -> Run:
+    """A run from a row with the :data:`RUN_COLUMNS`."""
     return Run.model_construct(
-        run_id=row[0],
-        task_id=row[1],
-        attempt=row[2],
-        scheduled_for=_dt(row[3]),
-        started_at=_dt(row[4]),
-        finished_at=_dt(row[5]),
-        status=RunStatus(row[6]),
-        error=row[7],
-        result=row[8],
-        owner=row[9],
-        lease_expires_at=_dt(row[10]),
-        created_at=_required_dt(row[11]),
-        epoch=row[12],
-        closed_by=row[13],
+        run_id=row["run_id"],
+        task_id=row["task_id"],
+        attempt=row["attempt"],
+        scheduled_for=_dt(row["scheduled_for"]),
+        started_at=_dt(row["started_at"]),
+        finished_at=_dt(row["finished_at"]),
+        status=RunStatus(row["status"]),
+        error=row["error"],
+        result=row["result"],
+        owner=row["owner"],
+        lease_expires_at=_dt(row["lease_expires_at"]),
+        created_at=_required_dt(row["created_at"]),
+        epoch=row["epoch"],
+        closed_by=row["closed_by"],
     )
 
 
 def _dt(value: Any) -> datetime | None:
     """A stored datetime: text (SQLite) or an aware datetime (PostgreSQL)."""
-    if value is None or isinstance(value, datetime):
-        return value.astimezone(UTC) if isinstance(value, datetime) else None
-    moment = datetime.fromisoformat(value)
-    if moment.tzinfo is None:
-        raise ValueError(f"the stored datetime {value!r} has no UTC offset")
-    return moment
+    if value is None:
+        return None
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    return as_utc(moment, "the stored datetime")
 
 
 def _required_dt(value: Any) -> datetime:
@@ -390,9 +379,11 @@ def _required_dt(value: Any) -> datetime:
     return moment
 
 
-def process_from_row(row: Sequence[Any]) -> ProcessInfo:
-    """A process record from (process_id, started_at, heartbeat_at)."""
-    return ProcessInfo(row[0], _required_dt(row[1]), _required_dt(row[2]))
+def process_from_row(row: Row) -> ProcessInfo:
+    """A process record from a row with process_id, started_at and heartbeat_at."""
+    return ProcessInfo(
+        row["process_id"], _required_dt(row["started_at"]), _required_dt(row["heartbeat_at"])
+    )
 
 
 def _json(value: Any) -> Any:
@@ -418,6 +409,42 @@ ITEM_COLUMNS: tuple[str, ...] = (
     "created_at",
     "updated_at",
 )
+
+
+def effect_sql(target: TaskStatus, now: str, *, given: Collection[str] = ()) -> list[str]:
+    """The SET assignments of what a transition to ``target`` writes beside the status
+    (:func:`~taskcell.domain.state_machine.effects_of`), ``now`` being the SQL of its
+    moment. Fields in ``given`` are left out: the caller writes them (its value wins, as
+    ``changes`` win over the effects in every store)."""
+    return [
+        f"{effect.field} = {_effect_value(target, effect.field, now, '')}"
+        for effect in effects_of(target)
+        if effect.field not in given
+    ]
+
+
+def effect_case_sql(
+    condition: str, then: TaskStatus, otherwise: TaskStatus, now: str, *, table: str = "tasks"
+) -> list[str]:
+    """The SET assignments of the effects of a write that moves each row to ``then`` where
+    ``condition`` holds and to ``otherwise`` elsewhere (``table`` qualifies the columns read)."""
+    fields = dict.fromkeys(e.field for e in (*effects_of(then), *effects_of(otherwise)))
+    assignments = []
+    for field in fields:
+        when, other = (_effect_value(t, field, now, f"{table}.") for t in (then, otherwise))
+        value = when if when == other else f"CASE WHEN {condition} THEN {when} ELSE {other} END"
+        assignments.append(f"{field} = {value}")
+    return assignments
+
+
+def _effect_value(target: TaskStatus, field: str, now: str, prefix: str) -> str:
+    """The SQL of ``field``'s value after a transition to ``target``."""
+    for effect in effects_of(target):
+        if effect.field == field:
+            if effect.write is Write.CLEAR:
+                return "NULL"
+            return f"COALESCE({prefix}{field}, {now})" if effect.write is Write.FIRST else now
+    return f"{prefix}{field}"
 
 
 def event_body(event: Event) -> str:
@@ -451,19 +478,20 @@ def item_values(item: ConversationItem, dialect: Dialect = "sqlite") -> tuple[An
     )
 
 
-def item_from_row(row: Sequence[Any]) -> ConversationItem:
+def item_from_row(row: Row) -> ConversationItem:
+    """A conversation item from a row with the :data:`ITEM_COLUMNS`."""
     return ConversationItem(
-        item_id=row[0],
-        conversation_id=row[1],
-        thread_id=row[2],
-        task_id=row[3],
-        run_id=row[4],
-        role=Role(row[5]),
-        event=EventType(row[6]),
-        agent_name=row[7],
-        component_type=row[8],
-        payload=_json(row[9]),
-        metadata=_json(row[10]) or {},
-        created_at=_required_dt(row[11]),
-        updated_at=_required_dt(row[12]),
+        item_id=row["item_id"],
+        conversation_id=row["conversation_id"],
+        thread_id=row["thread_id"],
+        task_id=row["task_id"],
+        run_id=row["run_id"],
+        role=Role(row["role"]),
+        event=EventType(row["event"]),
+        agent_name=row["agent_name"],
+        component_type=row["component_type"],
+        payload=_json(row["payload"]),
+        metadata=_json(row["metadata"]) or {},
+        created_at=_required_dt(row["created_at"]),
+        updated_at=_required_dt(row["updated_at"]),
     )

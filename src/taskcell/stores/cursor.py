@@ -1,6 +1,11 @@
-"""Opaque keyset cursors shared by every store: (created_at, id) of the last item seen.
+"""Keyset paging shared by every store, and its opaque cursors: (created_at, id) of the last
+item seen.
 
-Stores make and read the *position* (:func:`encode_cursor`, :func:`decode_cursor`); the API
+Every list (tasks, a task's runs, a conversation's items) is ordered by ``(created_at, id)``,
+one way or the other (:class:`Keyset`); a page is the next ``limit`` items after the cursor's
+position, found by comparing that pair (an index seek: a page costs the same at any depth), and
+:func:`keyset_page` cuts what a store fetched (``limit + 1`` rows) into the page and the next
+cursor. Stores make and read the *position* (:func:`encode_cursor`, :func:`decode_cursor`); the API
 *binds* each position to the list that issued it (:func:`bind_cursor`, :func:`unbind_cursor`),
 so a cursor from ``GET /tasks`` is refused by ``/runs``, by ``/items`` and by ``/tasks`` with
 other filters. Every value a cursor carries is checked before a store sees it: a cursor is
@@ -14,9 +19,13 @@ import binascii
 import hashlib
 import hmac
 import json
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
 
-from taskcell.abc import InvalidCursor
+from taskcell.abc import InvalidCursor, Page
+from taskcell.domain.clock import as_utc
 from taskcell.domain.text import is_safe_text
 
 #: The longest item id a cursor may name (ids are at most 200 characters in every store).
@@ -25,6 +34,73 @@ MAX_CURSOR_ID_CHARS = 200
 MAX_CURSOR_CHARS = 1000
 _NOT_OURS = "cursor is not one this server handed out"
 _DIGEST_BYTES = 9  # 12 base64 characters: a scope mismatch is never a coincidence
+
+
+R = TypeVar("R")
+T = TypeVar("T")
+Position = tuple[datetime, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Keyset:
+    """The order of one list: ``(created_at, id_column)``, newest first when ``descending``."""
+
+    id_column: str
+    descending: bool
+
+    @property
+    def order_sql(self) -> str:
+        """The list's ``ORDER BY`` clause."""
+        way = " DESC" if self.descending else ""
+        return f"ORDER BY created_at{way}, {self.id_column}{way}"
+
+    def after_sql(self, created_at: str, item_id: str) -> str:
+        """The SQL condition of the rows after a position (its two values' placeholders)."""
+        op = "<" if self.descending else ">"
+        return f"(created_at, {self.id_column}) {op} ({created_at}, {item_id})"
+
+    def follows(self, key: Position, position: Position) -> bool:
+        """Whether an item whose key is ``key`` comes after ``position`` (stores in memory)."""
+        return key < position if self.descending else key > position
+
+
+#: ``GET /tasks``: newest first.
+TASKS = Keyset("task_id", descending=True)
+#: A task's runs: newest first.
+RUNS = Keyset("run_id", descending=True)
+#: A conversation's items: oldest first.
+ITEMS = Keyset("item_id", descending=False)
+
+
+def position(cursor: str | None) -> Position | None:
+    """Where the page a cursor asks for starts (None: the first page); :class:`InvalidCursor`
+    for a cursor that no store made."""
+    return None if cursor is None else decode_cursor(cursor)
+
+
+def keyset_page(
+    fetched: Sequence[R],
+    limit: int,
+    *,
+    decode: Callable[[Sequence[R]], list[T]],
+    key: Callable[[R], Position | None],
+) -> Page[T]:
+    """The page of ``fetched`` (the list's rows after the position, in order, at most
+    ``limit + 1``: one more than a page tells whether another follows).
+
+    ``decode`` turns the page's rows into items (it may leave out rows it cannot decode);
+    ``key`` answers a row's position, or None for a row whose position does not decode, in
+    which case the next page starts after the last row before it that has one.
+    """
+    rows = fetched[:limit]
+    items = decode(rows)
+    if len(fetched) <= limit:
+        return Page(items, None)
+    for row in reversed(rows):
+        last = key(row)
+        if last is not None:
+            return Page(items, encode_cursor(*last))
+    return Page(items, None)
 
 
 def encode_cursor(created_at: datetime, item_id: str) -> str:
@@ -41,10 +117,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         created, item_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        moment = datetime.fromisoformat(created)
-        if moment.tzinfo is None or moment.utcoffset() is None:
-            raise InvalidCursor(_NOT_OURS)
-        moment = moment.astimezone(UTC)
+        moment = as_utc(datetime.fromisoformat(created))
     except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidCursor(_NOT_OURS) from exc
     if (

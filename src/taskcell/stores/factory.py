@@ -14,17 +14,17 @@ def normalise_url(url: str) -> str:
     return f"{scheme.split('+', 1)[0]}://{rest}"
 
 
-#: PostgreSQL connections per process, at most: three processes stay well inside the default
-#: ``max_connections`` (100), and one process has enough for 64 runs at once.
-DEFAULT_POOL_SIZE = 20
-
-
-def store_from_url(url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> Store:
+def store_from_url(url: str, *, pool_size: int | None = None) -> Store:
     """``sqlite:///PATH``, a plain file path, or ``postgresql://...`` (a pool of at most
-    ``pool_size`` connections)."""
+    ``pool_size`` connections; None: the PostgreSQL store's own default).
+
+    The caller passes what it was configured with (``Settings.database_pool_size``): stores
+    never read settings, so settings never load a store."""
     url = normalise_url(url)
     if url.startswith(("postgresql://", "postgres://")):
         from taskcell.stores.postgres import PostgresTaskStore
 
+        if pool_size is None:
+            return PostgresTaskStore(url)
         return PostgresTaskStore(url, max_size=pool_size)
     return SQLiteTaskStore(url)

@@ -11,10 +11,9 @@ import bisect
 import copy
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from taskcell.abc import (
-    UPDATABLE_FIELDS,
     DuplicateTask,
     EventConflict,
     LeaseLost,
@@ -33,10 +32,12 @@ from taskcell.domain.models import (
     TaskPattern,
     utcnow,
 )
-from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, sources_of
-from taskcell.stores.cursor import decode_cursor, encode_cursor
+from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, enter, sources_of
+from taskcell.stores.cursor import ITEMS, RUNS, Position, keyset_page, position
+from taskcell.stores.rules import check_changes, check_run_changes, lease_lost, skipped_run
 
 _Key = tuple[datetime, str]
+T = TypeVar("T")
 _LEASED = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})
 
 
@@ -53,23 +54,10 @@ def _matches(task: Task, flt: TaskFilter) -> bool:
 def apply_transition_fields(
     task: Task, target: TaskStatus, now: datetime, changes: Mapping[str, Any] | None
 ) -> None:
-    """Set what a transition sets on ``task`` (shared by stores that hold models)."""
-    task.status = target
-    task.updated_at = now
-    if target is TaskStatus.RUNNING and task.started_at is None:
-        task.started_at = now
-    if target in FINAL_STATUSES:
-        task.completed_at = now
+    """Set what a transition sets on ``task`` (its effects, then ``changes``)."""
+    enter(task, target, now)
     for name, value in (changes or {}).items():
         setattr(task, name, value)
-
-
-def lease_lost(fence: Fence) -> LeaseLost:
-    """The error a refused fenced write raises (every store words it the same)."""
-    return LeaseLost(
-        f"run {fence.run_id} is no longer open under {fence.owner} at epoch {fence.epoch}",
-        run_ids=[fence.run_id],
-    )
 
 
 def copy_task(task: Task) -> Task:
@@ -83,12 +71,6 @@ def copy_task(task: Task) -> Task:
     return task.model_copy(
         update={"remote_task_ids": list(task.remote_task_ids), "metadata": metadata}
     )
-
-
-def check_changes(changes: Mapping[str, Any]) -> None:
-    unknown = set(changes) - UPDATABLE_FIELDS
-    if unknown:
-        raise ValueError(f"fields that cannot be updated: {sorted(unknown)}")
 
 
 class InMemoryTaskStore:
@@ -111,13 +93,13 @@ class InMemoryTaskStore:
     async def close(self) -> None:
         return None
 
-    async def ping(self) -> bool:
-        return True
-
     async def check(self) -> str | None:
         return None
 
     async def save(self, task: Task) -> None:
+        """Insert a new task alone (no conversation); :class:`~taskcell.abc.DuplicateTask`
+        when its id is taken. Beyond the protocol: for scripts, benchmarks and tests that
+        fill a store (the service creates tasks with ``create``)."""
         if task.task_id in self._tasks:
             raise DuplicateTask(f"task {task.task_id} exists already")
         self._tasks[task.task_id] = copy_task(task)
@@ -132,9 +114,6 @@ class InMemoryTaskStore:
     async def load(self, task_id: str) -> Task | None:
         task = self._tasks.get(task_id)
         return copy_task(task) if task is not None else None
-
-    async def exists(self, task_id: str) -> bool:
-        return task_id in self._tasks
 
     async def delete(self, task_id: str) -> bool:
         task = self._tasks.pop(task_id, None)
@@ -152,20 +131,16 @@ class InMemoryTaskStore:
     async def list_tasks(
         self, flt: TaskFilter, *, limit: int = 50, cursor: str | None = None
     ) -> Page[Task]:
-        end = len(self._order)
-        if cursor is not None:
-            end = bisect.bisect_left(self._order, decode_cursor(cursor))
-        items: list[Task] = []
+        after = position(cursor)
+        end = len(self._order) if after is None else bisect.bisect_left(self._order, after)
+        fetched: list[Task] = []  # newest first, as TASKS orders them
         for index in range(end - 1, -1, -1):
             task = self._tasks[self._order[index][1]]
             if _matches(task, flt):
-                items.append(task)
-                if len(items) > limit:
+                fetched.append(task)
+                if len(fetched) > limit:
                     break
-        page = [copy_task(task) for task in items[:limit]]
-        last = page[-1] if len(items) > limit else None
-        next_cursor = encode_cursor(last.created_at, last.task_id) if last else None
-        return Page(page, next_cursor)
+        return keyset_page(fetched, limit, decode=_copied_tasks, key=_task_position)
 
     async def transition(
         self,
@@ -286,9 +261,8 @@ class InMemoryTaskStore:
         run = self._runs.get(run_id)
         if run is None or (expected is not None and run.status not in expected):
             return False
+        check_run_changes(changes)
         for name, value in changes.items():
-            if name not in Run.model_fields or name in {"run_id", "task_id"}:
-                raise ValueError(f"run field cannot be updated: {name}")
             setattr(run, name, value)
         return True
 
@@ -309,24 +283,24 @@ class InMemoryTaskStore:
     async def list_runs(
         self, task_id: str, *, limit: int = 50, cursor: str | None = None
     ) -> Page[Run]:
+        after = position(cursor)
         runs = sorted(
-            (self._runs[r] for r in self._runs_by_task.get(task_id, [])),
-            key=lambda r: (r.created_at, r.run_id),
-            reverse=True,
+            (
+                run
+                for run in (self._runs[r] for r in self._runs_by_task.get(task_id, []))
+                if after is None or RUNS.follows(_run_position(run), after)
+            ),
+            key=_run_position,
+            reverse=RUNS.descending,
         )
-        if cursor is not None:
-            position = decode_cursor(cursor)
-            runs = [r for r in runs if (r.created_at, r.run_id) < position]
-        page = [r.model_copy(deep=True) for r in runs[:limit]]
-        more = len(runs) > limit
-        next_cursor = encode_cursor(page[-1].created_at, page[-1].run_id) if more else None
-        return Page(page, next_cursor)
+        return keyset_page(runs[: limit + 1], limit, decode=_copied, key=_run_position)
 
     async def runs_in_status(self, statuses: Sequence[RunStatus]) -> list[Run]:
         wanted = set(statuses)
-        return [r.model_copy(deep=True) for r in self._runs.values() if r.status in wanted]
+        found = sorted((r for r in self._runs.values() if r.status in wanted), key=_run_position)
+        return [r.model_copy(deep=True) for r in found]
 
-    async def due_tasks(self, now: datetime, *, limit: int = 100) -> list[Task]:
+    def _due_tasks(self, now: datetime, *, limit: int) -> list[Task]:
         due = sorted(
             (t for t in self._tasks.values() if _is_armed(t) and t.next_run_at <= now),  # type: ignore[operator]
             key=lambda t: (t.next_run_at, t.task_id),
@@ -340,6 +314,10 @@ class InMemoryTaskStore:
     async def claim_occurrence(
         self, task_id: str, *, due: datetime, next_run_at: datetime | None
     ) -> bool:
+        """Move an armed task's ``next_run_at`` from ``due`` to ``next_run_at`` in one
+        guarded write; answers whether it did (of several claimers of one ``due``, exactly
+        one wins). Beyond the protocol: the scheduler claims with ``start_due``; this is the
+        one-at-a-time claim benchmarks compare it with."""
         task = self._tasks.get(task_id)
         if task is None or not _is_armed(task) or task.next_run_at != due:
             return False
@@ -347,15 +325,15 @@ class InMemoryTaskStore:
         task.updated_at = utcnow()
         return True
 
-    async def claim_due(
+    async def _claim_due(
         self,
         now: datetime,
         next_time: Callable[[Task], datetime | None],
         *,
-        limit: int = 500,
+        limit: int,
     ) -> list[tuple[Task, datetime]]:
         claimed = []
-        for task in await self.due_tasks(now, limit=limit):
+        for task in self._due_tasks(now, limit=limit):
             due = task.next_run_at
             assert due is not None
             task.next_run_at = next_time(task)
@@ -373,7 +351,7 @@ class InMemoryTaskStore:
         limit: int = 500,
     ) -> list[tuple[Task, Run | None]]:
         started: list[tuple[Task, Run | None]] = []
-        for task, due in await self.claim_due(now, next_time, limit=limit):
+        for task, due in await self._claim_due(now, next_time, limit=limit):
             live = any(
                 r.status in _LEASED and r.lease_expires_at is not None and r.lease_expires_at > now
                 for r in (self._runs[i] for i in self._runs_by_task.get(task.task_id, []))
@@ -547,17 +525,19 @@ class InMemoryTaskStore:
             task = self._tasks.get(item.task_id or "")
             return task is not None and task.user_id == user_id
 
+        after = position(cursor)
         items = sorted(
-            (i for i in self._items.values() if i.conversation_id == conversation_id and mine(i)),
-            key=lambda i: (i.created_at, i.item_id),
+            (
+                i
+                for i in self._items.values()
+                if i.conversation_id == conversation_id
+                and mine(i)
+                and (after is None or ITEMS.follows(_item_position(i), after))
+            ),
+            key=_item_position,
+            reverse=ITEMS.descending,
         )
-        if cursor is not None:
-            position = decode_cursor(cursor)
-            items = [i for i in items if (i.created_at, i.item_id) > position]
-        page = [copy.deepcopy(i) for i in items[:limit]]
-        more = len(items) > limit
-        next_cursor = encode_cursor(page[-1].created_at, page[-1].item_id) if more else None
-        return Page(page, next_cursor)
+        return keyset_page(items[: limit + 1], limit, decode=_copied, key=_item_position)
 
     async def task_items(
         self, task_id: str, *, component_type: str | None = None
@@ -571,6 +551,8 @@ class InMemoryTaskStore:
         return sorted(found, key=lambda i: (i.created_at, i.item_id))
 
     async def ensure_conversation(self, conversation_id: str, *, title: str, user_id: str) -> bool:
+        """Create ``user_id``'s conversation record if missing; answers whether it did.
+        Beyond the protocol (``create`` stores a task's conversation): for tests."""
         if (user_id, conversation_id) in self._conversations:
             return False
         self._conversations[(user_id, conversation_id)] = title
@@ -582,18 +564,24 @@ class InMemoryTaskStore:
         return any(key == conversation_id for _, key in self._conversations)
 
 
-def skipped_run(run: Run, due: datetime, now: datetime, reason: str) -> Run:
-    """The record of an occurrence skipped because the previous run still ran."""
-    return run.model_copy(
-        update={
-            "scheduled_for": due,
-            "status": RunStatus.SKIPPED,
-            "started_at": None,
-            "finished_at": now,
-            "error": reason,
-            "lease_expires_at": None,
-        }
-    )
+def _task_position(task: Task) -> Position:
+    return task.created_at, task.task_id
+
+
+def _run_position(run: Run) -> Position:
+    return run.created_at, run.run_id
+
+
+def _item_position(item: ConversationItem) -> Position:
+    return item.created_at, item.item_id
+
+
+def _copied_tasks(tasks: Sequence[Task]) -> list[Task]:
+    return [copy_task(task) for task in tasks]
+
+
+def _copied(records: Sequence[T]) -> list[T]:
+    return [copy.deepcopy(record) for record in records]
 
 
 def _same_slot(a: Run, b: Run) -> bool:

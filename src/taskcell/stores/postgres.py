@@ -43,7 +43,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -60,13 +60,14 @@ from taskcell.abc import (
     ProcessInfo,
     TaskFilter,
 )
+from taskcell.domain.clock import as_utc
 from taskcell.domain.events import ConversationItem, Event, EventType
 from taskcell.domain.models import OPEN_RUN_STATUSES, Fence, Run, RunStatus, Task, utcnow
 from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, sources_of
 from taskcell.outages import describe
 from taskcell.stores import codec
-from taskcell.stores.cursor import decode_cursor, encode_cursor
-from taskcell.stores.memory import check_changes, lease_lost, skipped_run
+from taskcell.stores.cursor import ITEMS, RUNS, TASKS, keyset_page, position
+from taskcell.stores.rules import check_changes, check_run_changes, lease_lost, skipped_run
 
 if TYPE_CHECKING:  # asyncpg's classes are generic only in its stubs
     from asyncpg.pool import PoolConnectionProxy
@@ -129,11 +130,10 @@ _RUN_INSERT = (
     + ") ON CONFLICT DO NOTHING"
 )
 _START_RUN = (
-    "WITH started AS (UPDATE tasks SET status = 'running', attempt = $3,"
-    f" updated_at = ${len(codec.RUN_COLUMNS) + 1},"
-    f" started_at = COALESCE(started_at, ${len(codec.RUN_COLUMNS) + 1})"
-    " WHERE task_id = $2 AND status = 'pending' RETURNING 1)"
-    f" INSERT INTO runs ({', '.join(codec.RUN_COLUMNS)}) SELECT "
+    "WITH started AS (UPDATE tasks SET status = 'running', attempt = $3, "
+    + ", ".join(codec.effect_sql(TaskStatus.RUNNING, f"${len(codec.RUN_COLUMNS) + 1}"))
+    + " WHERE task_id = $2 AND status = 'pending' RETURNING 1)"
+    + f" INSERT INTO runs ({', '.join(codec.RUN_COLUMNS)}) SELECT "
     + ", ".join(
         _run_value_sql(
             i, f"COALESCE(${_RUN_STARTED_AT}::timestamptz, ${_RUN_CREATED_AT})", typed=True
@@ -145,16 +145,15 @@ _START_RUN = (
 #: $1 task id, $2 run id, $3 owner, $4 lease expiry, $5 now. The task moves only if its run
 #: waits too; the run moves only if the task did.
 _CONTINUE_RUN = (
-    "WITH moved AS (UPDATE tasks SET status = 'running', updated_at = $5,"
-    " started_at = COALESCE(started_at, $5)"
-    " WHERE task_id = $1 AND status = 'waiting_input' AND EXISTS (SELECT 1 FROM runs"
+    "WITH moved AS (UPDATE tasks SET status = 'running', "
+    + ", ".join(codec.effect_sql(TaskStatus.RUNNING, "$5"))
+    + " WHERE task_id = $1 AND status = 'waiting_input' AND EXISTS (SELECT 1 FROM runs"
     " WHERE run_id = $2 AND task_id = $1 AND status = 'waiting_input') RETURNING 1)"
     " UPDATE runs SET status = 'running', owner = $3, epoch = epoch + 1,"
     " lease_expires_at = now() + ($4::timestamptz - $5::timestamptz)"
     " WHERE run_id = $2 AND status = 'waiting_input' AND EXISTS (SELECT 1 FROM moved)"
 )
 _TASK_BY_ID = f"{_TASK_SELECT} WHERE task_id = $1"
-_TASK_EXISTS = "SELECT EXISTS (SELECT 1 FROM tasks WHERE task_id = $1)"
 _TASK_DELETE = (
     "WITH gone_runs AS (DELETE FROM runs WHERE task_id = $1),"
     " gone_events AS (DELETE FROM events WHERE task_id = $1),"
@@ -162,16 +161,14 @@ _TASK_DELETE = (
     " DELETE FROM tasks WHERE task_id = $1"
 )
 _CANCEL_CONVERSATION = (
-    "UPDATE tasks SET status = 'cancelled', updated_at = $1, completed_at = $1,"
-    " error_message = COALESCE($2, error_message)"
+    "UPDATE tasks SET status = 'cancelled', "
+    + ", ".join(codec.effect_sql(TaskStatus.CANCELLED, "$1"))
+    + ", error_message = COALESCE($2, error_message)"
     " WHERE conversation_id = $3 AND status <> ALL($4::text[]) RETURNING task_id"
 )
 _RUN_BY_ID = f"{_RUN_SELECT} WHERE run_id = $1"
 _RUNS_IN_STATUS = f"{_RUN_SELECT} WHERE status = ANY($1::text[]) ORDER BY created_at, run_id"
 _ARMED = "pattern = 'recurring' AND status = 'running' AND NOT paused"
-_DUE_TASKS = (
-    f"{_TASK_SELECT} WHERE {_ARMED} AND next_run_at <= $1 ORDER BY next_run_at, task_id LIMIT $2"
-)
 _NEXT_DUE_AT = f"SELECT MIN(next_run_at) FROM tasks WHERE {_ARMED}"
 _CLAIM_DUE_SELECT = (
     f"{_TASK_SELECT} WHERE {_ARMED} AND next_run_at <= LEAST($1, now())"
@@ -210,7 +207,7 @@ _INSERT_RUNS = (
     )
     + f") AS u({', '.join(codec.RUN_COLUMNS)}) ON CONFLICT DO NOTHING RETURNING run_id"
 )
-_COUNT_BY_STATUS = "SELECT status, COUNT(*) FROM tasks GROUP BY status"
+_COUNT_BY_STATUS = "SELECT status, COUNT(*) AS tasks FROM tasks GROUP BY status"
 _CLAIM_OCCURRENCE = (
     "UPDATE tasks SET next_run_at = $1, updated_at = $2"
     f" WHERE task_id = $3 AND next_run_at = $4 AND {_ARMED}"
@@ -258,24 +255,22 @@ _APPEND_EVENTS = (
     " notified AS (SELECT pg_notify('taskcell', notice)"
     f" FROM unnest(${_APPEND_NOTICES}::text[]) AS notice"
     " WHERE (SELECT ok FROM ok))"
-    " SELECT (SELECT count(*) FROM notified), ARRAY(SELECT run_id FROM lost),"
-    " ARRAY(SELECT task_id FROM closed)"
+    " SELECT (SELECT count(*) FROM notified) AS notified, ARRAY(SELECT run_id FROM lost) AS lost,"
+    " ARRAY(SELECT task_id FROM closed) AS closed"
 )
 _EVENT_READ = "SELECT body FROM events WHERE task_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
 _LAST_SEQ = "SELECT COALESCE(MAX(seq), 0) FROM events WHERE task_id = $1"
 _ITEM_SELECT = f"SELECT {', '.join(codec.ITEM_COLUMNS)} FROM conversation_items"
-_ITEMS_OF_CONVERSATION = (
-    f"{_ITEM_SELECT} WHERE conversation_id = $1 ORDER BY created_at, item_id LIMIT $2"
-)
+_ITEMS_OF_CONVERSATION = f"{_ITEM_SELECT} WHERE conversation_id = $1 {ITEMS.order_sql} LIMIT $2"
 _ITEMS_OF_CONVERSATION_AFTER = (
-    f"{_ITEM_SELECT} WHERE conversation_id = $1 AND (created_at, item_id) > ($3, $4)"
-    " ORDER BY created_at, item_id LIMIT $2"
+    f"{_ITEM_SELECT} WHERE conversation_id = $1 AND {ITEMS.after_sql('$3', '$4')}"
+    f" {ITEMS.order_sql} LIMIT $2"
 )
 #: One user's conversation: only the items of their tasks ($5 is the user).
 _OF_USER = " AND task_id IN (SELECT task_id FROM tasks WHERE conversation_id = $1 AND user_id = $5)"
 _ITEMS_OF_USER_CONVERSATION = (
     f"{_ITEM_SELECT} WHERE conversation_id = $1 AND ($3::timestamptz IS NULL"
-    f" OR (created_at, item_id) > ($3, $4)){_OF_USER} ORDER BY created_at, item_id LIMIT $2"
+    f" OR {ITEMS.after_sql('$3', '$4')}){_OF_USER} {ITEMS.order_sql} LIMIT $2"
 )
 _ANY_CONVERSATION = "SELECT EXISTS (SELECT 1 FROM conversations WHERE conversation_id = $1)"
 _USER_CONVERSATION = (
@@ -320,11 +315,15 @@ _INTERRUPT_EXPIRED = (
     " AND lease_expires_at < now() FOR UPDATE SKIP LOCKED)"
     f" RETURNING {', '.join(codec.RUN_COLUMNS)}),"
     # With a recovering process ($2), its once tasks are requeued or failed in the same write.
-    " recovered AS (UPDATE tasks SET updated_at = now(),"
+    " recovered AS (UPDATE tasks SET"
     " status = CASE WHEN closed.attempt < max_attempts THEN 'pending' ELSE 'failed' END,"
-    " error_message = CASE WHEN closed.attempt < max_attempts THEN error_message ELSE $1 END,"
-    " completed_at = CASE WHEN closed.attempt < max_attempts THEN completed_at ELSE now() END"
-    " FROM closed WHERE $2::text IS NOT NULL AND tasks.task_id = closed.task_id"
+    " error_message = CASE WHEN closed.attempt < max_attempts THEN error_message ELSE $1 END, "
+    + ", ".join(
+        codec.effect_case_sql(
+            "closed.attempt < max_attempts", TaskStatus.PENDING, TaskStatus.FAILED, "now()"
+        )
+    )
+    + " FROM closed WHERE $2::text IS NOT NULL AND tasks.task_id = closed.task_id"
     " AND tasks.pattern = 'once' AND tasks.status = 'running')"
     " SELECT * FROM closed"
 )
@@ -350,11 +349,7 @@ _OPEN_RUN = sorted(s.value for s in OPEN_RUN_STATUSES)
 def _transition_sql(target: str, fields: tuple[str, ...], first: int = 1) -> str:
     """$first target, then now, task id, allowed sources, and one value per field."""
     target_, now, task_id, sources = (f"${first + i}" for i in range(4))
-    sets = [f"status = {target_}", f"updated_at = {now}"]
-    if target == TaskStatus.RUNNING:
-        sets.append(f"started_at = COALESCE(started_at, {now})")
-    if target in _FINAL:
-        sets.append(f"completed_at = {now}")
+    sets = [f"status = {target_}", *codec.effect_sql(TaskStatus(target), now, given=fields)]
     sets += [f"{name} = ${i}" for i, name in enumerate(fields, start=first + 4)]
     return (
         f"UPDATE tasks SET {', '.join(sets)}"
@@ -393,7 +388,7 @@ def _fenced_update_sql(fields: tuple[str, ...], guarded: bool) -> str:
         f"WITH held AS (SELECT 1 FROM runs WHERE run_id = ${n} AND owner = ${n + 1}"
         f" AND epoch = ${n + 2} FOR SHARE),"
         f" changed AS ({_update_sql(fields, guarded)} AND EXISTS (SELECT 1 FROM held) RETURNING 1)"
-        " SELECT (SELECT count(*) FROM held), (SELECT count(*) FROM changed)"
+        " SELECT (SELECT count(*) FROM held) AS held, (SELECT count(*) FROM changed) AS changed"
     )
 
 
@@ -413,7 +408,7 @@ def _finish_run_sql(
         moving += " AND EXISTS (SELECT 1 FROM closed)"
     return (
         f"WITH closed AS ({closing} RETURNING 1), moved AS ({moving} RETURNING 1)"
-        " SELECT (SELECT count(*) FROM closed), (SELECT count(*) FROM moved)"
+        " SELECT (SELECT count(*) FROM closed) AS closed, (SELECT count(*) FROM moved) AS moved"
     )
 
 
@@ -437,10 +432,25 @@ def _transition_args(
 
 
 def _run_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
-    bad = set(changes) - set(codec.RUN_COLUMNS) | (set(changes) & {"run_id", "task_id"})
-    if bad:
-        raise ValueError(f"run fields cannot be updated: {sorted(bad)}")
+    check_run_changes(changes)
     return codec.encode_changes(changes, dialect="postgres")
+
+
+_TASK_POSITION = codec.row_position("task_id")
+_RUN_POSITION = codec.row_position("run_id")
+_ITEM_POSITION = codec.row_position("item_id")
+
+
+def _list_decoded(rows: Sequence[asyncpg.Record]) -> list[Task]:
+    return codec.decoded_tasks(rows, where="list_tasks")[0]
+
+
+def _runs(rows: Sequence[asyncpg.Record]) -> list[Run]:
+    return [codec.run_from_row(row) for row in rows]
+
+
+def _items(rows: Sequence[asyncpg.Record]) -> list[ConversationItem]:
+    return [codec.item_from_row(row) for row in rows]
 
 
 def _filter_sql(flt: TaskFilter) -> tuple[list[str], list[Any]]:
@@ -464,7 +474,7 @@ async def _claimable(
 ) -> list[Task]:
     """The due tasks of ``rows`` that decode; each that does not is disarmed and paused with
     the reason, in the claim's transaction, so it never blocks the scheduler again."""
-    tasks, bad = codec.decoded_tasks(map(tuple, rows), where=where)
+    tasks, bad = codec.decoded_tasks(rows, where=where)
     for error in bad:
         reason = f"{error.reason}; its schedule is paused"
         await conn.execute(_DISARM, reason, moment, error.task_id)
@@ -600,13 +610,6 @@ class PostgresTaskStore:
             pool.terminate()
             raise
 
-    async def ping(self) -> bool:
-        try:
-            pool = await self.pool()
-            return bool(await pool.fetchval("SELECT 1", timeout=5.0))
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            return False
-
     async def check(self) -> str | None:
         """None if the database answers ``SELECT 1`` within :data:`CHECK_SECONDS`, else why."""
         timeout = CHECK_SECONDS
@@ -624,6 +627,9 @@ class PostgresTaskStore:
     # -- tasks --------------------------------------------------------------------------
 
     async def save(self, task: Task) -> None:
+        """Insert a new task alone (no conversation); :class:`~taskcell.abc.DuplicateTask`
+        when its id is taken. Beyond the protocol: for scripts, benchmarks and tests that
+        fill a store (the service creates tasks with ``create``)."""
         values = codec.task_values(task, dialect="postgres")
         pool = await self.pool()
         try:
@@ -643,10 +649,7 @@ class PostgresTaskStore:
 
     async def load(self, task_id: str) -> Task | None:
         row = await (await self.pool()).fetchrow(_TASK_BY_ID, task_id)
-        return codec.salvaged_task(tuple(row)) if row is not None else None
-
-    async def exists(self, task_id: str) -> bool:
-        return bool(await (await self.pool()).fetchval(_TASK_EXISTS, task_id))
+        return codec.salvaged_task(row) if row is not None else None
 
     async def delete(self, task_id: str) -> bool:
         """Delete the task with its runs, events and conversation items in one statement."""
@@ -656,17 +659,15 @@ class PostgresTaskStore:
         self, flt: TaskFilter, *, limit: int = 50, cursor: str | None = None
     ) -> Page[Task]:
         where, args = _filter_sql(flt)
-        if cursor is not None:
-            created, task_id = decode_cursor(cursor)
-            args += [codec.utc(created), task_id]
-            where.append(f"(created_at, task_id) < (${len(args) - 1}, ${len(args)})")
+        after = position(cursor)
+        if after is not None:
+            args += [codec.utc(after[0]), after[1]]
+            where.append(TASKS.after_sql(f"${len(args) - 1}", f"${len(args)}"))
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         args.append(limit + 1)
-        sql = f"{_TASK_SELECT}{clause} ORDER BY created_at DESC, task_id DESC LIMIT ${len(args)}"
+        sql = f"{_TASK_SELECT}{clause} {TASKS.order_sql} LIMIT ${len(args)}"
         rows = await (await self.pool()).fetch(sql, *args)
-        items, _ = codec.decoded_tasks(map(tuple, rows[:limit]), where="list_tasks")
-        last = codec.last_key(rows, items, limit)
-        return Page(items, encode_cursor(*last) if last else None)
+        return keyset_page(rows, limit, decode=_list_decoded, key=_TASK_POSITION)
 
     async def transition(
         self,
@@ -707,9 +708,9 @@ class PostgresTaskStore:
             args += [fence.run_id, fence.owner, fence.epoch]
             row = await (await self.pool()).fetchrow(sql, *args)
             assert row is not None
-            if row[0] == 0:
+            if row["held"] == 0:
                 raise lease_lost(fence)
-            return bool(row[1] == 1)
+            return bool(row["changed"] == 1)
         sql = _update_sql(tuple(encoded), expected is not None)
         return _row_count(await (await self.pool()).execute(sql, *args)) == 1
 
@@ -719,7 +720,7 @@ class PostgresTaskStore:
         moment = codec.utc(now or utcnow())
         pool = await self.pool()
         rows = await pool.fetch(_CANCEL_CONVERSATION, moment, reason, conversation_id, _FINAL)
-        return [row[0] for row in rows]
+        return [row["task_id"] for row in rows]
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -807,40 +808,34 @@ class PostgresTaskStore:
         args = [run_id, _OPEN_RUN, *encoded.values(), *held, *moving]
         row = await (await self.pool()).fetchrow(sql, *args)
         assert row is not None
-        if fence is not None and row[0] != 1:
+        if fence is not None and row["closed"] != 1:
             raise lease_lost(fence)
-        return row[0] == 1, row[1] == 1
+        return row["closed"] == 1, row["moved"] == 1
 
     async def load_run(self, run_id: str) -> Run | None:
         row = await (await self.pool()).fetchrow(_RUN_BY_ID, run_id)
-        return codec.run_from_row(tuple(row)) if row is not None else None
+        return codec.run_from_row(row) if row is not None else None
 
     async def list_runs(
         self, task_id: str, *, limit: int = 50, cursor: str | None = None
     ) -> Page[Run]:
         sql = f"{_RUN_SELECT} WHERE task_id = $1"
         args: list[Any] = [task_id]
-        if cursor is not None:
-            created, run_id = decode_cursor(cursor)
-            sql += " AND (created_at, run_id) < ($2, $3)"
-            args += [codec.utc(created), run_id]
+        after = position(cursor)
+        if after is not None:
+            sql += f" AND {RUNS.after_sql('$2', '$3')}"
+            args += [codec.utc(after[0]), after[1]]
         args.append(limit + 1)
-        sql += f" ORDER BY created_at DESC, run_id DESC LIMIT ${len(args)}"
+        sql += f" {RUNS.order_sql} LIMIT ${len(args)}"
         rows = await (await self.pool()).fetch(sql, *args)
-        items = [codec.run_from_row(tuple(row)) for row in rows[:limit]]
-        last = items[-1] if len(rows) > limit else None
-        return Page(items, encode_cursor(last.created_at, last.run_id) if last else None)
+        return keyset_page(rows, limit, decode=_runs, key=_RUN_POSITION)
 
     async def runs_in_status(self, statuses: Sequence[RunStatus]) -> list[Run]:
         values = [RunStatus(s).value for s in statuses]
         if not values:
             return []
         rows = await (await self.pool()).fetch(_RUNS_IN_STATUS, values)
-        return [codec.run_from_row(tuple(row)) for row in rows]
-
-    async def due_tasks(self, now: datetime, *, limit: int = 100) -> list[Task]:
-        rows = await (await self.pool()).fetch(_DUE_TASKS, codec.utc(now), limit)
-        return codec.decoded_tasks(map(tuple, rows), where="due_tasks")[0]
+        return [codec.run_from_row(row) for row in rows]
 
     async def next_due_at(self) -> datetime | None:
         value = await (await self.pool()).fetchval(_NEXT_DUE_AT)
@@ -849,37 +844,12 @@ class PostgresTaskStore:
     async def claim_occurrence(
         self, task_id: str, *, due: datetime, next_run_at: datetime | None
     ) -> bool:
-        """Move an armed task's ``next_run_at`` from ``due`` in one guarded UPDATE.
-
-        Of several schedulers claiming the same ``due``, the row lock serialises them and the
-        re-checked guard (``next_run_at = due``) refuses every one after the first.
-        """
+        """Move an armed task's ``next_run_at`` from ``due`` to ``next_run_at`` in one
+        guarded write; answers whether it did (of several claimers of one ``due``, exactly
+        one wins). Beyond the protocol: the scheduler claims with ``start_due``; this is the
+        one-at-a-time claim benchmarks compare it with."""
         args = (codec.utc(next_run_at), codec.utc(utcnow()), task_id, codec.utc(due))
         return _row_count(await (await self.pool()).execute(_CLAIM_OCCURRENCE, *args)) == 1
-
-    async def claim_due(
-        self,
-        now: datetime,
-        next_time: Callable[[Task], datetime | None],
-        *,
-        limit: int = 500,
-    ) -> list[tuple[Task, datetime]]:
-        """Lock due tasks no other process holds (SKIP LOCKED), move them on, commit."""
-        pool = await self.pool()
-        claimed: list[tuple[Task, datetime]] = []
-        async with pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(_CLAIM_DUE_SELECT, codec.utc(now), limit)
-            moment = utcnow()
-            updates = []
-            for task in await _claimable(conn, rows, moment, where="claim_due"):
-                due = task.next_run_at
-                assert due is not None
-                task.next_run_at = next_time(task)
-                updates.append((codec.utc(task.next_run_at), moment, task.task_id))
-                claimed.append((task, due))
-            if updates:
-                await conn.executemany(_CLAIM_DUE_UPDATE, updates)
-        return claimed
 
     async def start_due(
         self,
@@ -910,7 +880,8 @@ class PostgresTaskStore:
                 _CLAIM_DUE_UPDATE,
                 [(codec.utc(t.next_run_at), moment, t.task_id) for t, _ in claimed],
             )
-            live = {r[0] for r in await conn.fetch(_LIVE_RUNS_OF, [t.task_id for t, _ in claimed])}
+            live_rows = await conn.fetch(_LIVE_RUNS_OF, [t.task_id for t, _ in claimed])
+            live = {r["task_id"] for r in live_rows}
             runs: list[Run | None] = []
             for task, due in claimed:
                 run = make_run(task, due)
@@ -919,7 +890,8 @@ class PostgresTaskStore:
                 runs.append(run)
             values = [codec.run_values(r, dialect="postgres") for r in runs if r is not None]
             columns = [list(c) for c in zip(*values, strict=True)]
-            stored = {r[0] for r in await conn.fetch(_INSERT_RUNS, *columns)} if values else set()
+            inserted = await conn.fetch(_INSERT_RUNS, *columns) if values else []
+            stored = {r["run_id"] for r in inserted}
             started = [
                 (t, r if r is not None and r.run_id in stored else None)
                 for (t, _), r in zip(claimed, runs, strict=True)
@@ -930,13 +902,13 @@ class PostgresTaskStore:
         """Claim orphaned pending tasks no other process holds (SKIP LOCKED), idle for
         ``idle_for`` by the database's clock."""
         rows = await (await self.pool()).fetch(_CLAIM_PENDING, idle_for, limit)
-        tasks, _ = codec.decoded_tasks(map(tuple, rows), where="claim_pending")
+        tasks, _ = codec.decoded_tasks(rows, where="claim_pending")
         return sorted(tasks, key=lambda t: (t.created_at, t.task_id))
 
     async def count_by_status(self) -> dict[str, int]:
         """How many tasks are in each status (statuses without tasks are left out)."""
         rows = await (await self.pool()).fetch(_COUNT_BY_STATUS)
-        return {row[0]: int(row[1]) for row in rows}
+        return {row["status"]: int(row["tasks"]) for row in rows}
 
     # -- coordination (a cluster) --------------------------------------------------------
 
@@ -944,23 +916,23 @@ class PostgresTaskStore:
 
     async def clock(self) -> datetime:
         now: datetime = await (await self.pool()).fetchval(_CLOCK)
-        return now.astimezone(UTC)
+        return as_utc(now)
 
     async def heartbeat(self, process_id: str) -> None:
         await (await self.pool()).execute(_HEARTBEAT, process_id)
 
     async def live_processes(self, within: timedelta) -> list[ProcessInfo]:
         rows = await (await self.pool()).fetch(_LIVE_PROCESSES, within)
-        return [codec.process_from_row(tuple(row)) for row in rows]
+        return [codec.process_from_row(row) for row in rows]
 
     async def claim_dead_processes(self, silent_for: timedelta, *, keep: str) -> list[ProcessInfo]:
         rows = await (await self.pool()).fetch(_DEAD_PROCESSES, silent_for, keep)
-        processes = [codec.process_from_row(tuple(row)) for row in rows]
+        processes = [codec.process_from_row(row) for row in rows]
         return sorted(processes, key=lambda p: (p.started_at, p.process_id))
 
     async def runs_finished_by(self, owner: str, since: datetime) -> list[Run]:
         rows = await (await self.pool()).fetch(_RUNS_FINISHED_BY, owner, codec.utc(since))
-        return [codec.run_from_row(tuple(row)) for row in rows]
+        return [codec.run_from_row(row) for row in rows]
 
     async def renew_leases(self, owner: str, lease: timedelta) -> int:
         status = await (await self.pool()).execute(_RENEW_LEASES, lease, owner)
@@ -968,7 +940,7 @@ class PostgresTaskStore:
 
     async def interrupt_expired(self, reason: str, *, by: str | None = None) -> list[Run]:
         rows = await (await self.pool()).fetch(_INTERRUPT_EXPIRED, reason, by)
-        return [codec.run_from_row(tuple(row)) for row in rows]
+        return [codec.run_from_row(row) for row in rows]
 
     async def notify(self, message: str) -> None:
         await (await self.pool()).execute(_NOTIFY, message)
@@ -1044,14 +1016,14 @@ class PostgresTaskStore:
                 raise exc.__cause__ from exc  # text that is not valid Unicode, as in SQLite
             raise
         assert row is not None
-        if row[1]:
-            raise LeaseLost(f"runs no longer held: {sorted(row[1])}", run_ids=row[1])
-        if row[2]:
-            raise LogClosed(f"logs closed: {sorted(row[2])}", task_ids=row[2])
+        if row["lost"]:
+            raise LeaseLost(f"runs no longer held: {sorted(row['lost'])}", run_ids=row["lost"])
+        if row["closed"]:
+            raise LogClosed(f"logs closed: {sorted(row['closed'])}", task_ids=row["closed"])
 
     async def read_events(self, task_id: str, *, after: int = 0, limit: int = 500) -> list[Event]:
         rows = await (await self.pool()).fetch(_EVENT_READ, task_id, after, limit)
-        return [codec.event_from_body(row[0]) for row in rows]
+        return [codec.event_from_body(row["body"]) for row in rows]
 
     async def last_seq(self, task_id: str) -> int:
         return int(await (await self.pool()).fetchval(_LAST_SEQ, task_id))
@@ -1065,25 +1037,23 @@ class PostgresTaskStore:
         cursor: str | None = None,
     ) -> Page[ConversationItem]:
         pool = await self.pool()
+        after = position(cursor)
         if user_id is not None:
-            created, item_id = decode_cursor(cursor) if cursor is not None else (None, None)
+            created, item_id = after if after is not None else (None, None)
             rows = await pool.fetch(
                 _ITEMS_OF_USER_CONVERSATION,
                 conversation_id,
                 limit + 1,
-                codec.utc(created) if created is not None else None,
+                codec.utc(created),
                 item_id,
                 user_id,
             )
-        elif cursor is None:
+        elif after is None:
             rows = await pool.fetch(_ITEMS_OF_CONVERSATION, conversation_id, limit + 1)
         else:
-            created, item_id = decode_cursor(cursor)
             sql = _ITEMS_OF_CONVERSATION_AFTER
-            rows = await pool.fetch(sql, conversation_id, limit + 1, codec.utc(created), item_id)
-        items = [codec.item_from_row(tuple(row)) for row in rows[:limit]]
-        last = items[-1] if len(rows) > limit else None
-        return Page(items, encode_cursor(last.created_at, last.item_id) if last else None)
+            rows = await pool.fetch(sql, conversation_id, limit + 1, codec.utc(after[0]), after[1])
+        return keyset_page(rows, limit, decode=_items, key=_ITEM_POSITION)
 
     async def task_items(
         self, task_id: str, *, component_type: str | None = None
@@ -1093,9 +1063,11 @@ class PostgresTaskStore:
             rows = await pool.fetch(_ITEMS_OF_TASK, task_id)
         else:
             rows = await pool.fetch(_ITEMS_OF_TASK_TYPED, task_id, component_type)
-        return [codec.item_from_row(tuple(row)) for row in rows]
+        return [codec.item_from_row(row) for row in rows]
 
     async def ensure_conversation(self, conversation_id: str, *, title: str, user_id: str) -> bool:
+        """Create ``user_id``'s conversation record if missing; answers whether it did.
+        Beyond the protocol (``create`` stores a task's conversation): for tests."""
         args = (conversation_id, title, user_id, codec.utc(utcnow()))
         return _row_count(await (await self.pool()).execute(_CONVERSATION_INSERT, *args)) == 1
 

@@ -51,8 +51,8 @@ from taskcell.domain.models import OPEN_RUN_STATUSES, Fence, Run, RunStatus, Tas
 from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, sources_of
 from taskcell.outages import is_outage
 from taskcell.stores import codec
-from taskcell.stores.cursor import decode_cursor, encode_cursor
-from taskcell.stores.memory import check_changes, lease_lost, skipped_run
+from taskcell.stores.cursor import ITEMS, RUNS, TASKS, keyset_page, position
+from taskcell.stores.rules import check_changes, check_run_changes, lease_lost, skipped_run
 
 logger = logging.getLogger(__name__)
 
@@ -96,12 +96,23 @@ _RUNS_FINISHED_BY = (
     " AND finished_at IS NOT NULL AND finished_at >= ?2 ORDER BY finished_at, run_id"
 )
 _FINAL = tuple(s.value for s in FINAL_STATUSES)
+#: ?1 now, ?2 the reason (None keeps the task's), ?3 the conversation, then the final statuses.
+_CANCEL_CONVERSATION = (
+    "UPDATE tasks SET status = 'cancelled', "
+    + ", ".join(codec.effect_sql(TaskStatus.CANCELLED, "?1"))
+    + ", error_message = COALESCE(?2, error_message) WHERE conversation_id = ?3"
+    + f" AND status NOT IN ({', '.join(f'?{i}' for i in range(4, 4 + len(_FINAL)))})"
+    + " RETURNING task_id"
+)
 #: A once task still running on an interrupted run: requeued, or failed without attempts left.
+#: ?1 reason, ?2 now, ?3 the run's attempt, ?4 task id.
 _RECOVER_TASK = (
-    "UPDATE tasks SET status = CASE WHEN ?4 < max_attempts THEN 'pending' ELSE 'failed' END,"
-    " error_message = CASE WHEN ?4 < max_attempts THEN error_message ELSE ?1 END,"
-    " completed_at = CASE WHEN ?4 < max_attempts THEN completed_at ELSE ?2 END,"
-    " updated_at = ?3 WHERE task_id = ?5 AND pattern = 'once' AND status = 'running'"
+    "UPDATE tasks SET status = CASE WHEN ?3 < max_attempts THEN 'pending' ELSE 'failed' END,"
+    " error_message = CASE WHEN ?3 < max_attempts THEN error_message ELSE ?1 END, "
+    + ", ".join(
+        codec.effect_case_sql("?3 < max_attempts", TaskStatus.PENDING, TaskStatus.FAILED, "?2")
+    )
+    + " WHERE task_id = ?4 AND pattern = 'once' AND status = 'running'"
 )
 _ARMED = "pattern = 'recurring' AND status = 'running' AND paused = 0"
 #: A claimed task whose row cannot be decoded: disarmed and paused, saying why.
@@ -131,15 +142,13 @@ def sqlite_path(url_or_path: str | Path) -> Path:
 
 
 @lru_cache(maxsize=256)
-def _transition_sql(target: str, sources: tuple[str, ...], fields: tuple[str, ...]) -> str:
-    sets = ["status = ?", "updated_at = ?"]
-    if target == TaskStatus.RUNNING:
-        sets.append("started_at = COALESCE(started_at, ?)")
-    if target in _FINAL:
-        sets.append("completed_at = ?")
-    sets += [f"{name} = ?" for name in fields]
-    marks = ", ".join("?" for _ in sources)
-    return f"UPDATE tasks SET {', '.join(sets)} WHERE task_id = ? AND status IN ({marks})"
+def _transition_sql(target: TaskStatus, sources: tuple[str, ...], fields: tuple[str, ...]) -> str:
+    """?1 the target, ?2 the moment, then the fields' values, the task id and the sources."""
+    sets = ["status = ?1", *codec.effect_sql(target, "?2", given=fields)]
+    sets += [f"{name} = ?{i}" for i, name in enumerate(fields, start=3)]
+    first = 3 + len(fields)
+    marks = ", ".join(f"?{i}" for i in range(first + 1, first + 1 + len(sources)))
+    return f"UPDATE tasks SET {', '.join(sets)} WHERE task_id = ?{first} AND status IN ({marks})"
 
 
 @lru_cache(maxsize=256)
@@ -169,13 +178,9 @@ def _transition_statement(
     fields = tuple(changes)
     moment = codec.ts(now or utcnow())
     args: list[Any] = [target.value, moment]
-    if target is TaskStatus.RUNNING:
-        args.append(moment)
-    if target in FINAL_STATUSES:
-        args.append(moment)
     args += [codec.encode_field(name, changes[name]) for name in fields]
     args += [task_id, *sources]
-    return _transition_sql(target.value, sources, fields), args
+    return _transition_sql(target, sources, fields), args
 
 
 def _run_update_statement(
@@ -188,9 +193,7 @@ def _run_update_statement(
     ``fence`` it is also guarded by the run being open and the fence's."""
     if fence is not None:
         expected = OPEN_RUN_STATUSES if expected is None else OPEN_RUN_STATUSES & set(expected)
-    bad = set(changes) - set(codec.RUN_COLUMNS) | (set(changes) & {"run_id", "task_id"})
-    if bad:
-        raise ValueError(f"run fields cannot be updated: {sorted(bad)}")
+    check_run_changes(changes)
     encoded = codec.encode_changes(changes)
     sets = ", ".join(f"{name} = ?" for name in encoded) or "status = status"
     sql = f"UPDATE runs SET {sets} WHERE run_id = ?"
@@ -229,6 +232,23 @@ def _claimable(
         reason = f"{error.reason}; its schedule is paused"
         conn.execute(_DISARM, (reason, moment, error.task_id))
     return tasks
+
+
+_TASK_POSITION = codec.row_position("task_id")
+_RUN_POSITION = codec.row_position("run_id")
+_ITEM_POSITION = codec.row_position("item_id")
+
+
+def _list_decoded(rows: Sequence[sqlite3.Row]) -> list[Task]:
+    return codec.decoded_tasks(rows, where="list_tasks")[0]
+
+
+def _runs(rows: Sequence[sqlite3.Row]) -> list[Run]:
+    return [codec.run_from_row(row) for row in rows]
+
+
+def _items(rows: Sequence[sqlite3.Row]) -> list[ConversationItem]:
+    return [codec.item_from_row(row) for row in rows]
 
 
 def _filter_sql(flt: TaskFilter) -> tuple[list[str], list[Any]]:
@@ -285,6 +305,9 @@ class SQLiteTaskStore:
         # Checkpoint (which syncs the file) every ~16 MiB of WAL instead of every ~4 MiB.
         conn.execute("PRAGMA wal_autocheckpoint = 4000")
         apply_migrations(conn)
+        # Rows are read by column name (see codec): sqlite3.Row answers row["status"] (and
+        # row[0]), at about 2 microseconds a task row more than a tuple.
+        conn.row_factory = sqlite3.Row
         stat = os.stat(self.path)
         self._identity = (stat.st_dev, stat.st_ino)
         self._file = os.open(self.path, os.O_RDONLY)
@@ -315,13 +338,6 @@ class SQLiteTaskStore:
         if self._file is not None:
             os.close(self._file)
             self._file = None
-
-    async def ping(self) -> bool:
-        try:
-            self.conn.execute("SELECT 1").fetchone()
-        except sqlite3.Error:
-            return False
-        return True
 
     async def check(self) -> str | None:
         """None if the file is the one opened, answers a read within :data:`CHECK_SECONDS` on
@@ -445,6 +461,9 @@ class SQLiteTaskStore:
     # -- tasks --------------------------------------------------------------------------
 
     async def save(self, task: Task) -> None:
+        """Insert a new task alone (no conversation); :class:`~taskcell.abc.DuplicateTask`
+        when its id is taken. Beyond the protocol: for scripts, benchmarks and tests that
+        fill a store (the service creates tasks with ``create``)."""
         values = codec.task_values(task)
 
         def insert(conn: sqlite3.Connection) -> None:
@@ -472,10 +491,6 @@ class SQLiteTaskStore:
         row = self.conn.execute(f"{_TASK_SELECT} WHERE task_id = ?", (task_id,)).fetchone()
         return codec.salvaged_task(row) if row else None
 
-    async def exists(self, task_id: str) -> bool:
-        row = self.conn.execute("SELECT 1 FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
-        return row is not None
-
     async def delete(self, task_id: str) -> bool:
         def remove(conn: sqlite3.Connection) -> bool:
             conn.execute("DELETE FROM runs WHERE task_id = ?", (task_id,))
@@ -489,16 +504,14 @@ class SQLiteTaskStore:
         self, flt: TaskFilter, *, limit: int = 50, cursor: str | None = None
     ) -> Page[Task]:
         where, args = _filter_sql(flt)
-        if cursor is not None:
-            created, task_id = decode_cursor(cursor)
-            where.append("(created_at, task_id) < (?, ?)")
-            args += [codec.ts(created), task_id]
+        after = position(cursor)
+        if after is not None:
+            where.append(TASKS.after_sql("?", "?"))
+            args += [codec.ts(after[0]), after[1]]
         clause = f" WHERE {' AND '.join(where)}" if where else ""
-        sql = f"{_TASK_SELECT}{clause} ORDER BY created_at DESC, task_id DESC LIMIT ?"
+        sql = f"{_TASK_SELECT}{clause} {TASKS.order_sql} LIMIT ?"
         rows = self.conn.execute(sql, (*args, limit + 1)).fetchall()
-        items, _ = codec.decoded_tasks(rows[:limit], where="list_tasks")
-        last = codec.last_key(rows, items, limit)
-        return Page(items, encode_cursor(*last) if last else None)
+        return keyset_page(rows, limit, decode=_list_decoded, key=_TASK_POSITION)
 
     async def transition(
         self,
@@ -546,15 +559,10 @@ class SQLiteTaskStore:
         self, conversation_id: str, *, reason: str | None = None, now: datetime | None = None
     ) -> list[str]:
         moment = codec.ts(now or utcnow())
-        marks = ", ".join("?" for _ in _FINAL)
-        sql = (
-            "UPDATE tasks SET status = 'cancelled', updated_at = ?, completed_at = ?,"
-            " error_message = COALESCE(?, error_message)"
-            f" WHERE conversation_id = ? AND status NOT IN ({marks}) RETURNING task_id"
-        )
-        args = (moment, moment, reason, conversation_id, *_FINAL)
+        sql = _CANCEL_CONVERSATION
+        args = (moment, reason, conversation_id, *_FINAL)
         rows = await self.write(lambda conn: conn.execute(sql, args).fetchall())
-        return [row[0] for row in rows]
+        return [row["task_id"] for row in rows]
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -669,15 +677,13 @@ class SQLiteTaskStore:
     ) -> Page[Run]:
         sql = f"{_RUN_SELECT} WHERE task_id = ?"
         args: list[Any] = [task_id]
-        if cursor is not None:
-            created, run_id = decode_cursor(cursor)
-            sql += " AND (created_at, run_id) < (?, ?)"
-            args += [codec.ts(created), run_id]
-        sql += " ORDER BY created_at DESC, run_id DESC LIMIT ?"
+        after = position(cursor)
+        if after is not None:
+            sql += f" AND {RUNS.after_sql('?', '?')}"
+            args += [codec.ts(after[0]), after[1]]
+        sql += f" {RUNS.order_sql} LIMIT ?"
         rows = self.conn.execute(sql, (*args, limit + 1)).fetchall()
-        items = [codec.run_from_row(row) for row in rows[:limit]]
-        last = items[-1] if len(rows) > limit else None
-        return Page(items, encode_cursor(last.created_at, last.run_id) if last else None)
+        return keyset_page(rows, limit, decode=_runs, key=_RUN_POSITION)
 
     async def runs_in_status(self, statuses: Sequence[RunStatus]) -> list[Run]:
         values = [RunStatus(s).value for s in statuses]
@@ -687,14 +693,6 @@ class SQLiteTaskStore:
         sql = f"{_RUN_SELECT} WHERE status IN ({marks}) ORDER BY created_at"
         return [codec.run_from_row(row) for row in self.conn.execute(sql, values)]
 
-    async def due_tasks(self, now: datetime, *, limit: int = 100) -> list[Task]:
-        sql = (
-            f"{_TASK_SELECT} WHERE {_ARMED} AND next_run_at <= ?"
-            " ORDER BY next_run_at, task_id LIMIT ?"
-        )
-        rows = self.conn.execute(sql, (codec.ts(now), limit)).fetchall()
-        return codec.decoded_tasks(rows, where="due_tasks")[0]
-
     async def next_due_at(self) -> datetime | None:
         row = self.conn.execute(f"SELECT MIN(next_run_at) FROM tasks WHERE {_ARMED}").fetchone()
         return codec.from_ts(row[0]) if row else None
@@ -702,41 +700,16 @@ class SQLiteTaskStore:
     async def claim_occurrence(
         self, task_id: str, *, due: datetime, next_run_at: datetime | None
     ) -> bool:
+        """Move an armed task's ``next_run_at`` from ``due`` to ``next_run_at`` in one
+        guarded write; answers whether it did (of several claimers of one ``due``, exactly
+        one wins). Beyond the protocol: the scheduler claims with ``start_due``; this is the
+        one-at-a-time claim benchmarks compare it with."""
         sql = (
             "UPDATE tasks SET next_run_at = ?, updated_at = ?"
             f" WHERE task_id = ? AND next_run_at = ? AND {_ARMED}"
         )
         args = (codec.ts(next_run_at), codec.ts(utcnow()), task_id, codec.ts(due))
         return await self.write(lambda conn: conn.execute(sql, args).rowcount == 1)
-
-    async def claim_due(
-        self,
-        now: datetime,
-        next_time: Callable[[Task], datetime | None],
-        *,
-        limit: int = 500,
-    ) -> list[tuple[Task, datetime]]:
-        select = (
-            f"{_TASK_SELECT} WHERE {_ARMED} AND next_run_at <= ?"
-            " ORDER BY next_run_at, task_id LIMIT ?"
-        )
-        update = "UPDATE tasks SET next_run_at = ?, updated_at = ? WHERE task_id = ?"
-        moment = codec.ts(utcnow())
-
-        def claim(conn: sqlite3.Connection) -> list[tuple[Task, datetime]]:
-            # One write transaction: other processes wait for the lock, so nothing is claimed
-            # twice.
-            claimed = []
-            rows = conn.execute(select, (codec.ts(now), limit)).fetchall()
-            for task in _claimable(conn, rows, moment, where="claim_due"):
-                due = task.next_run_at
-                assert due is not None
-                task.next_run_at = next_time(task)
-                conn.execute(update, (codec.ts(task.next_run_at), moment, task.task_id))
-                claimed.append((task, due))
-            return claimed
-
-        return await self.write(claim, atomic=True)
 
     async def start_due(
         self,
@@ -793,8 +766,8 @@ class SQLiteTaskStore:
         return sorted(tasks, key=lambda t: (t.created_at, t.task_id))
 
     async def count_by_status(self) -> dict[str, int]:
-        rows = self.conn.execute("SELECT status, COUNT(*) FROM tasks GROUP BY status")
-        return {str(status): int(count) for status, count in rows.fetchall()}
+        rows = self.conn.execute("SELECT status, COUNT(*) AS tasks FROM tasks GROUP BY status")
+        return {str(row["status"]): int(row["tasks"]) for row in rows.fetchall()}
 
     # -- coordination (one server) -------------------------------------------------------
 
@@ -848,7 +821,7 @@ class SQLiteTaskStore:
             runs = [codec.run_from_row(row) for row in conn.execute(sql, args).fetchall()]
             if by is not None:
                 for run in runs:
-                    conn.execute(_RECOVER_TASK, (reason, now, now, run.attempt, run.task_id))
+                    conn.execute(_RECOVER_TASK, (reason, now, run.attempt, run.task_id))
             return runs
 
         return await self.write(interrupt, atomic=True)
@@ -886,9 +859,9 @@ class SQLiteTaskStore:
                 row = conn.execute(_LOG_STATE, (task_id,)).fetchone()
                 if row is None:
                     continue
-                if row[0]:
+                if row["log_closed"]:
                     refused.add(task_id)
-                elif task_id in done_tasks and row[1] in _FINAL:
+                elif task_id in done_tasks and row["status"] in _FINAL:
                     closing[task_id] = min(
                         e.seq for e in events if e.task_id == task_id and e.event is EventType.DONE
                     )
@@ -906,7 +879,7 @@ class SQLiteTaskStore:
 
     async def read_events(self, task_id: str, *, after: int = 0, limit: int = 500) -> list[Event]:
         rows = self.conn.execute(_EVENT_READ, (task_id, after, limit)).fetchall()
-        return [codec.event_from_body(row[0]) for row in rows]
+        return [codec.event_from_body(row["body"]) for row in rows]
 
     async def last_seq(self, task_id: str) -> int:
         row = self.conn.execute(
@@ -927,15 +900,13 @@ class SQLiteTaskStore:
         if user_id is not None:
             sql += f" AND task_id IN ({_TASKS_OF_USER_CONVERSATION})"
             args += [conversation_id, user_id]
-        if cursor is not None:
-            created, item_id = decode_cursor(cursor)
-            sql += " AND (created_at, item_id) > (?, ?)"
-            args += [codec.ts(created), item_id]
-        sql += " ORDER BY created_at, item_id LIMIT ?"
+        after = position(cursor)
+        if after is not None:
+            sql += f" AND {ITEMS.after_sql('?', '?')}"
+            args += [codec.ts(after[0]), after[1]]
+        sql += f" {ITEMS.order_sql} LIMIT ?"
         rows = self.conn.execute(sql, (*args, limit + 1)).fetchall()
-        items = [codec.item_from_row(row) for row in rows[:limit]]
-        last = items[-1] if len(rows) > limit else None
-        return Page(items, encode_cursor(last.created_at, last.item_id) if last else None)
+        return keyset_page(rows, limit, decode=_items, key=_ITEM_POSITION)
 
     async def task_items(
         self, task_id: str, *, component_type: str | None = None
@@ -949,6 +920,8 @@ class SQLiteTaskStore:
         return [codec.item_from_row(row) for row in rows]
 
     async def ensure_conversation(self, conversation_id: str, *, title: str, user_id: str) -> bool:
+        """Create ``user_id``'s conversation record if missing; answers whether it did.
+        Beyond the protocol (``create`` stores a task's conversation): for tests."""
         args = (conversation_id, title, user_id, codec.ts(utcnow()))
         return await self.write(lambda conn: conn.execute(_CONVERSATION_INSERT, args).rowcount == 1)
 

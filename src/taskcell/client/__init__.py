@@ -1,0 +1,66 @@
+"""The public Python client of taskcell's HTTP API (docs/client.md).
+
+:class:`Client` (blocking) and :class:`AsyncClient` (asyncio) cover every endpoint of
+docs/api.md with typed models (:mod:`taskcell.client.models`), raise
+:mod:`taskcell.client.errors` for error answers, page lists as iterators
+(``client.tasks.iter(status="running")``) and follow a task's events with :meth:`Client.watch`,
+which reconnects with ``Last-Event-ID`` and ends with the task.
+"""
+
+from taskcell.client.aio import AsyncClient
+from taskcell.client.errors import (
+    ApiError,
+    Conflict,
+    ConnectionFailed,
+    FieldError,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    ServerError,
+    ServiceUnavailable,
+    TaskcellError,
+    TaskNotFound,
+    Unauthorized,
+    ValidationFailed,
+)
+from taskcell.client.models import (
+    Agent,
+    CancelResult,
+    ConversationItem,
+    DeleteResult,
+    Health,
+    Page,
+    Run,
+    ScheduleConfig,
+    Task,
+    TaskEvent,
+)
+from taskcell.client.sync import Client
+
+__all__ = [
+    "Agent",
+    "ApiError",
+    "AsyncClient",
+    "CancelResult",
+    "Client",
+    "Conflict",
+    "ConnectionFailed",
+    "ConversationItem",
+    "DeleteResult",
+    "FieldError",
+    "Forbidden",
+    "Health",
+    "NotFound",
+    "Page",
+    "PayloadTooLarge",
+    "Run",
+    "ScheduleConfig",
+    "ServerError",
+    "ServiceUnavailable",
+    "Task",
+    "TaskEvent",
+    "TaskNotFound",
+    "TaskcellError",
+    "Unauthorized",
+    "ValidationFailed",
+]
