@@ -156,11 +156,12 @@ class Workload:
                 return str(response.json()["data"]["status"])
         return None
 
-    async def _answer(self, task_id: str, runner: int, patience: float = 120) -> None:
-        """Wait until the task asks, then answer it through another node than its runner."""
+    async def _answer(self, task_id: str, runner: int) -> None:
+        """Wait until the task asks, then answer it through another node than its runner; for
+        as long as the workload runs (:meth:`close` ends it): a task recovered after a fault
+        may ask again, long after it was created."""
         self.unanswered.add(task_id)
-        deadline = time.monotonic() + patience
-        while time.monotonic() < deadline:
+        while True:
             status = await self._status(task_id, runner + 1)
             if status in {"completed", "failed", "cancelled"}:
                 self.unanswered.discard(task_id)
@@ -180,7 +181,7 @@ class Workload:
                         continue
                     if response.status_code == 200:
                         self.unanswered.discard(task_id)
-                        return
+                        break  # and go on watching: a recovered attempt may ask again
                     self.failures[f"input: HTTP {response.status_code}"] += 1
             await asyncio.sleep(0.3)
 

@@ -230,3 +230,63 @@ async def test_cancelling_an_idle_task_closes_its_waiting_run(parts: Parts) -> N
     await parts.settler.cancel_idle(task, "not needed")
     assert await parts.state(ctx) == (TaskStatus.CANCELLED, RunStatus.CANCELLED)
     assert (await parts.events(ctx))[-2:] == [EventType.TASK_CANCELLED, EventType.DONE]
+
+
+async def settling_then_stopped(
+    parts: Parts, ctx: RunContext, stop: str, outcome: Outcome
+) -> asyncio.Task[None]:
+    """Run ``ctx``'s settling with ``outcome`` as a run of the run table, and stop the run
+    while the settling is under way (``stop``: "cancel", "shutdown" or "outage"). The
+    settling waits on a gate that opens once the stop was asked for."""
+    gate, settling = asyncio.Event(), asyncio.Event()
+
+    async def settle() -> None:
+        settling.set()
+        await gate.wait()
+        await parts.settler.settle(ctx, outcome)
+
+    async def work() -> None:
+        await parts.settler.to_the_end(ctx, settle())
+
+    parts.runs.spawn(ctx.task.task_id, work())
+    runner = parts.runs._runs[ctx.task.task_id]
+    await asyncio.wait_for(settling.wait(), 5)
+    if stop == "cancel":
+        parts.runs.stop(ctx.task.task_id, "not needed")
+    elif stop == "shutdown":
+        runner.cancel()
+    else:
+        assert parts.runs.stop_for_outage() == [ctx.task.task_id]
+    await asyncio.sleep(0)  # the cancellation reaches the run before the gate opens
+    gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(runner, 5)
+    return runner
+
+
+@pytest.mark.parametrize("stop", ["cancel", "shutdown"])
+async def test_a_run_stopped_while_it_settles_finishes_settling_first(
+    parts: Parts, stop: str
+) -> None:
+    """A cancel or a stop that comes while a run writes its outcome lets that write and its
+    closing events finish: the task is completed, with its ``done``, not left running with
+    no one behind it (seen in the chaos suite as a stream that never ended)."""
+    ctx = await parts.running()
+    await settling_then_stopped(parts, ctx, stop, Outcome(OutcomeKind.COMPLETED, "the answer"))
+    assert await parts.state(ctx) == (TaskStatus.COMPLETED, RunStatus.COMPLETED)
+    assert (await parts.events(ctx))[-2:] == [EventType.TASK_COMPLETED, EventType.DONE]
+
+
+async def test_a_run_stopped_for_an_outage_while_it_settles_is_kept_for_recovery(
+    parts: Parts,
+) -> None:
+    """The lease guard stops a run whose settling cannot finish (the store is away): the
+    settling is cut, and the run is kept for recovery (before, it was forgotten: it stayed
+    running, its lease renewed with the others', for good)."""
+    ctx = await parts.running()
+    await settling_then_stopped(
+        parts, ctx, "outage", Outcome(OutcomeKind.WAITING_INPUT, "which one?")
+    )
+    assert [r.run_id for r in parts.runs.outage_stops()] == [ctx.run.run_id]
+    assert await parts.settler.interrupt(ctx.run, OUTAGE)
+    assert await parts.state(ctx) == (TaskStatus.PENDING, RunStatus.INTERRUPTED)

@@ -134,13 +134,15 @@ class OnceTasks:
         except TransientAgentError as exc:
             if self._runs.stopping:
                 await self._attempts.until_stopped(ctx)
-            return await self._settler.transient_failure(ctx, str(exc))
+            return await self._settler.to_the_end(
+                ctx, self._settler.transient_failure(ctx, str(exc))
+            )
         except AgentError as exc:
             outcome = Outcome(OutcomeKind.FAILED, str(exc))
         except asyncio.CancelledError:
             await asyncio.shield(self._settler.stopped(ctx))
             raise
-        await self._settler.settle(ctx, outcome)
+        await self._settler.to_the_end(ctx, self._settler.settle(ctx, outcome))
         return None
 
     # -- a reply ------------------------------------------------------------------------
@@ -193,4 +195,4 @@ class OnceTasks:
             except asyncio.CancelledError:
                 await asyncio.shield(self._settler.stopped(ctx))
                 raise
-            await self._settler.settle(ctx, outcome)
+            await self._settler.to_the_end(ctx, self._settler.settle(ctx, outcome))

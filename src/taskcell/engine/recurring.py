@@ -157,7 +157,7 @@ class RecurringTasks:
                 except asyncio.CancelledError:
                     await asyncio.shield(self._settler.stopped(ctx))
                     raise
-                await self._finish(ctx, outcome)
+                await self._settler.to_the_end(ctx, self._finish(ctx, outcome))
 
     async def _finish(self, ctx: RunContext, outcome: Outcome) -> None:
         """Settle an occurrence: every write guarded by its run's fence (a run taken over

@@ -16,13 +16,14 @@ lease had lapsed, and is recovered once the store answers again
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from taskcell.abc import LeaseLost, Store
 from taskcell.agents.base import can_resume
@@ -47,6 +48,8 @@ from taskcell.metrics import RUNS
 from taskcell.outages import is_outage
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +138,37 @@ class RunSettler:
             yield
 
     # -- an attempt's outcome -------------------------------------------------------------
+
+    async def to_the_end(self, ctx: RunContext, settling: Awaitable[T]) -> T:
+        """Await a run's settling to its end even if the run is cancelled meanwhile (a user's
+        cancel, a stop), then let the cancellation go on.
+
+        Settling is a guarded write and the events that go with it: cut in between, the run
+        would stay open with no coroutine behind it (and its lease renewed with the others'),
+        or its task settled with no closing events (a stream that never ends). A settling
+        write that fails for an outage raises as before (:meth:`holding` recovers the run).
+        Cancelled because the store is unavailable (the lease guard), the settling is cut at
+        once, since it cannot finish anyway, and the run is recovered once the store answers
+        (:meth:`RunTable.stopped_for_outage`), as if its settling write had failed.
+        """
+        work = asyncio.ensure_future(settling)
+        cancelled = False
+        while True:
+            try:
+                result = await asyncio.shield(work)
+                break
+            except asyncio.CancelledError:
+                if work.done():
+                    raise  # cancelled from inside: nothing more to wait for
+                if self._runs.reason(ctx.task.task_id) == OUTAGE:
+                    work.cancel()
+                    await asyncio.gather(work, return_exceptions=True)
+                    self._runs.stopped_for_outage(ctx.run)
+                    raise
+                cancelled = True  # taken up once the settling is done
+        if cancelled:
+            raise asyncio.CancelledError
+        return result
 
     async def settle(self, ctx: RunContext, outcome: Outcome) -> None:
         """Settle a once task's attempt (or a reply's continuation) with its outcome."""
