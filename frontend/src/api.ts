@@ -66,6 +66,8 @@ export interface Run {
   status: string;
   error: string | null;
   result: string | null;
+  /** The process that closed the run for another (a recovery after a crash), else null. */
+  closed_by?: string | null;
 }
 
 export interface Agent {

@@ -1,6 +1,6 @@
 // Dates, durations and schedules in words, in the browser's time zone.
 
-import type { ScheduleConfig, Task } from "./api";
+import type { Run, ScheduleConfig, Task } from "./api";
 
 export const browserTimeZone = (): string => {
   try {
@@ -73,7 +73,11 @@ export function formatDuration(start: string | null, end: string | null): string
   const a = toDate(start);
   const b = toDate(end);
   if (!a || !b) return "—";
-  const ms = b.getTime() - a.getTime();
+  return formatMs(b.getTime() - a.getTime());
+}
+
+/** A duration in milliseconds in words: "850 ms", "12.5 s", "3 min 4 s". */
+export function formatMs(ms: number): string {
   if (ms < 1000) return `${ms} ms`;
   const s = ms / 1000;
   if (s < 60) return `${s.toFixed(1)} s`;
@@ -138,4 +142,18 @@ export function formatInZone(value: string | null | undefined, zone: string | nu
 /** A finished task's or run's duration, "—" while it goes on. */
 export function tookText(start: string | null, end: string | null): string {
   return start && end ? formatDuration(start, end) : "—";
+}
+
+/** The time a task spent running, in ms: the sum of its finished runs' own times. A run cut
+ * short by a crash or an outage is left out: another process closed it (`closed_by`) when it
+ * noticed, so its time would include the downtime. A run its own server closed as it stopped
+ * gracefully counts (it ended at the stop); runs still going do not. */
+export function runTimeMs(runs: readonly Pick<Run, "status" | "started_at" | "finished_at" | "closed_by">[]): number {
+  let total = 0;
+  for (const run of runs) {
+    if (!run.started_at || !run.finished_at) continue;
+    if (run.status === "interrupted" && run.closed_by) continue;
+    total += Math.max(0, Date.parse(run.finished_at) - Date.parse(run.started_at));
+  }
+  return total;
 }

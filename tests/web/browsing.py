@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from serving import reported_url
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
+WEB_TESTS = Path(__file__).resolve().parent
 SCREENSHOTS = ROOT / "test-output" / "screenshots"
 DIST_INDEX = ROOT / "src" / "taskcell" / "web" / "dist" / "index.html"
 CHROMIUM_ARGS = [
@@ -49,6 +50,8 @@ class Server:
     log: Path
     port: int = 0  # the first start picks one; a restart keeps it (the page reconnects there)
     api_keys: str = ""
+    #: Extra agents (TASKCELL_AGENTS); an entry may name a module of tests/web (``web_agents``).
+    agents: dict[str, dict[str, str]] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -61,6 +64,8 @@ class Server:
             "TASKCELL_DATABASE_URL": f"sqlite:///{self.db}",
             "TASKCELL_API_KEYS": self.api_keys,
             "TASKCELL_LOG_LEVEL": "WARNING",
+            "TASKCELL_AGENTS": json.dumps(self.agents),
+            "PYTHONPATH": os.pathsep.join([str(WEB_TESTS), os.environ.get("PYTHONPATH", "")]),
         }
         env.pop("TASKCELL_CONFIG", None)
         with self.log.open("ab") as out:
@@ -247,6 +252,21 @@ new PerformanceObserver((list) => {
   }
 }).observe({type: 'longtask', buffered: true});
 """
+
+
+#: Records the most DOM nodes the page held, after each batch of changes (MutationObserver).
+DOM_PEAK = """
+window.__domPeak = 0;
+new MutationObserver(() => {
+  window.__domPeak = Math.max(window.__domPeak, document.getElementsByTagName('*').length);
+}).observe(document, {childList: true, subtree: true});
+"""
+
+
+async def dom_peak(page: Page) -> int:
+    """The most DOM nodes the page held since it loaded (needs :data:`DOM_PEAK`)."""
+    peak: int = await page.evaluate("window.__domPeak")
+    return peak
 
 
 async def long_tasks_since(page: Page, start_ms: float) -> list[float]:

@@ -178,6 +178,50 @@ async def test_asker_task_is_answered_from_the_input_box(page: Page, server: Ser
     await shot(page, "10-asker-answered")
 
 
+#: Records each Notification the page makes (title, body, tag), and makes the page believe it
+#: is in a tab the person is not looking at (the page notifies only then).
+NOTIFICATIONS = """
+window.__notifications = [];
+const Real = window.Notification;
+class Recorded extends Real {
+  constructor(title, options) {
+    super(title, options);
+    window.__notifications.push({title, body: options?.body ?? '', tag: options?.tag ?? ''});
+  }
+}
+Object.defineProperty(Recorded, 'permission', {get: () => Real.permission});
+Recorded.requestPermission = (...args) => Real.requestPermission(...args);
+window.Notification = Recorded;
+document.hasFocus = () => false;
+"""
+
+
+async def test_a_question_notifies_when_notifications_are_allowed(
+    browser: Browser, server: Server
+) -> None:
+    context = await browser.new_context(viewport={"width": 1360, "height": 900})
+    await context.grant_permissions(["notifications"], origin=server.url)
+    await context.add_init_script(NOTIFICATIONS)
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        await page.goto(server.url + "/")
+        assert await page.evaluate("Notification.permission") == "granted"
+        await expect(page.get_by_test_id("notify-toggle")).to_have_count(0)  # nothing to ask
+        await fill_form(page, agent="asker", query="greet me", title="A greeting")
+        task_id = await create(page)
+        await expect(page.get_by_test_id("input-question")).to_contain_text("What is your name?")
+        await page.wait_for_function("window.__notifications.length > 0")
+        made = await page.evaluate("window.__notifications")
+        assert made == [
+            {"title": "A greeting asks", "body": "What is your name?", "tag": task_id}
+        ], f"the page made these notifications: {made}"
+    finally:
+        await context.close()
+    assert not errors, f"the page raised: {errors}"
+
+
 async def test_the_api_errors_show_next_to_their_fields(page: Page, server: Server) -> None:
     await fill_form(page, agent="echo", query="")
     await page.get_by_test_id("create-submit").click()

@@ -1,5 +1,6 @@
-"""The page under load, in Debian's Chromium: long streams (live, and 20,000 chunks at once), a
-recurring task with 2,000 runs, and a server killed mid-stream. The figures (DOM nodes, long
+"""The page under load, in Debian's Chromium: 20,000-chunk streams (watched live from an
+in-process agent, and arriving at once), a recurring task with 2,000 runs, and a server killed
+or stopped mid-stream. The figures (DOM nodes, long
 tasks, time to open) are written to ``test-output/perf/`` and printed; the DOM size and what the
 page loads are asserted (deterministic), not times (the suite runs beside other load)."""
 
@@ -17,11 +18,13 @@ import pytest
 from browsing import (
     CHROMIUM,
     DIST_INDEX,
+    DOM_PEAK,
     LONG_TASKS,
     ROOT,
     UI_TIMEOUT_MS,
     Server,
     dom_nodes,
+    dom_peak,
     long_tasks_since,
     merged_messages,
     page_messages,
@@ -42,16 +45,17 @@ expect.set_options(timeout=UI_TIMEOUT_MS)
 
 PERF = ROOT / "test-output" / "perf"
 CHUNKS = 20_000
-LIVE_CHUNKS = 2_000
 RUNS = 2_000
 NODE_LIMIT = 2_000
+#: An in-process agent that streams "tick 1 " ... "tick N " for "emit N updates", unpaced.
+AGENTS = {"ticks": {"entry": "web_agents:ticks"}}
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     assert DIST_INDEX.exists(), "the page is not built: run `npm ci && npm run build` in frontend/"
     folder = tmp_path_factory.mktemp("load")
-    made = Server(db=folder / "taskcell.db", log=folder / "serve.log")
+    made = Server(db=folder / "taskcell.db", log=folder / "serve.log", agents=AGENTS)
     made.start()
     try:
         yield made
@@ -63,6 +67,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 async def page(browser: Browser, site: Server) -> AsyncIterator[Page]:
     context = await browser.new_context(viewport={"width": 1440, "height": 900})
     await context.add_init_script(LONG_TASKS)
+    await context.add_init_script(DOM_PEAK)
     opened = await context.new_page()
     errors: list[str] = []
     opened.on("pageerror", lambda error: errors.append(str(error)))
@@ -79,11 +84,11 @@ def report(name: str, figures: dict[str, Any]) -> None:
     print(f"\n{name}: {json.dumps(figures)}")
 
 
-async def choose_slow(page: Page, site: Server, query: str) -> str:
+async def create_task(page: Page, site: Server, agent: str, query: str) -> str:
     await page.goto(f"{site.url}/#/new")
-    slow = page.get_by_test_id("agent-select").locator('option[value="slow"]')
-    await expect(slow).to_have_count(1)
-    await page.get_by_test_id("agent-select").select_option("slow")
+    option = page.get_by_test_id("agent-select").locator(f'option[value="{agent}"]')
+    await expect(option).to_have_count(1)
+    await page.get_by_test_id("agent-select").select_option(agent)
     await page.get_by_test_id("query-input").fill(query)
     await page.get_by_test_id("create-submit").click()
     view = page.get_by_test_id("task-view")
@@ -102,9 +107,9 @@ async def watch(page: Page, name: str, chunks: int, first_render: float) -> dict
     while await status.get_attribute("data-status") not in ("completed", "failed"):
         most = max(most, await dom_nodes(page))
         samples += 1
-        await page.wait_for_timeout(200)  # a sampling period, not a wait for the page
-        assert samples < 1000, "the stream did not end within 200 s"
-    most = max(most, await dom_nodes(page))
+        await page.wait_for_timeout(100)  # a sampling period, not a wait for the page
+        assert samples < 2000, "the stream did not end within 200 s"
+    most = max(most, await dom_nodes(page), await dom_peak(page))
     await expect(status).to_have_attribute("data-status", "completed")
     expected = sum(len(f"tick {n} ") for n in range(1, chunks + 1))
     await expect(answer).to_have_attribute("data-length", str(expected))
@@ -122,15 +127,32 @@ async def watch(page: Page, name: str, chunks: int, first_render: float) -> dict
     return figures
 
 
-async def test_a_stream_watched_live_keeps_the_page_small(page: Page, site: Server) -> None:
-    """Live, as the agent sends: the slow agent's fastest pace on this machine is a few
-    hundred chunks a second, so a live 20,000 would take minutes; LIVE_CHUNKS live here, and
-    the 20,000 arrive at once in the next test (harder on the page than live)."""
-    await choose_slow(page, site, f"emit {LIVE_CHUNKS} updates")
+#: Counts the lengths the agent's answer showed as it grew (how many renders the stream took).
+GROWTH = """() => {
+  window.__lengths = new Set();
+  new MutationObserver((changes) => {
+    for (const c of changes) window.__lengths.add(c.target.getAttribute('data-length'));
+  }).observe(document, {subtree: true, attributes: true, attributeFilter: ['data-length']});
+}"""
+
+
+async def test_a_20000_chunk_stream_watched_live_keeps_the_page_small(
+    page: Page, site: Server, tmp_path: Path
+) -> None:
+    """Live, as the agent sends: an in-process agent sends its first chunk, waits until the
+    page shows it, then yields the other 19,999 as fast as the engine stores them, and the page
+    follows. The DOM's peak is asserted; the longest task after the first render is reported
+    (the target is 200 ms), not asserted: the suite runs beside other load."""
+    gate = tmp_path / "flood"
+    await create_task(page, site, "ticks", f"emit {CHUNKS} updates after {gate}")
     answer = page.locator('[data-testid="message"][data-role="agent"]').first
-    await expect(answer).to_be_visible()
+    await expect(answer).to_have_attribute("data-length", str(len("tick 1 ")))
     first_render: float = await page.evaluate("performance.now()")
-    await watch(page, "stream-live", LIVE_CHUNKS, first_render)
+    await page.evaluate(GROWTH)
+    gate.touch()
+    figures = await watch(page, "stream-live-20000", CHUNKS, first_render)
+    figures["answer_lengths_shown"] = await page.evaluate("window.__lengths.size")
+    report("stream-live-20000", figures)
     await shot(page, "40-stream-live")
 
 
@@ -335,3 +357,101 @@ async def test_a_killed_server_shows_one_banner_then_the_stream_resumes_and_mark
     for _, text in expected:
         ticks = [int(n) for n in re.findall(r"tick (\d+)", text)]
         assert ticks == sorted(set(ticks)), f"a chunk repeats or is out of order: {text!r}"
+
+
+def ms_of(stamp: str) -> int:
+    """An API datetime in whole milliseconds since the epoch, as the page's Date.parse reads it."""
+    return (datetime.fromisoformat(stamp) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(
+        milliseconds=1
+    )
+
+
+def own_run_time(runs: list[dict[str, Any]]) -> int:
+    """What the task list must show as a task's time: its runs' own times, without a run that
+    another process closed after a crash (its end was noticed after the downtime)."""
+    return sum(
+        ms_of(r["finished_at"]) - ms_of(r["started_at"])
+        for r in runs
+        if r["started_at"]
+        and r["finished_at"]
+        and not (r["status"] == "interrupted" and r["closed_by"])
+    )
+
+
+async def test_the_list_times_a_task_cut_short_by_a_kill_without_the_downtime(
+    page: Page, site: Server
+) -> None:
+    task_id = await create_task(page, site, "slow", "stream for 3 seconds")
+    agent = page.locator('[data-testid="message"][data-role="agent"]')
+    await expect(agent.first).to_contain_text("tick 2 ")
+    site.kill()
+    await expect(page.get_by_test_id("offline-banner")).to_be_visible()
+    site.start()
+    status = page.get_by_test_id("task-status")
+    await expect(status).to_have_attribute("data-status", "completed", timeout=90_000)
+
+    task = site.api("GET", f"/tasks/{task_id}")
+    runs = site.api("GET", f"/tasks/{task_id}/runs")["items"]
+    assert [r["status"] for r in runs] == ["completed", "interrupted"], runs
+    ran = own_run_time(runs)
+    wall = ms_of(task["completed_at"]) - ms_of(task["started_at"])
+    assert ran < wall, f"the runs took {ran} ms of the task's {wall} ms: {runs}"
+    await page.goto(f"{site.url}/#/")
+    took = page.locator(f'[data-testid="task-row"][data-task-id="{task_id}"]').get_by_test_id(
+        "row-took"
+    )
+    await expect(took).to_have_attribute("data-ms", str(ran))
+    await shot(page, "44-list-after-kill")
+
+
+async def test_a_graceful_stop_is_not_blamed_on_the_agent(page: Page, site: Server) -> None:
+    """SIGTERM to `taskcell serve` mid-stream: a task on its last attempt fails, and says the
+    server stopped, not the agent; a task with attempts left carries on after the restart,
+    its cut run marked."""
+    last = site.api(
+        "POST",
+        "/tasks",
+        json={"query": "stream for 8 seconds", "agent_name": "slow", "max_attempts": 1},
+    )["task_id"]
+    again = site.api(
+        "POST", "/tasks", json={"query": "stream for 8 seconds", "agent_name": "slow"}
+    )["task_id"]
+    await page.goto(f"{site.url}/#/tasks/{last}")
+    agent = page.locator('[data-testid="message"][data-role="agent"]')
+    await expect(agent.first).to_contain_text("tick 2 ")
+
+    await asyncio.to_thread(site.stop)  # SIGTERM: the runs are closed as interrupted
+    await expect(page.get_by_test_id("offline-banner")).to_be_visible()
+    await asyncio.to_thread(site.start)
+    await expect(page.get_by_test_id("offline-banner")).to_have_count(0)
+
+    status = page.get_by_test_id("task-status")
+    await expect(status).to_have_attribute("data-status", "failed")
+    note = page.get_by_test_id("task-interrupted")
+    await expect(note).to_contain_text("server stopped")
+    await expect(note).to_contain_text("not the agent")
+    await expect(page.get_by_test_id("task-error")).to_have_count(0)
+    cut = page.get_by_test_id("run-interrupted")
+    await expect(cut).to_contain_text("not the agent")
+    await expect(cut).to_contain_text("last attempt")
+    await shot(page, "45-last-attempt-stopped")
+    runs = site.api("GET", f"/tasks/{last}/runs")["items"]
+    assert [(r["status"], r["closed_by"]) for r in runs] == [("interrupted", None)], runs
+
+    await page.goto(f"{site.url}/#/tasks/{again}")
+    await expect(status).to_have_attribute("data-status", "completed", timeout=90_000)
+    await expect(page.get_by_test_id("run-interrupted")).to_have_count(1)
+    await expect(cut).to_contain_text("went on when the server came back")
+    for blame in ("task-error", "task-warning", "task-interrupted"):
+        await expect(page.get_by_test_id(blame)).to_have_count(0)
+    await shot(page, "46-stopped-then-resumed")
+
+    # A graceful stop ends a run at the stop: its time counts in the list.
+    await page.goto(f"{site.url}/#/")
+    for task_id in (last, again):
+        ran = own_run_time(site.api("GET", f"/tasks/{task_id}/runs")["items"])
+        assert ran > 0
+        took = page.locator(f'[data-testid="task-row"][data-task-id="{task_id}"]').get_by_test_id(
+            "row-took"
+        )
+        await expect(took).to_have_attribute("data-ms", str(ran))

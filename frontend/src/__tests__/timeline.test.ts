@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { TaskEvent } from "../api";
+import { runTimeMs } from "../format";
 import { fromEvent, statusByEvents, TimelineModel, type MessageEntry, type ToolEntry } from "../timeline";
 
 let seq = 0;
@@ -105,5 +106,28 @@ describe("TimelineModel", () => {
     seq = 0;
     const model = fold([ev("task_failed", { run_id: "r1" }), ev("task_started", { run_id: "r2" })]);
     expect(statusByEvents(model)).toBeNull();
+  });
+});
+
+describe("runTimeMs", () => {
+  const run = (status: string, start: string, end: string, closedBy: string | null = null) => ({
+    status,
+    started_at: `2026-11-30T10:${start}Z`,
+    finished_at: `2026-11-30T10:${end}Z`,
+    closed_by: closedBy,
+  });
+
+  it("sums the runs' own times, without the downtime of a run recovered after a crash", () => {
+    const runs = [run("interrupted", "00:00", "05:00", "vm:2:b"), run("completed", "05:01", "05:03.5")];
+    expect(runTimeMs(runs)).toBe(2500);
+  });
+
+  it("counts a run its own server closed as it stopped gracefully", () => {
+    const runs = [run("interrupted", "00:00", "00:02"), run("completed", "03:00", "03:01")];
+    expect(runTimeMs(runs)).toBe(3000);
+  });
+
+  it("leaves out a run still going", () => {
+    expect(runTimeMs([{ status: "running", started_at: "2026-11-30T10:00:00Z", finished_at: null, closed_by: null }])).toBe(0);
   });
 });

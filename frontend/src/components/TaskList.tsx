@@ -1,6 +1,6 @@
 import { useEffect, useMemo, useState } from "react";
 import { api, ApiError, FINISHED_STATUSES, TASK_STATUSES, type Agent, type Task, type TaskFilters } from "../api";
-import { formatRelative, formatShort, patternText, statusLabel, tookText } from "../format";
+import { formatMs, formatRelative, formatShort, patternText, runTimeMs, statusLabel } from "../format";
 import { usePoll, useRefresh } from "../hooks";
 import { replaceRoute, taskHref, withParams, type Route } from "../route";
 import { StatusBadge } from "./StatusBadge";
@@ -16,6 +16,47 @@ const PAGE_SIZE = 25;
 /** A search looks through this many of the newest tasks (the API has no text search). */
 const SEARCH_DEPTH = 500;
 const FILTER_NAMES = ["status", "agent_name", "pattern"] as const;
+
+/** Run times (ms) of finished tasks, by id: a finished task's runs no longer change. */
+const runTimes = new Map<string, number>();
+
+/** Whether a finished task's wall time (started to completed) may hold more than its runs:
+ * a later attempt (after an interrupted or failed one) or a failure (its one run may have been
+ * cut short by a server stop). Its "took" is then the sum of its runs' own times. */
+function needsRuns(task: Task): boolean {
+  return task.pattern === "once" && FINISHED_STATUSES.has(task.status) && (task.attempt > 1 || task.status === "failed");
+}
+
+/** The time each listed task ran, in ms: the sum of its runs for the tasks that need it
+ * (fetched once each), else started to completed. */
+function useRunTimes(tasks: Task[] | null): Map<string, number> {
+  const [, setLoaded] = useState(0);
+  useEffect(() => {
+    const missing = (tasks ?? []).filter((t) => needsRuns(t) && !runTimes.has(t.task_id));
+    if (missing.length === 0) return;
+    const control = new AbortController();
+    void Promise.all(
+      missing.map(async (task) => {
+        try {
+          const page = await api.listRuns(task.task_id, null, control.signal);
+          runTimes.set(task.task_id, runTimeMs(page.items));
+        } catch {
+          /* shown as "—" until the next poll tries again */
+        }
+      }),
+    ).then(() => {
+      if (!control.signal.aborted) setLoaded((n) => n + 1);
+    });
+    return () => control.abort();
+  }, [tasks]);
+  const out = new Map<string, number>();
+  for (const task of tasks ?? []) {
+    if (!FINISHED_STATUSES.has(task.status) || !task.started_at || !task.completed_at) continue;
+    const ms = needsRuns(task) ? runTimes.get(task.task_id) : Date.parse(task.completed_at) - Date.parse(task.started_at);
+    if (ms !== undefined) out.set(task.task_id, ms);
+  }
+  return out;
+}
 
 function matches(task: Task, words: string[]): boolean {
   const hay = `${task.task_id} ${task.title} ${task.query} ${task.agent_name}`.toLowerCase();
@@ -56,6 +97,7 @@ export function TaskList({ agents, selectedId, route }: Props) {
   const wantedPage = Math.max(0, Number(params.get("page") ?? "1") - 1) || 0;
   const page = Math.min(wantedPage, cursors.length - 1);
   const filterKey = JSON.stringify(filters);
+  const took = useRunTimes(tasks);
 
   useEffect(() => setDraft(search), [search]);
   useEffect(() => {
@@ -306,7 +348,9 @@ export function TaskList({ agents, selectedId, route }: Props) {
                         next {formatRelative(task.next_run_at, now)}
                       </span>
                     ) : FINISHED_STATUSES.has(task.status) && task.started_at && task.completed_at ? (
-                      <span data-testid="row-took">took {tookText(task.started_at, task.completed_at)}</span>
+                      <span data-testid="row-took" data-ms={took.get(task.task_id) ?? ""}>
+                        took {took.has(task.task_id) ? formatMs(took.get(task.task_id)!) : "—"}
+                      </span>
                     ) : (
                       <span title={formatShort(task.created_at)}>created {formatRelative(task.created_at, now)}</span>
                     )}

@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { api, ApiError, FINISHED_STATUSES, type Run, type Task, type TaskEvent } from "../api";
-import { formatDateTime, formatDuration, formatInZone, formatRelative, patternText, statusLabel, tookText } from "../format";
+import { formatDateTime, formatInZone, formatMs, formatRelative, patternText, runTimeMs, statusLabel, tookText } from "../format";
 import { usePoll, useRefresh } from "../hooks";
 import { cloneHref, conversationHref, navigate, replaceRoute, taskHref } from "../route";
 import { fromEvent, statusByEvents, TimelineModel } from "../timeline";
@@ -79,6 +79,15 @@ function Fact({ label, children, testId }: { label: string; children: React.Reac
 function ErrorNote({ task, recurring }: { task: Task; recurring: boolean }) {
   const message = task.error_message;
   if (!message) return null;
+  const interrupted = /^interrupted\b/i.test(message);
+  if (task.status === "failed" && interrupted) {
+    return (
+      <div className="notice notice-warn" role="alert" data-testid="task-interrupted">
+        <strong>The server stopped while this task ran, on its last attempt</strong> (not the agent&apos;s doing), so it
+        was not tried again. Run it again to retry.
+      </div>
+    );
+  }
   if (task.status === "failed") {
     return (
       <div className="notice notice-error" role="alert" data-testid="task-error">
@@ -93,7 +102,7 @@ function ErrorNote({ task, recurring }: { task: Task; recurring: boolean }) {
       </p>
     );
   }
-  if (/^interrupted\b/i.test(message)) {
+  if (interrupted) {
     return (
       <p className="notice notice-quiet" data-testid="task-interrupted">
         The server stopped while this task ran (not the agent's doing).{" "}
@@ -444,11 +453,9 @@ export function TaskView({ taskId }: Props) {
   const hideKeys = waiting && question ? new Set([question.key]) : undefined;
   const started = (allRuns ?? []).some((r) => r.started_at) ? task.started_at : null;
   const zone = task.schedule_config?.timezone ?? null;
-  // A run cut short by a server stop: the task's time counts only its runs' own time.
-  const cutShort = (allRuns ?? []).some((r) => r.status === "interrupted");
-  const runTime = (allRuns ?? [])
-    .filter((r) => r.status !== "interrupted" && r.started_at && r.finished_at)
-    .reduce((sum, r) => sum + (Date.parse(r.finished_at!) - Date.parse(r.started_at!)), 0);
+  // A run cut short by a crash or an outage: the task's time counts only its runs' own time.
+  const cutShort = (allRuns ?? []).some((r) => r.status === "interrupted" && r.closed_by);
+  const runTime = runTimeMs(allRuns ?? []);
 
   return (
     <article className="task-view" data-testid="task-view" data-task-id={task.task_id} aria-labelledby="task-title">
@@ -484,7 +491,7 @@ export function TaskView({ taskId }: Props) {
             <Fact label="Took" testId="task-took">
               {cutShort ? (
                 <span title="The time of the runs, without the time the server was down">
-                  {formatDuration(new Date(0).toISOString(), new Date(runTime).toISOString())} running (the outage not counted)
+                  {formatMs(runTime)} running (the outage not counted)
                 </span>
               ) : (
                 tookText(started, task.completed_at)

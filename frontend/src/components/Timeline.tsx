@@ -194,13 +194,20 @@ const RunHeading = memo(function RunHeading({ group, run, task }: { group: Group
   );
 });
 
-function RunEnd({ run }: { run: Run }) {
+/** The mark under a run cut short: by a graceful stop (its own server closed it) or a crash
+ * or outage (another process closed it when it noticed), and what became of the task. */
+function RunEnd({ run, task }: { run: Run; task?: Task | null }) {
+  const lastAttempt = task?.pattern === "once" && task.status === "failed" && run.attempt >= task.max_attempts;
+  const when = run.finished_at ? (run.closed_by ? ` (noticed ${formatShort(run.finished_at)})` : ` (at ${formatShort(run.finished_at)})`) : "";
   return (
     <div className="run-end" data-testid="run-interrupted" role="note">
       <span aria-hidden="true">⚠ </span>
-      Interrupted: the server stopped while this run was going
-      {run.finished_at ? <> (noticed {formatShort(run.finished_at)})</> : null}. What it sent before is
-      above; the task went on {run.error?.includes("stopped") ? "when the server came back" : "afterwards"}.
+      Interrupted: the server stopped while this run was going{when}, not the agent. What it sent before is above;{" "}
+      {lastAttempt
+        ? "it was the last attempt, so the task stopped here."
+        : task?.pattern === "recurring"
+          ? "the schedule went on."
+          : "the task went on when the server came back."}
     </div>
   );
 }
@@ -226,7 +233,7 @@ function useViewRows(props: Props): ViewRow[] {
     const closeGroup = () => {
       const run = current?.runId ? runs?.get(current.runId) : undefined;
       if (run?.status === "interrupted") {
-        out.push({ key: `end:${run.run_id}`, className: "entry entry-run-end", render: () => <RunEnd run={run} /> });
+        out.push({ key: `end:${run.run_id}`, className: "entry entry-run-end", render: () => <RunEnd run={run} task={task} /> });
       }
     };
     for (const row of rows) {
