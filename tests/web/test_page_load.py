@@ -30,7 +30,7 @@ from browsing import (
     page_messages,
     shot,
 )
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Locator, Page, expect
 
 from taskcell.domain.models import Run, RunStatus, Task, TaskStatus
 from taskcell.engine.responses import ResponseFactory
@@ -359,6 +359,13 @@ async def test_a_killed_server_shows_one_banner_then_the_stream_resumes_and_mark
         assert ticks == sorted(set(ticks)), f"a chunk repeats or is out of order: {text!r}"
 
 
+def row_took(page: Page, task_id: str) -> Locator:
+    """The task list's "took" of a task."""
+    return page.locator(f'[data-testid="task-row"][data-task-id="{task_id}"]').get_by_test_id(
+        "row-took"
+    )
+
+
 def ms_of(stamp: str) -> int:
     """An API datetime in whole milliseconds since the epoch, as the page's Date.parse reads it."""
     return (datetime.fromisoformat(stamp) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(
@@ -397,10 +404,7 @@ async def test_the_list_times_a_task_cut_short_by_a_kill_without_the_downtime(
     wall = ms_of(task["completed_at"]) - ms_of(task["started_at"])
     assert ran < wall, f"the runs took {ran} ms of the task's {wall} ms: {runs}"
     await page.goto(f"{site.url}/#/")
-    took = page.locator(f'[data-testid="task-row"][data-task-id="{task_id}"]').get_by_test_id(
-        "row-took"
-    )
-    await expect(took).to_have_attribute("data-ms", str(ran))
+    await expect(row_took(page, task_id)).to_have_attribute("data-ms", str(ran))
     await shot(page, "44-list-after-kill")
 
 
@@ -445,13 +449,12 @@ async def test_a_graceful_stop_is_not_blamed_on_the_agent(page: Page, site: Serv
     for blame in ("task-error", "task-warning", "task-interrupted"):
         await expect(page.get_by_test_id(blame)).to_have_count(0)
     await shot(page, "46-stopped-then-resumed")
+    detail_took = (await page.get_by_test_id("task-took").inner_text()).strip()
 
     # A graceful stop ends a run at the stop: its time counts in the list.
     await page.goto(f"{site.url}/#/")
     for task_id in (last, again):
         ran = own_run_time(site.api("GET", f"/tasks/{task_id}/runs")["items"])
         assert ran > 0
-        took = page.locator(f'[data-testid="task-row"][data-task-id="{task_id}"]').get_by_test_id(
-            "row-took"
-        )
-        await expect(took).to_have_attribute("data-ms", str(ran))
+        await expect(row_took(page, task_id)).to_have_attribute("data-ms", str(ran))
+    await expect(row_took(page, again)).to_have_text(f"took {detail_took}")  # one figure

@@ -40,7 +40,7 @@ export function RunsTable({ runs, error, hasMore, onMore }: Props) {
                   <td data-label="Scheduled for">{formatShort(run.scheduled_for)}</td>
                   <td data-label="Started">{formatShort(run.started_at)}</td>
                   <td className="num" data-label="Took" data-testid="run-took">
-                    {run.status === "interrupted" ? (
+                    {run.status === "interrupted" && run.closed_by ? (
                       <span title="The server stopped during this run: its time includes the outage.">cut short</span>
                     ) : run.finished_at ? (
                       formatDuration(run.started_at, run.finished_at)

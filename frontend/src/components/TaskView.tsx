@@ -348,11 +348,15 @@ export function TaskView({ taskId }: Props) {
     document.title = `${waiting ? "(?) " : ""}${name} · ${statusLabel(status)} · taskcell`;
   }, [task, status, waiting]);
 
-  const questionSeq = question?.seq ?? -1;
+  // Each question notifies once, after the first commit that shows it with the task loaded (the
+  // stream may bring the question before the task): checked after every commit, as a question
+  // can come in a render whose effects keyed on it were seen not to run.
+  const notifiedSeq = useRef(-1);
   useEffect(() => {
-    if (task && question && questionSeq > answeredSeq) notifyQuestion(task, question.question);
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [questionSeq]);
+    if (!task || !question || question.seq <= answeredSeq || question.seq <= notifiedSeq.current) return;
+    notifiedSeq.current = question.seq;
+    notifyQuestion(task, question.question);
+  });
 
   const onTaskChanged = useCallback(
     (updated?: Task) => {
@@ -493,6 +497,8 @@ export function TaskView({ taskId }: Props) {
                 <span title="The time of the runs, without the time the server was down">
                   {formatMs(runTime)} running (the outage not counted)
                 </span>
+              ) : task.pattern === "once" && allRuns && allRuns.length > 0 ? (
+                formatMs(runTime)
               ) : (
                 tookText(started, task.completed_at)
               )}

@@ -182,7 +182,8 @@ const RunHeading = memo(function RunHeading({ group, run, task }: { group: Group
       ? `Attempt ${run.attempt}${task ? ` of ${task.max_attempts}` : ""}`
       : `Run of ${formatShort(run.scheduled_for ?? run.started_at)}`
     : "Run";
-  const interrupted = run?.status === "interrupted";
+  // A run closed by another process after a crash: its end was noticed after the downtime.
+  const interrupted = run?.status === "interrupted" && Boolean(run.closed_by);
   return (
     <div className="run-heading" data-testid="run-heading" data-run-id={group.runId ?? ""} data-status={run?.status ?? ""}>
       <span className="run-heading-label">{label}</span>
