@@ -21,7 +21,8 @@ Datetimes going in must be aware; datetimes coming out are aware and in UTC. No 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from bisect import bisect_right
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -54,6 +55,8 @@ MAX_CRON_CHARS = 200
 _SHAPE = re.compile(r"[0-9A-Za-z*/,#-]+(?: +[0-9A-Za-z*/,#-]+)*", re.ASCII)
 # A sure-to-exist reference moment for checking that an expression ever fires.
 _REFERENCE = datetime(2001, 1, 1, tzinfo=UTC)
+_ONE_SECOND = timedelta(seconds=1)
+_SAMPLE = timedelta(hours=3)
 
 
 class CronError(ValueError):
@@ -86,14 +89,10 @@ def cron_next(text: str, zone: ZoneInfo, after: datetime) -> datetime:
     if after.tzinfo is None:
         raise ValueError("after must be an aware datetime")
     start = after.astimezone(UTC)
-    # cronsim answers the first match strictly after its start, at whole seconds; a start
-    # with microseconds is floored by it, which is still "strictly after" at minute grain.
-    iterator = CronSim(fields, start.astimezone(zone))
     try:
-        while True:
-            found = next(iterator).astimezone(UTC)
-            if found > start:
-                return found
+        if _is_wall_clock(fields):
+            return _wall_clock_next(fields, zone, start)
+        return _elapsed_next(fields, zone, start)
     except StopIteration:
         raise CronError(f"cron {text!r} has no occurrence in the next 50 years") from None
 
@@ -103,6 +102,99 @@ def explain_cron(text: str) -> str:
     fields = _parsed(text)
     words = CronSim(fields, _REFERENCE).explain()
     return words[:1].lower() + words[1:]
+
+
+def _is_wall_clock(fields: str) -> bool:
+    """Whether both the minute and the hour field name values (no leading ``*``)."""
+    minute, hour = fields.split(" ", 2)[:2]
+    return not minute.startswith("*") and not hour.startswith("*")
+
+
+def _wall_clock_next(fields: str, zone: ZoneInfo, start: datetime) -> datetime:
+    """The first wall-clock fire time after ``start``.
+
+    cronsim walks wall times (naive, in calendar order) and resolves each: a skipped one to the
+    end of its gap, a repeated one to its first occurrence. Resolved instants never go down as
+    wall times go up, so the first one after ``start`` is the answer; the few wall times of a
+    repeated hour that already fired resolve to instants before ``start`` and are passed over.
+    """
+    # cronsim answers the first match strictly after its start, at whole seconds (it floors
+    # microseconds), which is still after ``start`` at minute grain.
+    iterator = CronSim(fields, start.astimezone(zone))
+    while True:
+        found = next(iterator).astimezone(UTC)
+        if found > start:
+            return found
+
+
+def _elapsed_next(fields: str, zone: ZoneInfo, start: datetime) -> datetime:
+    """The first real instant after ``start`` whose wall time in ``zone`` matches.
+
+    Between two changes of the zone's offset, wall time is UTC plus a fixed offset, so
+    cronsim's plain calendar walk (naive, no zone) finds the next match there exactly. When
+    that match lies past the next change, the search starts again at the change, under the
+    new offset, including the change's own instant.
+    """
+    probe, inclusive = start, False
+    while True:
+        offset = _offset(zone, probe)
+        wall = (probe + offset).replace(tzinfo=None)
+        if inclusive:
+            wall -= _ONE_SECOND  # cronsim answers strictly after its start
+        found = next(CronSim(fields, wall)).replace(tzinfo=UTC) - offset
+        change = _next_change(zone, probe, found)
+        if change is None:
+            return found
+        probe, inclusive = change, True
+
+
+def _offset(zone: ZoneInfo, instant: datetime) -> timedelta:
+    offset = instant.astimezone(zone).utcoffset()
+    assert offset is not None  # a ZoneInfo always has one
+    return offset
+
+
+def _next_change(zone: ZoneInfo, after: datetime, until: datetime) -> datetime | None:
+    """The first instant in ``(after, until]`` at which ``zone``'s UTC offset changes."""
+    for year in range(after.year, until.year + 1):
+        changes = _changes(zone, year)
+        index = bisect_right(changes, after)
+        if index < len(changes):
+            return changes[index] if changes[index] <= until else None
+    return None
+
+
+@lru_cache(maxsize=1024)
+def _changes(zone: ZoneInfo, year: int) -> tuple[datetime, ...]:
+    """The instants in UTC year ``year`` (and at its very end) where ``zone``'s offset changes.
+
+    zoneinfo does not list its transitions: the offset is sampled every three hours (no zone
+    changes twice within three hours) and each change is narrowed down to the second. Cached:
+    about 3,000 look-ups once per zone and year.
+    """
+    begin = datetime(year, 1, 1, tzinfo=UTC)
+    end = datetime(year + 1, 1, 1, tzinfo=UTC)
+    found: list[datetime] = []
+    low, low_offset = begin, _offset(zone, begin)
+    while low < end:
+        high = min(low + _SAMPLE, end)
+        high_offset = _offset(zone, high)
+        if high_offset != low_offset:
+            found.append(_change_between(zone, low, high, low_offset))
+        low, low_offset = high, high_offset
+    return tuple(found)
+
+
+def _change_between(zone: ZoneInfo, low: datetime, high: datetime, before: timedelta) -> datetime:
+    """The first second in ``(low, high]`` whose offset is not ``before`` (bisection)."""
+    lo, hi = 0, int((high - low).total_seconds())
+    while hi - lo > 1:
+        middle = (lo + hi) // 2
+        if _offset(zone, low + middle * _ONE_SECOND) == before:
+            lo = middle
+        else:
+            hi = middle
+    return low + hi * _ONE_SECOND
 
 
 @lru_cache(maxsize=4096)
@@ -133,10 +225,14 @@ def _parsed(text: str) -> str:
     fields = " ".join(parts)
     try:
         next(CronSim(fields, _REFERENCE))
-    except CronSimError as exc:
-        raise CronError(f"cron {text!r} can never fire ({exc})") from None
+    except CronSimError:  # each field is good alone: the days fall in none of the months
+        raise CronError(
+            f"cron field 3 (day-of-month) {parts[2]!r} falls in none of the months of field 4"
+            f" ({parts[3]!r}): the cron can never fire",
+            3,
+        ) from None
     except StopIteration:
-        raise CronError(f"cron {text!r} can never fire") from None
+        raise CronError("the cron can never fire") from None
     return fields
 
 
