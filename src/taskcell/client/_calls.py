@@ -160,6 +160,13 @@ def runs(task_id: str, *, limit: int | None = None, cursor: str | None = None) -
     return Call("GET", path, _run_page, params=params, idempotent=True, about_task=True)
 
 
+def upcoming(task_id: str, *, count: int | None = None) -> Call[Any]:
+    """``GET /tasks/{id}/upcoming``: the next fire times, as the server's JSON."""
+    params = {"count": count} if count is not None else {}
+    path = task_path(task_id, "upcoming")
+    return Call("GET", path, lambda data: data, params=params, idempotent=True, about_task=True)
+
+
 def agents() -> Call[list[Agent]]:
     return Call("GET", "/agents", _agents, idempotent=True)
 
