@@ -387,7 +387,7 @@ def oracle(fields: Fields, zone_name: str, start: int, minutes: int) -> list[int
     return found
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(
     fields=cron_fields(),
     zone=st.sampled_from(ORACLE_ZONES),
