@@ -20,6 +20,7 @@ Datetimes going in must be aware; datetimes coming out are aware and in UTC. No 
 
 from __future__ import annotations
 
+import copy
 import re
 from bisect import bisect_right
 from datetime import UTC, datetime, timedelta
@@ -120,7 +121,7 @@ def _wall_clock_next(fields: str, zone: ZoneInfo, start: datetime) -> datetime:
     """
     # cronsim answers the first match strictly after its start, at whole seconds (it floors
     # microseconds), which is still after ``start`` at minute grain.
-    iterator = CronSim(fields, start.astimezone(zone))
+    iterator = _walk(fields, start.astimezone(zone).replace(tzinfo=None), zone)
     while True:
         found = next(iterator).astimezone(UTC)
         if found > start:
@@ -141,11 +142,32 @@ def _elapsed_next(fields: str, zone: ZoneInfo, start: datetime) -> datetime:
         wall = (probe + offset).replace(tzinfo=None)
         if inclusive:
             wall -= _ONE_SECOND  # cronsim answers strictly after its start
-        found = next(CronSim(fields, wall)).replace(tzinfo=UTC) - offset
+        found = next(_walk(fields, wall)).replace(tzinfo=UTC) - offset
         change = _next_change(zone, probe, found)
         if change is None:
             return found
         probe, inclusive = change, True
+
+
+def _walk(fields: str, wall: datetime, zone: ZoneInfo | None = None) -> CronSim:
+    """A cronsim walk from naive wall time ``wall``: in ``zone``'s wall clock (gaps resolved to
+    their end, repeats to their first instant) when given, else plain calendar time.
+
+    Equivalent to ``CronSim(fields, wall.replace(tzinfo=zone))`` for a five-field expression,
+    but copies a walker parsed once per expression: parsing is half of a fresh walker's cost.
+    It sets the walker's public start attributes as cronsim's constructor does (the version is
+    pinned below 3 in pyproject.toml; the fire-time tables and the oracle property check it).
+    """
+    walker = copy.copy(_parsed_walker(fields))
+    walker.dt = wall.replace(microsecond=0)
+    walker.fixup_tz = zone
+    return walker
+
+
+@lru_cache(maxsize=4096)
+def _parsed_walker(fields: str) -> CronSim:
+    """A walker of ``fields`` from a fixed start, kept to be copied (never advanced itself)."""
+    return CronSim(fields, _REFERENCE.replace(tzinfo=None))
 
 
 def _offset(zone: ZoneInfo, instant: datetime) -> timedelta:
