@@ -92,7 +92,7 @@ class CliClient:
 
     def upcoming(self, task_id: str, *, count: int | None = None) -> JsonObject:
         """GET /tasks/{id}/upcoming: ``{"timezone", "schedule", "paused", "items"}``."""
-        result: JsonObject = self._send(_calls.upcoming(task_id, count=count))
+        result: JsonObject = self._send(_calls.upcoming_json(task_id, count=count))
         return result
 
     def action(self, task_id: str, name: str, body: JsonObject | None = None) -> JsonObject:
