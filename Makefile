@@ -48,13 +48,14 @@ lint: $(STAMP)
 # Each benchmark writes its rows for the closing table to $(BENCH_OUT); one that fails (cluster.py
 # needs PostgreSQL) leaves a gap in the table rather than stopping the others.
 BENCH_OUT := test-output/bench
-BENCHES := lifecycle events schedule sse cluster stall
+BENCHES := lifecycle events schedule cron sse cluster stall
 
 bench: $(STAMP)
 	rm -rf $(BENCH_OUT) && mkdir -p $(BENCH_OUT)
 	-$(BIN)/python bench/lifecycle.py --json $(BENCH_OUT)/lifecycle.json
 	-$(BIN)/python bench/events.py --json $(BENCH_OUT)/events.json
 	-$(BIN)/python bench/schedule.py --json $(BENCH_OUT)/schedule.json
+	-$(BIN)/python bench/cron.py --json $(BENCH_OUT)/cron.json
 	-$(BIN)/python bench/sse.py --json $(BENCH_OUT)/sse.json
 	-$(BIN)/python bench/cluster.py --json $(BENCH_OUT)/cluster.json
 	-$(BIN)/python bench/stall.py --json $(BENCH_OUT)/stall.json

@@ -29,6 +29,7 @@ export type Pattern = "once" | "recurring";
 export interface ScheduleConfig {
   interval_minutes?: number | null;
   daily_time?: string | null;
+  cron?: string | null;
   timezone?: string | null;
 }
 

@@ -95,6 +95,7 @@ export function scheduleText(config: ScheduleConfig | null | undefined): string 
     return n === 1 ? "every minute" : `every ${n} minutes`;
   }
   if (config.daily_time) return `daily at ${config.daily_time}${zone}`;
+  if (config.cron) return `cron ${config.cron}${zone}`;
   return "";
 }
 

@@ -245,7 +245,7 @@ def test_create_refuses_every_and_daily_together(runner: CliRunner) -> None:
     args = ["tasks", "create", "x", "--agent", "echo", "--every", "5", "--daily", "09:00"]
     result = runner.invoke(app, args)
     assert result.exit_code == 2
-    assert "give one of --every and --daily" in result.output
+    assert "give only one of --every, --daily and --cron" in result.output
 
 
 def test_list_shows_a_table_and_follows_the_cursor_with_all(

@@ -57,3 +57,25 @@ def test_status_of_a_server_that_is_not_there(runner: CliRunner) -> None:
     result = runner.invoke(app, ["status", "--url", "http://127.0.0.1:9"])
     assert result.exit_code == 1
     assert "127.0.0.1:9" in result.output
+
+
+def test_create_a_cron_task_and_show_its_next_fires(runner: CliRunner, tmp_path: Path) -> None:
+    with served(tmp_path) as url:
+        args = ["tasks", "create", "standup", "--agent", "echo", "--no-run-now", "--url", url]
+        cron = ["--cron", "30 9 * * MON-FRI", "--tz", "Europe/Berlin"]
+        created = runner.invoke(app, [*args, *cron])
+        assert created.exit_code == 0, created.output
+        assert "cron 30 9 * * MON-FRI Europe/Berlin" in created.output
+        task_id = created.output.split("created task ", 1)[1].split(" ", 1)[0]
+
+        shown = runner.invoke(app, ["tasks", "show", task_id, "--url", url])
+        assert shown.exit_code == 0, shown.output
+        assert "next fires · at 09:30 on Monday through Friday (Europe/Berlin)" in shown.output
+        fire_lines = [line for line in shown.output.splitlines() if " 09:30 +0" in line]
+        assert len(fire_lines) == 5, shown.output
+        assert all(line.split()[0] in {"Mon", "Tue", "Wed", "Thu", "Fri"} for line in fire_lines)
+
+        bad = runner.invoke(app, [*args, "--cron", "0 9 * * MON-FRX"])
+        assert bad.exit_code == 1, bad.output
+        assert "schedule_config.cron" in bad.output
+        assert "cron field 5 (day-of-week) 'MON-FRX' is not valid" in bad.output

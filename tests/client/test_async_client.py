@@ -32,6 +32,9 @@ async def test_the_async_client_end_to_end(server: LiveServer) -> None:
         )
         assert (await alice.tasks.pause(recurring.task_id)).paused
         assert not (await alice.tasks.resume(recurring.task_id)).paused
+        upcoming = await alice.tasks.upcoming(recurring.task_id, count=2)
+        gap = upcoming.items[1].at - upcoming.items[0].at
+        assert gap.total_seconds() == 300, upcoming  # every 5 minutes
         assert (await alice.tasks.run_now(recurring.task_id)).task_id == recurring.task_id
         assert (await alice.tasks.cancel(recurring.task_id)).success
         with pytest.raises(Conflict):

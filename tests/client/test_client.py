@@ -72,6 +72,9 @@ def test_a_recurring_task_is_paused_resumed_run_and_cancelled(alice: Client) -> 
     assert task.pattern.value == "recurring" and task.schedule_config == schedule
     assert alice.tasks.pause(task.task_id).paused is True
     assert alice.tasks.resume(task.task_id).paused is False
+    upcoming = alice.tasks.upcoming(task.task_id, count=3)
+    assert upcoming.timezone == "Asia/Tokyo" and len(upcoming.items) == 3, upcoming
+    assert [fire.local.strftime("%H:%M") for fire in upcoming.items] == ["07:30"] * 3
 
     run = alice.tasks.run_now(task.task_id)
     assert run.task_id == task.task_id and run.status.value == "running"
@@ -145,7 +148,7 @@ def test_every_error_answer_is_its_own_exception(server: LiveServer, alice: Clie
 
     once = alice.tasks.create("a b", agent="echo")
     list(alice.watch(once.task_id))
-    for act in (alice.tasks.cancel, alice.tasks.pause, alice.tasks.run_now):
+    for act in (alice.tasks.cancel, alice.tasks.pause, alice.tasks.run_now, alice.tasks.upcoming):
         with pytest.raises(Conflict) as conflict:
             act(once.task_id)
         assert conflict.value.code == 409

@@ -57,11 +57,18 @@ def test_bad_intervals_name_the_field(value: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "schedule", [{"interval_minutes": 5, "daily_time": "09:00"}, {}, {"timezone": "UTC"}]
+    "schedule",
+    [
+        {"interval_minutes": 5, "daily_time": "09:00"},
+        {"interval_minutes": 5, "cron": "0 9 * * *"},
+        {"daily_time": "09:00", "cron": "0 9 * * *"},
+        {},
+        {"timezone": "UTC"},
+    ],
 )
-def test_both_or_neither_schedule_field_is_refused(schedule: dict[str, Any]) -> None:
+def test_two_or_no_schedule_kinds_are_refused(schedule: dict[str, Any]) -> None:
     assert recurring(**schedule) == [
-        ("schedule_config", "exactly one of interval_minutes and daily_time must be set")
+        ("schedule_config", "exactly one of interval_minutes, daily_time and cron must be set")
     ]
 
 

@@ -30,6 +30,7 @@ class Sched:
     interval_minutes: int | None = None
     daily_time: str | None = None
     timezone: str | None = None
+    cron: str | None = None
 
 
 def utc(

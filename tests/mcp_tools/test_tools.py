@@ -24,6 +24,7 @@ TOOLS = {
     "pause_task",
     "resume_task",
     "run_task_now",
+    "upcoming_runs",
     "answer_task",
     "list_agents",
 }
@@ -39,7 +40,8 @@ async def test_the_tools_are_listed_with_schemas_a_model_can_use(session: Sessio
     create = next(tool for tool in listed if tool.name == "create_task")
     properties = create.input_schema["properties"]
     assert create.input_schema["required"] == ["query", "agent"]
-    assert properties["pattern"]["enum"] == ["once", "interval", "daily"]
+    assert properties["pattern"]["enum"] == ["once", "interval", "daily", "cron"]
+    assert "0 9 * * MON-FRI" in properties["cron"]["examples"]
     assert "minutes" in properties["interval_minutes"]["description"]
     assert "HH:MM" in properties["daily_time"]["description"]
     assert "Europe/Berlin" in properties["timezone"]["examples"]
@@ -109,6 +111,25 @@ async def test_every_tool_and_the_task_resource(session: Session, server: LiveSe
         cancelled = await call(client, "cancel_task", {"task_id": recurring})
         assert cancelled == {"task_id": recurring, "cancelled": True}
 
+        weekdays = await call(
+            client,
+            "create_task",
+            {
+                "query": "what time is it?",
+                "agent": "clock",
+                "pattern": "cron",
+                "cron": "0 9 * * MON-FRI",
+                "timezone": "Europe/Berlin",
+                "run_immediately": False,
+            },
+        )
+        upcoming = await call(client, "upcoming_runs", {"task_id": weekdays["task_id"], "count": 3})
+        assert upcoming["timezone"] == "Europe/Berlin", upcoming
+        assert len(upcoming["items"]) == 3, upcoming
+        for fire in upcoming["items"]:
+            assert fire["local"][11:16] == "09:00", fire  # 09:00 on the wall clock in Berlin
+        await call(client, "cancel_task", {"task_id": weekdays["task_id"]})
+
         asking = await call(client, "create_task", {"query": "hi", "agent": "asker"})
         await asked(server_url, asking["task_id"])
         answered = await call(client, "answer_task", {"task_id": asking["task_id"], "text": "Ada"})
@@ -126,6 +147,9 @@ async def test_every_tool_and_the_task_resource(session: Session, server: LiveSe
         ({"pattern": "interval", "interval_minutes": "soon"}, "interval_minutes"),
         ({"pattern": "interval"}, "interval_minutes"),
         ({"pattern": "weekly"}, "pattern"),
+        ({"pattern": "cron", "cron": "0 9 * * MON-FRX"}, "cron"),
+        ({"pattern": "cron"}, "cron"),
+        ({"pattern": "daily", "daily_time": "09:00", "cron": "@daily"}, "cron"),
         ({"agent": "nobody"}, "agent"),
     ],
 )

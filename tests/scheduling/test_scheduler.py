@@ -96,6 +96,43 @@ async def test_a_restart_before_the_next_occurrence_adds_no_run(engines: EngineF
         assert await fired_at(engine, task.task_id) == [START, START + timedelta(minutes=60)]
 
 
+async def test_a_cron_task_fires_through_the_scheduler_across_a_fall_back(
+    engines: EngineFactory,
+) -> None:
+    # Europe/Berlin, 25 October 2026: 03:00 CEST becomes 02:00 CET at 01:00Z. A wall-clock
+    # "30 2 * * *" fires once, at 02:30 CEST (00:30Z); "*/30 * * * *" every real half hour.
+    begin = datetime(2026, 10, 24, 23, 50, tzinfo=UTC)
+    with time_machine.travel(begin, tick=False) as clock:
+        engine = await engines()
+        wall = await engine.submit(
+            recurring(cron="30 2 * * *", timezone="Europe/Berlin"), run_immediately=False
+        )
+        elapsed = await engine.submit(
+            recurring(cron="*/30 * * * *", timezone="Europe/Berlin"), run_immediately=False
+        )
+        for _ in range(200):
+            upcoming = [
+                (await engine.service.require_task(t.task_id)).next_run_at for t in (wall, elapsed)
+            ]
+            due = min(u for u in upcoming if u is not None)
+            if due > datetime(2026, 10, 26, 2, 0, tzinfo=UTC):
+                break
+            clock.move_to(due)
+            assert await engine.scheduler.fire_due() >= 1
+            await engine.wait_idle()
+        wall_fires = await fired_at(engine, wall.task_id)
+        assert wall_fires == [
+            datetime(2026, 10, 25, 0, 30, tzinfo=UTC),
+            datetime(2026, 10, 26, 1, 30, tzinfo=UTC),
+        ], wall_fires
+        half_hours = await fired_at(engine, elapsed.task_id)
+        assert half_hours[:7] == [
+            datetime(2026, 10, 25, 0, 0, tzinfo=UTC) + k * timedelta(minutes=30) for k in range(7)
+        ], half_hours[:7]
+        assert len(half_hours) == len(set(half_hours)) == 53, len(half_hours)  # 26 h + 1
+        assert "at 02:30 every day (Europe/Berlin)" in json.dumps(await controller(engine, wall))
+
+
 DST_CASES = {
     # A daily 02:30 task in New York across 2026-03-08 (02:30 does not exist: 03:00 EDT).
     "America/New_York spring": (

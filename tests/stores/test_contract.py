@@ -56,6 +56,22 @@ async def test_round_trip_keeps_every_field(store: TaskStore) -> None:
     assert loaded.next_run_at.utcoffset() == timedelta(0)
 
 
+async def test_a_cron_schedule_round_trips(store: TaskStore) -> None:
+    schedule = ScheduleConfig(cron="*/15 8-18 * * MON-FRI", timezone="Australia/Lord_Howe")
+    task = Task(
+        task_id="t-cron",
+        query="standup",
+        agent_name="clock",
+        status=TaskStatus.RUNNING,
+        pattern=TaskPattern.RECURRING,
+        schedule_config=schedule,
+        next_run_at=datetime(2026, 11, 30, 21, 15, tzinfo=UTC),
+    )
+    await store.save(task)
+    loaded = await store.load(task.task_id)
+    assert loaded is not None and loaded.schedule_config == schedule, loaded
+
+
 async def test_datetimes_with_other_offsets_come_back_in_utc(store: TaskStore) -> None:
     plus_two = timezone(timedelta(hours=2))
     task = make_task(created_at=datetime(2026, 6, 1, 14, 0, tzinfo=plus_two))

@@ -157,6 +157,7 @@ async def fill_form(
     title: str = "",
     interval: int | None = None,
     timezone: str | None = None,
+    cron: str | None = None,
 ) -> None:
     await page.goto(page.url.split("#")[0] + "#/new")
     await expect(
@@ -166,11 +167,14 @@ async def fill_form(
     await page.get_by_test_id("query-input").fill(query)
     if title:
         await page.get_by_test_id("title-input").fill(title)
-    if interval is not None or timezone is not None:
+    if interval is not None or timezone is not None or cron is not None:
         await page.get_by_test_id("pattern-recurring").check()
         if interval is not None:
             await page.get_by_test_id("schedule-interval").check()
             await page.get_by_test_id("interval-input").fill(str(interval))
+        if cron is not None:
+            await page.get_by_test_id("schedule-cron").check()
+            await page.get_by_test_id("cron-input").fill(cron)
         if timezone is not None:
             await page.get_by_test_id("timezone-input").fill(timezone)
 

@@ -245,6 +245,25 @@ async def test_the_api_errors_show_next_to_their_fields(page: Page, server: Serv
     await expect(page.get_by_test_id("task-view")).to_have_count(0)
 
 
+async def test_a_cron_task_is_made_from_the_form_and_said_in_words(
+    page: Page, server: Server
+) -> None:
+    await fill_form(
+        page, agent="clock", query="standup", cron="0 9 * * MON-FRX", timezone="Europe/Berlin"
+    )
+    await page.get_by_test_id("create-submit").click()
+    cron_error = page.get_by_test_id("field-error-schedule_config.cron")
+    await expect(cron_error).to_contain_text("cron field 5 (day-of-week) 'MON-FRX' is not valid")
+    assert server.api("GET", "/tasks")["items"] == []
+
+    await page.get_by_test_id("cron-input").fill("0 9 * * MON-FRI")
+    task_id = await create(page)
+    controller = page.get_by_test_id("controller")
+    await expect(controller).to_contain_text("at 09:00 on Monday through Friday (Europe/Berlin)")
+    schedule = server.api("GET", f"/tasks/{task_id}")["schedule_config"]
+    assert schedule["cron"] == "0 9 * * MON-FRI" and schedule["timezone"] == "Europe/Berlin"
+
+
 async def test_the_stream_resumes_after_a_restart_without_loss_or_repeat(
     page: Page, server: Server
 ) -> None:

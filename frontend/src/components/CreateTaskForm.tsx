@@ -17,6 +17,7 @@ type Errors = Record<string, string>;
 const FIELDS = [
   "schedule_config.interval_minutes",
   "schedule_config.daily_time",
+  "schedule_config.cron",
   "schedule_config.timezone",
   "schedule_config",
   "run_immediately",
@@ -30,6 +31,7 @@ const FIELDS = [
 const FIELD_ALIASES: [RegExp, string][] = [
   [/\binterval_minutes\b|\binterval\b/i, "schedule_config.interval_minutes"],
   [/\bdaily_time\b|\bdaily time\b/i, "schedule_config.daily_time"],
+  [/\bcron\b/i, "schedule_config.cron"],
   [/\btimezone\b|\btime zone\b/i, "schedule_config.timezone"],
   [/\bmax_attempts\b/i, "max_attempts"],
   [/\bagent_name\b|\bagent\b/i, "agent_name"],
@@ -133,9 +135,10 @@ export function CreateTaskForm({ agents, agentsError, cloneOf }: Props) {
   const [query, setQuery] = useState("");
   const [title, setTitle] = useState("");
   const [pattern, setPattern] = useState<"once" | "recurring">("once");
-  const [scheduleKind, setScheduleKind] = useState<"interval" | "daily">("interval");
+  const [scheduleKind, setScheduleKind] = useState<"interval" | "daily" | "cron">("interval");
   const [interval, setIntervalText] = useState("60");
   const [dailyTime, setDailyTime] = useState("09:00");
+  const [cron, setCron] = useState("0 9 * * MON-FRI");
   const [timezone, setTimezone] = useState(browserTimeZone);
   const [runImmediately, setRunImmediately] = useState(true);
   const [maxAttempts, setMaxAttempts] = useState("3");
@@ -166,6 +169,9 @@ export function CreateTaskForm({ agents, agentsError, cloneOf }: Props) {
         } else if (schedule?.daily_time) {
           setScheduleKind("daily");
           setDailyTime(schedule.daily_time);
+        } else if (schedule?.cron) {
+          setScheduleKind("cron");
+          setCron(schedule.cron);
         }
         if (schedule?.timezone) setTimezone(schedule.timezone);
         setCloneNote(`A copy of “${task.title || task.query.slice(0, 60)}”: change what you need, then create it.`);
@@ -200,10 +206,13 @@ export function CreateTaskForm({ agents, agentsError, cloneOf }: Props) {
     const attempts = Number(maxAttempts);
     if (maxAttempts.trim() && Number.isFinite(attempts)) body.max_attempts = attempts;
     if (pattern === "recurring") {
+      const zone = timezone.trim() || null;
       body.schedule_config =
         scheduleKind === "interval"
-          ? { interval_minutes: interval.trim() === "" ? null : Number(interval), timezone: timezone.trim() || null }
-          : { daily_time: dailyTime, timezone: timezone.trim() || null };
+          ? { interval_minutes: interval.trim() === "" ? null : Number(interval), timezone: zone }
+          : scheduleKind === "daily"
+            ? { daily_time: dailyTime, timezone: zone }
+            : { cron: cron.trim(), timezone: zone };
       body.run_immediately = runImmediately;
     }
     setBusy(true);
@@ -399,6 +408,41 @@ export function CreateTaskForm({ agents, agentsError, cloneOf }: Props) {
             />
           </div>
           <FieldError field="schedule_config.daily_time" errors={errors} />
+          <div className="schedule-row">
+            <label className="inline">
+              <input
+                type="radio"
+                name={id("kind")}
+                checked={scheduleKind === "cron"}
+                onChange={() => setScheduleKind("cron")}
+                data-testid="schedule-cron"
+              />
+              <span>Cron</span>
+            </label>
+            <input
+              id={id("schedule_config.cron")}
+              type="text"
+              value={cron}
+              autoComplete="off"
+              spellCheck={false}
+              disabled={scheduleKind !== "cron"}
+              onChange={(e) => {
+                setCron(e.target.value);
+                clear("schedule_config.cron");
+              }}
+              aria-label="Cron expression (minute hour day month weekday)"
+              aria-invalid={!!errors["schedule_config.cron"]}
+              aria-describedby={describedBy("schedule_config.cron", errors, `${uid}-cron-hint`)}
+              data-testid="cron-input"
+            />
+          </div>
+          {scheduleKind === "cron" && (
+            <p className="hint" id={`${uid}-cron-hint`}>
+              Five fields: minute, hour, day of month, month, day of week (“0 9 * * MON-FRI”), or
+              @hourly, @daily, @weekly, @monthly, @yearly.
+            </p>
+          )}
+          <FieldError field="schedule_config.cron" errors={errors} />
           <div className="field nested">
             <label htmlFor={id("schedule_config.timezone")}>Time zone</label>
             <input

@@ -1,9 +1,11 @@
-"""/api/v1/tasks: create, list, read, cancel, pause, resume, run now, answer, delete."""
+"""/api/v1/tasks: create, list, read, cancel, pause, resume, run now, answer, delete, and the
+upcoming fire times of a schedule."""
 
 from __future__ import annotations
 
 import json
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, Response
@@ -17,12 +19,15 @@ from taskcell.api.envelope import ApiError, Envelope, ErrorEnvelope, ok
 from taskcell.api.schemas import (
     CancelOut,
     DeleteOut,
+    FireTime,
     InputIn,
     RunPage,
     TaskCreate,
     TaskPage,
+    UpcomingOut,
 )
 from taskcell.domain.models import MAX_QUERY_CHARS, Run, Task, TaskPattern
+from taskcell.domain.schedule import describe, resolve_zone_name
 from taskcell.domain.state_machine import TaskConflict, TaskStatus
 from taskcell.engine.engine import Engine
 from taskcell.stores.cursor import bind_cursor, unbind_cursor
@@ -34,6 +39,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 router = APIRouter(prefix="/api/v1", tags=["tasks"], responses=ERRORS, route_class=JsonBodyRoute)
 
 _TASK_LIST = TypeAdapter(list[Task])
+#: The most fire times ``GET /tasks/{id}/upcoming`` lists at once.
+MAX_UPCOMING = 100
 
 CallerDep = Annotated[Caller, Depends(caller)]
 EngineDep = Annotated[Engine, Depends(engine_of)]
@@ -196,6 +203,34 @@ async def run_task_now(task_id: TaskIdPath, who: CallerDep, engine: EngineDep) -
     await visible_task(engine, who, task_id)
     run = await engine.run_now(task_id)
     return ok(run.model_dump(mode="json"))
+
+
+@router.get("/tasks/{task_id}/upcoming", response_model=Envelope[UpcomingOut])
+async def upcoming_fires(
+    task_id: TaskIdPath,
+    who: CallerDep,
+    engine: EngineDep,
+    count: Annotated[int, Query(ge=1, le=MAX_UPCOMING)] = 5,
+) -> JSONResponse:
+    """The next ``count`` fire times of a recurring task, in UTC and in its schedule's zone."""
+    task = await visible_task(engine, who, task_id)
+    times = engine.upcoming(task, count)
+    schedule = task.schedule_config
+    zone_name = (schedule.timezone if schedule else None) or engine.default_zone
+    try:  # a finished task's stored schedule is not checked by ``upcoming``
+        words = describe(schedule, engine.default_zone) if schedule else ""
+        zone = ZoneInfo(resolve_zone_name(zone_name))
+    except ValueError as exc:
+        message = f"task {task.task_id}'s stored schedule cannot be used ({exc})"
+        raise TaskConflict(task.task_id, message) from exc
+    body = UpcomingOut(
+        task_id=task.task_id,
+        timezone=zone_name,
+        schedule=words,
+        paused=task.paused,
+        items=[FireTime(at=at, local=at.astimezone(zone)) for at in times],
+    )
+    return ok(body.model_dump(mode="json"))
 
 
 @router.post("/tasks/{task_id}/input", response_model=Envelope[Task])

@@ -20,6 +20,7 @@ class ScheduleIn(BaseModel):
 
     interval_minutes: WholeNumber | None = None
     daily_time: SafeText | None = None
+    cron: SafeText | None = None
     timezone: SafeText | None = None
 
 
@@ -74,6 +75,23 @@ class CancelOut(BaseModel):
     task_id: str
     success: bool
     updated_component_ids: list[str]
+
+
+class FireTime(BaseModel):
+    #: The fire time in UTC.
+    at: datetime
+    #: The same instant in the schedule's zone, with its offset ("2026-03-29T03:00:00+02:00").
+    local: datetime
+
+
+class UpcomingOut(BaseModel):
+    task_id: str
+    #: The zone of ``local`` (the schedule's, or the server's for an interval without one).
+    timezone: str
+    #: In words ("at 09:00 on Monday through Friday (Europe/Berlin)").
+    schedule: str
+    paused: bool
+    items: list[FireTime]
 
 
 class DeleteOut(BaseModel):

@@ -90,6 +90,11 @@ class CliClient:
         result: JsonObject = self._send(_calls.runs(task_id, limit=limit))
         return result
 
+    def upcoming(self, task_id: str, *, count: int | None = None) -> JsonObject:
+        """GET /tasks/{id}/upcoming: ``{"timezone", "schedule", "paused", "items"}``."""
+        result: JsonObject = self._send(_calls.upcoming_json(task_id, count=count))
+        return result
+
     def action(self, task_id: str, name: str, body: JsonObject | None = None) -> JsonObject:
         """POST /tasks/{id}/{name}: cancel, pause, resume, run, input."""
         actions: dict[str, Callable[[], Call[Any]]] = {

@@ -88,7 +88,8 @@ def when(value: Any) -> str:
 
 
 def schedule_text(config: Any) -> str:
-    """A task's ``schedule_config`` in words ("every 5 min", "daily 09:00 Europe/Paris")."""
+    """A task's ``schedule_config`` in short ("every 5 min", "daily 09:00 Europe/Paris",
+    "cron 0 9 * * MON-FRI Europe/Berlin")."""
     if not isinstance(config, dict):
         return "-"
     zone = config.get("timezone")
@@ -97,4 +98,6 @@ def schedule_text(config: Any) -> str:
         return f"every {config['interval_minutes']} min"
     if config.get("daily_time"):
         return f"daily {config['daily_time']}{suffix}"
+    if config.get("cron"):
+        return f"cron {config['cron']}{suffix}"
     return "-"

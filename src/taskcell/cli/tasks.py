@@ -6,6 +6,7 @@ import json
 from typing import Annotated, Any
 
 import typer
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
@@ -15,6 +16,7 @@ from taskcell.cli.common import (
     KeyOption,
     UrlOption,
     console,
+    parse_time,
     schedule_text,
     short_id,
     status_text,
@@ -23,6 +25,9 @@ from taskcell.cli.common import (
 )
 from taskcell.cli.follow import watch as follow_task
 from taskcell.client import ApiError, TaskNotFound
+
+#: How many upcoming fire times ``tasks show`` prints.
+UPCOMING_SHOWN = 5
 
 app = typer.Typer(help="Create, list, watch and act on tasks.", no_args_is_help=True)
 
@@ -50,15 +55,19 @@ def resolve_id(client: CliClient, ref: str) -> str:
     return found[0]
 
 
-def schedule_body(every: int | None, daily: str | None, tz: str | None) -> JsonObject | None:
-    """The ``schedule_config`` for ``--every``/``--daily``/``--tz`` (None for a once task)."""
-    if every is not None and daily is not None:
-        raise typer.BadParameter("give one of --every and --daily, not both")
-    if every is None and daily is None:
+def schedule_body(
+    every: int | None, daily: str | None, tz: str | None, cron: str | None = None
+) -> JsonObject | None:
+    """The ``schedule_config`` for ``--every``/``--daily``/``--cron``/``--tz`` (None for a once
+    task)."""
+    options = (("--every", every), ("--daily", daily), ("--cron", cron))  # at most one
+    if sum(value is not None for _, value in options) > 1:
+        raise typer.BadParameter("give only one of --every, --daily and --cron")
+    if every is None and daily is None and cron is None:
         if tz is not None:
-            raise typer.BadParameter("--tz needs --daily or --every")
+            raise typer.BadParameter("--tz needs --daily, --cron or --every")
         return None
-    return {"interval_minutes": every, "daily_time": daily, "timezone": tz}
+    return {"interval_minutes": every, "daily_time": daily, "cron": cron, "timezone": tz}
 
 
 def _finish_exit(status: str | None) -> None:
@@ -89,8 +98,16 @@ def create(
     daily: Annotated[
         str | None, typer.Option(help="Recurring: run daily at HH:MM.", metavar="HH:MM")
     ] = None,
+    cron: Annotated[
+        str | None,
+        typer.Option(
+            help="Recurring: run on a cron expression ('0 9 * * MON-FRI', '@hourly').",
+            metavar="EXPR",
+        ),
+    ] = None,
     tz: Annotated[
-        str | None, typer.Option(help="Time zone of --daily (IANA name).", metavar="ZONE")
+        str | None,
+        typer.Option(help="Time zone of --daily or --cron (IANA name).", metavar="ZONE"),
     ] = None,
     no_run_now: Annotated[
         bool, typer.Option("--no-run-now", help="Recurring: wait for the first occurrence.")
@@ -103,7 +120,7 @@ def create(
     key: KeyOption = None,
 ) -> None:
     """Create a task and queue it to run."""
-    schedule = schedule_body(every, daily, tz)
+    schedule = schedule_body(every, daily, tz, cron)
     body: JsonObject = {"query": query, "agent_name": agent}
     optional = {"title": title, "conversation_id": conversation, "max_attempts": max_attempts}
     body.update({k: v for k, v in optional.items() if v is not None})
@@ -247,13 +264,41 @@ def show(task_id: TaskId, url: UrlOption = DEFAULT_URL, key: KeyOption = None) -
         full = resolve_id(client, task_id)
         task = client.get_task(full)
         runs = list(client.list_runs(full).get("items") or [])
+        upcoming = _upcoming(client, task)
     console.print(task_grid(task))
+    if upcoming is not None:
+        console.print()
+        console.print(upcoming)
     console.print()
     if runs:
         console.print(Text("runs", style="bold"))
         console.print(runs_table(runs))
     else:
         console.print("no runs yet", style="dim")
+
+
+def _upcoming(client: CliClient, task: JsonObject) -> Group | None:
+    """The next fire times of a live recurring task, in its zone and UTC (None otherwise)."""
+    if task.get("pattern") != "recurring" or task.get("status") != "running":
+        return None
+    data = client.upcoming(str(task["task_id"]), count=UPCOMING_SHOWN)
+    return upcoming_table(data)
+
+
+def upcoming_table(data: JsonObject) -> Group:
+    """``GET /upcoming``'s answer: the schedule in words, then one fire time a row."""
+    paused = " (paused: these fire once resumed)" if data.get("paused") else ""
+    heading = Text("next fires", style="bold").append(f" · {data.get('schedule', '')}{paused}")
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column(str(data.get("timezone") or "local"), no_wrap=True)
+    table.add_column("UTC", no_wrap=True)
+    for item in data.get("items") or []:
+        local, utc = parse_time(item.get("local")), parse_time(item.get("at"))
+        table.add_row(
+            local.strftime("%a %Y-%m-%d %H:%M %z") if local else "-",
+            utc.strftime("%Y-%m-%d %H:%M") if utc else "-",
+        )
+    return Group(heading, table)
 
 
 @app.command("watch")

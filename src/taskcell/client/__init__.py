@@ -28,12 +28,14 @@ from taskcell.client.models import (
     CancelResult,
     ConversationItem,
     DeleteResult,
+    FireTime,
     Health,
     Page,
     Run,
     ScheduleConfig,
     Task,
     TaskEvent,
+    Upcoming,
 )
 from taskcell.client.sync import Client
 
@@ -48,6 +50,7 @@ __all__ = [
     "ConversationItem",
     "DeleteResult",
     "FieldError",
+    "FireTime",
     "Forbidden",
     "Health",
     "NotFound",
@@ -62,5 +65,6 @@ __all__ = [
     "TaskNotFound",
     "TaskcellError",
     "Unauthorized",
+    "Upcoming",
     "ValidationFailed",
 ]

@@ -19,6 +19,7 @@ from taskcell.client.models import (
     Run,
     ScheduleConfig,
     Task,
+    Upcoming,
 )
 
 Schedule = ScheduleConfig | Mapping[str, Any]
@@ -158,6 +159,22 @@ def runs(task_id: str, *, limit: int | None = None, cursor: str | None = None) -
     params = {"limit": limit, "cursor": cursor}
     path = task_path(task_id, "runs")
     return Call("GET", path, _run_page, params=params, idempotent=True, about_task=True)
+
+
+def upcoming_json(task_id: str, *, count: int | None = None) -> Call[Any]:
+    """``GET /tasks/{id}/upcoming``: the next fire times, as the server's JSON (the CLI's)."""
+    params = {"count": count} if count is not None else {}
+    path = task_path(task_id, "upcoming")
+    return Call("GET", path, lambda data: data, params=params, idempotent=True, about_task=True)
+
+
+def upcoming(task_id: str, *, count: int | None = None) -> Call[Upcoming]:
+    """``GET /tasks/{id}/upcoming``: the next fire times of a recurring task."""
+    params = {"count": count} if count is not None else {}
+    path = task_path(task_id, "upcoming")
+    return Call(
+        "GET", path, Upcoming.model_validate, params=params, idempotent=True, about_task=True
+    )
 
 
 def agents() -> Call[list[Agent]]:

@@ -50,6 +50,7 @@ from taskcell.client.models import (
     Run,
     Task,
     TaskEvent,
+    Upcoming,
 )
 from taskcell.client.sync import (
     DEFAULT_RECONNECT_FOR,
@@ -380,6 +381,10 @@ class AsyncTasks:
     async def run_now(self, task_id: str) -> Run:
         """``POST /tasks/{id}/run``."""
         return await self._client.send(_calls.run_now(task_id))
+
+    async def upcoming(self, task_id: str, *, count: int | None = None) -> Upcoming:
+        """``GET /tasks/{id}/upcoming``: the next ``count`` (1 to 100, default 5) fire times."""
+        return await self._client.send(_calls.upcoming(task_id, count=count))
 
     async def answer(self, task_id: str, text: str) -> Task:
         """``POST /tasks/{id}/input``."""

@@ -15,7 +15,16 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from taskcell.api.schemas import AgentOut, CancelOut, DeleteOut, HealthOut, ItemOut, ProcessOut
+from taskcell.api.schemas import (
+    AgentOut,
+    CancelOut,
+    DeleteOut,
+    FireTime,
+    HealthOut,
+    ItemOut,
+    ProcessOut,
+    UpcomingOut,
+)
 from taskcell.domain.events import EventType
 from taskcell.domain.models import Run as _Run
 from taskcell.domain.models import RunStatus, ScheduleConfig, TaskPattern
@@ -30,6 +39,7 @@ __all__ = [
     "DeleteResult",
     "EventData",
     "EventType",
+    "FireTime",
     "Health",
     "Page",
     "Process",
@@ -40,6 +50,7 @@ __all__ = [
     "TaskEvent",
     "TaskPattern",
     "TaskStatus",
+    "Upcoming",
 ]
 
 Agent = AgentOut
@@ -48,6 +59,8 @@ DeleteResult = DeleteOut
 ConversationItem = ItemOut
 Health = HealthOut
 Process = ProcessOut
+#: ``GET /tasks/{id}/upcoming``: the schedule in words, its zone, and the next fire times.
+Upcoming = UpcomingOut
 
 
 class Task(_Task):

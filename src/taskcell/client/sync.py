@@ -48,6 +48,7 @@ from taskcell.client.models import (
     Run,
     Task,
     TaskEvent,
+    Upcoming,
 )
 
 T = TypeVar("T")
@@ -402,6 +403,11 @@ class Tasks:
     def run_now(self, task_id: str) -> Run:
         """``POST /tasks/{id}/run``: one extra run of a recurring task now."""
         return self._client.send(_calls.run_now(task_id))
+
+    def upcoming(self, task_id: str, *, count: int | None = None) -> Upcoming:
+        """``GET /tasks/{id}/upcoming``: the next ``count`` (1 to 100, default 5) fire times of
+        a recurring task, in UTC and in its schedule's zone. A once task is a ``Conflict``."""
+        return self._client.send(_calls.upcoming(task_id, count=count))
 
     def answer(self, task_id: str, text: str) -> Task:
         """``POST /tasks/{id}/input``: answer the question of a task that is ``waiting_input``."""

@@ -26,6 +26,7 @@ from pydantic_core import PydanticCustomError
 
 from taskcell.domain.clock import NaiveDatetime, as_utc
 from taskcell.domain.clock import utcnow as utcnow  # re-exported: where callers import it
+from taskcell.domain.cron import CronError, check_cron
 from taskcell.domain.schedule import is_valid_zone, parse_daily_time
 from taskcell.domain.state_machine import (
     FINAL_STATUSES,
@@ -116,17 +117,20 @@ OPEN_RUN_STATUSES: frozenset[RunStatus] = frozenset(
 
 
 class ScheduleConfig(BaseModel):
-    """When a recurring task fires: every ``interval_minutes``, or daily at ``daily_time``.
+    """When a recurring task fires: every ``interval_minutes``, daily at ``daily_time``, or
+    on a ``cron`` expression.
 
-    ``daily_time`` is a wall-clock "HH:MM" in ``timezone`` (an IANA name; None means the
-    server's zone, resolved to a name when the task is created). Exactly one of
-    ``interval_minutes`` and ``daily_time`` is set.
+    ``daily_time`` is a wall-clock "HH:MM" and ``cron`` five cron fields ("0 9 * * MON-FRI")
+    or an alias ("@hourly", "@daily", "@weekly", "@monthly", "@yearly"), both read in
+    ``timezone`` (an IANA name; None means the server's zone, resolved to a name when the
+    task is created). Exactly one of ``interval_minutes``, ``daily_time`` and ``cron`` is set.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     interval_minutes: int | None = None
     daily_time: str | None = None
+    cron: str | None = None
     timezone: str | None = None
 
     @field_validator("interval_minutes")
@@ -152,6 +156,18 @@ class ScheduleConfig(BaseModel):
             raise PydanticCustomError("daily_time", str(exc)) from None
         return value
 
+    @field_validator("cron")
+    @classmethod
+    def _check_cron(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        check_text(value)
+        try:
+            check_cron(value)  # the scheduler's own parser: what is stored, it can use
+        except CronError as exc:
+            raise PydanticCustomError("cron", str(exc)) from None
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _check_timezone(cls, value: str | None) -> str | None:
@@ -164,9 +180,10 @@ class ScheduleConfig(BaseModel):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ScheduleConfig:
-        if (self.interval_minutes is None) == (self.daily_time is None):
+        kinds = (self.interval_minutes, self.daily_time, self.cron)
+        if sum(kind is not None for kind in kinds) != 1:
             raise PydanticCustomError(
-                "schedule", "exactly one of interval_minutes and daily_time must be set"
+                "schedule", "exactly one of interval_minutes, daily_time and cron must be set"
             )
         return self
 

@@ -1,6 +1,6 @@
 """Schedule arithmetic for recurring tasks: pure functions over aware datetimes.
 
-Two kinds of schedule exist (see docs/architecture.md, fixed behaviours 4 and 5):
+Three kinds of schedule exist (see docs/architecture.md, fixed behaviours 4 and 5):
 
 * **Interval** (``interval_minutes``): anchored on the grid of scheduled times.
   The next occurrence is the previous *scheduled* time plus a whole number of
@@ -10,6 +10,11 @@ Two kinds of schedule exist (see docs/architecture.md, fixed behaviours 4 and 5)
   that day (spring forward) fires at the first valid instant after it (the end
   of the gap); a wall time that occurs twice (fall back) fires once, at the
   first occurrence.
+* **Cron** (``cron`` "0 9 * * MON-FRI" or an alias such as "@daily"): five cron fields read in
+  an IANA zone, through :mod:`taskcell.domain.cron`. Wall-clock expressions (minute and hour
+  fields name values) follow the daily rules above; expressions with ``*`` at the start of
+  the minute or hour field fire on real elapsed time (twice through a repeated hour, never
+  for a skipped wall time).
 
 Every datetime that goes in must be aware (``ValueError`` otherwise); every
 datetime that comes out is aware and in UTC. A time zone only appears inside
@@ -31,8 +36,10 @@ from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from taskcell.domain.clock import as_utc
+from taskcell.domain.cron import cron_next, explain_cron
 
 __all__ = [
+    "MAX_COUNTED_CRON_MISSES",
     "ScheduleLike",
     "describe",
     "is_valid_zone",
@@ -40,6 +47,7 @@ __all__ = [
     "next_fire_time",
     "parse_daily_time",
     "resolve_zone_name",
+    "upcoming_fires",
 ]
 
 _ONE_DAY = timedelta(days=1)
@@ -47,6 +55,8 @@ _ONE_SECOND = timedelta(seconds=1)
 _MINUTES_PER_HOUR = 60
 _MINUTES_PER_DAY = 1440
 # Keys ZoneInfo may load from a system zoneinfo directory that are not zone names.
+#: ``missed_occurrences`` counts a cron schedule's misses one by one, up to this many.
+MAX_COUNTED_CRON_MISSES = 1000
 _NOT_ZONE_NAMES = frozenset({"localtime", "posixrules", "Factory"})
 # "HH:MM", ASCII digits only, matched in full (no trailing newline, no full-width digits).
 _HHMM = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])", re.ASCII)
@@ -55,9 +65,10 @@ _HHMM = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])", re.ASCII)
 class ScheduleLike(Protocol):
     """What schedule arithmetic reads from a schedule configuration.
 
-    Exactly one of ``interval_minutes`` (a positive number of minutes) and
-    ``daily_time`` ("HH:MM", 00:00..23:59) is set. ``timezone`` is an IANA zone
-    name used for ``daily_time``; ``None`` means the caller's default zone.
+    Exactly one of ``interval_minutes`` (a positive number of minutes),
+    ``daily_time`` ("HH:MM", 00:00..23:59) and ``cron`` (five cron fields or an
+    alias) is set. ``timezone`` is an IANA zone name used for ``daily_time`` and
+    ``cron``; ``None`` means the caller's default zone.
     """
 
     @property
@@ -65,6 +76,9 @@ class ScheduleLike(Protocol):
 
     @property
     def daily_time(self) -> str | None: ...
+
+    @property
+    def cron(self) -> str | None: ...
 
     @property
     def timezone(self) -> str | None: ...
@@ -93,9 +107,12 @@ def next_fire_time(
       ``default_zone`` when it has none) strictly after ``now``, and also
       strictly after ``previous`` when given, so an occurrence never repeats even
       if the clock stepped back.
+    * Cron: the first fire time (see :mod:`taskcell.domain.cron` for the
+      daylight-saving rules) strictly after ``now`` and after ``previous``.
 
     Raises ``ValueError`` for a naive ``now`` or ``previous``, an unknown zone,
-    or a schedule that does not set exactly one of interval and daily time.
+    a bad cron expression, or a schedule that does not set exactly one of
+    interval, daily time and cron.
     """
     now_utc = as_utc(now, "now")
     prev_utc = None if previous is None else as_utc(previous, "previous")
@@ -104,8 +121,10 @@ def next_fire_time(
         if prev_utc is None:
             return now_utc + interval
         return prev_utc + _intervals_up_to(prev_utc, now_utc, interval, at_least=1) * interval
-    wall, zone = _daily(schedule, default_zone)
     after = now_utc if prev_utc is None else max(now_utc, prev_utc)
+    if schedule.cron is not None:
+        return cron_next(schedule.cron, _zone(schedule, default_zone), after)
+    wall, zone = _daily(schedule, default_zone)
     return _occurrence(_first_day_after(after, wall, zone), wall, zone)
 
 
@@ -121,8 +140,10 @@ def missed_occurrences(
     ``previous`` is the last scheduled occurrence that was served. For an
     interval the occurrences are ``previous + k * interval`` (``k >= 1``); for a
     daily time they are the daily occurrences as :func:`next_fire_time` defines
-    them. Returns 0 when ``now <= previous``. Constant time for both kinds (no
-    loop per occurrence), so years of downtime cost nothing.
+    them. Returns 0 when ``now <= previous``. Constant time for intervals and
+    daily times (no loop per occurrence), so years of downtime cost nothing; a
+    cron schedule's misses are counted one by one, up to
+    :data:`MAX_COUNTED_CRON_MISSES` (the answer for more).
 
     Raises ``ValueError`` as :func:`next_fire_time` does.
     """
@@ -131,9 +152,18 @@ def missed_occurrences(
     interval = _interval(schedule)
     if interval is not None:
         return _intervals_up_to(prev_utc, now_utc, interval, at_least=0)
-    wall, zone = _daily(schedule, default_zone)
     if now_utc <= prev_utc:
         return 0
+    if schedule.cron is not None:
+        zone = _zone(schedule, default_zone)
+        count, moment = 0, prev_utc
+        while count < MAX_COUNTED_CRON_MISSES:
+            moment = cron_next(schedule.cron, zone, moment)
+            if moment > now_utc:
+                break
+            count += 1
+        return count
+    wall, zone = _daily(schedule, default_zone)
     # Occurrences strictly increase from day to day, so the occurrences in
     # (previous, now] are exactly the days from first-after(previous) up to,
     # not including, first-after(now).
@@ -148,7 +178,8 @@ def describe(schedule: ScheduleLike, default_zone: str = "UTC") -> str:
     Intervals: "every minute", "every 5 minutes", "every hour", "every 2 hours"
     (whole hours), "every day", "every 3 days" (whole days). Daily times:
     "daily at 09:00 (Europe/Berlin)", naming ``default_zone`` when the schedule
-    has no zone. Raises ``ValueError`` for an invalid schedule.
+    has no zone. Cron: the expression in words and its zone, "at 09:00 on Monday
+    through Friday (Europe/Berlin)". Raises ``ValueError`` for an invalid schedule.
     """
     interval = _interval(schedule)
     if interval is not None:
@@ -158,8 +189,28 @@ def describe(schedule: ScheduleLike, default_zone: str = "UTC") -> str:
         if minutes % _MINUTES_PER_HOUR == 0:
             return _every(minutes // _MINUTES_PER_HOUR, "hour")
         return _every(minutes, "minute")
+    if schedule.cron is not None:
+        return f"{explain_cron(schedule.cron)} ({_zone(schedule, default_zone).key})"
     wall, zone = _daily(schedule, default_zone)
     return f"daily at {wall:%H:%M} ({zone.key})"
+
+
+def upcoming_fires(
+    schedule: ScheduleLike, *, first: datetime, count: int, default_zone: str = "UTC"
+) -> list[datetime]:
+    """Return ``count`` fire times in UTC: ``first`` (the armed next time), then each next one.
+
+    Each time after ``first`` is :func:`next_fire_time` with the one before it as both
+    ``previous`` and ``now``, so the list is what the scheduler will fire if nothing is
+    missed. Raises ``ValueError`` as :func:`next_fire_time` does, and for ``count < 1``.
+    """
+    if count < 1:
+        raise ValueError("count must be at least 1")
+    times = [as_utc(first, "first")]
+    while len(times) < count:
+        last = times[-1]
+        times.append(next_fire_time(schedule, now=last, previous=last, default_zone=default_zone))
+    return times
 
 
 def is_valid_zone(name: str | None) -> bool:
@@ -217,15 +268,15 @@ def resolve_zone_name(name: str | None) -> str:
 
 
 def _interval(schedule: ScheduleLike) -> timedelta | None:
-    """Return the schedule's interval, ``None`` for a daily schedule.
+    """Return the schedule's interval, ``None`` for a daily or cron schedule.
 
-    ``ValueError`` unless exactly one of interval and daily time is set, or if
-    the interval is not a positive whole number of minutes.
+    ``ValueError`` unless exactly one of interval, daily time and cron is set, or
+    if the interval is not a positive whole number of minutes.
     """
     minutes = schedule.interval_minutes
-    has_daily = schedule.daily_time is not None
-    if (minutes is None) == (not has_daily):
-        raise ValueError("a schedule needs exactly one of interval_minutes and daily_time")
+    kinds = (minutes, schedule.daily_time, schedule.cron)
+    if sum(kind is not None for kind in kinds) != 1:
+        raise ValueError("a schedule needs exactly one of interval_minutes, daily_time and cron")
     if minutes is None:
         return None
     if isinstance(minutes, bool) or not isinstance(minutes, int) or minutes < 1:
@@ -238,9 +289,12 @@ def _daily(schedule: ScheduleLike, default_zone: str) -> tuple[time, ZoneInfo]:
     text = schedule.daily_time
     if text is None:
         raise ValueError("the schedule has no daily_time")
-    wall = parse_daily_time(text)
-    zone_name = resolve_zone_name(schedule.timezone or default_zone)
-    return wall, ZoneInfo(zone_name)
+    return parse_daily_time(text), _zone(schedule, default_zone)
+
+
+def _zone(schedule: ScheduleLike, default_zone: str) -> ZoneInfo:
+    """Return the schedule's zone (``default_zone`` when it has none); ``ValueError`` if bad."""
+    return ZoneInfo(resolve_zone_name(schedule.timezone or default_zone))
 
 
 def _intervals_up_to(start: datetime, end: datetime, interval: timedelta, *, at_least: int) -> int:

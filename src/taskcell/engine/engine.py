@@ -17,7 +17,7 @@ import os
 import secrets
 import socket
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from taskcell.abc import Page, Store, TaskFilter
 from taskcell.agents.base import AgentInfo
@@ -274,6 +274,11 @@ class Engine:
 
     async def run_now(self, task_id: str) -> Run:
         return await self._recurring.run_now(task_id)
+
+    def upcoming(self, task: Task, count: int) -> list[datetime]:
+        """The next ``count`` fire times of recurring ``task`` in UTC (see
+        :meth:`RecurringTasks.upcoming`); 409 errors for a once task or an unusable schedule."""
+        return self._recurring.upcoming(task, count)
 
     async def execute_plan(self, plan: ExecutionPlan) -> PlanResult:
         """Run an execution plan (see :mod:`taskcell.engine.plan`)."""

@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from taskcell.abc import Store
-from taskcell.domain.models import Run, RunStatus, ScheduleConfig, Task, TaskPattern, new_id, utcnow
-from taskcell.domain.schedule import next_fire_time
+from taskcell.domain.models import Run, RunStatus, Task, TaskPattern, new_id, utcnow
+from taskcell.domain.schedule import next_fire_time, upcoming_fires
 from taskcell.domain.state_machine import InvalidTransition, TaskConflict, TaskStatus
 from taskcell.engine.attempts import Attempts
 from taskcell.engine.controllers import Controllers
@@ -53,9 +53,9 @@ class RunInProgress(TaskConflict):
 class UnusableSchedule(TaskConflict):
     """Resuming a task whose stored schedule cannot be used (the API answers 409)."""
 
-    def __init__(self, task: Task, error: Exception) -> None:
+    def __init__(self, task: Task, error: Exception, action: str = "be resumed") -> None:
         message = (
-            f"task {task.task_id} cannot be resumed: its stored schedule cannot be used ({error})"
+            f"task {task.task_id} cannot {action}: its stored schedule cannot be used ({error})"
         )
         super().__init__(task.task_id, message)
 
@@ -116,8 +116,9 @@ class RecurringTasks:
         schedule = task.schedule_config
         assert schedule is not None  # the model guarantees it for recurring tasks
         zone = self._default_zone
-        if schedule.daily_time is not None and schedule.timezone is None:
-            task.schedule_config = ScheduleConfig(daily_time=schedule.daily_time, timezone=zone)
+        if schedule.interval_minutes is None and schedule.timezone is None:
+            # A wall-clock schedule (daily time or cron) keeps the zone it was created in.
+            task.schedule_config = schedule.model_copy(update={"timezone": zone})
         now = utcnow()
         task.status, task.started_at = TaskStatus.RUNNING, now
         task.next_run_at = (
@@ -211,6 +212,35 @@ class RecurringTasks:
         if task.status is not TaskStatus.RUNNING:
             raise InvalidTransition(task_id, task.status, TaskStatus.RUNNING)
         return task
+
+    def upcoming(self, task: Task, count: int, *, now: datetime | None = None) -> list[datetime]:
+        """The next ``count`` fire times of a recurring task, in UTC (empty once it has ended).
+
+        They start at the armed ``next_run_at``; for a paused task, or one whose armed time
+        has passed, at the time a resume at ``now`` would arm. Raises :class:`NotRecurring`
+        for a once task, :class:`UnusableSchedule` for a schedule that cannot be used.
+        """
+        if task.pattern is not TaskPattern.RECURRING:
+            raise NotRecurring(task, "list upcoming fire times")
+        if task.status is not TaskStatus.RUNNING or task.next_run_at is None:
+            return []
+        if task.schedule_config is None:  # a stored schedule that could not be read
+            raise UnusableSchedule(task, ValueError("no readable schedule"), "list its fire times")
+        moment = now or utcnow()
+        first = task.next_run_at
+        try:
+            if task.paused or first <= moment:
+                first = next_fire_time(
+                    task.schedule_config,
+                    now=moment,
+                    previous=first,
+                    default_zone=self._default_zone,
+                )
+            return upcoming_fires(
+                task.schedule_config, first=first, count=count, default_zone=self._default_zone
+            )
+        except (ValueError, LookupError, TypeError) as exc:
+            raise UnusableSchedule(task, exc, "list its fire times") from exc
 
     async def pause(self, task_id: str) -> Task:
         task = await self._recurring(task_id, "be paused")

@@ -113,30 +113,36 @@ def run_summary(run: Run) -> dict[str, Any]:
     }
 
 
+#: Each recurring pattern's own argument, and how it is said when missing.
+_PATTERN_ARGUMENT = {
+    "interval": ("interval_minutes", "minutes between runs"),
+    "daily": ("daily_time", "HH:MM, 24-hour"),
+    "cron": ("cron", "5 fields, e.g. '0 9 * * MON-FRI'"),
+}
+
+
 def _schedule(
-    pattern: str, interval_minutes: int | None, daily_time: str | None, timezone: str | None
+    pattern: str,
+    interval_minutes: int | None,
+    daily_time: str | None,
+    timezone: str | None,
+    cron: str | None = None,
 ) -> dict[str, Any] | None:
     """The API's ``schedule_config`` for a tool's pattern; refuses arguments that do not fit."""
+    given = {"interval_minutes": interval_minutes, "daily_time": daily_time, "cron": cron}
     if pattern == "once":
-        for name, value in (
-            ("interval_minutes", interval_minutes),
-            ("daily_time", daily_time),
-            ("timezone", timezone),
-        ):
+        for name, value in (*given.items(), ("timezone", timezone)):
             if value is not None:
-                raise ToolError(f"argument '{name}': only for pattern 'interval' or 'daily'")
+                raise ToolError(f"argument '{name}': only for a recurring pattern")
         return None
-    if pattern == "interval":
-        if interval_minutes is None:
-            raise ToolError("argument 'interval_minutes': required for pattern 'interval'")
-        if daily_time is not None:
-            raise ToolError("argument 'daily_time': only for pattern 'daily'")
-        return {"interval_minutes": interval_minutes, "timezone": timezone}
-    if daily_time is None:
-        raise ToolError("argument 'daily_time': required for pattern 'daily' (HH:MM, 24-hour)")
-    if interval_minutes is not None:
-        raise ToolError("argument 'interval_minutes': only for pattern 'interval'")
-    return {"daily_time": daily_time, "timezone": timezone}
+    own, how = _PATTERN_ARGUMENT[pattern]
+    if given[own] is None:
+        raise ToolError(f"argument '{own}': required for pattern '{pattern}' ({how})")
+    for name, value in given.items():
+        if name != own and value is not None:
+            other = next(p for p, (arg, _) in _PATTERN_ARGUMENT.items() if arg == name)
+            raise ToolError(f"argument '{name}': only for pattern '{other}'")
+    return {own: given[own], "timezone": timezone}
 
 
 def _result_of(event: TaskEvent) -> str | None:
@@ -243,10 +249,11 @@ class Tools:
             Field(description="The agent to ask: a name from list_agents, e.g. 'echo' or 'clock'."),
         ],
         pattern: Annotated[
-            Literal["once", "interval", "daily"],
+            Literal["once", "interval", "daily", "cron"],
             Field(
                 description="'once' runs now; 'interval' repeats every interval_minutes; "
-                "'daily' runs every day at daily_time in timezone."
+                "'daily' runs every day at daily_time in timezone; 'cron' runs on a cron "
+                "expression in timezone."
             ),
         ] = "once",
         interval_minutes: Annotated[
@@ -265,11 +272,19 @@ class Tools:
                 examples=["09:00", "18:30"],
             ),
         ] = None,
+        cron: Annotated[
+            str | None,
+            Field(
+                description="For pattern 'cron': 5 fields (minute hour day-of-month month "
+                "day-of-week) read in timezone, or @hourly, @daily, @weekly, @monthly.",
+                examples=["0 9 * * MON-FRI", "*/15 * * * *", "@daily"],
+            ),
+        ] = None,
         timezone: Annotated[
             str | None,
             Field(
-                description="The schedule's time zone, an IANA name. For 'daily' the time is "
-                "read in it (default: the server's zone).",
+                description="The schedule's time zone, an IANA name. For 'daily' and 'cron' "
+                "the times are read in it (default: the server's zone).",
                 examples=["Europe/Berlin", "America/New_York", "UTC"],
             ),
         ] = None,
@@ -299,9 +314,11 @@ class Tools:
         every 30 minutes: {"query": "What time is it?", "agent": "clock",
         "pattern": "interval", "interval_minutes": 30};
         daily at 9 in Berlin: {"query": "...", "agent": "...", "pattern": "daily",
-        "daily_time": "09:00", "timezone": "Europe/Berlin"}.
+        "daily_time": "09:00", "timezone": "Europe/Berlin"}; weekdays at 9 in New York:
+        {"query": "...", "agent": "...", "pattern": "cron", "cron": "0 9 * * MON-FRI",
+        "timezone": "America/New_York"}.
         """
-        schedule = _schedule(pattern, interval_minutes, daily_time, timezone)
+        schedule = _schedule(pattern, interval_minutes, daily_time, timezone, cron)
         async with self._api(ctx) as client:
             task = await client.tasks.create(
                 query,
@@ -400,6 +417,21 @@ class Tools:
         async with self._api(ctx) as client:
             return {"task_id": task_id, **run_summary(await client.tasks.run_now(task_id))}
 
+    async def upcoming_runs(
+        self,
+        ctx: Context,
+        task_id: TaskId,
+        count: Annotated[
+            int, Field(ge=1, le=100, description="How many fire times to list (1 to 100).")
+        ] = 5,
+    ) -> dict[str, Any]:
+        """The next times a recurring task will run: each in UTC ('at') and in its schedule's
+        zone ('local'), with the schedule in words. A paused task lists the times it would run
+        once resumed."""
+        async with self._api(ctx) as client:
+            upcoming = await client.tasks.upcoming(task_id, count=count)
+        return upcoming.model_dump(mode="json")
+
     async def answer_task(
         self,
         ctx: Context,
@@ -458,6 +490,7 @@ def build_server(connect: Connector, *, patience: float = DEFAULT_RECONNECT_FOR)
         (tools.pause_task, CHANGING),
         (tools.resume_task, CHANGING),
         (tools.run_task_now, ACTING),
+        (tools.upcoming_runs, READING),
         (tools.answer_task, ACTING),
         (tools.list_agents, READING),
     ):
