@@ -15,11 +15,12 @@ from taskcell.abc import LeaseLost, Store
 from taskcell.agents.local import AgentRequest
 from taskcell.agents.registry import AgentRegistry
 from taskcell.domain.events import EventType
-from taskcell.domain.models import Run, RunStatus, Task, utcnow
+from taskcell.domain.models import Fence, Run, RunStatus, Task, utcnow
 from taskcell.domain.state_machine import TaskStatus
 from taskcell.engine.controllers import Controllers
 from taskcell.engine.eventlog import EventLog
 from taskcell.engine.executor import Outcome, OutcomeKind, RunContext, TaskExecutor
+from taskcell.engine.responses import ResponseFactory
 from taskcell.engine.runs import INTERRUPTED, OUTAGE, RunTable
 from taskcell.engine.settler import RetryPolicy, RunSettler
 from taskcell.service import TaskService
@@ -290,3 +291,20 @@ async def test_a_run_stopped_for_an_outage_while_it_settles_is_kept_for_recovery
     assert [r.run_id for r in parts.runs.outage_stops()] == [ctx.run.run_id]
     assert await parts.settler.interrupt(ctx.run, OUTAGE)
     assert await parts.state(ctx) == (TaskStatus.PENDING, RunStatus.INTERRUPTED)
+
+
+async def test_an_earlier_epochs_release_leaves_the_continued_runs_fence(parts: Parts) -> None:
+    """A run continued after a reply holds the same run id under the next epoch; when the
+    earlier holder lets go afterwards, the continued run's events stay under its own fence
+    (before, the release dropped it, and a stale fence could refuse the continuation)."""
+    ctx = await parts.running()
+    earlier = ctx.run.fence
+    continued = Fence(earlier.run_id, earlier.owner, earlier.epoch + 1)
+    parts.log.hold(earlier)
+    parts.log.hold(continued)  # the continuation takes over the run id
+    parts.log.release(earlier)  # the earlier holder lets go late
+    event = await parts.log.emit(ResponseFactory(ctx.task, ctx.run.run_id).user_message("a reply"))
+    assert event.fence == continued, event.fence
+    parts.log.release(continued)
+    event = await parts.log.emit(ResponseFactory(ctx.task, ctx.run.run_id).user_message("x"))
+    assert event.fence is None, event.fence

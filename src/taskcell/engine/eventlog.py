@@ -154,10 +154,16 @@ class EventLog:
         """Events of ``fence``'s run emitted from now on are appended under its fence."""
         self._fences[fence.run_id] = fence
 
-    def release(self, run_id: str) -> None:
-        """The run ended here: its events are no longer fenced (those queued keep theirs)."""
-        self._fences.pop(run_id, None)
-        self._lost_runs.discard(run_id)
+    def release(self, fence: Fence) -> None:
+        """The run ended here: its events are no longer fenced (those queued keep theirs).
+
+        Only ``fence`` itself is let go: a run continued after a reply holds the same run id
+        under the next epoch, and the earlier holder's release must not drop the later one's.
+        """
+        if self._fences.get(fence.run_id) != fence:
+            return
+        del self._fences[fence.run_id]
+        self._lost_runs.discard(fence.run_id)
 
     async def emit(self, event: Event, *, fence: Fence | None = None) -> Event:
         """Number ``event`` and queue it for the log; answers it with its ``seq`` set.

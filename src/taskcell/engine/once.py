@@ -164,7 +164,10 @@ class OnceTasks:
         run.epoch += 1  # continue_run took the run over
         task.status = TaskStatus.RUNNING
         if not said:
-            await self._log.emit(ResponseFactory(task, run.run_id).user_message(text))
+            # Under the continued run's own fence: the previous epoch may still be held here
+            # for a moment (its holder lets go once its settling returns).
+            message = ResponseFactory(task, run.run_id).user_message(text)
+            await self._log.emit(message, fence=run.fence)
         ctx = RunContext(
             task,
             run,

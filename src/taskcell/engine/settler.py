@@ -102,13 +102,14 @@ class RunSettler:
     def fenced(self, run: Run) -> Iterator[None]:
         """While the block runs, the run's events are appended under its fence (and a lost
         lease stops it: :meth:`RunTable.leases_lost`)."""
+        held = run.fence
         self._runs.hold(run)
-        self._log.hold(run.fence)
+        self._log.hold(held)
         try:
             yield
         finally:
             self._runs.release(run.run_id)
-            self._log.release(run.run_id)
+            self._log.release(held)
 
     @contextlib.asynccontextmanager
     async def holding(self, ctx: RunContext) -> AsyncIterator[None]:
