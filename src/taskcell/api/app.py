@@ -85,6 +85,7 @@ def create_app(
             # Runs left by a dead process start again once this server answers: the demo
             # agents they call are served by this same server.
             recovery = asyncio.create_task(_recover_when_serving(engine, base_url))
+            app.state.recovery = recovery  # a stop that comes first cancels it (drain)
             logger.info(
                 "taskcell serving",
                 extra={"url": base_url, "database_url": redact_url(settings.database_url)},
@@ -133,6 +134,12 @@ def create_app(
         then every event stream ended cleanly, then the demo agents' own tasks. A stop then
         logs no error. Safe to call again."""
         engine: Engine | None = getattr(app.state, "engine", None)
+        # Start-up recovery not done yet (it waits for this server to answer): a stop that
+        # comes first ends it, so it never recovers into a stopping engine.
+        recovery: asyncio.Task[None] | None = getattr(app.state, "recovery", None)
+        if recovery is not None and not recovery.done():
+            recovery.cancel()
+            await asyncio.gather(recovery, return_exceptions=True)
         if engine is not None and not getattr(app.state, "engine_stopped", False):
             app.state.engine_stopped = True
             await engine.stop()
