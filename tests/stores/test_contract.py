@@ -325,6 +325,8 @@ async def test_runs_add_update_list(store: TaskStore) -> None:
     assert rest.next_cursor is None
     active = await store.runs_in_status([RunStatus.RUNNING])
     assert [r.run_id for r in active] == [second.run_id]
+    either = await store.runs_in_status([RunStatus.COMPLETED, RunStatus.RUNNING])
+    assert {r.run_id for r in either} == {first.run_id, second.run_id}
 
 
 async def test_once_runs_are_told_apart_by_attempt(store: TaskStore) -> None:

@@ -91,10 +91,24 @@ _LIVE_PROCESSES = (
 _DEAD_PROCESSES = (
     f"DELETE FROM processes WHERE heartbeat_at < ? AND process_id <> ? RETURNING {_PROCESS_COLUMNS}"
 )
+#: Two index searches (runs_by_owner_finished, runs_by_closer), not one OR that SQLite answers
+#: by scanning every ended run of the file.
 _RUNS_FINISHED_BY = (
-    f"{_RUN_SELECT} WHERE ((owner = ?1 AND closed_by IS NULL) OR closed_by = ?1)"
+    f"{_RUN_SELECT} WHERE owner = ?1 AND closed_by IS NULL"
+    " AND finished_at IS NOT NULL AND finished_at >= ?2"
+    f" UNION ALL {_RUN_SELECT} WHERE closed_by = ?1"
     " AND finished_at IS NOT NULL AND finished_at >= ?2 ORDER BY finished_at, run_id"
 )
+#: The condition of the partial index runs_active, word for word: a query that says it may use
+#: that index (SQLite matches a partial index's condition by its terms; bound values never do).
+_ACTIVE_RUNS = "status IN ('queued', 'running', 'waiting_input')"
+#: Whether a task has a run going: a search of the partial index runs_open_by_task (010), which
+#: holds only open runs, not of the task's every run.
+_LIVE_RUN = (
+    "SELECT 1 FROM runs WHERE task_id = ? AND status IN ('queued', 'running')"
+    " AND lease_expires_at > ?"
+)
+_ACTIVE_RUN_STATUSES = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING_INPUT})
 _FINAL = tuple(s.value for s in FINAL_STATUSES)
 #: ?1 now, ?2 the reason (None keeps the task's), ?3 the conversation, then the final statuses.
 _CANCEL_CONVERSATION = (
@@ -220,6 +234,15 @@ def _holds(conn: sqlite3.Connection, fence: Fence) -> bool:
 
 def _changed_one(conn: sqlite3.Connection, statement: Statement | None) -> bool:
     return statement is not None and conn.execute(*statement).rowcount == 1
+
+
+def runs_in_status_sql(count: int, *, active: bool) -> str:
+    """The query of ``runs_in_status`` for ``count`` statuses; ``active`` when they are all
+    open ones, so it searches the partial index runs_active rather than every run."""
+    where = f"status IN ({', '.join('?' for _ in range(count))})"
+    if active:
+        where = f"{_ACTIVE_RUNS} AND {where}"
+    return f"{_RUN_SELECT} WHERE {where} ORDER BY created_at"
 
 
 def _claimable(
@@ -689,8 +712,7 @@ class SQLiteTaskStore:
         values = [RunStatus(s).value for s in statuses]
         if not values:
             return []
-        marks = ", ".join("?" for _ in values)
-        sql = f"{_RUN_SELECT} WHERE status IN ({marks}) ORDER BY created_at"
+        sql = runs_in_status_sql(len(values), active=set(statuses) <= _ACTIVE_RUN_STATUSES)
         return [codec.run_from_row(row) for row in self.conn.execute(sql, values)]
 
     async def next_due_at(self) -> datetime | None:
@@ -725,10 +747,7 @@ class SQLiteTaskStore:
             " ORDER BY next_run_at, task_id LIMIT ?"
         )
         update = "UPDATE tasks SET next_run_at = ?, updated_at = ? WHERE task_id = ?"
-        live = (
-            "SELECT 1 FROM runs WHERE task_id = ? AND status IN ('queued', 'running')"
-            " AND lease_expires_at > ?"
-        )
+        live = _LIVE_RUN
         insert = _RUN_INSERT.replace("INSERT", "INSERT OR IGNORE", 1)
         moment = codec.ts(utcnow())
 
