@@ -37,10 +37,12 @@ armed a day ahead except the probes'.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import random
 import re
+import shutil
 import signal
 import sqlite3
 import statistics
@@ -91,7 +93,9 @@ class Server:
 
     def start(self) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "TASKCELL_LOG_LEVEL": "WARNING"}
+        # The server's own pruner (retention, once in taskcell) stays off: it would change the
+        # cached database and weigh on every figure; measure_pruner measures it on a copy.
+        env = {**os.environ, "TASKCELL_LOG_LEVEL": "WARNING", "TASKCELL_RETENTION_ENABLED": "false"}
         self.log_offset = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as out:
             self.started = time.monotonic()
@@ -353,14 +357,69 @@ def create_body(query: str, agent: str) -> dict[str, Any]:
     return {"query": query, "agent_name": agent, "metadata": MARK}
 
 
-def measure_pruner(servers: tuple[Server, Server]) -> list[Row]:
+#: Retention for the pruner's measure: the once tasks of the oldest ~65 days and the oldest few
+#: runs of each recurring task, about a million rows at the full scale (a bounded round).
+PRUNE_SETTINGS = {"TASKCELL_RETENTION_DAYS": "300", "TASKCELL_RETENTION_RUNS": "395"}
+_PRUNE_SECONDS = re.compile(r"tasks looked at in ([\d.]+) s")
+_REMOVED_ROW = re.compile(r"^\W*(events|items|runs)\W+(\d+)\W*$", re.MULTILINE)
+
+
+def measure_pruner(db: Path, requests: int) -> list[Row]:
     """HOOK (issue 19, part 4): the pruner's throughput (rows/s) while the API serves, and its
-    effect on create p99. The pruner (retention, parts 1-3) is built on the ``retention``
-    branch and is not in taskcell yet: once it is, run it here on the large database (``taskcell
-    db prune`` or the background pruner) while :func:`alternate` measures create p99, and
-    answer its rows. Until then this measures nothing and says so."""
-    print("pruner: not measured (taskcell has no pruner yet; see measure_pruner)")
-    return []
+    effect on create p99. The pruner comes with retention (issue 19, parts 1-3, branch
+    ``retention``); until ``taskcell.engine.pruner`` exists this measures nothing and says so.
+
+    Then: a copy of the large database (pruning changes it; the cached one keeps its history) is
+    served alone, with its own pruner off; create p99 is measured, then measured again while
+    ``taskcell db prune`` (:data:`PRUNE_SETTINGS`) runs beside the server; rows/s are the rows
+    it reports removed over its wall time. Written against retention's documented command and
+    settings, before it was merged: check it once retention is on main."""
+    if importlib.util.find_spec("taskcell.engine.pruner") is None:
+        print("  pruner: not measured (taskcell has no pruner yet: see measure_pruner)")
+        return []
+    copy = db.with_name(f"{db.stem}-prune.db")
+    shutil.copyfile(db, copy)
+    rows: list[Row] = []
+    server = Server("prune", copy, OUT / "logs" / "prune.log")
+    try:
+        with serving(server), httpx.Client(timeout=60) as client:
+            url = f"{server.url}/api/v1/tasks"
+            body = create_body("hi", "echo")
+            quiet = [timed(lambda: client.post(url, json=body)) for _ in range(requests)]
+            began = time.monotonic()
+            pruner = subprocess.Popen(
+                [sys.executable, "-m", "taskcell.cli", "db", "prune", "--db", str(copy)],
+                env={**os.environ, **PRUNE_SETTINGS},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
+            busy: list[float] = []
+            while pruner.poll() is None:
+                busy.append(timed(lambda: client.post(url, json=body)))
+            seconds = time.monotonic() - began
+            output = (pruner.stdout.read() if pruner.stdout else b"").decode(errors="replace")
+        removed = sum(int(count) for _, count in _REMOVED_ROW.findall(output))
+        # The command's own time for the round (without its start-up), else its wall time.
+        if own := _PRUNE_SECONDS.search(output):
+            seconds = float(own.group(1))
+        print(
+            f"  pruner: removed {removed:,} rows in {seconds:.1f} s; {len(busy)} creates meanwhile"
+        )
+        report(
+            rows,
+            Row(measure="pruner while the API serves", taskcell=removed / seconds, unit="rows/s"),
+        )
+        pair = Pair(large=busy, empty=quiet)
+        latency_rows(
+            rows,
+            "POST /tasks while pruning (baseline: not pruning)",
+            pair,
+            names=("pruning", "not pruning"),
+        )
+    finally:
+        for suffix in ("", "-wal", "-shm", ".serve.lock"):
+            Path(f"{copy}{suffix}").unlink(missing_ok=True)
+    return rows
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -409,7 +468,13 @@ def empty_scale(scale: Scale) -> Scale:
 
 
 def ratio_row(
-    measure: str, large: float, empty: float, unit: str, *, target: float = TARGET_RATIO
+    measure: str,
+    large: float,
+    empty: float,
+    unit: str,
+    *,
+    target: float = TARGET_RATIO,
+    baseline_name: str = "empty database",
 ) -> Row:
     ratio = large / empty if empty else float("inf")
     return Row(
@@ -417,7 +482,7 @@ def ratio_row(
         taskcell=large,
         unit=unit,
         baseline=empty,
-        baseline_name="empty database",
+        baseline_name=baseline_name,
         ratio=ratio,
         target=f"ratio <= {target:g}",
         met=ratio <= target,
@@ -428,25 +493,33 @@ def report(rows: list[Row], row: Row) -> None:
     rows.append(row)
     verdict = "" if row.met is None else ("  met" if row.met else "  NOT met")
     ratio = "" if row.ratio is None else f"  ratio {row.ratio:.2f}"
-    baseline = "" if row.baseline is None else f"  empty {row.baseline:,.2f} {row.unit}"
-    print(f"  {row.measure:52s} large {row.taskcell:,.2f} {row.unit}{baseline}{ratio}{verdict}")
+    name = "empty" if row.baseline_name == "empty database" else row.baseline_name
+    baseline = "" if row.baseline is None else f"  {name} {row.baseline:,.2f} {row.unit}"
+    which = "large " if row.baseline_name == "empty database" else ""
+    print(f"  {row.measure:52s} {which}{row.taskcell:,.2f} {row.unit}{baseline}{ratio}{verdict}")
 
 
 def ms(values: list[float], fraction: float) -> float:
     return percentile(values, fraction) * 1000
 
 
-def latency_rows(rows: list[Row], label: str, pair: Pair, *, use: str = "p99") -> None:
+def latency_rows(
+    rows: list[Row],
+    label: str,
+    pair: Pair,
+    *,
+    use: str = "p99",
+    names: tuple[str, str] = ("large", "empty"),
+) -> None:
     fraction = 0.99 if use == "p99" else 0.5
     print(
-        f"  {label}: large p50 {ms(pair.large, 0.5):.1f} ms p99 {ms(pair.large, 0.99):.1f} ms;"
-        f" empty p50 {ms(pair.empty, 0.5):.1f} ms p99 {ms(pair.empty, 0.99):.1f} ms"
-        f" ({len(pair.large)} each)"
+        f"  {label}: {names[0]} p50 {ms(pair.large, 0.5):.1f} ms p99 {ms(pair.large, 0.99):.1f}"
+        f" ms; {names[1]} p50 {ms(pair.empty, 0.5):.1f} ms p99 {ms(pair.empty, 0.99):.1f} ms"
+        f" ({len(pair.large)} and {len(pair.empty)})"
     )
-    report(
-        rows,
-        ratio_row(f"{label} {use}", ms(pair.large, fraction), ms(pair.empty, fraction), "ms"),
-    )
+    baseline_name = "empty database" if names[1] == "empty" else names[1]
+    large, empty = ms(pair.large, fraction), ms(pair.empty, fraction)
+    report(rows, ratio_row(f"{label} {use}", large, empty, "ms", baseline_name=baseline_name))
 
 
 def api_measures(
@@ -630,7 +703,6 @@ def main(opts: Options, json_path: Path | None) -> None:
         rows += api_measures(servers, manifests, probes, opts)
         rss = {s.name: s.rss_mib() for s in servers}
         report(rows, ratio_row("resident memory (VmRSS)", rss["large"], rss["empty"], "MiB"))
-        rows += measure_pruner(servers)
         recovered, after_kill = recovery(servers, opts)
     print(
         f"  recovery, from health answering to every killed run recovered: large"
@@ -647,6 +719,7 @@ def main(opts: Options, json_path: Path | None) -> None:
         ),
     )
     pair = startups(servers, opts.rounds)
+    pruned = measure_pruner(opts.db, opts.requests // 2)
     pair.large += after_kill.large + large.startups
     pair.empty += after_kill.empty + empty.startups
     print(
@@ -679,6 +752,7 @@ def main(opts: Options, json_path: Path | None) -> None:
             "s",
         ),
     )
+    rows += pruned
     print(f"  {load()}")
     missed = [row.measure for row in rows if row.met is False]
     print(
