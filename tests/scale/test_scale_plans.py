@@ -42,3 +42,10 @@ def test_a_claimed_occurrence_looks_for_a_live_run_among_open_runs_only(
 ) -> None:
     steps = plan(store, store_sql._LIVE_RUN, ("task", "2026-01-01"))
     assert steps == ["SEARCH runs USING INDEX runs_open_by_task (task_id=?)"], steps
+
+
+def test_the_scheduler_reads_the_armed_schedules_in_time_order(store: SQLiteTaskStore) -> None:
+    steps = plan(store, store_sql._NEXT_DUE, ())
+    assert steps == ["SEARCH tasks USING INDEX tasks_due"], steps
+    steps = plan(store, store_sql._DUE, ("2026-01-01", 500))
+    assert steps[0] == "SEARCH tasks USING INDEX tasks_due (next_run_at<?)", steps

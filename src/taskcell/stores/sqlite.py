@@ -129,6 +129,14 @@ _RECOVER_TASK = (
     + " WHERE task_id = ?4 AND pattern = 'once' AND status = 'running'"
 )
 _ARMED = "pattern = 'recurring' AND status = 'running' AND paused = 0"
+#: The earliest due time and the due tasks, read from the partial index tasks_due (the armed
+#: schedules in time order) by name: with no statistics SQLite prefers tasks_by_status and
+#: reads every running task (46 ms a call with 10,000 armed schedules, on each scheduler wake).
+_NEXT_DUE = f"SELECT MIN(next_run_at) FROM tasks INDEXED BY tasks_due WHERE {_ARMED}"
+_DUE = (
+    f"{_TASK_SELECT} INDEXED BY tasks_due WHERE {_ARMED} AND next_run_at <= ?"
+    " ORDER BY next_run_at, task_id LIMIT ?"
+)
 #: A claimed task whose row cannot be decoded: disarmed and paused, saying why.
 _DISARM = (
     "UPDATE tasks SET next_run_at = NULL, paused = 1, error_message = ?, updated_at = ?"
@@ -716,7 +724,7 @@ class SQLiteTaskStore:
         return [codec.run_from_row(row) for row in self.conn.execute(sql, values)]
 
     async def next_due_at(self) -> datetime | None:
-        row = self.conn.execute(f"SELECT MIN(next_run_at) FROM tasks WHERE {_ARMED}").fetchone()
+        row = self.conn.execute(_NEXT_DUE).fetchone()
         return codec.from_ts(row[0]) if row else None
 
     async def claim_occurrence(
@@ -742,10 +750,7 @@ class SQLiteTaskStore:
         skipped_reason: str,
         limit: int = 500,
     ) -> list[tuple[Task, Run | None]]:
-        select = (
-            f"{_TASK_SELECT} WHERE {_ARMED} AND next_run_at <= ?"
-            " ORDER BY next_run_at, task_id LIMIT ?"
-        )
+        select = _DUE
         update = "UPDATE tasks SET next_run_at = ?, updated_at = ? WHERE task_id = ?"
         live = _LIVE_RUN
         insert = _RUN_INSERT.replace("INSERT", "INSERT OR IGNORE", 1)
