@@ -16,7 +16,7 @@ whatever else the machine does weighs on both alike. Figures, each large against
 - ``POST /tasks`` p99 (a once task for the ``echo`` demo agent, which then runs);
 - ``GET /tasks?limit=50`` p99: the first page, and the page 500,000 tasks deep (half-way down the
   list with ``--small``) through a keyset cursor;
-- ``GET /tasks/{id}`` p99, a random task each time;
+- ``GET /tasks/{id}`` p99, a random task each time; ``GET /metrics`` p99 (tasks by status);
 - first byte of the stream of a task with 10,000 events (the first ``id:`` line), from the start
   and with ``?from=latest_run`` (median);
 - resident memory (``VmRSS``) of each server after all of that;
@@ -571,6 +571,12 @@ def api_measures(
             ),
         )
         latency_rows(rows, "GET /tasks/{id}", one)
+        scrapes = alternate(
+            servers,
+            max(10, opts.requests // 10),
+            lambda s, i: timed(lambda: client.get(f"{s.url}/metrics")),
+        )
+        latency_rows(rows, "GET /metrics", scrapes)
         for start in ("start", "latest_run"):
             pair = alternate(
                 servers,

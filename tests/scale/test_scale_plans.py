@@ -4,10 +4,13 @@ them by searching an index, never by scanning every run. Plans are SQLite's own 
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 
+from taskcell.domain.models import Task
+from taskcell.domain.state_machine import TaskStatus
 from taskcell.stores import sqlite as store_sql
 from taskcell.stores.sqlite import SQLiteTaskStore
 
@@ -49,3 +52,35 @@ def test_the_scheduler_reads_the_armed_schedules_in_time_order(store: SQLiteTask
     assert steps == ["SEARCH tasks USING INDEX tasks_due"], steps
     steps = plan(store, store_sql._DUE, ("2026-01-01", 500))
     assert steps[0] == "SEARCH tasks USING INDEX tasks_due (next_run_at<?)", steps
+
+
+async def test_tasks_by_status_are_kept_by_the_file_and_counted_once_at_upgrade(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "counts.db"
+    store = SQLiteTaskStore(db)
+    tasks = [Task(query="q", agent_name="echo") for _ in range(3)]
+    for task in tasks:
+        await store.save(task)
+    assert await store.transition(tasks[0].task_id, TaskStatus.CANCELLED)
+    await store.close()
+    # A file from before schema version 10: its tasks are counted when the version is applied.
+    with sqlite3.connect(db) as conn:
+        for trigger in ("insert", "update", "delete"):
+            conn.execute(f"DROP TRIGGER task_counts_{trigger}")
+        conn.execute("DROP TABLE task_counts")
+        conn.execute("DROP INDEX runs_open_by_task")
+        conn.execute("DELETE FROM schema_version WHERE version >= 10")
+        conn.execute("UPDATE tasks SET status = 'failed' WHERE task_id = ?", (tasks[1].task_id,))
+    store = SQLiteTaskStore(db)
+    try:
+        assert await store.count_by_status() == {"pending": 1, "cancelled": 1, "failed": 1}
+        # Another process's write (the CLI, a script) is counted too: the file keeps the counts.
+        with sqlite3.connect(db) as conn:
+            conn.execute("DELETE FROM tasks WHERE task_id = ?", (tasks[2].task_id,))
+        assert await store.count_by_status() == {"cancelled": 1, "failed": 1}
+        assert plan(store, "SELECT status, tasks FROM task_counts WHERE tasks > 0", ()) == [
+            "SCAN task_counts"
+        ]
+    finally:
+        await store.close()

@@ -790,7 +790,8 @@ class SQLiteTaskStore:
         return sorted(tasks, key=lambda t: (t.created_at, t.task_id))
 
     async def count_by_status(self) -> dict[str, int]:
-        rows = self.conn.execute("SELECT status, COUNT(*) AS tasks FROM tasks GROUP BY status")
+        # Kept by triggers (schema version 10): not a count over every task at each scrape.
+        rows = self.conn.execute("SELECT status, tasks FROM task_counts WHERE tasks > 0")
         return {str(row["status"]): int(row["tasks"]) for row in rows.fetchall()}
 
     # -- coordination (one server) -------------------------------------------------------
