@@ -56,8 +56,9 @@ MIN_BATCH_ROWS = 10
 FIRST_BATCH_ROWS = 100
 #: Candidates read per page (tasks; reads hold no write lock).
 PAGE = 200
-#: Pages of freed space handed back per write (SQLite, 4 KiB pages: 4 MiB).
-RECLAIM_PAGES = 1024
+#: Free pages handed back per write, for each row of the current batch size (the same
+#: adaptation keeps these writes short too).
+PAGES_PER_ROW = 2
 #: Events written this long before a kept run was created are kept too: event times come from
 #: the process that wrote them, run times from the one that created the run.
 CLOCK_MARGIN = timedelta(seconds=10)
@@ -139,7 +140,7 @@ class _Batches:
             RETENTION_BATCH_SECONDS.observe(elapsed)
         if elapsed > TARGET_BATCH_SECONDS:
             self.size = max(MIN_BATCH_ROWS, min(size, self.size) // 2)
-        elif elapsed < TARGET_BATCH_SECONDS / 4:
+        elif elapsed < TARGET_BATCH_SECONDS / 2:
             self.size = min(self.most, self.size * 2)
         if self.pause_ratio > 0:
             await asyncio.sleep(elapsed * self.pause_ratio)
@@ -250,7 +251,7 @@ class _Round:
     async def reclaim(self) -> None:
         while True:
             pages = await self.batches.write(
-                lambda _: self.store.reclaim_space(max_pages=RECLAIM_PAGES)
+                lambda size: self.store.reclaim_space(max_pages=size * PAGES_PER_ROW)
             )
             self.report.pages += pages
             if pages == 0:

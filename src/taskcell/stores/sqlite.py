@@ -1041,18 +1041,25 @@ class SQLiteTaskStore:
         return await self.write(lambda conn: int(conn.execute(sql, (*args, limit)).rowcount))
 
     async def reclaim_space(self, *, max_pages: int) -> int:
+        """``PRAGMA incremental_vacuum`` in a transaction of its own (Python's ``execute``
+        stops it after one page: it answers rows of no columns, so ``executescript`` runs it),
+        once the shared write transaction of this loop iteration is committed."""
         if self.conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:  # not INCREMENTAL
             return 0
+        while self._tx_open:  # join the shared transaction, then go on once it is committed
+            await self.write(lambda conn: None)
         free = int(self.conn.execute("PRAGMA freelist_count").fetchone()[0])
         if free == 0:
             return 0
-        pages = min(free, max_pages)
-
-        def vacuum(conn: sqlite3.Connection) -> int:
-            conn.execute(f"PRAGMA incremental_vacuum({int(pages)})").fetchall()
-            return free - int(conn.execute("PRAGMA freelist_count").fetchone()[0])
-
-        return await self.write(vacuum)
+        if self._file is not None and os.fstat(self._file).st_nlink == 0:
+            replaced = self._replaced() or f"the database file {self.path} was replaced"
+            raise StoreUnavailable(replaced)
+        try:
+            self.conn.executescript(f"PRAGMA incremental_vacuum({int(min(free, max_pages))});")
+        except sqlite3.Error as exc:
+            self._remember(exc)
+            raise
+        return free - int(self.conn.execute("PRAGMA freelist_count").fetchone()[0])
 
     def incremental_vacuum(self) -> bool:
         """Whether this file gives freed pages back (``auto_vacuum=INCREMENTAL``): files made
