@@ -107,3 +107,15 @@ async def test_a_reader_of_what_is_still_stored_sees_no_truncation(
 ) -> None:
     events = await read_sse(client, "/api/v1/tasks/rec/events?after=9", stop_after=2)
     assert [e["seq"] for e in events] == [10, 11]
+
+
+async def test_metrics_show_rows_removed_and_the_database_size(client: httpx.AsyncClient) -> None:
+    text = (await client.get("/metrics")).text
+    size = [line for line in text.splitlines() if line.startswith("taskcell_database_bytes ")]
+    assert size and float(size[0].split()[1]) > 0, size
+    removed = {
+        line.split("{")[1].split("}")[0]: float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith("taskcell_retention_removed_total{")
+    }
+    assert removed.get('kind="events"', 0) >= 13, removed  # this process pruned the fixture
