@@ -192,6 +192,7 @@ class Engine:
             Pruner(
                 store,
                 retention,
+                self.supervisor,
                 interval_seconds=retention_interval_seconds,
                 reader_floor=log.reader_floor,
             )

@@ -41,6 +41,7 @@ from typing import TypeVar
 
 from taskcell.abc import Store
 from taskcell.domain.models import utcnow
+from taskcell.engine.supervisor import Supervisor
 from taskcell.metrics import DATABASE_BYTES, RETENTION_BATCH_SECONDS, RETENTION_REMOVED
 from taskcell.outages import is_outage
 
@@ -330,18 +331,20 @@ class _Round:
 class Pruner:
     """The engine's ``pruner`` loop: a retention round every ``interval_seconds`` (the first
     one ``first_after_seconds`` after start), its writes paced to leave the writer mostly to
-    the service."""
+    the service. A round an outage interrupts is started again once the store answers (its
+    writes are guarded: what was removed stays removed, nothing is removed twice)."""
 
     def __init__(
         self,
         store: Store,
         policy: RetentionPolicy,
+        supervisor: Supervisor,
         *,
         interval_seconds: float,
         reader_floor: ReaderFloor,
         first_after_seconds: float = 60.0,
     ) -> None:
-        self._store, self.policy = store, policy
+        self._store, self.policy, self._supervisor = store, policy, supervisor
         self.interval_seconds = interval_seconds
         self.first_after_seconds = min(first_after_seconds, interval_seconds)
         self._reader_floor = reader_floor
@@ -350,7 +353,7 @@ class Pruner:
     async def run(self) -> None:
         await asyncio.sleep(self.first_after_seconds)
         while True:
-            await self.round()
+            await self._supervisor.weather("pruner", self.round)
             await asyncio.sleep(self.interval_seconds)
 
     async def round(self) -> PruneReport:

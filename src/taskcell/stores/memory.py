@@ -551,9 +551,10 @@ class InMemoryTaskStore:
         runs = sorted(
             (self._runs[r] for r in self._runs_by_task.get(task_id, [])), key=_run_position
         )
+        keep = max(keep, 1)
         if len(runs) <= keep:
             return None
-        kept = runs[-keep].created_at if keep > 0 else runs[-1].created_at
+        kept = runs[-keep].created_at
         open_runs = [r.created_at for r in runs if r.status in OPEN_RUN_STATUSES]
         return min([kept, *open_runs])
 
