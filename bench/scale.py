@@ -210,11 +210,11 @@ def prepare(db: Path, manifest: Manifest, *, probes: int, due_at: datetime, samp
     them, due at ``due_at``; pick ``sample`` tasks at random for ``GET /tasks/{id}``."""
     conn = sqlite3.connect(db, isolation_level=None)
     try:
+        ((key, value),) = MARK.items()
         own = [
             row[0]
             for row in conn.execute(
-                "SELECT task_id FROM tasks WHERE metadata = ?",
-                (json.dumps(MARK, separators=(",", ":")),),
+                "SELECT task_id FROM tasks WHERE json_extract(metadata, ?) = ?", (f"$.{key}", value)
             )
         ]
         conn.execute("BEGIN IMMEDIATE")
