@@ -413,6 +413,8 @@ _SCHEMA_VERSION_TABLE = (
 )
 _SCHEMA_VERSION_EXISTS = "SELECT to_regclass('schema_version') IS NOT NULL"
 _SCHEMA_VERSION_NOW = "SELECT COALESCE(MAX(version), 0) FROM schema_version"
+_SCHEMA_VERSIONS = "SELECT version FROM schema_version"
+_SCHEMA_VERSION_IS = "SELECT EXISTS (SELECT 1 FROM schema_version WHERE version = $1)"
 _SCHEMA_VERSION_ADD = "INSERT INTO schema_version (version, name, applied_at) VALUES ($1, $2, $3)"
 
 _FINAL = [s.value for s in FINAL_STATUSES]
@@ -1248,24 +1250,24 @@ def migration_files() -> list[tuple[int, str, str]]:
 async def apply_migrations(conn: Connection) -> int:
     """Apply every schema version not yet applied, each in its own transaction.
 
-    Each transaction first takes ``pg_advisory_xact_lock(SCHEMA_LOCK_KEY)`` and reads the
-    version again under it, so processes opening the same new database at once apply each
-    version exactly once. Answers the schema version now in force.
+    A version is applied when its own number is missing from ``schema_version``, whatever
+    higher numbers are there (a version that lands after a higher one is still applied). Each
+    transaction first takes ``pg_advisory_xact_lock(SCHEMA_LOCK_KEY)`` and looks for the version
+    again under it, so processes opening the same new database at once apply each version
+    exactly once. Answers the highest schema version now in force.
     """
     files = migration_files()
-    current: int = 0
+    applied: set[int] = set()
     if await conn.fetchval(_SCHEMA_VERSION_EXISTS):
-        current = await conn.fetchval(_SCHEMA_VERSION_NOW)
-    if not files or current >= files[-1][0]:
-        return current  # the usual case: no lock taken
-    for number, name, script in files:
+        applied = {row["version"] for row in await conn.fetch(_SCHEMA_VERSIONS)}
+    missing = [(number, name, script) for number, name, script in files if number not in applied]
+    for number, name, script in missing:
         async with conn.transaction():
             await conn.execute(_SCHEMA_LOCK, SCHEMA_LOCK_KEY)
             await conn.execute(_SCHEMA_VERSION_TABLE)
-            current = await conn.fetchval(_SCHEMA_VERSION_NOW)
-            if number > current:
+            if not await conn.fetchval(_SCHEMA_VERSION_IS, number):
                 await conn.execute(script)
                 await conn.execute(_SCHEMA_VERSION_ADD, number, name, utcnow())
-                current = number
                 logger.info("schema version applied", extra={"version": number, "file": name})
+    current: int = await conn.fetchval(_SCHEMA_VERSION_NOW) if files or applied else 0
     return current

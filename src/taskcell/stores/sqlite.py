@@ -1218,30 +1218,34 @@ def _statements(script: str) -> Iterator[str]:
 def apply_migrations(conn: sqlite3.Connection) -> int:
     """Apply every schema version not yet applied, each in its own transaction.
 
-    Safe when several processes open the same new file at once: the version is read again
-    under the write lock. Answers the schema version now in force.
+    A version is applied when its own number is missing from ``schema_version``, whatever
+    higher numbers are there (a version that lands after a higher one is still applied). Safe
+    when several processes open the same new file at once: the version is looked for again
+    under the write lock. Answers the highest schema version now in force.
     """
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_version "
         "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
     )
-    current = 0
+    applied = {row[0] for row in conn.execute("SELECT version FROM schema_version")}
     for number, name, script in _migration_files():
+        if number in applied:
+            continue
         conn.execute("BEGIN IMMEDIATE")
         try:
-            row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
-            current = row[0] or 0
-            if number > current:
-                for statement in _statements(script):
-                    conn.execute(statement)
-                conn.execute(
-                    "INSERT INTO schema_version VALUES (?, ?, ?)",
-                    (number, name, codec.ts(utcnow())),
-                )
-                current = number
-                logger.info("schema version applied", extra={"version": number, "file": name})
+            if conn.execute("SELECT 1 FROM schema_version WHERE version = ?", (number,)).fetchone():
+                conn.execute("COMMIT")
+                continue
+            for statement in _statements(script):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_version VALUES (?, ?, ?)",
+                (number, name, codec.ts(utcnow())),
+            )
+            logger.info("schema version applied", extra={"version": number, "file": name})
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-    return current
+    row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+    return int(row[0] or 0)
