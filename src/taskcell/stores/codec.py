@@ -59,6 +59,7 @@ TASK_COLUMNS: tuple[str, ...] = (
     "updated_at",
     "error_message",
     "metadata",
+    "version",
 )
 
 #: Which SQL driver a value is encoded for.
@@ -79,6 +80,7 @@ RUN_COLUMNS: tuple[str, ...] = (
     "created_at",
     "epoch",
     "closed_by",
+    "version",
 )
 
 _DATETIME_FIELDS = frozenset(
@@ -274,6 +276,7 @@ def _plain_task_fields(row: Row) -> dict[str, Any]:
         "attempt": row["attempt"],
         "max_attempts": row["max_attempts"],
         "handoff_from_super_agent": bool(row["handoff_from_super_agent"]),
+        "version": row["version"],
     }
 
 
@@ -361,6 +364,7 @@ def run_from_row(row: Row) -> Run:
         created_at=_required_dt(row["created_at"]),
         epoch=row["epoch"],
         closed_by=row["closed_by"],
+        version=row["version"],
     )
 
 

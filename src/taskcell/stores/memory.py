@@ -179,6 +179,21 @@ class InMemoryTaskStore:
         task.updated_at = now or utcnow()
         return True
 
+    async def edit(
+        self, task_id: str, change: Callable[[Task, datetime], Mapping[str, Any]]
+    ) -> Task | None:
+        task = self._tasks.get(task_id)
+        if task is None:
+            return None
+        now = utcnow()
+        changes = copy.deepcopy(dict(change(copy_task(task), now)))
+        check_changes(changes)
+        for name, value in changes.items():
+            setattr(task, name, value)
+        task.updated_at = now
+        task.version += 1
+        return copy_task(task)
+
     async def cancel_conversation(
         self, conversation_id: str, *, reason: str | None = None, now: datetime | None = None
     ) -> list[str]:

@@ -555,6 +555,31 @@ class SQLiteTaskStore:
 
         return await self.write(change)
 
+    async def edit(
+        self, task_id: str, change: Callable[[Task, datetime], Mapping[str, Any]]
+    ) -> Task | None:
+        select = f"{_TASK_SELECT} WHERE task_id = ?"
+
+        def write(conn: sqlite3.Connection) -> Task | None:
+            # Inside the write transaction: no other write of the task comes between.
+            row = conn.execute(select, (task_id,)).fetchone()
+            if row is None:
+                return None
+            task, now = codec.salvaged_task(row), utcnow()
+            changes = dict(change(task.model_copy(deep=True), now))
+            check_changes(changes)
+            encoded = codec.encode_changes(changes)
+            sets = [*(f"{name} = ?" for name in encoded), "updated_at = ?", "version = version + 1"]
+            sql = f"UPDATE tasks SET {', '.join(sets)} WHERE task_id = ? AND version = ?"
+            args = [*encoded.values(), codec.ts(now), task_id, task.version]
+            if conn.execute(sql, args).rowcount != 1:  # pragma: no cover - held since read
+                raise _Refused
+            return task.model_copy(
+                update={**changes, "updated_at": now, "version": task.version + 1}
+            )
+
+        return await self.write(write, atomic=True)
+
     async def cancel_conversation(
         self, conversation_id: str, *, reason: str | None = None, now: datetime | None = None
     ) -> list[str]:
