@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, create_model
 
@@ -45,7 +45,8 @@ class TaskCreate(BaseModel):
 def _patch_field(name: str) -> Any:
     """An editable field in a patch: its shape at creation (else the task's), optional."""
     info = TaskCreate.model_fields.get(name) or Task.model_fields[name]
-    return (info.annotation | None, None)  # type: ignore[operator]
+    shape = Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+    return (shape | None, None)  # type: ignore[operator]
 
 
 #: PATCH /tasks/{id}: any of the editable fields (:data:`EDITABLE_FIELDS`), each optional;
