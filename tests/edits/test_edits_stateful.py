@@ -34,7 +34,7 @@ import pytest
 import time_machine
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from taskcell.abc import TaskStore
 from taskcell.agents.local import AgentRequest
