@@ -94,7 +94,9 @@ async def test_edits_while_three_processes_fire(
             created.append(response.json()["data"])
         # Each task's schedules in force: (version, from instant, cron).
         history: dict[str, list[tuple[int, datetime, str]]] = {
-            t["task_id"]: [(1, datetime.fromisoformat(t["created_at"]), t["schedule_config"]["cron"])]
+            t["task_id"]: [
+                (1, datetime.fromisoformat(t["created_at"]), t["schedule_config"]["cron"])
+            ]
             for t in created
         }
         ids = list(history)
