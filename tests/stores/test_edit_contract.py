@@ -109,3 +109,36 @@ async def test_runs_keep_the_version_they_ran(store: TaskStore) -> None:
     await store.update_run(run.run_id, {"status": RunStatus.COMPLETED})
     page = await store.list_runs(task.task_id)
     assert [r.version for r in page.items] == [2]
+
+
+async def test_a_runs_metadata_keys_merge_into_an_edited_metadata(store: TaskStore) -> None:
+    """``metadata_keys`` (what a run records) sets its keys and keeps the others: an edit of
+    the metadata made while the run went on is not undone, in update, transition and
+    finish_run alike; a None value removes its key."""
+    task = recurring(metadata={"team": "a"})
+    await store.save(task)  # type: ignore[attr-defined]
+    await store.edit(task.task_id, lambda held, now: {"metadata": {"team": "b", "n": [1]}})
+    keys = {"remote_context_id": "ctx", "resumable_remote_task_id": "r1"}
+    assert await store.update(task.task_id, {"metadata_keys": keys, "remote_task_ids": ["r1"]})
+    loaded = await store.load(task.task_id)
+    assert loaded is not None and loaded.metadata == {"team": "b", "n": [1], **keys}
+    gone = {"resumable_remote_task_id": None}
+    assert await store.transition(
+        task.task_id, TaskStatus.WAITING_INPUT, changes={"metadata_keys": gone}
+    )
+    loaded = await store.load(task.task_id)
+    assert loaded is not None
+    assert loaded.metadata == {"team": "b", "n": [1], "remote_context_id": "ctx"}
+    run = Run(task_id=task.task_id, scheduled_for=datetime.now(UTC), owner="p")
+    assert await store.add_run(run)
+    closed, moved = await store.finish_run(
+        run.run_id,
+        {"status": RunStatus.COMPLETED},
+        task_id=task.task_id,
+        target=TaskStatus.CANCELLED,
+        task_changes={"metadata_keys": {"remote_context_id": "ctx2"}},
+    )
+    assert closed and moved
+    loaded = await store.load(task.task_id)
+    assert loaded is not None
+    assert loaded.metadata == {"team": "b", "n": [1], "remote_context_id": "ctx2"}

@@ -128,6 +128,8 @@ def encode_field(name: str, value: Any, *, dialect: Dialect = "sqlite") -> Any:
         return utc(value) if dialect == "postgres" else ts(value)
     if name in ("remote_task_ids", "metadata"):
         return _dumps(value)
+    if name == "metadata_keys":
+        return _dumps(dict(value))
     if name == "schedule_config":
         if value is None:
             return None
@@ -413,6 +415,20 @@ ITEM_COLUMNS: tuple[str, ...] = (
     "created_at",
     "updated_at",
 )
+
+
+def assignment(name: str, value: str, *, dialect: Dialect = "sqlite") -> str:
+    """The SET assignment of a change (``value`` the SQL of its value): ``name = value``, but
+    ``metadata_keys`` merges its keys into ``metadata`` (a null value removes its key; see
+    :data:`taskcell.stores.rules.MERGED_FIELDS`)."""
+    if name != "metadata_keys":
+        return f"{name} = {value}"
+    if dialect == "sqlite":
+        return f"metadata = json_patch(metadata, {value})"
+    return (
+        "metadata = (metadata - ARRAY(SELECT e.key FROM jsonb_each("
+        f"{value}::jsonb) AS e WHERE e.value = 'null'::jsonb)) || jsonb_strip_nulls({value}::jsonb)"
+    )
 
 
 def effect_sql(target: TaskStatus, now: str, *, given: Collection[str] = ()) -> list[str]:

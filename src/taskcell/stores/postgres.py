@@ -426,7 +426,10 @@ def _transition_sql(target: str, fields: tuple[str, ...], first: int = 1) -> str
     """$first target, then now, task id, allowed sources, and one value per field."""
     target_, now, task_id, sources = (f"${first + i}" for i in range(4))
     sets = [f"status = {target_}", *codec.effect_sql(TaskStatus(target), now, given=fields)]
-    sets += [f"{name} = ${i}" for i, name in enumerate(fields, start=first + 4)]
+    sets += [
+        codec.assignment(name, f"${i}", dialect="postgres")
+        for i, name in enumerate(fields, start=first + 4)
+    ]
     return (
         f"UPDATE tasks SET {', '.join(sets)}"
         f" WHERE task_id = {task_id} AND status = ANY({sources}::text[])"
@@ -437,7 +440,13 @@ def _transition_sql(target: str, fields: tuple[str, ...], first: int = 1) -> str
 def _update_sql(fields: tuple[str, ...], guarded: bool) -> str:
     """$1 task id, $2 now, [$3 expected statuses], then one value per field."""
     first = 4 if guarded else 3
-    sets = [*(f"{name} = ${i}" for i, name in enumerate(fields, start=first)), "updated_at = $2"]
+    sets = [
+        *(
+            codec.assignment(name, f"${i}", dialect="postgres")
+            for i, name in enumerate(fields, start=first)
+        ),
+        "updated_at = $2",
+    ]
     sql = f"UPDATE tasks SET {', '.join(sets)} WHERE task_id = $1"
     return sql + " AND status = ANY($3::text[])" if guarded else sql
 
@@ -805,7 +814,10 @@ class PostgresTaskStore:
             changes = dict(change(task.model_copy(deep=True), now))
             check_changes(changes)
             encoded = codec.encode_changes(changes, dialect="postgres")
-            sets = [f"{name} = ${i}" for i, name in enumerate(encoded, start=4)]
+            sets = [
+                codec.assignment(name, f"${i}", dialect="postgres")
+                for i, name in enumerate(encoded, start=4)
+            ]
             sets += ["updated_at = $1", "version = version + 1"]
             sql = f"UPDATE tasks SET {', '.join(sets)} WHERE task_id = $2 AND version = $3"
             status = await conn.execute(sql, now, task_id, task.version, *encoded.values())
