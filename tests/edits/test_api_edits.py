@@ -263,3 +263,14 @@ async def test_runs_record_the_version_they_ran(client: httpx.AsyncClient) -> No
     assert second.json()["data"]["version"] == 2
     runs = (await client.get(f"{base}/runs")).json()["data"]["items"]
     assert sorted(r["version"] for r in runs) == [1, 2], runs
+
+
+async def test_a_merge_patch_body_is_taken(client: httpx.AsyncClient) -> None:
+    task = await create(client)
+    response = await client.patch(
+        f"/api/v1/tasks/{task['task_id']}",
+        content=b'{"title": "merge-patch"}',
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert response.status_code == 200, response.json()
+    assert response.json()["data"]["title"] == "merge-patch"
