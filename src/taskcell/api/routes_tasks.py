@@ -88,6 +88,7 @@ TASK_LINKS = {
     **_links(
         {
             "GetTask": (_TASK, "get"),
+            "EditTask": (_TASK, "patch"),
             "CancelTask": (f"{_TASK}/cancel", "post"),
             "PauseTask": (f"{_TASK}/pause", "post"),
             "ResumeTask": (f"{_TASK}/resume", "post"),
