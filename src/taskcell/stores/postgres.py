@@ -117,6 +117,7 @@ _CREATE_TASK = (
 _RUN_TYPES = {
     "attempt": "integer",
     "epoch": "integer",
+    "version": "integer",
     **dict.fromkeys(
         ("scheduled_for", "started_at", "finished_at", "lease_expires_at", "created_at"),
         "timestamptz",
@@ -155,6 +156,7 @@ _CONTINUE_RUN = (
     " WHERE run_id = $2 AND status = 'waiting_input' AND EXISTS (SELECT 1 FROM moved)"
 )
 _TASK_BY_ID = f"{_TASK_SELECT} WHERE task_id = $1"
+_TASK_FOR_EDIT = f"{_TASK_BY_ID} FOR UPDATE"
 _TASK_DELETE = (
     "WITH gone_runs AS (DELETE FROM runs WHERE task_id = $1),"
     " gone_events AS (DELETE FROM events WHERE task_id = $1),"
@@ -426,7 +428,10 @@ def _transition_sql(target: str, fields: tuple[str, ...], first: int = 1) -> str
     """$first target, then now, task id, allowed sources, and one value per field."""
     target_, now, task_id, sources = (f"${first + i}" for i in range(4))
     sets = [f"status = {target_}", *codec.effect_sql(TaskStatus(target), now, given=fields)]
-    sets += [f"{name} = ${i}" for i, name in enumerate(fields, start=first + 4)]
+    sets += [
+        codec.assignment(name, f"${i}", dialect="postgres")
+        for i, name in enumerate(fields, start=first + 4)
+    ]
     return (
         f"UPDATE tasks SET {', '.join(sets)}"
         f" WHERE task_id = {task_id} AND status = ANY({sources}::text[])"
@@ -437,7 +442,13 @@ def _transition_sql(target: str, fields: tuple[str, ...], first: int = 1) -> str
 def _update_sql(fields: tuple[str, ...], guarded: bool) -> str:
     """$1 task id, $2 now, [$3 expected statuses], then one value per field."""
     first = 4 if guarded else 3
-    sets = [*(f"{name} = ${i}" for i, name in enumerate(fields, start=first)), "updated_at = $2"]
+    sets = [
+        *(
+            codec.assignment(name, f"${i}", dialect="postgres")
+            for i, name in enumerate(fields, start=first)
+        ),
+        "updated_at = $2",
+    ]
     sql = f"UPDATE tasks SET {', '.join(sets)} WHERE task_id = $1"
     return sql + " AND status = ANY($3::text[])" if guarded else sql
 
@@ -789,6 +800,32 @@ class PostgresTaskStore:
             return bool(row["changed"] == 1)
         sql = _update_sql(tuple(encoded), expected is not None)
         return _row_count(await (await self.pool()).execute(sql, *args)) == 1
+
+    async def edit(
+        self, task_id: str, change: Callable[[Task, datetime], Mapping[str, Any]]
+    ) -> Task | None:
+        """The task held (``FOR UPDATE``: a claim skips it until the edit commits) and read,
+        the database's clock read with it held, the change written in the same transaction."""
+        pool = await self.pool()
+        async with pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(_TASK_FOR_EDIT, task_id)
+            if row is None:
+                return None
+            now = as_utc(await conn.fetchval("SELECT clock_timestamp()"), "the database clock")
+            task = codec.salvaged_task(row)
+            changes = dict(change(task.model_copy(deep=True), now))
+            check_changes(changes)
+            encoded = codec.encode_changes(changes, dialect="postgres")
+            sets = [
+                codec.assignment(name, f"${i}", dialect="postgres")
+                for i, name in enumerate(encoded, start=4)
+            ]
+            sets += ["updated_at = $1", "version = version + 1"]
+            sql = f"UPDATE tasks SET {', '.join(sets)} WHERE task_id = $2 AND version = $3"
+            status = await conn.execute(sql, now, task_id, task.version, *encoded.values())
+            if _row_count(status) != 1:  # pragma: no cover - held since read
+                raise RuntimeError(f"task {task_id} changed while held for an edit")
+        return task.model_copy(update={**changes, "updated_at": now, "version": task.version + 1})
 
     async def cancel_conversation(
         self, conversation_id: str, *, reason: str | None = None, now: datetime | None = None

@@ -218,7 +218,7 @@ def sqlite_path(url_or_path: str | Path) -> Path:
 def _transition_sql(target: TaskStatus, sources: tuple[str, ...], fields: tuple[str, ...]) -> str:
     """?1 the target, ?2 the moment, then the fields' values, the task id and the sources."""
     sets = ["status = ?1", *codec.effect_sql(target, "?2", given=fields)]
-    sets += [f"{name} = ?{i}" for i, name in enumerate(fields, start=3)]
+    sets += [codec.assignment(name, f"?{i}") for i, name in enumerate(fields, start=3)]
     first = 3 + len(fields)
     marks = ", ".join(f"?{i}" for i in range(first + 1, first + 1 + len(sources)))
     return f"UPDATE tasks SET {', '.join(sets)} WHERE task_id = ?{first} AND status IN ({marks})"
@@ -624,7 +624,7 @@ class SQLiteTaskStore:
     ) -> bool:
         check_changes(changes)
         encoded = codec.encode_changes(changes)
-        sets = ", ".join([*(f"{name} = ?" for name in encoded), "updated_at = ?"])
+        sets = ", ".join([*(codec.assignment(name, "?") for name in encoded), "updated_at = ?"])
         args: list[Any] = [*encoded.values(), codec.ts(now or utcnow()), task_id]
         sql = f"UPDATE tasks SET {sets} WHERE task_id = ?"
         if expected is not None:
@@ -640,6 +640,32 @@ class SQLiteTaskStore:
             return bool(conn.execute(sql, args).rowcount == 1)
 
         return await self.write(change)
+
+    async def edit(
+        self, task_id: str, change: Callable[[Task, datetime], Mapping[str, Any]]
+    ) -> Task | None:
+        select = f"{_TASK_SELECT} WHERE task_id = ?"
+
+        def write(conn: sqlite3.Connection) -> Task | None:
+            # Inside the write transaction: no other write of the task comes between.
+            row = conn.execute(select, (task_id,)).fetchone()
+            if row is None:
+                return None
+            task, now = codec.salvaged_task(row), utcnow()
+            changes = dict(change(task.model_copy(deep=True), now))
+            check_changes(changes)
+            encoded = codec.encode_changes(changes)
+            sets = [*(codec.assignment(n, "?") for n in encoded), "updated_at = ?"]
+            sets.append("version = version + 1")
+            sql = f"UPDATE tasks SET {', '.join(sets)} WHERE task_id = ? AND version = ?"
+            args = [*encoded.values(), codec.ts(now), task_id, task.version]
+            if conn.execute(sql, args).rowcount != 1:  # pragma: no cover - held since read
+                raise _Refused
+            return task.model_copy(
+                update={**changes, "updated_at": now, "version": task.version + 1}
+            )
+
+        return await self.write(write, atomic=True)
 
     async def cancel_conversation(
         self, conversation_id: str, *, reason: str | None = None, now: datetime | None = None
