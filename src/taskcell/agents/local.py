@@ -231,11 +231,14 @@ class LocalAgentClient:
                 remaining = deadline - loop.time()
                 if queue.empty() or remaining <= 0:
                     try:
-                        item = await asyncio.wait_for(queue.get(), max(remaining, 0.0))
+                        # asyncio.timeout, not wait_for: Python 3.11's wait_for loses a cancel
+                        # that lands as the queue answers, and the call would run on.
+                        async with asyncio.timeout(max(remaining, 0.0)):
+                            item = await queue.get()
                     except TimeoutError:
                         yield self._timed_out(rid, ctx, task)
                         return
-                else:  # the agent is ahead: no timer (wait_for makes a task per call)
+                else:  # the agent is ahead: no timer needed
                     item = queue.get_nowait()
                 if isinstance(item, TransientAgentError):
                     raise item

@@ -101,7 +101,8 @@ class AgentRegistry:
 
         async def one(client: AgentClient) -> AgentInfo:
             try:
-                return await asyncio.wait_for(client.info(), _INFO_TIMEOUT)
+                async with asyncio.timeout(_INFO_TIMEOUT):
+                    return await client.info()
             except TimeoutError:
                 return AgentInfo(name=client.name, reachable=False)
 

@@ -245,7 +245,8 @@ class Engine:
         """Stop runs (they are closed as interrupted and queued again), then the loops."""
         await self.interrupt_runs()
         try:
-            await asyncio.wait_for(self.log.flush(), STOP_GRACE_SECONDS)
+            async with asyncio.timeout(STOP_GRACE_SECONDS):
+                await self.log.flush()
         except TimeoutError:
             logger.error("events still queued at shutdown were not written")
         await self.supervisor.stop()

@@ -177,6 +177,10 @@ class EventLog:
             fence = self._fences.get(event.run_id)
         if fence is not None:
             if fence.run_id in self._lost_runs:
+                # Still emitting: the run was not stopped (a cancel lost on its way); stop it
+                # again, so a stale attempt never runs on writing nothing.
+                if self.on_lease_lost is not None:
+                    self.on_lease_lost(frozenset({fence.run_id}))
                 return event
             event.fence = fence
         seq = self._seqs.get(event.task_id)
@@ -645,7 +649,8 @@ class EventLog:
                     await subscriber.ready.wait()
                     continue
                 try:
-                    await asyncio.wait_for(subscriber.ready.wait(), self.poll_seconds)
+                    async with asyncio.timeout(self.poll_seconds):
+                        await subscriber.ready.wait()
                 except TimeoutError:
                     return  # the slow poll: read the log in case a notification was lost
                 continue

@@ -365,7 +365,8 @@ class TaskExecutor:
         try:
             client = self.registry.get(task.agent_name)
             with acting_for(task.user_id):
-                await asyncio.wait_for(client.cancel(remote_task_id), REMOTE_CANCEL_TIMEOUT)
+                async with asyncio.timeout(REMOTE_CANCEL_TIMEOUT):
+                    await client.cancel(remote_task_id)
         except (AgentError, LookupError, TimeoutError) as exc:
             logger.warning(
                 "remote cancel failed",

@@ -96,7 +96,8 @@ class Scheduler:
             await supervisor.weather("scheduler", self.fire_due)
             delay = await supervisor.weather("scheduler", self.seconds_until_next)
             try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout=delay)
+                async with asyncio.timeout(delay):
+                    await self._wakeup.wait()
             except TimeoutError:
                 pass
 

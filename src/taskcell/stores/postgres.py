@@ -686,7 +686,8 @@ class PostgresTaskStore:
         if pool is None:
             return
         try:
-            await asyncio.wait_for(pool.close(), self._close_timeout)
+            async with asyncio.timeout(self._close_timeout):
+                await pool.close()
         except TimeoutError:
             logger.warning(
                 "postgres pool did not close in time; connections terminated",

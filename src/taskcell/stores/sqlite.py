@@ -439,7 +439,8 @@ class SQLiteTaskStore:
         loop = asyncio.get_running_loop()
         probe = loop.run_in_executor(self._checker, self._probe)
         try:
-            await asyncio.wait_for(asyncio.shield(probe), timeout)
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(probe)
         except TimeoutError:
             return (
                 f"the database file {self.path} did not answer within {timeout:g} s"
