@@ -50,6 +50,8 @@ UPDATABLE_FIELDS: frozenset[str] = frozenset(
         "error_message",
         "metadata",
         "schedule_config",
+        "pause_note",
+        "run_timeout_seconds",
     }
 )
 

@@ -117,7 +117,14 @@ _RUN_TYPES = {
     "attempt": "integer",
     "epoch": "integer",
     **dict.fromkeys(
-        ("scheduled_for", "started_at", "finished_at", "lease_expires_at", "created_at"),
+        (
+            "scheduled_for",
+            "started_at",
+            "finished_at",
+            "lease_expires_at",
+            "created_at",
+            "deadline_at",
+        ),
         "timestamptz",
     ),
 }
