@@ -22,7 +22,7 @@ def recurring(**fields: object) -> Task:
         "next_run_at": T0,
     }
     values.update(fields)
-    return Task(**values)  # type: ignore[arg-type]
+    return Task(**values)
 
 
 async def test_note_and_time_out_round_trip(store: TaskStore) -> None:

@@ -40,6 +40,9 @@ class TaskCreate(BaseModel):
     max_attempts: WholeNumber = 3
     #: Checked by the domain (size first, then text and depth): 400 naming ``metadata``.
     metadata: dict[str, Any] | None = None
+    #: A run still going this many seconds after its start is stopped and recorded failed
+    #: (1..604,800, checked by the domain: 400 naming ``run_timeout_seconds``).
+    run_timeout_seconds: WholeNumber | None = None
 
 
 class StreamCreate(BaseModel):
@@ -53,6 +56,15 @@ class StreamCreate(BaseModel):
     pattern: Literal["once", "recurring"] = "once"
     schedule_config: ScheduleIn | None = None
     title: SafeText | None = None
+
+
+class PauseIn(BaseModel):
+    """POST /tasks/{id}/pause (the body is optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Why the schedule is paused: one line, at most 500 characters (400 naming ``note``).
+    note: SafeText | None = None
 
 
 class InputIn(BaseModel):
