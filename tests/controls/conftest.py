@@ -98,3 +98,9 @@ async def wait_for_event(
 
     await asyncio.wait_for(read(), timeout=seconds)
     return events
+
+
+# The API tests' real server on loopback (a real taskcell app on the test's SQLite file).
+from api.conftest import ServerFactory, base_url, client, db_path, server_factory  # noqa: E402
+
+__all__ = ["ServerFactory", "base_url", "client", "db_path", "server_factory"]

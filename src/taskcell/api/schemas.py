@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from taskcell.domain.models import Run, Task
+from taskcell.domain.models import Run, Task, TaskPattern
+from taskcell.domain.state_machine import TaskStatus
 from taskcell.domain.text import SafeText
 
 #: Shape only: the domain checks the value (else 400). Strict: ``true`` and ``"5"`` are not
@@ -65,6 +66,53 @@ class PauseIn(BaseModel):
 
     #: Why the schedule is paused: one line, at most 500 characters (400 naming ``note``).
     note: SafeText | None = None
+
+
+class BulkFilter(BaseModel):
+    """The tasks a bulk action chooses: the filters of ``GET /tasks`` (AND-ed; none: all of
+    the caller's tasks). ``user_id`` is an admin's only (403 for anyone else)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: TaskStatus | None = None
+    pattern: TaskPattern | None = None
+    agent_name: SafeText | None = None
+    conversation_id: SafeText | None = None
+    user_id: SafeText | None = None
+
+
+class BulkIn(BaseModel):
+    """POST /tasks:bulk: an action and exactly one of ``ids`` and ``filter``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["pause", "resume", "cancel", "delete"]
+    #: 1 to 1,000 task ids (each acted on once, in the order given).
+    ids: list[SafeText] | None = None
+    filter: BulkFilter | None = None
+    #: For ``pause``: the note every paused task gets (as ``POST /tasks/{id}/pause``).
+    note: SafeText | None = None
+    #: With ``filter``: act on at most this many tasks (1..1,000, default 1,000).
+    limit: WholeNumber | None = None
+    #: With ``filter``: go on after the tasks of an earlier answer (its ``next_cursor``).
+    cursor: SafeText | None = None
+
+
+class BulkResult(BaseModel):
+    task_id: str
+    ok: bool
+    #: 0 when it worked; else the status its single endpoint would answer (404, 409).
+    code: int
+    message: str
+
+
+class BulkOut(BaseModel):
+    action: str
+    succeeded: int
+    failed: int
+    results: list[BulkResult]
+    #: With ``filter``: more tasks match; send it back as ``cursor`` to go on. Else null.
+    next_cursor: str | None = None
 
 
 class InputIn(BaseModel):
