@@ -56,6 +56,19 @@ export interface Task {
   updated_at: string;
   error_message: string | null;
   metadata: Record<string, unknown>;
+  /** What the user said when pausing (null when not paused, or paused without a note). */
+  pause_note?: string | null;
+  /** A run still going this many seconds after its start is stopped (null: no limit). */
+  run_timeout_seconds?: number | null;
+}
+
+/** GET /tasks/{id}/upcoming: the next fire times, in UTC (`at`) and the schedule's zone. */
+export interface Upcoming {
+  task_id: string;
+  timezone: string;
+  schedule: string;
+  paused: boolean;
+  items: { at: string; local: string }[];
 }
 
 export interface Run {
@@ -131,6 +144,7 @@ export interface CreateTaskBody {
   schedule_config?: ScheduleConfig;
   run_immediately?: boolean;
   max_attempts?: number;
+  run_timeout_seconds?: number;
 }
 
 export interface CancelResult {
@@ -296,8 +310,12 @@ export const api = {
   cancelTask(taskId: string) {
     return request<CancelResult>("POST", `/tasks/${enc(taskId)}/cancel`, {});
   },
-  pauseTask(taskId: string) {
-    return request<Task>("POST", `/tasks/${enc(taskId)}/pause`, {});
+  pauseTask(taskId: string, note?: string) {
+    const body = note && note.trim() ? { note: note.trim() } : {};
+    return request<Task>("POST", `/tasks/${enc(taskId)}/pause`, body);
+  },
+  upcoming(taskId: string, count = 3, signal?: AbortSignal) {
+    return request<Upcoming>("GET", `/tasks/${enc(taskId)}/upcoming${query({ count })}`, undefined, signal);
   },
   resumeTask(taskId: string) {
     return request<Task>("POST", `/tasks/${enc(taskId)}/resume`, {});
