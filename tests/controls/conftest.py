@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from taskcell.agents.base import AgentUpdate
 from taskcell.agents.demo import DEMO_AGENTS, create_demo_app, demo_agent_url
 from taskcell.agents.http import aclose_shared_http_clients
-from taskcell.agents.local import AgentRequest
+from taskcell.agents.local import AgentRequest, ask
 from taskcell.agents.registry import AgentRegistry
 from taskcell.agents.remote import RemoteAgentClient
 from taskcell.domain.events import Event, EventType
@@ -45,6 +46,15 @@ class Hang:
         self.started.clear()
 
 
+async def asks_then_hangs(request: AgentRequest) -> AsyncIterator[str | AgentUpdate]:
+    """Asks a question; given the reply, hangs (until cancelled)."""
+    if request.input_text is None:
+        yield ask("Which report?")
+        return
+    yield f"working on {request.input_text} "
+    await asyncio.Event().wait()
+
+
 @pytest.fixture
 def hang() -> Hang:
     return Hang()
@@ -66,6 +76,7 @@ async def engines(tmp_path: Path, hang: Hang, demo_url: str) -> AsyncIterator[En
     async def start() -> Engine:
         registry = AgentRegistry()
         registry.register_local("hang", hang)
+        registry.register_local("asks", asks_then_hangs)
         for name, _ in DEMO_AGENTS:
             registry.register(RemoteAgentClient(name, demo_agent_url(demo_url, name)))
         engine = Engine(

@@ -234,3 +234,29 @@ async def test_only_a_task_with_a_time_out_gives_its_runs_a_deadline(
     else:
         assert run.started_at is not None
         assert run.deadline_at == run.started_at + timedelta(seconds=seconds)
+
+
+async def test_waiting_for_a_reply_does_not_count_and_the_reply_gets_a_new_deadline(
+    engines: EngineFactory,
+) -> None:
+    with time_machine.travel(START, tick=False) as clock:
+        engine = await engines()
+        task = await engine.submit(
+            Task(query="report", agent_name="asks", run_timeout_seconds=60, max_attempts=1)
+        )
+        await wait_for_event(engine, task.task_id, EventType.PLAN_REQUIRE_USER_INPUT)
+        await engine.wait_idle()
+        clock.shift(3600)  # an hour to answer: the wait is not the run's work
+        assert engine.deadlines.fire_due() == 0
+        await engine.provide_input(task.task_id, "sales")
+        await wait_for(engine, task.task_id, says("working on sales"))
+        (run,) = (await engine.list_runs(task.task_id, limit=10)).items
+        assert run.deadline_at == START + timedelta(seconds=3660)  # from the reply
+        clock.shift(61)
+        assert engine.deadlines.fire_due() == 1
+        await wait_for_event(engine, task.task_id, EventType.DONE, seconds=20)
+        await engine.wait_idle()
+    current = await engine.require_task(task.task_id)
+    assert current.status is TaskStatus.FAILED and current.error_message == "timed out after 60 s"
+    (run,) = (await engine.list_runs(task.task_id, limit=10)).items
+    assert (run.status, run.error) == (RunStatus.FAILED, "timed out after 60 s")
