@@ -71,6 +71,15 @@ export interface Upcoming {
   items: { at: string; local: string }[];
 }
 
+/** POST /tasks:bulk: a result per task (code 0 when it worked, else 404 or 409). */
+export interface BulkOutcome {
+  action: string;
+  succeeded: number;
+  failed: number;
+  results: { task_id: string; ok: boolean; code: number; message: string }[];
+  next_cursor: string | null;
+}
+
 export interface Run {
   run_id: string;
   attempt: number;
@@ -313,6 +322,10 @@ export const api = {
   pauseTask(taskId: string, note?: string) {
     const body = note && note.trim() ? { note: note.trim() } : {};
     return request<Task>("POST", `/tasks/${enc(taskId)}/pause`, body);
+  },
+  /** One action on up to 1,000 tasks in one request, with a result per task. */
+  bulkTasks(action: "pause" | "resume" | "cancel" | "delete", ids: string[]) {
+    return request<BulkOutcome>("POST", "/tasks:bulk", { action, ids });
   },
   upcoming(taskId: string, count = 3, signal?: AbortSignal) {
     return request<Upcoming>("GET", `/tasks/${enc(taskId)}/upcoming${query({ count })}`, undefined, signal);
