@@ -118,3 +118,20 @@ async def test_a_once_task_cannot_be_paused_with_a_note(client: httpx.AsyncClien
     response = await client.post(f"/api/v1/tasks/{task_id}/pause", json={"note": "no"})
     assert response.status_code == 409, response.json()
     assert (await client.get(f"/api/v1/tasks/{task_id}")).json()["data"]["pause_note"] is None
+
+
+async def test_run_timeout_is_editable_by_patch(client: httpx.AsyncClient) -> None:
+    task = await create(client, run_timeout_seconds=90)
+    path = f"/api/v1/tasks/{task['task_id']}"
+    edited = await client.patch(path, json={"run_timeout_seconds": 30})
+    assert edited.status_code == 200, edited.json()
+    data = edited.json()["data"]
+    assert data["run_timeout_seconds"] == 30 and data["version"] == 2
+    assert (await controller(client, task))["run_timeout_seconds"] == 30
+    for bad, status in ((0, 400), (7 * 24 * 3600 + 1, 400), ("30", 422)):
+        refused = await client.patch(path, json={"run_timeout_seconds": bad})
+        assert_names(refused, status, "run_timeout_seconds")
+    current = (await client.get(path)).json()["data"]
+    assert current["run_timeout_seconds"] == 30 and current["version"] == 2  # nothing changed
+    cleared = (await client.patch(path, json={"run_timeout_seconds": None})).json()["data"]
+    assert cleared["run_timeout_seconds"] is None and cleared["version"] == 3

@@ -58,6 +58,13 @@ def test_timeout_pause_note_and_show(tmp_path: Path) -> None:
         assert bad.exit_code == 1 and "note" in bad.output
         refused = runner.invoke(app, [*args, "--timeout", "0", "--url", url])
         assert refused.exit_code == 1 and "run_timeout_seconds" in refused.output
+        edit = ["tasks", "edit", task_id, "--url", url]
+        edited = runner.invoke(app, [*edit, "--timeout", "45"])
+        assert edited.exit_code == 0, edited.output
+        with Client(url) as client:
+            assert client.tasks.get(task_id).run_timeout_seconds == 45
+            assert runner.invoke(app, [*edit, "--timeout", "0"]).exit_code == 0
+            assert client.tasks.get(task_id).run_timeout_seconds is None
 
 
 def test_bulk_by_filter_and_by_ids(tmp_path: Path) -> None:

@@ -207,6 +207,22 @@ class ScheduleConfig(BaseModel):
         return self
 
 
+_BOTH = frozenset(TaskPattern)
+_RECURRING = frozenset({TaskPattern.RECURRING})
+
+#: The fields an edit (``PATCH /tasks/{id}``) may change, each with the patterns of the tasks
+#: that may change it: a recurring task while it runs, a once task (until it ends) only what
+#: does not change how it runs. The one list of editable fields: adding one is a line here.
+EDITABLE_FIELDS: dict[str, frozenset[TaskPattern]] = {
+    "title": _BOTH,
+    "metadata": _BOTH,
+    "query": _RECURRING,
+    "schedule_config": _RECURRING,
+    "max_attempts": _RECURRING,
+    "run_timeout_seconds": _RECURRING,
+}
+
+
 class Task(BaseModel):
     """A request to an agent, run once or on a schedule. Fields match docs/api.md's task object."""
 
@@ -239,6 +255,8 @@ class Task(BaseModel):
     #: A run still going this many seconds after its start is stopped and recorded failed
     #: ("timed out after N s"); None: no limit.
     run_timeout_seconds: int | None = Field(default=None, ge=1, le=MAX_RUN_TIMEOUT_SECONDS)
+    #: Grows by one at each edit (``PATCH /tasks/{id}``); a run records the version it ran.
+    version: int = Field(default=1, ge=1)
 
     @field_validator("pause_note")
     @classmethod
@@ -384,6 +402,8 @@ class Run(BaseModel):
     closed_by: str | None = None
     #: When the run times out (its task's ``run_timeout_seconds`` after its start), if ever.
     deadline_at: UtcDatetime | None = None
+    #: The task's version this run ran (its fields as they were when the run was claimed).
+    version: int = Field(default=1, ge=1)
 
     @property
     def fence(self) -> Fence:

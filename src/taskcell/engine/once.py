@@ -100,6 +100,7 @@ class OnceTasks:
                     owner=self._owner,
                     lease_expires_at=now + self._lease,
                     deadline_at=await self._deadline(task, now),
+                    version=task.version,
                 )
                 # An outage is waited out here: the task stays pending, never orphaned.
                 if not await self._supervisor.weather(
