@@ -48,7 +48,7 @@ lint: $(STAMP)
 # Each benchmark writes its rows for the closing table to $(BENCH_OUT); one that fails (cluster.py
 # needs PostgreSQL) leaves a gap in the table rather than stopping the others.
 BENCH_OUT := test-output/bench
-BENCHES := lifecycle events schedule cron sse cluster stall retention
+BENCHES := lifecycle events schedule cron sse cluster stall retention timeouts
 
 bench: $(STAMP)
 	rm -rf $(BENCH_OUT) && mkdir -p $(BENCH_OUT)
@@ -60,6 +60,7 @@ bench: $(STAMP)
 	-$(BIN)/python bench/cluster.py --json $(BENCH_OUT)/cluster.json
 	-$(BIN)/python bench/stall.py --json $(BENCH_OUT)/stall.json
 	-$(BIN)/python bench/retention.py --json $(BENCH_OUT)/retention.json
+	-$(BIN)/python bench/timeouts.py --json $(BENCH_OUT)/timeouts.json
 	$(BIN)/python bench/summary.py $(foreach name,$(BENCHES),$(BENCH_OUT)/$(name).json)
 
 # Costs as history grows (issue 19): a year of history beside an empty database. Not in `bench`:

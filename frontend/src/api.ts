@@ -56,8 +56,30 @@ export interface Task {
   updated_at: string;
   error_message: string | null;
   metadata: Record<string, unknown>;
+  /** What the user said when pausing (null when not paused, or paused without a note). */
+  pause_note?: string | null;
+  /** A run still going this many seconds after its start is stopped (null: no limit). */
+  run_timeout_seconds?: number | null;
   /** One more at each edit (PATCH); the task's ETag. */
   version: number;
+}
+
+/** GET /tasks/{id}/upcoming: the next fire times, in UTC (`at`) and the schedule's zone. */
+export interface Upcoming {
+  task_id: string;
+  timezone: string;
+  schedule: string;
+  paused: boolean;
+  items: { at: string; local: string }[];
+}
+
+/** POST /tasks:bulk: a result per task (code 0 when it worked, else 404 or 409). */
+export interface BulkOutcome {
+  action: string;
+  succeeded: number;
+  failed: number;
+  results: { task_id: string; ok: boolean; code: number; message: string }[];
+  next_cursor: string | null;
 }
 
 export interface Run {
@@ -135,6 +157,7 @@ export interface CreateTaskBody {
   schedule_config?: ScheduleConfig;
   run_immediately?: boolean;
   max_attempts?: number;
+  run_timeout_seconds?: number;
 }
 
 export interface CancelResult {
@@ -305,8 +328,16 @@ export const api = {
   cancelTask(taskId: string) {
     return request<CancelResult>("POST", `/tasks/${enc(taskId)}/cancel`, {});
   },
-  pauseTask(taskId: string) {
-    return request<Task>("POST", `/tasks/${enc(taskId)}/pause`, {});
+  pauseTask(taskId: string, note?: string) {
+    const body = note && note.trim() ? { note: note.trim() } : {};
+    return request<Task>("POST", `/tasks/${enc(taskId)}/pause`, body);
+  },
+  /** One action on up to 1,000 tasks in one request, with a result per task. */
+  bulkTasks(action: "pause" | "resume" | "cancel" | "delete", ids: string[]) {
+    return request<BulkOutcome>("POST", "/tasks:bulk", { action, ids });
+  },
+  upcoming(taskId: string, count = 3, signal?: AbortSignal) {
+    return request<Upcoming>("GET", `/tasks/${enc(taskId)}/upcoming${query({ count })}`, undefined, signal);
   },
   resumeTask(taskId: string) {
     return request<Task>("POST", `/tasks/${enc(taskId)}/resume`, {});

@@ -158,3 +158,22 @@ export function runTimeMs(runs: readonly Pick<Run, "status" | "started_at" | "fi
   }
   return total;
 }
+
+/** A fire time as the schedule's zone and UTC show it: ["Tue 1 Dec, 09:00", "08:00 UTC"]. */
+export function fireTimeParts(at: string, zone: string): [string, string] {
+  const date = toDate(at);
+  if (!date) return ["—", "—"];
+  const show = (timeZone: string, withDay: boolean) => {
+    try {
+      return new Intl.DateTimeFormat("en-GB", {
+        timeZone,
+        ...(withDay ? { weekday: "short", day: "numeric", month: "short" } : {}),
+        hour: "2-digit",
+        minute: "2-digit",
+      }).format(date);
+    } catch {
+      return dateTime.format(date);
+    }
+  };
+  return [show(zone, true), `${show("UTC", zone !== "UTC" && zone !== "Etc/UTC")} UTC`];
+}

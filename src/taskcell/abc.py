@@ -51,6 +51,8 @@ UPDATABLE_FIELDS: frozenset[str] = frozenset(
         "error_message",
         "metadata",
         "schedule_config",
+        "pause_note",
+        "run_timeout_seconds",
         *EDITABLE_FIELDS,
     }
 )

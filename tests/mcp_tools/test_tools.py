@@ -103,6 +103,8 @@ async def test_every_tool_and_the_task_resource(session: Session, server: LiveSe
         recurring = daily["task_id"]
         assert daily["schedule"] == {"daily_time": "08:15", "timezone": "America/New_York"}
         assert (await call(client, "pause_task", {"task_id": recurring}))["paused"] is True
+        noted = await call(client, "pause_task", {"task_id": recurring, "note": "on holiday"})
+        assert noted["pause_note"] == "on holiday"
         assert (await call(client, "resume_task", {"task_id": recurring}))["paused"] is False
         ran = await call(client, "run_task_now", {"task_id": recurring})
         assert ran["status"] == "running"

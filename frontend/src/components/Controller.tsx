@@ -1,6 +1,6 @@
 import { useState } from "react";
-import { api, ApiError, FINISHED_STATUSES, type Task } from "../api";
-import { formatRelative, formatShort } from "../format";
+import { api, ApiError, FINISHED_STATUSES, type Task, type Upcoming } from "../api";
+import { fireTimeParts, formatRelative, formatShort } from "../format";
 import { usePoll, useRefresh } from "../hooks";
 import { StatusBadge } from "./StatusBadge";
 
@@ -24,6 +24,8 @@ export function Controller({ content, task, onChanged }: Props) {
   const [error, setError] = useState<string | null>(null);
   const [note, setNote] = useState<string | null>(null);
   const [confirming, setConfirming] = useState(false);
+  const [pauseNote, setPauseNote] = useState("");
+  const [upcoming, setUpcoming] = useState<Upcoming | null>(null);
   const follows = task !== undefined && task?.task_id === taskId;
 
   // Outside a task's page (a conversation's history), follow the task here.
@@ -51,6 +53,26 @@ export function Controller({ content, task, onChanged }: Props) {
   const lastError = status === "cancelled" ? null : (live?.error_message ?? text(content.last_error)) || null;
   const title = text(content.task_title) || live?.title || "Scheduled task";
   const schedule = text(content.schedule);
+  const noteShown = paused ? (live ? live.pause_note : text(content.pause_note)) || null : null;
+  const timeout = live ? live.run_timeout_seconds : content.run_timeout_seconds;
+
+  // The next few fire times (in the schedule's zone and UTC), again when the schedule moves.
+  usePoll(
+    async (signal) => {
+      if (!taskId || finished) {
+        setUpcoming(null);
+        return;
+      }
+      try {
+        const found = await api.upcoming(taskId, 3, signal);
+        if (!signal.aborted) setUpcoming(found);
+      } catch {
+        if (!signal.aborted) setUpcoming(null);
+      }
+    },
+    60000,
+    [taskId, finished, paused, nextRun],
+  );
 
   const act = async (action: Action) => {
     setBusy(action);
@@ -58,7 +80,10 @@ export function Controller({ content, task, onChanged }: Props) {
     setNote(null);
     try {
       let updated: Task | undefined;
-      if (action === "pause") updated = await api.pauseTask(taskId);
+      if (action === "pause") {
+        updated = await api.pauseTask(taskId, pauseNote);
+        setPauseNote("");
+      }
       else if (action === "resume") updated = await api.resumeTask(taskId);
       else if (action === "run") {
         await api.runTask(taskId);
@@ -116,7 +141,33 @@ export function Controller({ content, task, onChanged }: Props) {
             )}
           </dd>
         </div>
+        {typeof timeout === "number" && (
+          <div>
+            <dt>Run time-out</dt>
+            <dd data-testid="controller-timeout">{timeout} s</dd>
+          </div>
+        )}
       </dl>
+      {upcoming && upcoming.items.length > 0 && (
+        <div className="upcoming" data-testid="controller-upcoming">
+          <p className="eyebrow">{upcoming.paused ? "Next fires once resumed" : "Next fires"}</p>
+          <ol>
+            {upcoming.items.map((item) => {
+              const [there, utc] = fireTimeParts(item.at, upcoming.timezone);
+              return (
+                <li key={item.at} data-testid="controller-upcoming-item" data-at={item.at}>
+                  {there} <span className="muted">({upcoming.timezone}) · {utc}</span>
+                </li>
+              );
+            })}
+          </ol>
+        </div>
+      )}
+      {noteShown && (
+        <p className="notice" data-testid="controller-pause-note">
+          Paused: {noteShown}
+        </p>
+      )}
       {lastError && (
         <p className="notice notice-error" data-testid="controller-error">
           Last error: {lastError}
@@ -128,9 +179,22 @@ export function Controller({ content, task, onChanged }: Props) {
             {busy === "resume" ? "Resuming…" : "Resume"}
           </button>
         ) : (
-          <button type="button" className="button" disabled={finished || busy !== null} onClick={() => act("pause")} data-testid="controller-pause">
-            {busy === "pause" ? "Pausing…" : "Pause"}
-          </button>
+          <>
+            <input
+              className="pause-note"
+              type="text"
+              maxLength={500}
+              placeholder="Why pause? (optional)"
+              aria-label="Pause note"
+              value={pauseNote}
+              disabled={finished || busy !== null}
+              onChange={(e) => setPauseNote(e.target.value)}
+              data-testid="controller-pause-note-input"
+            />
+            <button type="button" className="button" disabled={finished || busy !== null} onClick={() => act("pause")} data-testid="controller-pause">
+              {busy === "pause" ? "Pausing…" : "Pause"}
+            </button>
+          </>
         )}
         <button type="button" className="button" disabled={finished || busy !== null} onClick={() => act("run")} data-testid="controller-run">
           {busy === "run" ? "Starting…" : "Run now"}

@@ -21,6 +21,7 @@ const FIELDS = [
   "schedule_config.timezone",
   "schedule_config",
   "run_immediately",
+  "run_timeout_seconds",
   "max_attempts",
   "agent_name",
   "pattern",
@@ -33,6 +34,7 @@ const FIELD_ALIASES: [RegExp, string][] = [
   [/\bdaily_time\b|\bdaily time\b/i, "schedule_config.daily_time"],
   [/\bcron\b/i, "schedule_config.cron"],
   [/\btimezone\b|\btime zone\b/i, "schedule_config.timezone"],
+  [/\brun_timeout_seconds\b|\btime-out\b/i, "run_timeout_seconds"],
   [/\bmax_attempts\b/i, "max_attempts"],
   [/\bagent_name\b|\bagent\b/i, "agent_name"],
   [/\bschedule_config\b|\bschedule\b/i, "schedule_config"],
@@ -142,6 +144,7 @@ export function CreateTaskForm({ agents, agentsError, cloneOf }: Props) {
   const [timezone, setTimezone] = useState(browserTimeZone);
   const [runImmediately, setRunImmediately] = useState(true);
   const [maxAttempts, setMaxAttempts] = useState("3");
+  const [runTimeout, setRunTimeout] = useState("");
   const [errors, setErrors] = useState<Errors>({});
   const [topError, setTopError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
@@ -162,6 +165,7 @@ export function CreateTaskForm({ agents, agentsError, cloneOf }: Props) {
         setTitle(task.title ? `${task.title} (copy)` : "");
         setPattern(task.pattern);
         setMaxAttempts(String(task.max_attempts));
+        setRunTimeout(task.run_timeout_seconds ? String(task.run_timeout_seconds) : "");
         const schedule = task.schedule_config;
         if (schedule?.interval_minutes) {
           setScheduleKind("interval");
@@ -205,6 +209,8 @@ export function CreateTaskForm({ agents, agentsError, cloneOf }: Props) {
     if (title.trim()) body.title = title.trim();
     const attempts = Number(maxAttempts);
     if (maxAttempts.trim() && Number.isFinite(attempts)) body.max_attempts = attempts;
+    const seconds = Number(runTimeout);
+    if (runTimeout.trim() && Number.isFinite(seconds)) body.run_timeout_seconds = seconds;
     if (pattern === "recurring") {
       const zone = timezone.trim() || null;
       body.schedule_config =
@@ -227,7 +233,7 @@ export function CreateTaskForm({ agents, agentsError, cloneOf }: Props) {
       setErrors(fields);
       setTopError(top);
       const first = FIELDS.find((f) => fields[f]);
-      if (first === "max_attempts") setAdvancedOpen(true);
+      if (first === "max_attempts" || first === "run_timeout_seconds") setAdvancedOpen(true);
       focusField.current = first ?? (top ? "form-error" : null);
     } finally {
       setBusy(false);
@@ -524,6 +530,24 @@ export function CreateTaskForm({ agents, agentsError, cloneOf }: Props) {
             data-testid="max-attempts-input"
           />
           <FieldError field="max_attempts" errors={errors} />
+        </div>
+        <div className="field">
+          <label htmlFor={id("run_timeout_seconds")}>Run time-out in seconds (empty: none)</label>
+          <input
+            id={id("run_timeout_seconds")}
+            className="narrow"
+            type="number"
+            min={1}
+            value={runTimeout}
+            onChange={(e) => {
+              setRunTimeout(e.target.value);
+              clear("run_timeout_seconds");
+            }}
+            aria-invalid={!!errors.run_timeout_seconds}
+            aria-describedby={describedBy("run_timeout_seconds", errors)}
+            data-testid="run-timeout-input"
+          />
+          <FieldError field="run_timeout_seconds" errors={errors} />
         </div>
       </details>
 

@@ -169,14 +169,16 @@ export function TaskList({ agents, selectedId, route }: Props) {
     setBulk({ busy: true, confirm: null, note: null });
     let done = 0;
     const failures: string[] = [];
-    for (const task of targets) {
-      try {
-        if (kind === "cancel") await api.cancelTask(task.task_id);
-        else await api.deleteTask(task.task_id);
-        done += 1;
-      } catch (err) {
-        failures.push(`${task.title || task.task_id.slice(0, 8)}: ${err instanceof ApiError ? err.message : "failed"}`);
+    const named = new Map(targets.map((t) => [t.task_id, t.title || t.task_id.slice(0, 8)]));
+    try {
+      // One request for them all (POST /tasks:bulk), a result per task.
+      const outcome = await api.bulkTasks(kind, targets.map((t) => t.task_id));
+      done = outcome.succeeded;
+      for (const result of outcome.results) {
+        if (!result.ok) failures.push(`${named.get(result.task_id) ?? result.task_id.slice(0, 8)}: ${result.message}`);
       }
+    } catch (err) {
+      failures.push(err instanceof ApiError ? err.message : "failed");
     }
     setPicked(new Set());
     setBulk({

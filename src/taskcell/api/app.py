@@ -24,7 +24,7 @@ from taskcell.agents.demo import mount_demo_agents
 from taskcell.agents.demo.door import DemoAgentDoor, engine_token
 from taskcell.agents.http import aclose_shared_http_clients
 from taskcell.agents.registry import AgentRegistry
-from taskcell.api import routes_misc, routes_tasks, streams
+from taskcell.api import routes_bulk, routes_misc, routes_tasks, streams
 from taskcell.api.auth import Authenticator, parse_api_keys
 from taskcell.api.envelope import install_error_handlers
 from taskcell.api.guard import RequestGuard
@@ -125,6 +125,7 @@ def create_app(
     # read or any route runs.
     app.add_middleware(RequestGuard, auth=app.state.auth, max_body_bytes=settings.max_body_bytes)
     app.include_router(routes_tasks.router)
+    app.include_router(routes_bulk.router)
     app.include_router(streams.router)
     app.include_router(routes_misc.router)
     mount_mcp(app, base_url, host=settings.host, auth=app.state.auth)  # MCP tools at /mcp

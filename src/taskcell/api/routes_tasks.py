@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, TypeAdapter
+from pydantic_core import PydanticCustomError
 
 from taskcell.abc import TaskFilter
 from taskcell.api.auth import Caller, caller
@@ -21,6 +22,7 @@ from taskcell.api.schemas import (
     DeleteOut,
     FireTime,
     InputIn,
+    PauseIn,
     RunPage,
     TaskCreate,
     TaskPage,
@@ -28,7 +30,7 @@ from taskcell.api.schemas import (
     UpcomingOut,
 )
 from taskcell.domain.edits import parse_version
-from taskcell.domain.models import MAX_QUERY_CHARS, Run, Task, TaskPattern
+from taskcell.domain.models import MAX_QUERY_CHARS, Run, Task, TaskPattern, check_pause_note
 from taskcell.domain.schedule import describe, resolve_zone_name
 from taskcell.domain.state_machine import TaskConflict, TaskStatus
 from taskcell.engine.engine import Engine
@@ -62,6 +64,7 @@ def build_task(body: TaskCreate, who: Caller) -> Task:
         "schedule_config": body.schedule_config.model_dump() if body.schedule_config else None,
         "max_attempts": body.max_attempts,
         "metadata": body.metadata or {},
+        "run_timeout_seconds": body.run_timeout_seconds,
         "user_id": who.user_id,
     }
     if body.conversation_id is not None:
@@ -233,10 +236,26 @@ async def cancel_task(task_id: TaskIdPath, who: CallerDep, engine: EngineDep) ->
     )
 
 
+def pause_note(body: PauseIn | None) -> str | None:
+    """The note of a pause body, checked (400 naming ``note``); None without one."""
+    if body is None or body.note is None:
+        return None
+    try:
+        note = check_pause_note(body.note)
+    except PydanticCustomError as exc:
+        message = str(exc)
+        raise ApiError(400, f"note: {message}", [{"field": "note", "message": message}]) from None
+    return note or None
+
+
 @router.post("/tasks/{task_id}/pause", response_model=Envelope[Task])
-async def pause_task(task_id: TaskIdPath, who: CallerDep, engine: EngineDep) -> JSONResponse:
+async def pause_task(
+    task_id: TaskIdPath, who: CallerDep, engine: EngineDep, body: PauseIn | None = None
+) -> JSONResponse:
+    """Pause a recurring schedule, optionally with a note saying why (shown until resumed)."""
+    note = pause_note(body)
     await visible_task(engine, who, task_id)
-    return ok(task_json(await engine.pause(task_id)))
+    return ok(task_json(await engine.pause(task_id, note)))
 
 
 @router.post("/tasks/{task_id}/resume", response_model=Envelope[Task])

@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, create_model
 
-from taskcell.domain.models import EDITABLE_FIELDS, Run, Task
+from taskcell.domain.models import EDITABLE_FIELDS, Run, Task, TaskPattern
+from taskcell.domain.state_machine import TaskStatus
 from taskcell.domain.text import SafeText
 
 #: Shape only: the domain checks the value (else 400). Strict: ``true`` and ``"5"`` are not
@@ -40,6 +41,9 @@ class TaskCreate(BaseModel):
     max_attempts: WholeNumber = 3
     #: Checked by the domain (size first, then text and depth): 400 naming ``metadata``.
     metadata: dict[str, Any] | None = None
+    #: A run still going this many seconds after its start is stopped and recorded failed
+    #: (1..604,800, checked by the domain: 400 naming ``run_timeout_seconds``).
+    run_timeout_seconds: WholeNumber | None = None
 
 
 def _patch_field(name: str) -> Any:
@@ -71,6 +75,62 @@ class StreamCreate(BaseModel):
     pattern: Literal["once", "recurring"] = "once"
     schedule_config: ScheduleIn | None = None
     title: SafeText | None = None
+
+
+class PauseIn(BaseModel):
+    """POST /tasks/{id}/pause (the body is optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Why the schedule is paused: one line, at most 500 characters (400 naming ``note``).
+    note: SafeText | None = None
+
+
+class BulkFilter(BaseModel):
+    """The tasks a bulk action chooses: the filters of ``GET /tasks`` (AND-ed; none: all of
+    the caller's tasks). ``user_id`` is an admin's only (403 for anyone else)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: TaskStatus | None = None
+    pattern: TaskPattern | None = None
+    agent_name: SafeText | None = None
+    conversation_id: SafeText | None = None
+    user_id: SafeText | None = None
+
+
+class BulkIn(BaseModel):
+    """POST /tasks:bulk: an action and exactly one of ``ids`` and ``filter``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["pause", "resume", "cancel", "delete"]
+    #: 1 to 1,000 task ids (each acted on once, in the order given).
+    ids: list[SafeText] | None = None
+    filter: BulkFilter | None = None
+    #: For ``pause``: the note every paused task gets (as ``POST /tasks/{id}/pause``).
+    note: SafeText | None = None
+    #: With ``filter``: act on at most this many tasks (1..1,000, default 1,000).
+    limit: WholeNumber | None = None
+    #: With ``filter``: go on after the tasks of an earlier answer (its ``next_cursor``).
+    cursor: SafeText | None = None
+
+
+class BulkResult(BaseModel):
+    task_id: str
+    ok: bool
+    #: 0 when it worked; else the status its single endpoint would answer (404, 409).
+    code: int
+    message: str
+
+
+class BulkOut(BaseModel):
+    action: str
+    succeeded: int
+    failed: int
+    results: list[BulkResult]
+    #: With ``filter``: more tasks match; send it back as ``cursor`` to go on. Else null.
+    next_cursor: str | None = None
 
 
 class InputIn(BaseModel):

@@ -99,7 +99,7 @@ class CliClient:
         """POST /tasks/{id}/{name}: cancel, pause, resume, run, input."""
         actions: dict[str, Callable[[], Call[Any]]] = {
             "cancel": lambda: _calls.cancel(task_id),
-            "pause": lambda: _calls.pause(task_id),
+            "pause": lambda: _calls.pause(task_id, (body or {}).get("note")),
             "resume": lambda: _calls.resume(task_id),
             "run": lambda: _calls.run_now(task_id),
             "input": lambda: _calls.answer(task_id, str((body or {}).get("text", ""))),
@@ -111,6 +111,11 @@ class CliClient:
             else Call("POST", task_path(task_id, name), lambda d: d, body=body, about_task=True)
         )
         result: JsonObject = self._send(call)
+        return result
+
+    def bulk(self, body: JsonObject) -> JsonObject:
+        """POST /tasks:bulk: ``{"action", "succeeded", "failed", "results", "next_cursor"}``."""
+        result: JsonObject = self._send(_calls.bulk(body))
         return result
 
     def edit_task(

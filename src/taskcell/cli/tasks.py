@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Group
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -115,6 +116,13 @@ def create(
     max_attempts: Annotated[
         int | None, typer.Option(help="Attempts before a once task fails (1..20).")
     ] = None,
+    timeout: Annotated[
+        int | None,
+        typer.Option(
+            help="Stop a run still going after SECONDS (recorded failed: timed out).",
+            metavar="SECONDS",
+        ),
+    ] = None,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Then watch it live.")] = False,
     url: UrlOption = DEFAULT_URL,
     key: KeyOption = None,
@@ -122,7 +130,12 @@ def create(
     """Create a task and queue it to run."""
     schedule = schedule_body(every, daily, tz, cron)
     body: JsonObject = {"query": query, "agent_name": agent}
-    optional = {"title": title, "conversation_id": conversation, "max_attempts": max_attempts}
+    optional = {
+        "title": title,
+        "conversation_id": conversation,
+        "max_attempts": max_attempts,
+        "run_timeout_seconds": timeout,
+    }
     body.update({k: v for k, v in optional.items() if v is not None})
     if schedule is not None:
         body["pattern"] = "recurring"
@@ -222,12 +235,15 @@ def task_grid(task: JsonObject) -> Table:
         ("pattern", _pattern_cell(task)),
         ("next run", when(task.get("next_run_at"))),
         ("attempt", f"{task.get('attempt', 0)} of {task.get('max_attempts', '?')}"),
+        ("run time-out", _seconds(task.get("run_timeout_seconds"))),
         ("version", task.get("version")),
         ("conversation", task.get("conversation_id")),
         ("created", when(task.get("created_at"))),
         ("started", when(task.get("started_at"))),
         ("completed", when(task.get("completed_at"))),
     ]
+    if task.get("paused") and task.get("pause_note"):
+        rows.append(("pause note", Text(str(task["pause_note"]), style="yellow")))
     if task.get("error_message"):
         rows.append(("error", Text(str(task["error_message"]), style="red")))
     if task.get("remote_task_ids"):
@@ -237,6 +253,10 @@ def task_grid(task: JsonObject) -> Table:
     for name, value in rows:
         grid.add_row(name, value if isinstance(value, Text) else Text(str(value or "-")))
     return grid
+
+
+def _seconds(value: Any) -> str:
+    return f"{value} s" if isinstance(value, int) else "none"
 
 
 def runs_table(runs: list[JsonObject]) -> Table:
@@ -324,6 +344,8 @@ def _print_task_line(verb: str, task: JsonObject) -> None:
         line.append(
             " · paused" if task.get("paused") else f" · next run {when(task.get('next_run_at'))}"
         )
+        if task.get("paused") and task.get("pause_note"):
+            line.append(f" ({task['pause_note']})", style="yellow")
     console.print(line)
 
 
@@ -351,6 +373,10 @@ def edit(
     max_attempts: Annotated[
         int | None, typer.Option(help="Recurring: attempts per run (1..20).")
     ] = None,
+    timeout: Annotated[
+        int | None,
+        typer.Option(help="Recurring: a new run time-out (0: none).", metavar="SECONDS"),
+    ] = None,
     metadata: Annotated[
         str | None, typer.Option(help="New metadata: a JSON object (replaces it).", metavar="JSON")
     ] = None,
@@ -367,6 +393,8 @@ def edit(
         for k, v in {"title": title, "query": query, "max_attempts": max_attempts}.items()
         if v is not None
     }
+    if timeout is not None:
+        changes["run_timeout_seconds"] = timeout or None  # 0: no time-out
     if metadata is not None:
         try:
             changes["metadata"] = json.loads(metadata)
@@ -413,11 +441,20 @@ def cancel(task_id: TaskId, url: UrlOption = DEFAULT_URL, key: KeyOption = None)
     console.print(f"cancelled task {answer.get('task_id')} ({updated} component(s) updated)")
 
 
+NoteOption = Annotated[
+    str | None,
+    typer.Option(help="Why it is paused (one line, up to 500 characters).", metavar="TEXT"),
+]
+
+
 @app.command()
-def pause(task_id: TaskId, url: UrlOption = DEFAULT_URL, key: KeyOption = None) -> None:
-    """Pause a recurring task's schedule."""
+def pause(
+    task_id: TaskId, note: NoteOption = None, url: UrlOption = DEFAULT_URL, key: KeyOption = None
+) -> None:
+    """Pause a recurring task's schedule, optionally saying why."""
+    body = {"note": note} if note is not None else None
     with connect(url, key) as client:
-        _print_task_line("paused", client.action(resolve_id(client, task_id), "pause"))
+        _print_task_line("paused", client.action(resolve_id(client, task_id), "pause", body))
 
 
 @app.command()
@@ -468,3 +505,125 @@ def delete(
             typer.confirm(f"Delete task {full} and its history?", abort=True)
         client.delete_task(full)
     console.print(f"deleted task {full}")
+
+
+BULK_ACTIONS = ("pause", "resume", "cancel", "delete")
+#: Tasks per bulk request the command sends (the server takes up to 1,000).
+BULK_PAGE = 100
+
+
+@app.command()
+def bulk(
+    action: Annotated[str, typer.Argument(help="pause, resume, cancel or delete.")],
+    ids: Annotated[
+        list[str] | None, typer.Argument(help="Task ids (or unique prefixes); else a filter.")
+    ] = None,
+    status: Annotated[str | None, typer.Option(help="Tasks in this status.")] = None,
+    pattern: Annotated[str | None, typer.Option(help="once or recurring.")] = None,
+    agent: Annotated[str | None, typer.Option(help="This agent's tasks.")] = None,
+    conversation: Annotated[str | None, typer.Option(help="This conversation's tasks.")] = None,
+    user: Annotated[str | None, typer.Option(help="Admin: this user's tasks.")] = None,
+    every_task: Annotated[
+        bool, typer.Option("--all", help="With no filter: every one of your tasks.")
+    ] = False,
+    note: NoteOption = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask first.")] = False,
+    url: UrlOption = DEFAULT_URL,
+    key: KeyOption = None,
+) -> None:
+    """Pause, resume, cancel or delete many tasks: the ids given, or those a filter chooses
+    (--status, --pattern, --agent, --conversation; --user for an admin). A result per task;
+    exits 1 if any task was refused."""
+    if action not in BULK_ACTIONS:
+        raise typer.BadParameter(f"the action is one of {', '.join(BULK_ACTIONS)}")
+    flt = {
+        "status": status,
+        "pattern": pattern,
+        "agent_name": agent,
+        "conversation_id": conversation,
+        "user_id": user,
+    }
+    chosen = {k: v for k, v in flt.items() if v is not None}
+    if ids and chosen:
+        raise typer.BadParameter("give task ids or a filter, not both")
+    if not ids and not chosen and not every_task:
+        raise typer.BadParameter("give task ids, a filter, or --all for every one of your tasks")
+    with connect(url, key) as client:
+        if action in ("cancel", "delete") and not yes:
+            what = f"{len(ids)} task(s)" if ids else "every task the filter chooses"
+            typer.confirm(f"{action.capitalize()} {what}?", abort=True)
+        done, refused = _bulk_run(client, action, ids, chosen, note)
+    _bulk_report(action, done, refused)
+
+
+def _bulk_run(
+    client: CliClient,
+    action: str,
+    ids: list[str] | None,
+    flt: JsonObject,
+    note: str | None,
+) -> tuple[int, list[tuple[int, JsonObject]]]:
+    """Send the bulk requests with a progress bar; answers how many tasks had a result, and
+    (position, result) of each refusal."""
+    extra: JsonObject = {"note": note} if note is not None else {}
+    refused: list[tuple[int, JsonObject]] = []
+    done = 0
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        if ids:
+            full = [resolve_id(client, ref) for ref in ids]
+            bar = progress.add_task(f"{action}", total=len(full))
+            for start in range(0, len(full), BULK_PAGE):
+                chunk = full[start : start + BULK_PAGE]
+                answer = client.bulk({"action": action, "ids": chunk, **extra})
+                done = _bulk_tally(answer, refused, done)
+                progress.update(bar, completed=done)
+            return done, refused
+        bar = progress.add_task(f"{action}", total=None)
+        cursor: str | None = None
+        while True:
+            body: JsonObject = {"action": action, "filter": flt, "limit": BULK_PAGE, **extra}
+            if cursor:
+                body["cursor"] = cursor
+            answer = client.bulk(body)
+            done = _bulk_tally(answer, refused, done)
+            progress.update(bar, completed=done)
+            cursor = answer.get("next_cursor")
+            if not cursor:
+                return done, refused
+
+
+def _bulk_tally(answer: JsonObject, refused: list[tuple[int, JsonObject]], done: int) -> int:
+    for result in answer.get("results") or []:
+        done += 1
+        if not result.get("ok"):
+            refused.append((done, result))
+    return done
+
+
+def _bulk_report(action: str, done: int, refused: list[tuple[int, JsonObject]]) -> None:
+    total_refused = len(refused)
+    if not refused:
+        console.print(f"{action}: {done} task(s), all done")
+        return
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for name in ("id", "code", "why"):
+        table.add_column(name, no_wrap=name != "why")
+    for _, result in refused:
+        table.add_row(
+            short_id(result.get("task_id")),
+            str(result.get("code")),
+            trimmed(str(result.get("message") or ""), 80),
+        )
+    console.print(table)
+    console.print(
+        f"{action}: {done} task(s), {done - total_refused} done, {total_refused} refused",
+        style="yellow",
+    )
+    raise typer.Exit(1)

@@ -3,7 +3,7 @@ clients."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -12,6 +12,7 @@ from pydantic import TypeAdapter
 from taskcell.client._wire import Call, task_path
 from taskcell.client.models import (
     Agent,
+    BulkOutcome,
     CancelResult,
     ConversationItem,
     DeleteResult,
@@ -71,6 +72,7 @@ def create_body(
     run_immediately: bool | None = None,
     max_attempts: int | None = None,
     metadata: Mapping[str, Any] | None = None,
+    run_timeout_seconds: int | None = None,
 ) -> dict[str, Any]:
     """The body of ``POST /tasks``: a recurring task when ``schedule`` is given."""
     body: dict[str, Any] = {"query": query, "agent_name": agent}
@@ -81,6 +83,7 @@ def create_body(
         "run_immediately": run_immediately,
         "max_attempts": max_attempts,
         "metadata": dict(metadata) if metadata is not None else None,
+        "run_timeout_seconds": run_timeout_seconds,
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     if schedule is not None:
@@ -134,8 +137,36 @@ def cancel(task_id: str) -> Call[CancelResult]:
     )
 
 
-def pause(task_id: str) -> Call[Task]:
-    return Call("POST", task_path(task_id, "pause"), _task, idempotent=True, about_task=True)
+def pause(task_id: str, note: str | None = None) -> Call[Task]:
+    body = {"note": note} if note is not None else None
+    path = task_path(task_id, "pause")
+    return Call("POST", path, _task, body=body, idempotent=True, about_task=True)
+
+
+def bulk_body(
+    action: str,
+    *,
+    ids: Sequence[str] | None = None,
+    filter: Mapping[str, Any] | None = None,
+    note: str | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """The body of ``POST /tasks:bulk`` (unset parts left out)."""
+    body: dict[str, Any] = {"action": action}
+    if ids is not None:
+        body["ids"] = list(ids)
+    if filter is not None:
+        body["filter"] = {k: v for k, v in filter.items() if v is not None}
+    optional = {"note": note, "limit": limit, "cursor": cursor}
+    body.update({k: v for k, v in optional.items() if v is not None})
+    return body
+
+
+def bulk(body: Mapping[str, Any]) -> Call[BulkOutcome]:
+    """``POST /tasks:bulk``. Each action is safe to repeat (a task already paused, resumed,
+    cancelled or deleted answers its own result again), so a lost answer is retried."""
+    return Call("POST", "/tasks:bulk", BulkOutcome.model_validate, body=dict(body), idempotent=True)
 
 
 def resume(task_id: str) -> Call[Task]:

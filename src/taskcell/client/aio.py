@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import anyio
@@ -43,6 +43,7 @@ from taskcell.client._wire import (
 from taskcell.client.errors import ConnectionFailed
 from taskcell.client.models import (
     Agent,
+    BulkOutcome,
     CancelResult,
     ConversationItem,
     DeleteResult,
@@ -296,6 +297,7 @@ class AsyncTasks:
         run_immediately: bool | None = None,
         max_attempts: int | None = None,
         metadata: Mapping[str, Any] | None = None,
+        run_timeout_seconds: int | None = None,
     ) -> Task:
         """``POST /tasks`` (a recurring task when ``schedule`` is given). Never retried."""
         body = _calls.create_body(
@@ -308,6 +310,7 @@ class AsyncTasks:
             run_immediately=run_immediately,
             max_attempts=max_attempts,
             metadata=metadata,
+            run_timeout_seconds=run_timeout_seconds,
         )
         return await self._client.send(_calls.create_task(body))
 
@@ -366,9 +369,9 @@ class AsyncTasks:
         """``POST /tasks/{id}/cancel``."""
         return await self._client.send(_calls.cancel(task_id))
 
-    async def pause(self, task_id: str) -> Task:
-        """``POST /tasks/{id}/pause``."""
-        return await self._client.send(_calls.pause(task_id))
+    async def pause(self, task_id: str, *, note: str | None = None) -> Task:
+        """``POST /tasks/{id}/pause``, with an optional ``note`` saying why."""
+        return await self._client.send(_calls.pause(task_id, note))
 
     async def resume(self, task_id: str) -> Task:
         """``POST /tasks/{id}/resume``."""
@@ -385,6 +388,22 @@ class AsyncTasks:
     async def run_now(self, task_id: str) -> Run:
         """``POST /tasks/{id}/run``."""
         return await self._client.send(_calls.run_now(task_id))
+
+    async def bulk(
+        self,
+        action: str,
+        *,
+        ids: Sequence[str] | None = None,
+        filter: Mapping[str, Any] | None = None,
+        note: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> BulkOutcome:
+        """``POST /tasks:bulk``: see :meth:`taskcell.client.Client.tasks.bulk`."""
+        body = _calls.bulk_body(
+            action, ids=ids, filter=filter, note=note, limit=limit, cursor=cursor
+        )
+        return await self._client.send(_calls.bulk(body))
 
     async def upcoming(self, task_id: str, *, count: int | None = None) -> Upcoming:
         """``GET /tasks/{id}/upcoming``: the next ``count`` (1 to 100, default 5) fire times."""

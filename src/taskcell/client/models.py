@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from taskcell.api.schemas import (
     AgentOut,
+    BulkOut,
+    BulkResult,
     CancelOut,
     DeleteOut,
     FireTime,
@@ -34,6 +36,8 @@ from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus
 __all__ = [
     "FINAL_STATUSES",
     "Agent",
+    "BulkOutcome",
+    "BulkResult",
     "CancelResult",
     "ConversationItem",
     "DeleteResult",
@@ -59,6 +63,8 @@ DeleteResult = DeleteOut
 ConversationItem = ItemOut
 Health = HealthOut
 Process = ProcessOut
+#: ``POST /tasks:bulk``: the action, a result per task, and the cursor to go on with.
+BulkOutcome = BulkOut
 #: ``GET /tasks/{id}/upcoming``: the schedule in words, its zone, and the next fire times.
 Upcoming = UpcomingOut
 

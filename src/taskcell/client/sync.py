@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import httpx
@@ -41,6 +41,7 @@ from taskcell.client._wire import (
 from taskcell.client.errors import ConnectionFailed
 from taskcell.client.models import (
     Agent,
+    BulkOutcome,
     CancelResult,
     ConversationItem,
     DeleteResult,
@@ -316,6 +317,7 @@ class Tasks:
         run_immediately: bool | None = None,
         max_attempts: int | None = None,
         metadata: Mapping[str, Any] | None = None,
+        run_timeout_seconds: int | None = None,
     ) -> Task:
         """``POST /tasks``: ask ``agent``; with ``schedule`` (a :class:`ScheduleConfig` or a
         dict: ``interval_minutes``, or ``daily_time`` "HH:MM" with an IANA ``timezone``) it is
@@ -330,6 +332,7 @@ class Tasks:
             run_immediately=run_immediately,
             max_attempts=max_attempts,
             metadata=metadata,
+            run_timeout_seconds=run_timeout_seconds,
         )
         return self._client.send(_calls.create_task(body))
 
@@ -389,9 +392,10 @@ class Tasks:
         already completed or failed."""
         return self._client.send(_calls.cancel(task_id))
 
-    def pause(self, task_id: str) -> Task:
-        """``POST /tasks/{id}/pause``: a recurring task fires no scheduled runs until resumed."""
-        return self._client.send(_calls.pause(task_id))
+    def pause(self, task_id: str, *, note: str | None = None) -> Task:
+        """``POST /tasks/{id}/pause``: a recurring task fires no scheduled runs until
+        resumed; ``note`` (one line, up to 500 characters) says why, until then."""
+        return self._client.send(_calls.pause(task_id, note))
 
     def resume(self, task_id: str) -> Task:
         """``POST /tasks/{id}/resume``."""
@@ -408,6 +412,25 @@ class Tasks:
     def run_now(self, task_id: str) -> Run:
         """``POST /tasks/{id}/run``: one extra run of a recurring task now."""
         return self._client.send(_calls.run_now(task_id))
+
+    def bulk(
+        self,
+        action: str,
+        *,
+        ids: Sequence[str] | None = None,
+        filter: Mapping[str, Any] | None = None,
+        note: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> BulkOutcome:
+        """``POST /tasks:bulk``: ``action`` (pause, resume, cancel or delete) on the tasks
+        ``ids`` (up to 1,000), or on those ``filter`` chooses (``status``, ``pattern``,
+        ``agent_name``, ``conversation_id``; an admin's ``user_id``) up to ``limit``; a result
+        per task. With a filter, the answer's ``next_cursor`` goes on as ``cursor``."""
+        body = _calls.bulk_body(
+            action, ids=ids, filter=filter, note=note, limit=limit, cursor=cursor
+        )
+        return self._client.send(_calls.bulk(body))
 
     def upcoming(self, task_id: str, *, count: int | None = None) -> Upcoming:
         """``GET /tasks/{id}/upcoming``: the next ``count`` (1 to 100, default 5) fire times of

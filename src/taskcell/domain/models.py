@@ -41,6 +41,9 @@ MAX_QUERY_CHARS = 32_000
 MAX_METADATA_CHARS = 64_000
 MAX_INTERVAL_MINUTES = 525_600  # one year
 MAX_ZONE_CHARS = 100  # the longest IANA name is 32 characters
+MAX_PAUSE_NOTE_CHARS = 500
+#: The longest run time-out a task may set: a week.
+MAX_RUN_TIMEOUT_SECONDS = 7 * 24 * 3600
 DEFAULT_USER = "default_user"
 
 
@@ -66,6 +69,22 @@ def _as_utc(value: datetime) -> datetime:
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+
+
+def check_pause_note(value: str) -> str:
+    """A pause note as stored: safe text of at most :data:`MAX_PAUSE_NOTE_CHARS` characters,
+    one line (the note is shown in lists and controllers), surrounding blanks removed."""
+    check_text(value)
+    note = value.strip()
+    if len(note) > MAX_PAUSE_NOTE_CHARS:
+        raise PydanticCustomError(
+            "pause_note",
+            "the note is {length} characters long; the limit is {limit}",
+            {"length": len(note), "limit": MAX_PAUSE_NOTE_CHARS},
+        )
+    if any(ord(ch) < 32 and ch != "\t" for ch in note):  # line breaks and control characters
+        raise PydanticCustomError("pause_note", "the note must be one line of plain text")
+    return note
 
 
 class TaskPattern(StrEnum):
@@ -200,6 +219,7 @@ EDITABLE_FIELDS: dict[str, frozenset[TaskPattern]] = {
     "query": _RECURRING,
     "schedule_config": _RECURRING,
     "max_attempts": _RECURRING,
+    "run_timeout_seconds": _RECURRING,
 }
 
 
@@ -230,8 +250,18 @@ class Task(BaseModel):
     updated_at: UtcDatetime = Field(default_factory=utcnow)
     error_message: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    #: What the user said when pausing the schedule (cleared by resume).
+    pause_note: str | None = Field(default=None, max_length=MAX_PAUSE_NOTE_CHARS)
+    #: A run still going this many seconds after its start is stopped and recorded failed
+    #: ("timed out after N s"); None: no limit.
+    run_timeout_seconds: int | None = Field(default=None, ge=1, le=MAX_RUN_TIMEOUT_SECONDS)
     #: Grows by one at each edit (``PATCH /tasks/{id}``); a run records the version it ran.
     version: int = Field(default=1, ge=1)
+
+    @field_validator("pause_note")
+    @classmethod
+    def _check_pause_note(cls, value: str | None) -> str | None:
+        return None if value is None else check_pause_note(value)
 
     @field_validator(
         "task_id", "title", "conversation_id", "thread_id", "user_id", "agent_name", "query"
@@ -370,6 +400,8 @@ class Run(BaseModel):
     epoch: int = Field(default=0, ge=0)
     #: The process that closed the run when another than its owner did (recovery).
     closed_by: str | None = None
+    #: When the run times out (its task's ``run_timeout_seconds`` after its start), if ever.
+    deadline_at: UtcDatetime | None = None
     #: The task's version this run ran (its fields as they were when the run was claimed).
     version: int = Field(default=1, ge=1)
 

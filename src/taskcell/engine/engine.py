@@ -51,6 +51,7 @@ from taskcell.engine.runs import CANCELLED_BY_USER, INTERRUPTED, STOP_GRACE_SECO
 from taskcell.engine.scheduler import Scheduler
 from taskcell.engine.settler import RetryPolicy, RunSettler
 from taskcell.engine.supervisor import Supervisor
+from taskcell.engine.timeouts import Deadlines
 from taskcell.service import TaskNotFound, TaskService
 
 logger = logging.getLogger(__name__)
@@ -108,6 +109,8 @@ class Engine:
         controllers = Controllers(store, log, default_zone=self.default_zone)
         settler = RunSettler(store, log, runs, executor, registry, controllers, retry=retry)
         attempts = Attempts(store, executor, runs, settler, retry=retry)
+        #: The run time-outs of this process's runs (the ``run-timeouts`` loop).
+        self.deadlines = deadlines = Deadlines()
         self._once = OnceTasks(
             store,
             self.service,
@@ -117,6 +120,7 @@ class Engine:
             settler,
             attempts,
             self.supervisor,
+            deadlines,
             owner=self.owner,
             lease=lease,
         )
@@ -155,6 +159,7 @@ class Engine:
             settler,
             attempts,
             controllers,
+            deadlines,
             owner=self.owner,
             lease=lease,
             default_zone=self.default_zone,
@@ -218,6 +223,7 @@ class Engine:
             await self.recovery.recover()
         self.supervisor.start("leases", self._leases.run)
         self.supervisor.start("recovery", self.recovery.run)
+        self.supervisor.start("run-timeouts", self.deadlines.run)
         if self._cluster.clustered:
             self.supervisor.start("notifications", lambda: self._cluster.listen(self._notices))
         if schedule:
@@ -298,8 +304,8 @@ class Engine:
         """Edit a task's editable fields in one guarded write: see :class:`Editing`."""
         return await self._editing.edit(task_id, patch, if_version=if_version)
 
-    async def pause(self, task_id: str) -> Task:
-        return await self._recurring.pause(task_id)
+    async def pause(self, task_id: str, note: str | None = None) -> Task:
+        return await self._recurring.pause(task_id, note)
 
     async def resume(self, task_id: str) -> Task:
         return await self._recurring.resume(task_id)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from taskcell.abc import Store
 from taskcell.agents.base import AgentError, TransientAgentError
@@ -37,6 +37,7 @@ from taskcell.engine.responses import ResponseFactory
 from taskcell.engine.runs import RunTable
 from taskcell.engine.settler import RunSettler
 from taskcell.engine.supervisor import Supervisor
+from taskcell.engine.timeouts import Deadlines, RunTimedOut, deadline_for
 from taskcell.service import TaskNotFound, TaskService
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class OnceTasks:
         settler: RunSettler,
         attempts: Attempts,
         supervisor: Supervisor,
+        deadlines: Deadlines,
         *,
         owner: str,
         lease: timedelta,
@@ -67,6 +69,7 @@ class OnceTasks:
         self._settler = settler
         self._attempts = attempts
         self._supervisor = supervisor
+        self._deadlines = deadlines
         self._owner = owner
         self._lease = lease
 
@@ -96,6 +99,7 @@ class OnceTasks:
                     created_at=now,
                     owner=self._owner,
                     lease_expires_at=now + self._lease,
+                    deadline_at=await self._deadline(task, now),
                     version=task.version,
                 )
                 # An outage is waited out here: the task stays pending, never orphaned.
@@ -120,6 +124,20 @@ class OnceTasks:
                     return
                 task = reloaded
 
+    async def _deadline(self, task: Task, now: datetime) -> datetime | None:
+        """The deadline of a new attempt: its time-out from now, or, where it resumes the
+        remote task of a run that was interrupted (a stop, a crash, a lease lost), that run's
+        deadline: the clock is the run's start, wherever the run goes on."""
+        deadline = deadline_for(task, now)
+        if deadline is None or not task.metadata.get(RESUMABLE_KEY):
+            return deadline
+        latest = await self._supervisor.weather(
+            f"run {task.task_id}", functools.partial(self._store.list_runs, task.task_id, limit=1)
+        )
+        if latest.items and latest.items[0].status is RunStatus.INTERRUPTED:
+            return latest.items[0].deadline_at or deadline
+        return deadline
+
     async def _attempt(self, ctx: RunContext) -> float | None:
         """Run one attempt and settle it; answers the back-off delay when it should retry.
 
@@ -129,9 +147,12 @@ class OnceTasks:
         if ctx.task.pattern is TaskPattern.ONCE:
             resume = ctx.task.metadata.get(RESUMABLE_KEY) or None
         try:
-            outcome = await self._executor.execute(
-                ctx, resume=resume, after_attempt=ctx.run.attempt > 1
-            )
+            async with self._deadlines.bounded(ctx.task, ctx.run):
+                outcome = await self._executor.execute(
+                    ctx, resume=resume, after_attempt=ctx.run.attempt > 1
+                )
+        except RunTimedOut as exc:
+            return await self._settler.to_the_end(ctx, self._settler.timed_out(ctx, str(exc)))
         except TransientAgentError as exc:
             if self._runs.stopping:
                 await self._attempts.until_stopped(ctx)
@@ -195,7 +216,17 @@ class OnceTasks:
     async def _continue(self, ctx: RunContext, text: str) -> None:
         async with self._settler.slot(ctx.task, ctx), self._settler.holding(ctx):
             try:
-                outcome = await self._attempts.execute_with_retries(ctx, reply=text)
+                # Waiting for the reply did not count: the continuation has a deadline of its own.
+                if (deadline := deadline_for(ctx.task, utcnow())) is not None:
+                    ctx.run.deadline_at = deadline
+                    changes = {"deadline_at": deadline}
+                    await self._store.update_run(ctx.run.run_id, changes, fence=ctx.run.fence)
+                try:
+                    async with self._deadlines.bounded(ctx.task, ctx.run):
+                        outcome = await self._attempts.execute_with_retries(ctx, reply=text)
+                except RunTimedOut as exc:
+                    await self._settler.cancel_remote(ctx.task, ctx.remote_task_id)
+                    outcome = Outcome(OutcomeKind.FAILED, str(exc))
             except asyncio.CancelledError:
                 await asyncio.shield(self._settler.stopped(ctx))
                 raise

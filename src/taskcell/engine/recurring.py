@@ -27,6 +27,7 @@ from taskcell.engine.opening import open_task
 from taskcell.engine.responses import RESULT, ResponseFactory
 from taskcell.engine.runs import RunTable
 from taskcell.engine.settler import RunSettler
+from taskcell.engine.timeouts import Deadlines, RunTimedOut, deadline_for
 from taskcell.metrics import SCHEDULER_LAG
 from taskcell.service import TaskService
 
@@ -64,6 +65,7 @@ def occurrence_run(task: Task, scheduled_for: datetime, owner: str, lease: timed
     """The run of one occurrence of ``task``, owned by ``owner`` and leased for ``lease``."""
     now = utcnow()
     return Run(
+        deadline_at=deadline_for(task, now),
         lease_expires_at=now + lease,
         run_id=new_id(),
         task_id=task.task_id,
@@ -92,6 +94,7 @@ class RecurringTasks:
         settler: RunSettler,
         attempts: Attempts,
         controllers: Controllers,
+        deadlines: Deadlines,
         *,
         owner: str,
         lease: timedelta,
@@ -106,6 +109,7 @@ class RecurringTasks:
         self._settler = settler
         self._attempts = attempts
         self._controllers = controllers
+        self._deadlines = deadlines
         self._owner = owner
         self._lease = lease
         self._default_zone = default_zone
@@ -153,9 +157,14 @@ class RecurringTasks:
             # Its result is emitted when the block ends: nothing of it stays cached.
             async with self._settler.holding(ctx):
                 try:
-                    outcome = await self._attempts.execute_with_retries(
-                        ctx, emit_routed=False, count_attempts=True
-                    )
+                    try:
+                        async with self._deadlines.bounded(task, run):
+                            outcome = await self._attempts.execute_with_retries(
+                                ctx, emit_routed=False, count_attempts=True
+                            )
+                    except RunTimedOut as exc:  # a failed run: it counts towards the pause
+                        await self._settler.cancel_remote(task, ctx.remote_task_id)
+                        outcome = Outcome(OutcomeKind.FAILED, str(exc))
                 except asyncio.CancelledError:
                     await asyncio.shield(self._settler.stopped(ctx))
                     raise
@@ -243,9 +252,12 @@ class RecurringTasks:
         except (ValueError, LookupError, TypeError) as exc:
             raise UnusableSchedule(task, exc, "list its fire times") from exc
 
-    async def pause(self, task_id: str) -> Task:
+    async def pause(self, task_id: str, note: str | None = None) -> Task:
+        """Pause the schedule, with the user's ``note`` (None: no note; a paused task's note
+        is replaced)."""
         task = await self._recurring(task_id, "be paused")
-        if not await self._store.update(task_id, {"paused": True}, expected=[TaskStatus.RUNNING]):
+        changes = {"paused": True, "pause_note": note}
+        if not await self._store.update(task_id, changes, expected=[TaskStatus.RUNNING]):
             raise InvalidTransition(task_id, None, TaskStatus.RUNNING)
         await self._controllers.update(task)
         await self._schedule_changed()
@@ -269,7 +281,12 @@ class RecurringTasks:
                 )
             except (ValueError, LookupError, TypeError) as exc:
                 raise UnusableSchedule(task, exc) from exc
-        changes = {"paused": False, "next_run_at": upcoming, "error_message": None}
+        changes = {
+            "paused": False,
+            "next_run_at": upcoming,
+            "error_message": None,
+            "pause_note": None,
+        }
         if not await self._store.update(task_id, changes, expected=[TaskStatus.RUNNING]):
             raise InvalidTransition(task_id, None, TaskStatus.RUNNING)
         await self._controllers.update(task, last_error=None)

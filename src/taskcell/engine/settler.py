@@ -266,6 +266,18 @@ class RunSettler:
         await self._log.emit(ResponseFactory(task, run.run_id).system_message(note))
         return delay
 
+    async def timed_out(self, ctx: RunContext, reason: str) -> float | None:
+        """A once task's attempt ran past its deadline: its remote task is cancelled (never
+        resumed), then the attempt is a failed one like a transient failure's: the task is
+        requeued while attempts are left (answering the back-off delay), else it fails."""
+        task = ctx.task
+        remote = ctx.remote_task_id or task.metadata.get(RESUMABLE_KEY)
+        await self.cancel_remote(task, remote)
+        if task.metadata.get(RESUMABLE_KEY):
+            task.metadata = {**task.metadata, RESUMABLE_KEY: None}
+            ctx.remote_changed = True  # written with the settling write
+        return await self.transient_failure(ctx, reason)
+
     async def _fail_task(
         self,
         task: Task,

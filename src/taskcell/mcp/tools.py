@@ -61,6 +61,11 @@ TaskId = Annotated[
 ]
 
 
+PauseNote = Annotated[
+    str | None,
+    Field(description="Why the schedule is paused: one line, at most 500 characters."),
+]
+
 WaitSeconds = Annotated[
     float,
     Field(
@@ -95,6 +100,8 @@ def task_summary(task: Task) -> dict[str, Any]:
     if task.schedule_config is not None:
         summary["schedule"] = task.schedule_config.model_dump(exclude_none=True)
         summary["paused"] = task.paused
+        if task.pause_note:
+            summary["pause_note"] = task.pause_note
         summary["next_run_at"] = task.next_run_at.isoformat() if task.next_run_at else None
     if task.error_message:
         summary["error"] = task.error_message
@@ -402,10 +409,13 @@ class Tools:
             cancelled = await client.tasks.cancel(task_id)
         return {"task_id": task_id, "cancelled": cancelled.success}
 
-    async def pause_task(self, ctx: Context, task_id: TaskId) -> dict[str, Any]:
-        """Pause a recurring task's schedule (no runs until resume_task)."""
+    async def pause_task(
+        self, ctx: Context, task_id: TaskId, note: PauseNote = None
+    ) -> dict[str, Any]:
+        """Pause a recurring task's schedule (no runs until resume_task), optionally with a
+        note saying why (shown with the task until it is resumed)."""
         async with self._api(ctx) as client:
-            return task_summary(await client.tasks.pause(task_id))
+            return task_summary(await client.tasks.pause(task_id, note=note))
 
     async def resume_task(self, ctx: Context, task_id: TaskId) -> dict[str, Any]:
         """Resume a paused recurring task; occurrences missed while paused are skipped."""

@@ -59,6 +59,8 @@ TASK_COLUMNS: tuple[str, ...] = (
     "updated_at",
     "error_message",
     "metadata",
+    "pause_note",
+    "run_timeout_seconds",
     "version",
 )
 
@@ -80,6 +82,7 @@ RUN_COLUMNS: tuple[str, ...] = (
     "created_at",
     "epoch",
     "closed_by",
+    "deadline_at",
     "version",
 )
 
@@ -93,6 +96,7 @@ _DATETIME_FIELDS = frozenset(
         "scheduled_for",
         "finished_at",
         "lease_expires_at",
+        "deadline_at",
     }
 )
 
@@ -278,6 +282,8 @@ def _plain_task_fields(row: Row) -> dict[str, Any]:
         "attempt": row["attempt"],
         "max_attempts": row["max_attempts"],
         "handoff_from_super_agent": bool(row["handoff_from_super_agent"]),
+        "pause_note": row["pause_note"],
+        "run_timeout_seconds": row["run_timeout_seconds"],
         "version": row["version"],
     }
 
@@ -366,6 +372,7 @@ def run_from_row(row: Row) -> Run:
         created_at=_required_dt(row["created_at"]),
         epoch=row["epoch"],
         closed_by=row["closed_by"],
+        deadline_at=_dt(row["deadline_at"]),
         version=row["version"],
     )
 

@@ -119,7 +119,14 @@ _RUN_TYPES = {
     "epoch": "integer",
     "version": "integer",
     **dict.fromkeys(
-        ("scheduled_for", "started_at", "finished_at", "lease_expires_at", "created_at"),
+        (
+            "scheduled_for",
+            "started_at",
+            "finished_at",
+            "lease_expires_at",
+            "created_at",
+            "deadline_at",
+        ),
         "timestamptz",
     ),
 }

@@ -63,5 +63,6 @@ def skipped_run(run: Run, due: datetime, now: datetime, reason: str) -> Run:
             "finished_at": now,
             "error": reason,
             "lease_expires_at": None,
+            "deadline_at": None,  # it never runs
         }
     )
