@@ -40,6 +40,11 @@ class TaskCreate(BaseModel):
     max_attempts: WholeNumber = 3
     #: Checked by the domain (size first, then text and depth): 400 naming ``metadata``.
     metadata: dict[str, Any] | None = None
+    #: A recurring task's policies (docs/api.md, "Overlap and catch-up"); the domain checks
+    #: the values (400 naming the field).
+    overlap: SafeText | None = None
+    catchup: SafeText | None = None
+    catchup_window_seconds: WholeNumber | None = None
 
 
 class StreamCreate(BaseModel):
@@ -53,6 +58,33 @@ class StreamCreate(BaseModel):
     pattern: Literal["once", "recurring"] = "once"
     schedule_config: ScheduleIn | None = None
     title: SafeText | None = None
+
+
+class BackfillIn(BaseModel):
+    """POST /tasks/{id}/backfill: the occurrences of ``[start, end)`` (aware datetimes)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: datetime
+    end: datetime
+
+
+class BackfillRun(BaseModel):
+    run_id: str
+    scheduled_for: datetime | None
+    #: running (started now), queued (waits for the run in progress), skipped or cancelled
+    #: (as the task's overlap policy decided).
+    status: str
+
+
+class BackfillOut(BaseModel):
+    task_id: str
+    #: How many occurrences of the range got a run now.
+    queued: int
+    #: Those runs, in order.
+    runs: list[BackfillRun]
+    #: The occurrences of the range that had a run already (not run again).
+    already_run: list[datetime]
 
 
 class InputIn(BaseModel):

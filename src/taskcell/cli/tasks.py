@@ -115,6 +115,27 @@ def create(
     max_attempts: Annotated[
         int | None, typer.Option(help="Attempts before a once task fails (1..20).")
     ] = None,
+    overlap: Annotated[
+        str | None,
+        typer.Option(
+            help="Recurring: an occurrence due while a run goes on: skip (default), "
+            "buffer_one, buffer_all, cancel_other or allow_all.",
+            metavar="POLICY",
+        ),
+    ] = None,
+    catchup: Annotated[
+        str | None,
+        typer.Option(
+            help="Recurring: occurrences missed while down: coalesce (default), skip or all.",
+            metavar="POLICY",
+        ),
+    ] = None,
+    catchup_window: Annotated[
+        int | None,
+        typer.Option(
+            help="Recurring: skip missed occurrences older than SECONDS.", metavar="SECONDS"
+        ),
+    ] = None,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Then watch it live.")] = False,
     url: UrlOption = DEFAULT_URL,
     key: KeyOption = None,
@@ -122,7 +143,14 @@ def create(
     """Create a task and queue it to run."""
     schedule = schedule_body(every, daily, tz, cron)
     body: JsonObject = {"query": query, "agent_name": agent}
-    optional = {"title": title, "conversation_id": conversation, "max_attempts": max_attempts}
+    optional = {
+        "title": title,
+        "conversation_id": conversation,
+        "max_attempts": max_attempts,
+        "overlap": overlap,
+        "catchup": catchup,
+        "catchup_window_seconds": catchup_window,
+    }
     body.update({k: v for k, v in optional.items() if v is not None})
     if schedule is not None:
         body["pattern"] = "recurring"
@@ -221,6 +249,7 @@ def task_grid(task: JsonObject) -> Table:
         ("status", status_text(task.get("status"))),
         ("pattern", _pattern_cell(task)),
         ("next run", when(task.get("next_run_at"))),
+        *_policy_rows(task),
         ("attempt", f"{task.get('attempt', 0)} of {task.get('max_attempts', '?')}"),
         ("conversation", task.get("conversation_id")),
         ("created", when(task.get("created_at"))),
@@ -236,6 +265,17 @@ def task_grid(task: JsonObject) -> Table:
     for name, value in rows:
         grid.add_row(name, value if isinstance(value, Text) else Text(str(value or "-")))
     return grid
+
+
+def _policy_rows(task: JsonObject) -> list[tuple[str, Any]]:
+    """A recurring task's overlap and catch-up policies (nothing for a once task)."""
+    if task.get("pattern") != "recurring":
+        return []
+    window = task.get("catchup_window_seconds")
+    catchup = str(task.get("catchup", "coalesce"))
+    if window is not None:
+        catchup += f" (window {window} s)"
+    return [("overlap", task.get("overlap", "skip")), ("catch-up", catchup)]
 
 
 def runs_table(runs: list[JsonObject]) -> Table:
@@ -363,6 +403,40 @@ def run(task_id: TaskId, url: UrlOption = DEFAULT_URL, key: KeyOption = None) ->
         status_text(started.get("status"))
     )
     console.print(line)
+
+
+@app.command()
+def backfill(
+    task_id: TaskId,
+    start: Annotated[
+        str, typer.Option(help="First instant, included (ISO 8601 with offset).", metavar="ISO")
+    ],
+    end: Annotated[
+        str, typer.Option(help="Last instant, excluded (ISO 8601 with offset).", metavar="ISO")
+    ],
+    url: UrlOption = DEFAULT_URL,
+    key: KeyOption = None,
+) -> None:
+    """Run a recurring task's occurrences in [START, END) that have no run yet, in order."""
+    with connect(url, key) as client:
+        done = client.action(resolve_id(client, task_id), "backfill", {"start": start, "end": end})
+    runs = done.get("runs") or []
+    console.print(f"backfilled {done.get('queued', 0)} occurrence(s) of task {done.get('task_id')}")
+    if runs:
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        table.add_column("scheduled for", no_wrap=True)
+        table.add_column("run")
+        table.add_column("status")
+        for run in runs:
+            table.add_row(
+                when(run.get("scheduled_for")),
+                short_id(str(run.get("run_id"))),
+                status_text(run.get("status")),
+            )
+        console.print(table)
+    already = done.get("already_run") or []
+    if already:
+        console.print(f"{len(already)} occurrence(s) had a run already: not run again", style="dim")
 
 
 @app.command()

@@ -25,6 +25,7 @@ from taskcell.client.errors import (
 )
 from taskcell.client.models import (
     Agent,
+    Backfill,
     CancelResult,
     ConversationItem,
     DeleteResult,
@@ -43,6 +44,7 @@ __all__ = [
     "Agent",
     "ApiError",
     "AsyncClient",
+    "Backfill",
     "CancelResult",
     "Client",
     "Conflict",

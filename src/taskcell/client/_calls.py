@@ -4,6 +4,7 @@ clients."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -12,6 +13,7 @@ from pydantic import TypeAdapter
 from taskcell.client._wire import Call, task_path
 from taskcell.client.models import (
     Agent,
+    Backfill,
     CancelResult,
     ConversationItem,
     DeleteResult,
@@ -71,6 +73,9 @@ def create_body(
     run_immediately: bool | None = None,
     max_attempts: int | None = None,
     metadata: Mapping[str, Any] | None = None,
+    overlap: str | None = None,
+    catchup: str | None = None,
+    catchup_window_seconds: int | None = None,
 ) -> dict[str, Any]:
     """The body of ``POST /tasks``: a recurring task when ``schedule`` is given."""
     body: dict[str, Any] = {"query": query, "agent_name": agent}
@@ -81,6 +86,9 @@ def create_body(
         "run_immediately": run_immediately,
         "max_attempts": max_attempts,
         "metadata": dict(metadata) if metadata is not None else None,
+        "overlap": overlap,
+        "catchup": catchup,
+        "catchup_window_seconds": catchup_window_seconds,
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     if schedule is not None:
@@ -144,6 +152,15 @@ def resume(task_id: str) -> Call[Task]:
 
 def run_now(task_id: str) -> Call[Run]:
     return Call("POST", task_path(task_id, "run"), _run, about_task=True)
+
+
+def backfill(task_id: str, start: datetime, end: datetime) -> Call[Backfill]:
+    """``POST /tasks/{id}/backfill``. Not retried: a lost answer is safe to send again (runs
+    are not stored twice), but the second answer would list them as already run."""
+    body = {"start": start.isoformat(), "end": end.isoformat()}
+    return Call(
+        "POST", task_path(task_id, "backfill"), Backfill.model_validate, body=body, about_task=True
+    )
 
 
 def answer(task_id: str, text: str) -> Call[Task]:

@@ -12,6 +12,7 @@ import builtins
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -40,6 +41,7 @@ from taskcell.client._wire import (
 from taskcell.client.errors import ConnectionFailed
 from taskcell.client.models import (
     Agent,
+    Backfill,
     CancelResult,
     ConversationItem,
     DeleteResult,
@@ -315,6 +317,9 @@ class Tasks:
         run_immediately: bool | None = None,
         max_attempts: int | None = None,
         metadata: Mapping[str, Any] | None = None,
+        overlap: str | None = None,
+        catchup: str | None = None,
+        catchup_window_seconds: int | None = None,
     ) -> Task:
         """``POST /tasks``: ask ``agent``; with ``schedule`` (a :class:`ScheduleConfig` or a
         dict: ``interval_minutes``, or ``daily_time`` "HH:MM" with an IANA ``timezone``) it is
@@ -329,6 +334,9 @@ class Tasks:
             run_immediately=run_immediately,
             max_attempts=max_attempts,
             metadata=metadata,
+            overlap=overlap,
+            catchup=catchup,
+            catchup_window_seconds=catchup_window_seconds,
         )
         return self._client.send(_calls.create_task(body))
 
@@ -403,6 +411,12 @@ class Tasks:
     def run_now(self, task_id: str) -> Run:
         """``POST /tasks/{id}/run``: one extra run of a recurring task now."""
         return self._client.send(_calls.run_now(task_id))
+
+    def backfill(self, task_id: str, *, start: datetime, end: datetime) -> Backfill:
+        """``POST /tasks/{id}/backfill``: run the occurrences of ``[start, end)`` (aware
+        datetimes) that have no run yet, in order, under the task's overlap policy (at most
+        1,000). A reversed or naive range, or one with more, is a ``ValidationFailed``."""
+        return self._client.send(_calls.backfill(task_id, start, end))
 
     def upcoming(self, task_id: str, *, count: int | None = None) -> Upcoming:
         """``GET /tasks/{id}/upcoming``: the next ``count`` (1 to 100, default 5) fire times of
