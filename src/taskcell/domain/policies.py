@@ -178,8 +178,9 @@ def latest_fires(
     default_zone: str = "UTC",
 ) -> tuple[list[datetime], int]:
     """The latest ``limit`` fire times in ``[lo, hi]`` (ascending), and how many earlier ones
-    in that span are left out (for a wall-clock schedule counted up to ``limit``). ``anchor``
-    is a fire time (an interval schedule's grid).
+    in that span are left out (for a wall-clock schedule a lower bound, above 0 when any is:
+    those beyond the walked stretch are counted up to ``limit``). ``anchor`` is a fire time
+    (an interval schedule's grid).
 
     An interval's are computed directly; a wall-clock schedule's by walking forward from a
     start that moves back (doubling the span) until the span holds ``limit`` fire times or

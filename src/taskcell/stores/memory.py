@@ -389,7 +389,14 @@ class InMemoryTaskStore:
                 fresh.append(run)
         running = [r for r in mine if _leased(r, now) and r.status is RunStatus.RUNNING]
         queued = [r for r in mine if r.status is RunStatus.QUEUED]
-        admitted = admit_runs(task, fresh, running=len(running), queued=len(queued), now=now)
+        admitted = admit_runs(
+            task,
+            fresh,
+            running=len(running),
+            queued=len(queued),
+            now=now,
+            skipped_reason=skipped_reason,
+        )
         replaced = []
         if admitted.replace:
             for run in running + queued:

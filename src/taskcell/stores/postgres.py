@@ -514,7 +514,10 @@ def _filter_sql(flt: TaskFilter) -> tuple[list[str], list[Any]]:
 
 
 async def _admit_all(
-    conn: Connection, batches: Sequence[tuple[Task, list[Run]]], now: datetime
+    conn: Connection,
+    batches: Sequence[tuple[Task, list[Run]]],
+    now: datetime,
+    skipped_reason: str | None = None,
 ) -> list[OccurrenceRuns]:
     """Store each task's runs (in the caller's transaction) under its overlap policy: see
     :func:`~taskcell.stores.rules.admit_runs`. Runs for an occurrence that has a run already
@@ -537,7 +540,16 @@ async def _admit_all(
                 taken.add(key)
                 fresh.append(run)
         running, queued = busy.get(task.task_id, (0, 0))
-        admitted.append(admit_runs(task, fresh, running=running, queued=queued, now=now))
+        admitted.append(
+            admit_runs(
+                task,
+                fresh,
+                running=running,
+                queued=queued,
+                now=now,
+                skipped_reason=skipped_reason,
+            )
+        )
     replacing = [t.task_id for (t, _), a in zip(batches, admitted, strict=True) if a.replace]
     replaced: dict[str, list[Run]] = {}
     if replacing:
@@ -978,7 +990,7 @@ class PostgresTaskStore:
                 runs = [] if made is None else [made] if isinstance(made, Run) else list(made)
                 batches.append((task, runs))
             for (task, _), stored in zip(
-                batches, await _admit_all(conn, batches, moment), strict=True
+                batches, await _admit_all(conn, batches, moment, skipped_reason), strict=True
             ):
                 answers = [(task, r) for r in [*stored.runs, *stored.replaced]]
                 started += answers or [(task, None)]

@@ -10,7 +10,13 @@ from typing import Any
 
 from taskcell.abc import UPDATABLE_FIELDS, LeaseLost
 from taskcell.domain.models import Fence, Run, RunStatus, Task
-from taskcell.domain.policies import CANCELLED_BY_NEWER, Admission, admit, skip_reason
+from taskcell.domain.policies import (
+    CANCELLED_BY_NEWER,
+    Admission,
+    OverlapPolicy,
+    admit,
+    skip_reason,
+)
 
 #: The run fields no write may change (a run's identity).
 _RUN_IDENTITY = frozenset({"run_id", "task_id"})
@@ -92,16 +98,26 @@ class Admitted:
 
 
 def admit_runs(
-    task: Task, runs: Sequence[Run], *, running: int, queued: int, now: datetime
+    task: Task,
+    runs: Sequence[Run],
+    *,
+    running: int,
+    queued: int,
+    now: datetime,
+    skipped_reason: str | None = None,
 ) -> Admitted:
     """Each of ``runs`` (occurrences of ``task``, in order) as it is stored, given ``running``
     runs of the task in progress (leases held) and ``queued`` waiting before them.
 
     A run that is not ``running`` (a skipped occurrence's record) is stored as it is. Every
     other is decided by :func:`~taskcell.domain.policies.admit`: started (as it is), queued,
-    skipped with the policy's reason, or started replacing the runs before it; runs of this
-    same write that it replaces are recorded cancelled, never started.
+    skipped with the policy's reason (``skipped_reason``, when given, for ``skip``), or
+    started replacing the runs before it; runs of this same write that it replaces are
+    recorded cancelled, never started.
     """
+    why = skip_reason(task.overlap)
+    if skipped_reason and task.overlap is OverlapPolicy.SKIP:
+        why = skipped_reason
     out = list(runs)
     live: list[int] = []  # this write's runs that start, and those that wait
     waiting: list[int] = []
@@ -112,7 +128,7 @@ def admit_runs(
         due = run.scheduled_for or now
         decision = admit(task.overlap, running=running + len(live), queued=queued + len(waiting))
         if decision is Admission.SKIP:
-            out[index] = skipped_run(run, due, now, skip_reason(task.overlap))
+            out[index] = skipped_run(run, due, now, why)
         elif decision is Admission.QUEUE:
             out[index] = queued_run(run)
             waiting.append(index)

@@ -249,7 +249,11 @@ _REPLACE = (
 
 
 def _admit(
-    conn: sqlite3.Connection, task: Task, runs: Sequence[Run], now: datetime
+    conn: sqlite3.Connection,
+    task: Task,
+    runs: Sequence[Run],
+    now: datetime,
+    skipped_reason: str | None = None,
 ) -> OccurrenceRuns:
     """Store ``runs`` of ``task`` (in the caller's transaction) under its overlap policy:
     see :func:`~taskcell.stores.rules.admit_runs`. Runs for an occurrence that has a run
@@ -267,7 +271,9 @@ def _admit(
         return OccurrenceRuns([], [])
     running = conn.execute(_RUNNING_OF, (task.task_id, moment)).fetchone()[0]
     queued = conn.execute(_QUEUED_OF, (task.task_id,)).fetchone()[0]
-    admitted = admit_runs(task, fresh, running=running, queued=queued, now=now)
+    admitted = admit_runs(
+        task, fresh, running=running, queued=queued, now=now, skipped_reason=skipped_reason
+    )
     replaced: list[Run] = []
     if admitted.replace:
         args = (moment, CANCELLED_BY_NEWER, task.task_id, moment)
@@ -799,7 +805,7 @@ class SQLiteTaskStore:
                 conn.execute(update, (codec.ts(task.next_run_at), moment, task.task_id))
                 made = make_run(task, due)
                 runs = [] if made is None else [made] if isinstance(made, Run) else list(made)
-                stored = _admit(conn, task, runs, now)
+                stored = _admit(conn, task, runs, now, skipped_reason)
                 answers = [(task, r) for r in [*stored.runs, *stored.replaced]]
                 started += answers or [(task, None)]
             return started
