@@ -192,7 +192,7 @@ def test_backfill_refuses_over_a_thousand_and_reversed_ranges() -> None:
         backfill_occurrences(MINUTE_CRON, start=T0, end=T0 + timedelta(days=1), anchor=None)
     with pytest.raises(ValueError, match="end must be after start"):
         backfill_occurrences(EVERY_MINUTE, start=T0, end=T0, anchor=T0)
-    with pytest.raises(ValueError, match="aware|offset|naive|timezone"):
+    with pytest.raises(ValueError, match=r"aware|offset|naive|timezone"):
         backfill_occurrences(
             EVERY_MINUTE, start=T0.replace(tzinfo=None), end=T0 + timedelta(hours=1), anchor=T0
         )

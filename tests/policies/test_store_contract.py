@@ -136,7 +136,7 @@ async def test_a_due_occurrence_beside_a_running_run_follows_the_overlap_policy(
 async def test_buffer_one_keeps_one_waiting_and_skips_the_next_with_the_reason(
     store: TaskStore,
 ) -> None:
-    task, _ = await with_running_run(store, "buffer_one")
+    _, _ = await with_running_run(store, "buffer_one")
     answered = await store.start_due(
         T0 + 2 * MINUTE, a_minute_on, several(0, 1, 2), skipped_reason=SKIPPED_RUNNING
     )
@@ -248,7 +248,7 @@ async def test_catch_up_records_and_overlap_together(store: TaskStore) -> None:
 async def test_add_occurrences_applies_the_policy_and_leaves_out_runs_already_there(
     store: TaskStore,
 ) -> None:
-    task, previous = await with_running_run(store, "buffer_all")
+    task, _ = await with_running_run(store, "buffer_all")
     done = Run(task_id=task.task_id, scheduled_for=T0, status=RunStatus.COMPLETED)
     assert await store.add_run(done)
     wanted = [occurrence(task.task_id, T0 + k * MINUTE) for k in range(3)]
