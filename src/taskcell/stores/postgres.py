@@ -227,9 +227,11 @@ _NEXT_QUEUED = (
     " AND l.status = 'running' AND l.lease_expires_at > now())"
     " ORDER BY r.scheduled_for, r.run_id LIMIT $1 FOR UPDATE OF r, t SKIP LOCKED"
 )
+#: Stamped by the statement's own time (not the transaction's): it comes after the read
+#: that saw the run before it end, so a run never starts before the one before it ended.
 _START_QUEUED = (
-    "UPDATE runs SET status = 'running', owner = $1, started_at = now(),"
-    " lease_expires_at = now() + $2::interval"
+    "UPDATE runs SET status = 'running', owner = $1, started_at = statement_timestamp(),"
+    " lease_expires_at = statement_timestamp() + $2::interval"
     " WHERE run_id = ANY($3::text[]) AND status = 'queued'"
     f" RETURNING {', '.join(codec.RUN_COLUMNS)}"
 )
