@@ -167,6 +167,8 @@ async def test_backfill_of_a_paused_task_is_allowed(client: httpx.AsyncClient) -
             "1000",
         ),
         ({"start": "yesterday", "end": "2026-03-01T13:00:00Z"}, "start", ""),
+        ({"start": "0001-01-01T00:00:00+01:00", "end": "0001-01-02T00:00:00Z"}, "start", ""),
+        ({"start": "0001-01-01T00:00:00Z", "end": "9999-12-31T23:59:59Z"}, "end", "1000"),
         ({"start": "2026-03-01T12:00:00Z"}, "end", ""),
         ({"start": "2026-03-01T12:00:00Z", "end": "2026-03-02T12:00:00Z", "x": 1}, "x", ""),
     ],

@@ -369,6 +369,8 @@ class RecurringTasks:
         except TooManyOccurrences:
             message = f"the range holds more than {MAX_BACKFILL} occurrences; split it"
             raise BadBackfill("end", message) from None
+        except OverflowError:  # a range at the edge of the calendar (year 1 or 9999)
+            raise BadBackfill("start", "the range is outside the dates taskcell can use") from None
         except (ValueError, LookupError, TypeError) as exc:
             raise UnusableSchedule(task, exc, "be backfilled") from exc
         stored = await self._store.add_occurrences(
