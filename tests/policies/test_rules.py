@@ -78,6 +78,7 @@ def test_three_hours_down_coalesce_gives_one_run_for_the_latest() -> None:
     plan = catch_up(EVERY_MINUTE, due=T0, now=NOW, policy="coalesce")
     assert plan.run == [MISSED[-1]]
     assert plan.skipped == []
+    assert plan.coalesced == 180
 
 
 def test_three_hours_down_skip_gives_none_and_records_each() -> None:

@@ -106,6 +106,9 @@ class CatchUp:
     run: list[datetime]
     skipped: list[tuple[datetime, str]] = field(default_factory=list)
     unrecorded: int = 0
+    #: How many earlier missed occurrences ``coalesce`` folded into its run (a lower bound
+    #: for a wall-clock schedule: see :func:`latest_fires`).
+    coalesced: int = 0
 
 
 def catch_up(
@@ -135,8 +138,10 @@ def catch_up(
     catchup = CatchupPolicy(policy)
     window = None if window_seconds is None else timedelta(seconds=window_seconds)
     oldest_recent = due if window is None else max(due, now - window)
+    # Coalescing needs only the latest: a walk of a few steps, not a thousand.
+    wanted = 1 if catchup is CatchupPolicy.COALESCE else MAX_CATCHUP
     recent, earlier = latest_fires(
-        schedule, anchor=due, lo=oldest_recent, hi=now, limit=MAX_CATCHUP, default_zone=default_zone
+        schedule, anchor=due, lo=oldest_recent, hi=now, limit=wanted, default_zone=default_zone
     )
     skipped: list[tuple[datetime, str]] = []
     unrecorded = 0
@@ -152,9 +157,10 @@ def catch_up(
         skipped = [(t, SKIPPED_OLD) for t in old]
         unrecorded += more
     run: list[datetime]
+    coalesced = 0
     if catchup is CatchupPolicy.COALESCE:
         run = recent[-1:]
-        # The others are coalesced into it (not recorded, as before policies existed).
+        coalesced = earlier  # not recorded, as before policies existed
     elif catchup is CatchupPolicy.SKIP:
         run = [t for t in recent if now - t <= ON_TIME]
         skipped += [(t, SKIPPED_MISSED) for t in recent if now - t > ON_TIME]
@@ -165,7 +171,7 @@ def catch_up(
     if len(skipped) > MAX_CATCHUP:
         unrecorded += len(skipped) - MAX_CATCHUP
         skipped = skipped[-MAX_CATCHUP:]
-    return CatchUp(run=run, skipped=skipped, unrecorded=unrecorded)
+    return CatchUp(run=run, skipped=skipped, unrecorded=unrecorded, coalesced=coalesced)
 
 
 def latest_fires(

@@ -236,7 +236,7 @@ class Scheduler:
                 "catch-up failed; the due occurrence runs", extra={"task_id": task.task_id}
             )
             return [self._starter.new_run(task, due_at)]
-        if plan.unrecorded or len(plan.run) + len(plan.skipped) > 1:
+        if plan.unrecorded or plan.coalesced or len(plan.run) + len(plan.skipped) > 1:
             logger.info(
                 "missed occurrences caught up",
                 extra={
@@ -245,6 +245,7 @@ class Scheduler:
                     "run": len(plan.run),
                     "skipped": len(plan.skipped),
                     "unrecorded": plan.unrecorded,
+                    "coalesced": plan.coalesced,
                 },
             )
         skipped = dict(plan.skipped)
