@@ -207,3 +207,22 @@ async def test_backfill_of_a_once_or_cancelled_task_is_a_conflict(
     assert response.status_code == 409, response.json()
     assert await runs_of(client, task["task_id"]) == []
     assert (await backfill(client, "no-such-task", body)).status_code == 404
+
+
+async def test_policies_are_editable(client: httpx.AsyncClient) -> None:
+    task = await create(client)
+    path = f"/api/v1/tasks/{task['task_id']}"
+    edit = {"overlap": "buffer_all", "catchup": "all", "catchup_window_seconds": 900}
+    response = await client.patch(path, json=edit)
+    assert response.status_code == 200, response.json()
+    edited = (await client.get(path)).json()["data"]
+    assert {k: edited[k] for k in edit} == edit
+    assert edited["version"] == task["version"] + 1
+    refused = await client.patch(path, json={"overlap": "sometimes"})
+    assert refused.status_code == 400, refused.json()
+    assert refused.json()["data"][0]["field"] == "overlap"
+    assert (await client.get(path)).json()["data"]["overlap"] == "buffer_all"  # nothing stored
+    once = await client.post("/api/v1/tasks", json={"query": "hi", "agent_name": "echo"})
+    once_path = f"/api/v1/tasks/{once.json()['data']['task_id']}"
+    response = await client.patch(once_path, json={"overlap": "allow_all"})
+    assert response.status_code in (400, 409), response.json()

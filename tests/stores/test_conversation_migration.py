@@ -38,7 +38,6 @@ async def test_conversations_move_to_per_user_keys_with_their_data(
             f"INSERT INTO tasks ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
         )
         alice = Task(query="alice's question", agent_name="echo", user_id="alice")
-        assert await old.create(alice, conversation_title="Alice's talk")
         # Before version 6 a conversation had one owner: an admin's task in it made no record.
         admin = Task(
             query="an admin looks in",
@@ -46,7 +45,22 @@ async def test_conversations_move_to_per_user_keys_with_their_data(
             user_id="root",
             conversation_id=alice.conversation_id,
         )
-        assert not await old.create(admin, conversation_title="ignored")
+        # Rows as a store of that version wrote them: the columns it had (later versions add
+        # columns the current store writes).
+        known = {row[1] for row in old.conn.execute("PRAGMA table_info(tasks)")}
+        for task in (alice, admin):
+            row = dict(zip(codec.TASK_COLUMNS, codec.task_values(task), strict=True))
+            columns = [name for name in codec.TASK_COLUMNS if name in known]
+            marks = ", ".join("?" for _ in columns)
+            old.conn.execute(
+                f"INSERT INTO tasks ({', '.join(columns)}) VALUES ({marks})",
+                [row[name] for name in columns],
+            )
+        old.conn.execute(
+            "INSERT INTO conversations VALUES (?, ?, ?, ?)",
+            (alice.conversation_id, "Alice's talk", "alice", codec.ts(alice.created_at)),
+        )
+        old.conn.commit()
         await old.close()
 
     store = SQLiteTaskStore(path)

@@ -155,6 +155,7 @@ class Scheduler:
                     finished_at=moment,
                     error=SKIPPED_REASON,
                     owner=self._owner,
+                    version=task.version,
                 )
             return self._occurrences(task, due, moment)
 
