@@ -197,3 +197,11 @@ def test_backfill_refuses_over_a_thousand_and_reversed_ranges() -> None:
         backfill_occurrences(
             EVERY_MINUTE, start=T0.replace(tzinfo=None), end=T0 + timedelta(hours=1), anchor=T0
         )
+
+
+def test_an_armed_time_the_schedule_no_longer_has_still_runs() -> None:
+    """A schedule edited after its next time was armed: that armed occurrence fires once."""
+    due = datetime(2026, 3, 1, 8, 5, tzinfo=UTC)
+    daily_midnight = ScheduleConfig(daily_time="00:00", timezone="UTC")
+    for policy in ("coalesce", "skip", "all"):
+        assert catch_up(daily_midnight, due=due, now=due, policy=policy).run == [due]

@@ -138,22 +138,34 @@ def catch_up(
     catchup = CatchupPolicy(policy)
     window = None if window_seconds is None else timedelta(seconds=window_seconds)
     oldest_recent = due if window is None else max(due, now - window)
+    # ``due`` is an occurrence even when the schedule no longer fires then (it was edited
+    # after ``due`` was armed: the armed occurrence still fires once), so it is counted
+    # itself, and the schedule's fire times after it.
+    due_recent = due >= oldest_recent
     # Coalescing needs only the latest: a walk of a few steps, not a thousand.
     wanted = 1 if catchup is CatchupPolicy.COALESCE else MAX_CATCHUP
     recent, earlier = latest_fires(
-        schedule, anchor=due, lo=oldest_recent, hi=now, limit=wanted, default_zone=default_zone
+        schedule,
+        anchor=due,
+        lo=due + _TICK if due_recent else oldest_recent,
+        hi=now,
+        limit=wanted,
+        default_zone=default_zone,
     )
+    if due_recent:
+        recent, earlier = _with_due(due, recent, earlier, wanted)
     skipped: list[tuple[datetime, str]] = []
     unrecorded = 0
-    if window is not None and oldest_recent > due:
+    if not due_recent:
         old, more = latest_fires(
             schedule,
             anchor=due,
-            lo=due,
+            lo=due + _TICK,
             hi=oldest_recent - _TICK,
             limit=MAX_CATCHUP,
             default_zone=default_zone,
         )
+        old, more = _with_due(due, old, more, MAX_CATCHUP)
         skipped = [(t, SKIPPED_OLD) for t in old]
         unrecorded += more
     run: list[datetime]
@@ -172,6 +184,15 @@ def catch_up(
         unrecorded += len(skipped) - MAX_CATCHUP
         skipped = skipped[-MAX_CATCHUP:]
     return CatchUp(run=run, skipped=skipped, unrecorded=unrecorded, coalesced=coalesced)
+
+
+def _with_due(
+    due: datetime, later: list[datetime], earlier: int, limit: int
+) -> tuple[list[datetime], int]:
+    """``due`` put before the fire times after it, within ``limit`` (else counted as left out)."""
+    if len(later) < limit and earlier == 0:
+        return [due, *later], 0
+    return later, earlier + 1
 
 
 def latest_fires(
