@@ -59,6 +59,16 @@ UPDATABLE_FIELDS: frozenset[str] = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
+class OccurrenceRuns:
+    """What :meth:`TaskStore.add_occurrences` stored: its runs in order (running, queued,
+    skipped or cancelled as the overlap policy decided), and the runs in progress it closed as
+    cancelled (overlap ``cancel_other``)."""
+
+    runs: list[Run]
+    replaced: list[Run]
+
+
+@dataclass(frozen=True, slots=True)
 class ProcessInfo:
     """A process serving the database (``process_id`` names host and pid), by its heartbeats."""
 
@@ -344,8 +354,11 @@ class TaskStore(Protocol):
         paged like ``list_tasks`` (:class:`InvalidCursor` for a cursor not made here)."""
         ...
 
-    async def runs_in_status(self, statuses: Sequence[RunStatus]) -> list[Run]:
-        """Every run whose status is one of ``statuses``, oldest first (none for none)."""
+    async def runs_in_status(
+        self, statuses: Sequence[RunStatus], *, task_id: str | None = None
+    ) -> list[Run]:
+        """Every run whose status is one of ``statuses`` (only ``task_id``'s, if given),
+        oldest first (none for none)."""
         ...
 
     async def next_due_at(self) -> datetime | None:
@@ -357,7 +370,7 @@ class TaskStore(Protocol):
         self,
         now: datetime,
         next_time: Callable[[Task], datetime | None],
-        make_run: Callable[[Task, datetime], Run | None],
+        make_run: Callable[[Task, datetime], Run | Sequence[Run] | None],
         *,
         skipped_reason: str,
         limit: int = 500,
@@ -365,13 +378,19 @@ class TaskStore(Protocol):
         """Claim up to ``limit`` due occurrences and start them, in one transaction.
 
         For each armed task due at ``now`` (earliest first) it moves ``next_run_at`` to
-        ``next_time(task)`` and stores ``make_run(task, due)`` (a running run with owner and
-        lease, or a skipped one; None stores no run, for a task ``next_time`` disarmed), but
-        a skipped run for ``due`` with ``skipped_reason`` instead when the task has a queued
-        or running run whose lease has not expired. Answers each claimed task (with its new
-        ``next_run_at``) with the run stored for it; an occurrence whose run could not be
-        stored (the task has a run for that ``scheduled_for``) is claimed and answered with
-        None.
+        ``next_time(task)`` and stores the runs ``make_run(task, due)`` makes (one run or
+        several in order, as its catch-up policy says: running ones with owner and lease, and
+        skipped records; None stores no run, for a task ``next_time`` disarmed). Each running
+        one is stored as the task's overlap policy decides
+        (:func:`~taskcell.stores.rules.admit_runs`), counting the task's running runs whose
+        lease holds and its queued ones: started, ``queued`` (no owner, no lease), skipped
+        with the policy's reason (``skipped_reason`` for ``skip``), or started replacing the
+        runs in progress, which are closed as cancelled in the same write (their epoch one
+        higher, so their owners' writes are refused).
+
+        Answers each stored run with its task (with its new ``next_run_at``), in order, then
+        each run it replaced (status cancelled); a claimed task with no run stored (none made,
+        or the task has runs for those ``scheduled_for``) is answered once with None.
 
         Concurrent claimers get disjoint tasks, so each occurrence is claimed once. ``now``
         is a reading of the store's clock (:meth:`Coordination.clock`); a shared database
@@ -380,6 +399,30 @@ class TaskStore(Protocol):
         never blocks the scheduler again. The run's lease is its length from the store's
         clock; a process that dies after it loses nothing: the lease expires and recovery
         closes the run by the usual rules.
+        """
+        ...
+
+    async def add_occurrences(self, task_id: str, runs: Sequence[Run]) -> OccurrenceRuns | None:
+        """Store occurrences of a running recurring task outside its schedule (run now, a
+        backfill), in order, under the task's overlap policy exactly as :meth:`start_due`
+        stores a claim's runs, in one transaction.
+
+        A run whose ``scheduled_for`` the task has a run for already is left out. Answers
+        the runs stored and the runs replaced; None, storing nothing, when the task is not a
+        running recurring task.
+        """
+        ...
+
+    async def start_queued(
+        self, owner: str, lease: timedelta, *, limit: int = 100
+    ) -> list[tuple[Task, Run]]:
+        """Start waiting occurrences, in one transaction: for each armed task (running,
+        recurring, not paused) with a queued run and no running run whose lease holds, its
+        earliest queued run (by ``scheduled_for``) becomes running under ``owner``, started
+        now with a ``lease`` (its length from the store's clock). At most ``limit``.
+
+        Answers each started run with its task. Concurrent callers start disjoint runs, and
+        never two of one task, so each waiting occurrence runs once.
         """
         ...
 

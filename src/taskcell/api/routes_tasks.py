@@ -1,5 +1,5 @@
-"""/api/v1/tasks: create, list, read, cancel, pause, resume, run now, answer, delete, and the
-upcoming fire times of a schedule."""
+"""/api/v1/tasks: create, list, read, cancel, pause, resume, run now, backfill, answer, delete,
+and the upcoming fire times of a schedule."""
 
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ from taskcell.api.body import JsonBodyRoute
 from taskcell.api.deps import SafeParam, TaskIdPath, engine_of, visible_task
 from taskcell.api.envelope import ApiError, Envelope, ErrorEnvelope, ok
 from taskcell.api.schemas import (
+    BackfillIn,
+    BackfillOut,
+    BackfillRun,
     CancelOut,
     DeleteOut,
     FireTime,
@@ -34,6 +37,7 @@ from taskcell.domain.models import MAX_QUERY_CHARS, Run, Task, TaskPattern, chec
 from taskcell.domain.schedule import describe, resolve_zone_name
 from taskcell.domain.state_machine import TaskConflict, TaskStatus
 from taskcell.engine.engine import Engine
+from taskcell.engine.recurring import BadBackfill
 from taskcell.stores.cursor import bind_cursor, unbind_cursor
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -67,6 +71,12 @@ def build_task(body: TaskCreate, who: Caller) -> Task:
         "run_timeout_seconds": body.run_timeout_seconds,
         "user_id": who.user_id,
     }
+    policies = {
+        "overlap": body.overlap,
+        "catchup": body.catchup,
+        "catchup_window_seconds": body.catchup_window_seconds,
+    }
+    values.update({name: value for name, value in policies.items() if value is not None})
     if body.conversation_id is not None:
         values["conversation_id"] = body.conversation_id
     if body.thread_id is not None:
@@ -96,6 +106,7 @@ TASK_LINKS = {
             "PauseTask": (f"{_TASK}/pause", "post"),
             "ResumeTask": (f"{_TASK}/resume", "post"),
             "RunTaskNow": (f"{_TASK}/run", "post"),
+            "BackfillTask": (f"{_TASK}/backfill", "post"),
             "AnswerTask": (f"{_TASK}/input", "post"),
             "DeleteTask": (_TASK, "delete"),
             "ListRuns": (f"{_TASK}/runs", "get"),
@@ -270,6 +281,37 @@ async def run_task_now(task_id: TaskIdPath, who: CallerDep, engine: EngineDep) -
     await visible_task(engine, who, task_id)
     run = await engine.run_now(task_id)
     return ok(run.model_dump(mode="json"))
+
+
+@router.post("/tasks/{task_id}/backfill", response_model=Envelope[BackfillOut])
+async def backfill_task(
+    task_id: TaskIdPath, body: BackfillIn, who: CallerDep, engine: EngineDep
+) -> JSONResponse:
+    """Run the occurrences of ``[start, end)`` that have no run yet, in order, under the task's
+    overlap policy (at most 1,000 occurrences)."""
+    for name, value in (("start", body.start), ("end", body.end)):
+        if value.tzinfo is None or value.utcoffset() is None:
+            message = f"{name} must carry a UTC offset (an aware ISO 8601 datetime)"
+            raise ApiError(422, f"{name}: {message}", [{"field": name, "message": message}])
+    if body.end <= body.start:
+        message = "end must be after start (the range is [start, end))"
+        raise ApiError(422, f"end: {message}", [{"field": "end", "message": message}])
+    await visible_task(engine, who, task_id)
+    try:
+        done = await engine.backfill(task_id, body.start, body.end)
+    except BadBackfill as exc:
+        fields = [{"field": exc.field, "message": str(exc)}]
+        raise ApiError(422, f"{exc.field}: {exc}", fields) from None
+    answer = BackfillOut(
+        task_id=done.task_id,
+        queued=len(done.runs),
+        runs=[
+            BackfillRun(run_id=r.run_id, scheduled_for=r.scheduled_for, status=r.status.value)
+            for r in done.runs
+        ],
+        already_run=done.already_run,
+    )
+    return ok(answer.model_dump(mode="json"))
 
 
 @router.get("/tasks/{task_id}/upcoming", response_model=Envelope[UpcomingOut])

@@ -44,6 +44,11 @@ class TaskCreate(BaseModel):
     #: A run still going this many seconds after its start is stopped and recorded failed
     #: (1..604,800, checked by the domain: 400 naming ``run_timeout_seconds``).
     run_timeout_seconds: WholeNumber | None = None
+    #: A recurring task's policies (docs/api.md, "Overlap and catch-up"); the domain checks
+    #: the values (400 naming the field).
+    overlap: SafeText | None = None
+    catchup: SafeText | None = None
+    catchup_window_seconds: WholeNumber | None = None
 
 
 def _patch_field(name: str) -> Any:
@@ -131,6 +136,33 @@ class BulkOut(BaseModel):
     results: list[BulkResult]
     #: With ``filter``: more tasks match; send it back as ``cursor`` to go on. Else null.
     next_cursor: str | None = None
+
+
+class BackfillIn(BaseModel):
+    """POST /tasks/{id}/backfill: the occurrences of ``[start, end)`` (aware datetimes)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: datetime
+    end: datetime
+
+
+class BackfillRun(BaseModel):
+    run_id: str
+    scheduled_for: datetime | None
+    #: running (started now), queued (waits for the run in progress), skipped or cancelled
+    #: (as the task's overlap policy decided).
+    status: str
+
+
+class BackfillOut(BaseModel):
+    task_id: str
+    #: How many occurrences of the range got a run now.
+    queued: int
+    #: Those runs, in order.
+    runs: list[BackfillRun]
+    #: The occurrences of the range that had a run already (not run again).
+    already_run: list[datetime]
 
 
 class InputIn(BaseModel):

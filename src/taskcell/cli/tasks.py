@@ -123,6 +123,27 @@ def create(
             metavar="SECONDS",
         ),
     ] = None,
+    overlap: Annotated[
+        str | None,
+        typer.Option(
+            help="Recurring: an occurrence due while a run goes on: skip (default), "
+            "buffer_one, buffer_all, cancel_other or allow_all.",
+            metavar="POLICY",
+        ),
+    ] = None,
+    catchup: Annotated[
+        str | None,
+        typer.Option(
+            help="Recurring: occurrences missed while down: coalesce (default), skip or all.",
+            metavar="POLICY",
+        ),
+    ] = None,
+    catchup_window: Annotated[
+        int | None,
+        typer.Option(
+            help="Recurring: skip missed occurrences older than SECONDS.", metavar="SECONDS"
+        ),
+    ] = None,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Then watch it live.")] = False,
     url: UrlOption = DEFAULT_URL,
     key: KeyOption = None,
@@ -135,6 +156,9 @@ def create(
         "conversation_id": conversation,
         "max_attempts": max_attempts,
         "run_timeout_seconds": timeout,
+        "overlap": overlap,
+        "catchup": catchup,
+        "catchup_window_seconds": catchup_window,
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     if schedule is not None:
@@ -234,6 +258,7 @@ def task_grid(task: JsonObject) -> Table:
         ("status", status_text(task.get("status"))),
         ("pattern", _pattern_cell(task)),
         ("next run", when(task.get("next_run_at"))),
+        *_policy_rows(task),
         ("attempt", f"{task.get('attempt', 0)} of {task.get('max_attempts', '?')}"),
         ("run time-out", _seconds(task.get("run_timeout_seconds"))),
         ("version", task.get("version")),
@@ -257,6 +282,17 @@ def task_grid(task: JsonObject) -> Table:
 
 def _seconds(value: Any) -> str:
     return f"{value} s" if isinstance(value, int) else "none"
+
+
+def _policy_rows(task: JsonObject) -> list[tuple[str, Any]]:
+    """A recurring task's overlap and catch-up policies (nothing for a once task)."""
+    if task.get("pattern") != "recurring":
+        return []
+    window = task.get("catchup_window_seconds")
+    catchup = str(task.get("catchup", "coalesce"))
+    if window is not None:
+        catchup += f" (window {window} s)"
+    return [("overlap", task.get("overlap", "skip")), ("catch-up", catchup)]
 
 
 def runs_table(runs: list[JsonObject]) -> Table:
@@ -475,6 +511,40 @@ def run(task_id: TaskId, url: UrlOption = DEFAULT_URL, key: KeyOption = None) ->
         status_text(started.get("status"))
     )
     console.print(line)
+
+
+@app.command()
+def backfill(
+    task_id: TaskId,
+    start: Annotated[
+        str, typer.Option(help="First instant, included (ISO 8601 with offset).", metavar="ISO")
+    ],
+    end: Annotated[
+        str, typer.Option(help="Last instant, excluded (ISO 8601 with offset).", metavar="ISO")
+    ],
+    url: UrlOption = DEFAULT_URL,
+    key: KeyOption = None,
+) -> None:
+    """Run a recurring task's occurrences in [START, END) that have no run yet, in order."""
+    with connect(url, key) as client:
+        done = client.action(resolve_id(client, task_id), "backfill", {"start": start, "end": end})
+    runs = done.get("runs") or []
+    console.print(f"backfilled {done.get('queued', 0)} occurrence(s) of task {done.get('task_id')}")
+    if runs:
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        table.add_column("scheduled for", no_wrap=True)
+        table.add_column("run")
+        table.add_column("status")
+        for run in runs:
+            table.add_row(
+                when(run.get("scheduled_for")),
+                short_id(str(run.get("run_id"))),
+                status_text(run.get("status")),
+            )
+        console.print(table)
+    already = done.get("already_run") or []
+    if already:
+        console.print(f"{len(already)} occurrence(s) had a run already: not run again", style="dim")
 
 
 @app.command()

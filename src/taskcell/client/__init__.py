@@ -25,6 +25,7 @@ from taskcell.client.errors import (
 )
 from taskcell.client.models import (
     Agent,
+    Backfill,
     BulkOutcome,
     CancelResult,
     ConversationItem,
@@ -44,6 +45,7 @@ __all__ = [
     "Agent",
     "ApiError",
     "AsyncClient",
+    "Backfill",
     "BulkOutcome",
     "CancelResult",
     "Client",

@@ -4,6 +4,7 @@ clients."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -12,6 +13,7 @@ from pydantic import TypeAdapter
 from taskcell.client._wire import Call, task_path
 from taskcell.client.models import (
     Agent,
+    Backfill,
     BulkOutcome,
     CancelResult,
     ConversationItem,
@@ -73,6 +75,9 @@ def create_body(
     max_attempts: int | None = None,
     metadata: Mapping[str, Any] | None = None,
     run_timeout_seconds: int | None = None,
+    overlap: str | None = None,
+    catchup: str | None = None,
+    catchup_window_seconds: int | None = None,
 ) -> dict[str, Any]:
     """The body of ``POST /tasks``: a recurring task when ``schedule`` is given."""
     body: dict[str, Any] = {"query": query, "agent_name": agent}
@@ -84,6 +89,9 @@ def create_body(
         "max_attempts": max_attempts,
         "metadata": dict(metadata) if metadata is not None else None,
         "run_timeout_seconds": run_timeout_seconds,
+        "overlap": overlap,
+        "catchup": catchup,
+        "catchup_window_seconds": catchup_window_seconds,
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     if schedule is not None:
@@ -198,6 +206,15 @@ def edit(task_id: str, changes: Mapping[str, Any], *, if_version: int | None = N
 
 def run_now(task_id: str) -> Call[Run]:
     return Call("POST", task_path(task_id, "run"), _run, about_task=True)
+
+
+def backfill(task_id: str, start: datetime, end: datetime) -> Call[Backfill]:
+    """``POST /tasks/{id}/backfill``. Not retried: a lost answer is safe to send again (runs
+    are not stored twice), but the second answer would list them as already run."""
+    body = {"start": start.isoformat(), "end": end.isoformat()}
+    return Call(
+        "POST", task_path(task_id, "backfill"), Backfill.model_validate, body=body, about_task=True
+    )
 
 
 def answer(task_id: str, text: str) -> Call[Task]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import builtins
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 import anyio
@@ -43,6 +44,7 @@ from taskcell.client._wire import (
 from taskcell.client.errors import ConnectionFailed
 from taskcell.client.models import (
     Agent,
+    Backfill,
     BulkOutcome,
     CancelResult,
     ConversationItem,
@@ -298,6 +300,9 @@ class AsyncTasks:
         max_attempts: int | None = None,
         metadata: Mapping[str, Any] | None = None,
         run_timeout_seconds: int | None = None,
+        overlap: str | None = None,
+        catchup: str | None = None,
+        catchup_window_seconds: int | None = None,
     ) -> Task:
         """``POST /tasks`` (a recurring task when ``schedule`` is given). Never retried."""
         body = _calls.create_body(
@@ -311,6 +316,9 @@ class AsyncTasks:
             max_attempts=max_attempts,
             metadata=metadata,
             run_timeout_seconds=run_timeout_seconds,
+            overlap=overlap,
+            catchup=catchup,
+            catchup_window_seconds=catchup_window_seconds,
         )
         return await self._client.send(_calls.create_task(body))
 
@@ -404,6 +412,12 @@ class AsyncTasks:
             action, ids=ids, filter=filter, note=note, limit=limit, cursor=cursor
         )
         return await self._client.send(_calls.bulk(body))
+
+    async def backfill(self, task_id: str, *, start: datetime, end: datetime) -> Backfill:
+        """``POST /tasks/{id}/backfill``: run the occurrences of ``[start, end)`` (aware
+        datetimes) that have no run yet, in order, under the task's overlap policy (at most
+        1,000). A reversed or naive range, or one with more, is a ``ValidationFailed``."""
+        return await self._client.send(_calls.backfill(task_id, start, end))
 
     async def upcoming(self, task_id: str, *, count: int | None = None) -> Upcoming:
         """``GET /tasks/{id}/upcoming``: the next ``count`` (1 to 100, default 5) fire times."""

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from taskcell.api.schemas import (
     AgentOut,
+    BackfillOut,
     BulkOut,
     BulkResult,
     CancelOut,
@@ -36,6 +37,7 @@ from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus
 __all__ = [
     "FINAL_STATUSES",
     "Agent",
+    "Backfill",
     "BulkOutcome",
     "BulkResult",
     "CancelResult",
@@ -58,6 +60,8 @@ __all__ = [
 ]
 
 Agent = AgentOut
+#: ``POST /tasks/{id}/backfill``: the runs stored for the range, and the occurrences already run.
+Backfill = BackfillOut
 CancelResult = CancelOut
 DeleteResult = DeleteOut
 ConversationItem = ItemOut

@@ -12,6 +12,7 @@ import builtins
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -41,6 +42,7 @@ from taskcell.client._wire import (
 from taskcell.client.errors import ConnectionFailed
 from taskcell.client.models import (
     Agent,
+    Backfill,
     BulkOutcome,
     CancelResult,
     ConversationItem,
@@ -318,6 +320,9 @@ class Tasks:
         max_attempts: int | None = None,
         metadata: Mapping[str, Any] | None = None,
         run_timeout_seconds: int | None = None,
+        overlap: str | None = None,
+        catchup: str | None = None,
+        catchup_window_seconds: int | None = None,
     ) -> Task:
         """``POST /tasks``: ask ``agent``; with ``schedule`` (a :class:`ScheduleConfig` or a
         dict: ``interval_minutes``, or ``daily_time`` "HH:MM" with an IANA ``timezone``) it is
@@ -333,6 +338,9 @@ class Tasks:
             max_attempts=max_attempts,
             metadata=metadata,
             run_timeout_seconds=run_timeout_seconds,
+            overlap=overlap,
+            catchup=catchup,
+            catchup_window_seconds=catchup_window_seconds,
         )
         return self._client.send(_calls.create_task(body))
 
@@ -431,6 +439,12 @@ class Tasks:
             action, ids=ids, filter=filter, note=note, limit=limit, cursor=cursor
         )
         return self._client.send(_calls.bulk(body))
+
+    def backfill(self, task_id: str, *, start: datetime, end: datetime) -> Backfill:
+        """``POST /tasks/{id}/backfill``: run the occurrences of ``[start, end)`` (aware
+        datetimes) that have no run yet, in order, under the task's overlap policy (at most
+        1,000). A reversed or naive range, or one with more, is a ``ValidationFailed``."""
+        return self._client.send(_calls.backfill(task_id, start, end))
 
     def upcoming(self, task_id: str, *, count: int | None = None) -> Upcoming:
         """``GET /tasks/{id}/upcoming``: the next ``count`` (1 to 100, default 5) fire times of

@@ -27,6 +27,12 @@ from pydantic_core import PydanticCustomError
 from taskcell.domain.clock import NaiveDatetime, as_utc
 from taskcell.domain.clock import utcnow as utcnow  # re-exported: where callers import it
 from taskcell.domain.cron import CronError, check_cron
+from taskcell.domain.policies import (
+    MAX_CATCHUP_WINDOW_SECONDS,
+    MIN_CATCHUP_WINDOW_SECONDS,
+    CatchupPolicy,
+    OverlapPolicy,
+)
 from taskcell.domain.schedule import is_valid_zone, parse_daily_time
 from taskcell.domain.state_machine import (
     FINAL_STATUSES,
@@ -220,6 +226,9 @@ EDITABLE_FIELDS: dict[str, frozenset[TaskPattern]] = {
     "schedule_config": _RECURRING,
     "max_attempts": _RECURRING,
     "run_timeout_seconds": _RECURRING,
+    "overlap": _RECURRING,
+    "catchup": _RECURRING,
+    "catchup_window_seconds": _RECURRING,
 }
 
 
@@ -257,6 +266,11 @@ class Task(BaseModel):
     run_timeout_seconds: int | None = Field(default=None, ge=1, le=MAX_RUN_TIMEOUT_SECONDS)
     #: Grows by one at each edit (``PATCH /tasks/{id}``); a run records the version it ran.
     version: int = Field(default=1, ge=1)
+    #: A recurring task's overlap and catch-up policies (see :mod:`taskcell.domain.policies`).
+    overlap: OverlapPolicy = OverlapPolicy.SKIP
+    catchup: CatchupPolicy = CatchupPolicy.COALESCE
+    #: Missed occurrences older than this are skipped (None: no limit).
+    catchup_window_seconds: int | None = None
 
     @field_validator("pause_note")
     @classmethod
@@ -335,6 +349,35 @@ class Task(BaseModel):
             )
         return value
 
+    @field_validator("overlap", "catchup", mode="before")
+    @classmethod
+    def _check_policy(cls, value: Any, info: ValidationInfo) -> Any:
+        name = str(info.field_name)
+        kind = OverlapPolicy if name == "overlap" else CatchupPolicy
+        if not isinstance(value, str) or value not in kind._value2member_map_:
+            choices = ", ".join(member.value for member in kind)
+            raise PydanticCustomError(
+                name, "{field} must be one of {choices}", {"field": name, "choices": choices}
+            )
+        if value != next(iter(kind)).value:
+            _recurring_only(name, info)
+        return value
+
+    @field_validator("catchup_window_seconds")
+    @classmethod
+    def _check_window(cls, value: int | None, info: ValidationInfo) -> int | None:
+        low, high = MIN_CATCHUP_WINDOW_SECONDS, MAX_CATCHUP_WINDOW_SECONDS
+        if value is None:
+            return None
+        if not low <= value <= high:
+            raise PydanticCustomError(
+                "catchup_window_seconds",
+                "catchup_window_seconds must be a whole number from {low} to {high}",
+                {"low": low, "high": high},
+            )
+        _recurring_only("catchup_window_seconds", info)
+        return value
+
     # -- queries -------------------------------------------------------------------------
 
     def is_finished(self) -> bool:
@@ -373,6 +416,12 @@ class Task(BaseModel):
 
     def wait_for_input(self, now: datetime | None = None) -> None:
         self._move(TaskStatus.WAITING_INPUT, now)
+
+
+def _recurring_only(name: str, info: ValidationInfo) -> None:
+    """A policy set (not its default) on a task that is not recurring is refused."""
+    if info.data.get("pattern", TaskPattern.ONCE) is not TaskPattern.RECURRING:
+        raise PydanticCustomError(name, "{field} applies to recurring tasks only", {"field": name})
 
 
 class Run(BaseModel):

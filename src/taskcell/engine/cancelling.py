@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from taskcell.abc import Store
-from taskcell.domain.models import Task
+from taskcell.domain.models import RunStatus, Task, TaskPattern
 from taskcell.domain.state_machine import InvalidTransition, TaskStatus
 from taskcell.engine.controllers import Controllers
 from taskcell.engine.eventlog import EventLog
@@ -76,9 +76,13 @@ class Cancellation:
                 raise InvalidTransition(task_id, current.status, TaskStatus.CANCELLED)
             return CancelResult(task_id, True, await self._controllers.ids(task_id))
         ids = await self._controllers.update(task, next_run_at=None)
-        runner = self._runs.stop(task_id, reason)
-        if runner is not None:
-            await asyncio.wait([runner], timeout=STOP_GRACE_SECONDS)
+        runners = self._runs.stop_all(task_id, reason)
+        if task.pattern is TaskPattern.RECURRING:
+            # Occurrences waiting for a run in progress (overlap buffer_*) never start now.
+            for run in await self._store.runs_in_status([RunStatus.QUEUED], task_id=task_id):
+                await self._settler.close_run(run, RunStatus.CANCELLED, reason)
+        if runners:
+            await asyncio.wait(runners, timeout=STOP_GRACE_SECONDS)
         elif not await self._cancel_elsewhere(task_id):
             await self._settler.cancel_idle(task, reason)
         await self._schedule_changed()

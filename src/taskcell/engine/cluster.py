@@ -73,6 +73,9 @@ class NoticeHandlers:
     reply: Callable[[str, int], Coroutine[Any, Any, None]]
     #: Listening (again): look at what notices may have said meanwhile.
     caught_up: Callable[[], None]
+    #: These runs were closed by another process (replaced by a newer occurrence, overlap
+    #: cancel_other): stop those that run here, writing nothing more.
+    stop_runs: Callable[[frozenset[str]], None] | None = None
 
 
 class Forwarded(enum.Enum):
@@ -125,6 +128,20 @@ class Coordinator:
         """In a cluster, wake the other processes' schedulers."""
         if self.clustered:
             await self._store.notify(self.message("schedule"))
+
+    async def stop_runs_elsewhere(self, run_ids: list[str]) -> None:
+        """In a cluster, tell the process that runs each of these runs to stop it (the store
+        closed them already: their writes are refused anyway, this makes it prompt)."""
+        if not self.clustered:
+            return
+        batch: list[str] = []
+        for run_id in run_ids:
+            if batch and sum(len(r) + 1 for r in batch) + len(run_id) > NOTIFY_CHUNK:
+                await self._store.notify(self.message("stop-runs", ",".join(batch)))
+                batch = []
+            batch.append(run_id)
+        if batch:
+            await self._store.notify(self.message("stop-runs", ",".join(batch)))
 
     def _in_background(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         """Run what a notice asks for without holding up the listener; failures are logged."""
@@ -183,6 +200,8 @@ class Coordinator:
                 handlers.events(task_id)
         elif kind == "cancel":
             self._in_background(handlers.cancel(argument), f"cancel {argument}")
+        elif kind == "stop-runs" and handlers.stop_runs is not None:
+            handlers.stop_runs(frozenset(filter(None, argument.split(","))))
         elif kind == "input":
             task_id, seq, target = [*argument.split(",", 2), "", ""][:3]
             if target == self._owner and seq.isdigit():

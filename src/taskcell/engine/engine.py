@@ -46,7 +46,7 @@ from taskcell.engine.once import OnceTasks
 from taskcell.engine.plan import ExecutionPlan, PlanResult, execute_plan
 from taskcell.engine.pruner import Pruner, RetentionPolicy
 from taskcell.engine.recovery import Recovery
-from taskcell.engine.recurring import RecurringTasks
+from taskcell.engine.recurring import Backfilled, RecurringTasks
 from taskcell.engine.runs import CANCELLED_BY_USER, INTERRUPTED, STOP_GRACE_SECONDS, RunTable
 from taskcell.engine.scheduler import Scheduler
 from taskcell.engine.settler import RetryPolicy, RunSettler
@@ -133,6 +133,7 @@ class Engine:
             owner=self.owner,
             lease=lease,
             dead_after=self.dead_after,
+            occurrences_freed=lambda: self.scheduler.wake(),
         )
         self._leases = LeaseKeeper(
             store,
@@ -165,6 +166,8 @@ class Engine:
             default_zone=self.default_zone,
             has_live_run=self._cluster.has_live_run,
             schedule_changed=self._schedule_changed,
+            wake_scheduler=lambda: self.scheduler.wake(),
+            stop_elsewhere=self._cluster.stop_runs_elsewhere,
         )
         self.scheduler = Scheduler(
             store,
@@ -176,6 +179,8 @@ class Engine:
             owner=self.owner,
             default_zone=self.default_zone,
             fallback_poll_seconds=cluster_poll_seconds if clustered else schedule_poll_seconds,
+            lease=lease,
+            replaced=self._recurring.replaced,
         )
         self._cancellation = Cancellation(
             store,
@@ -199,6 +204,7 @@ class Engine:
             cancel=self._cancellation.cancelled_elsewhere,
             reply=self._once.answer_forwarded,
             caught_up=self._caught_up,
+            stop_runs=runs.leases_lost,
         )
         #: Retention's background loop (None: the server does not prune; see engine.pruner).
         self.pruner = (
@@ -312,6 +318,11 @@ class Engine:
 
     async def run_now(self, task_id: str) -> Run:
         return await self._recurring.run_now(task_id)
+
+    async def backfill(self, task_id: str, start: datetime, end: datetime) -> Backfilled:
+        """Run the occurrences of ``[start, end)`` that have no run yet (see
+        :meth:`RecurringTasks.backfill`)."""
+        return await self._recurring.backfill(task_id, start, end)
 
     def upcoming(self, task: Task, count: int) -> list[datetime]:
         """The next ``count`` fire times of recurring ``task`` in UTC (see

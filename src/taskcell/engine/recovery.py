@@ -49,6 +49,7 @@ class Recovery:
         owner: str,
         lease: timedelta,
         dead_after: timedelta,
+        occurrences_freed: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
         self._runs = runs
@@ -58,6 +59,9 @@ class Recovery:
         self._owner = owner
         self._lease = lease
         self._dead_after = dead_after
+        #: Called when a recurring task's run was recovered: occurrences queued behind it
+        #: (overlap buffer_*) may start now (the scheduler's pass starts them).
+        self._occurrences_freed = occurrences_freed
 
     async def recover(self) -> None:
         """Close runs a dead process left running, then queue what must run again.
@@ -71,6 +75,8 @@ class Recovery:
             for run in await self._store.runs_in_status([RunStatus.RUNNING, RunStatus.QUEUED]):
                 if run.owner == self._owner:
                     continue  # started by this process since it started
+                if run.status is RunStatus.QUEUED and run.owner is None:
+                    continue  # an occurrence waiting its turn: the scheduler starts it
                 # Closed in one write that takes the run over (this process its closer).
                 if await self._settler.interrupt(run, INTERRUPTED, closer=self._owner):
                     await self._recover_task(run)
@@ -129,8 +135,12 @@ class Recovery:
         """After the write that closed ``run`` and requeued or failed its task: run it again
         here, or write the closing events of a task it failed."""
         task = await self._store.load(run.task_id)
-        if task is None or task.pattern is TaskPattern.RECURRING:
-            return  # a recurring task goes on at its next occurrence
+        if task is not None and task.pattern is TaskPattern.RECURRING:
+            if self._occurrences_freed is not None:
+                self._occurrences_freed()
+            return  # a recurring task goes on at its next occurrence (or a queued one)
+        if task is None:
+            return
         logger.info(
             "interrupted run recovered", extra={"task_id": task.task_id, "run_id": run.run_id}
         )

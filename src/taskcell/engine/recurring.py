@@ -11,12 +11,20 @@ place (same item id) on every run, pause, resume, cancel and failure.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from taskcell.abc import Store
 from taskcell.domain.models import Run, RunStatus, Task, TaskPattern, new_id, utcnow
+from taskcell.domain.policies import (
+    MAX_BACKFILL,
+    OverlapPolicy,
+    TooManyOccurrences,
+    backfill_occurrences,
+)
 from taskcell.domain.schedule import next_fire_time, upcoming_fires
 from taskcell.domain.state_machine import InvalidTransition, TaskConflict, TaskStatus
 from taskcell.engine.attempts import Attempts
@@ -31,7 +39,10 @@ from taskcell.engine.timeouts import Deadlines, RunTimedOut, deadline_for
 from taskcell.metrics import SCHEDULER_LAG
 from taskcell.service import TaskService
 
+logger = logging.getLogger(__name__)
+
 FAILURES_BEFORE_PAUSE = 3
+
 NO_OUTPUT = "Task completed without output."
 
 
@@ -49,6 +60,24 @@ class RunInProgress(TaskConflict):
     def __init__(self, task: Task) -> None:
         message = f"task {task.task_id} has a run in progress; wait for it to end"
         super().__init__(task.task_id, message)
+
+
+class BadBackfill(ValueError):
+    """A backfill range refused (the API answers 422 naming ``field``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class Backfilled:
+    """What a backfill did: the runs it stored, in order (running, queued, or skipped as the
+    overlap policy decided), and the occurrences of the range that had a run already."""
+
+    task_id: str
+    runs: list[Run]
+    already_run: list[datetime]
 
 
 class UnusableSchedule(TaskConflict):
@@ -101,6 +130,8 @@ class RecurringTasks:
         default_zone: str,
         has_live_run: Callable[[str], Awaitable[bool]],
         schedule_changed: Callable[[], Awaitable[None]],
+        wake_scheduler: Callable[[], None] | None = None,
+        stop_elsewhere: Callable[[list[str]], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
         self._service = service
@@ -115,6 +146,10 @@ class RecurringTasks:
         self._default_zone = default_zone
         self._has_live_run = has_live_run
         self._schedule_changed = schedule_changed
+        #: Wakes this process's scheduler (a run ended: a queued occurrence may start).
+        self._wake_scheduler = wake_scheduler
+        #: Tells the other processes to stop these runs (replaced: overlap cancel_other).
+        self._stop_elsewhere = stop_elsewhere
 
     async def submit(self, task: Task, *, run_immediately: bool) -> Task:
         """Store a recurring task, emit its controller and ``done``, and arm its schedule."""
@@ -145,11 +180,31 @@ class RecurringTasks:
         return occurrence_run(task, scheduled_for, self._owner, self._lease)
 
     def start(self, task: Task, run: Run) -> None:
-        """Run one occurrence here (its run is stored already)."""
-        self._runs.spawn(task.task_id, self._occurrence(task, run))
+        """Run one occurrence here (its run is stored already), beside the task's others."""
+        self._runs.spawn(task.task_id, self._occurrence(task, run), run_id=run.run_id)
+
+    async def replaced(self, runs: list[Run]) -> None:
+        """Stop runs in progress that a newer occurrence replaced (overlap cancel_other): the
+        store closed them as cancelled, their epoch one higher, so they write nothing more;
+        stopping, each cancels its remote task. Those of other processes are told to them."""
+        here = frozenset(r.run_id for r in runs if r.owner == self._owner)
+        if here:
+            self._runs.leases_lost(here)
+        elsewhere = [r.run_id for r in runs if r.owner != self._owner]
+        if elsewhere and self._stop_elsewhere is not None:
+            await self._stop_elsewhere(elsewhere)
 
     async def _occurrence(self, task: Task, run: Run) -> None:
-        """Run one occurrence and record its result."""
+        """Run one occurrence and record its result; then wake the scheduler, which starts
+        an occurrence queued behind it (overlap buffer_*; the policy may have been edited
+        since this run started, so any run's end wakes it)."""
+        try:
+            await self._run_occurrence(task, run)
+        finally:
+            if self._wake_scheduler is not None:
+                self._wake_scheduler()
+
+    async def _run_occurrence(self, task: Task, run: Run) -> None:
         ctx = RunContext(task, run)
         async with self._settler.slot(task, ctx):
             if run.scheduled_for is not None and run.started_at is not None:
@@ -294,12 +349,65 @@ class RecurringTasks:
         return await self._service.require_task(task_id)
 
     async def run_now(self, task_id: str) -> Run:
-        """One extra run outside the schedule (allowed while paused)."""
+        """One extra run outside the schedule (allowed while paused), stored under the task's
+        overlap policy: with ``skip`` refused (:class:`RunInProgress`) while a run is in
+        progress; otherwise started, queued, or replacing the runs in progress."""
         task = await self._recurring(task_id, "be run now")
-        if await self._has_live_run(task_id):
+        if task.overlap is OverlapPolicy.SKIP and await self._has_live_run(task_id):
             raise RunInProgress(task)
-        run = self.new_run(task, utcnow())
-        if not await self._store.add_run(run):
+        stored = await self._store.add_occurrences(task_id, [self.new_run(task, utcnow())])
+        if stored is None:
+            raise InvalidTransition(task_id, None, TaskStatus.RUNNING)
+        if not stored.runs or stored.runs[0].status is RunStatus.SKIPPED:
             raise RunInProgress(task)
-        self.start(task, run)
-        return run
+        await self._started(task, stored.runs, stored.replaced)
+        return stored.runs[0]
+
+    async def backfill(self, task_id: str, start: datetime, end: datetime) -> Backfilled:
+        """Run the occurrences of ``[start, end)`` that have no run yet, in order, under the
+        task's overlap policy, each recorded with its ``scheduled_for``.
+
+        :class:`BadBackfill` for a reversed range or one over :data:`MAX_BACKFILL`
+        occurrences; :class:`NotRecurring` (409) for a once task, ``InvalidTransition`` (409)
+        for a task that has ended; :class:`UnusableSchedule` for a schedule that cannot be
+        used. Allowed while paused (the queued runs then wait for the resume)."""
+        task = await self._recurring(task_id, "be backfilled")
+        if end <= start:
+            raise BadBackfill("end", "end must be after start")
+        if task.schedule_config is None:
+            raise UnusableSchedule(task, ValueError("no readable schedule"), "be backfilled")
+        try:
+            times = backfill_occurrences(
+                task.schedule_config,
+                start=start,
+                end=end,
+                anchor=task.next_run_at,
+                default_zone=self._default_zone,
+            )
+        except TooManyOccurrences:
+            message = f"the range holds more than {MAX_BACKFILL} occurrences; split it"
+            raise BadBackfill("end", message) from None
+        except OverflowError:  # a range at the edge of the calendar (year 1 or 9999)
+            raise BadBackfill("start", "the range is outside the dates taskcell can use") from None
+        except (ValueError, LookupError, TypeError) as exc:
+            raise UnusableSchedule(task, exc, "be backfilled") from exc
+        stored = await self._store.add_occurrences(
+            task_id, [self.new_run(task, at) for at in times]
+        )
+        if stored is None:
+            raise InvalidTransition(task_id, None, TaskStatus.RUNNING)
+        await self._started(task, stored.runs, stored.replaced)
+        done = {r.scheduled_for for r in stored.runs}
+        logger.info(
+            "backfill stored",
+            extra={"task_id": task_id, "occurrences": len(times), "runs": len(stored.runs)},
+        )
+        return Backfilled(task_id, stored.runs, [at for at in times if at not in done])
+
+    async def _started(self, task: Task, runs: list[Run], replaced: list[Run]) -> None:
+        """Start the runs stored to start here; stop those they replaced."""
+        for run in runs:
+            if run.status is RunStatus.RUNNING:
+                self.start(task, run)
+        if any(r.started_at is not None for r in replaced):
+            await self.replaced([r for r in replaced if r.started_at is not None])

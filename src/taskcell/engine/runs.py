@@ -1,11 +1,13 @@
 """The run table: what runs in this process, its run slots, and stopping it.
 
-One asyncio task per task that runs here, by task id. A run is stopped by cancelling its
-asyncio task; the table remembers why (:meth:`RunTable.reason`), so that the code that settles
-the cancelled run (:mod:`taskcell.engine.settler`) knows whether a user cancelled it, the
-server stops, or the store is out. It also keeps which runs hold a fence here, which of those
-lost their lease (they stop and write nothing more), and which were stopped for an outage (they
-are recovered once the store answers again, before any lease is renewed).
+One asyncio task per task that runs here, by task id; a recurring task whose overlap policy
+lets occurrences run side by side (``allow_all``, and ``cancel_other`` while the replaced run
+stops) has one per run. A run is stopped by cancelling its asyncio task; the table remembers
+why (:meth:`RunTable.reason`), so that the code that settles the cancelled run
+(:mod:`taskcell.engine.settler`) knows whether a user cancelled it, the server stops, or the
+store is out. It also keeps which runs hold a fence here, which of those lost their lease
+(they stop and write nothing more), and which were stopped for an outage (they are recovered
+once the store answers again, before any lease is renewed).
 
 The table does no I/O: it depends on nothing but the agent registry (for an agent's own run
 limit).
@@ -49,7 +51,10 @@ class RunTable:
         self._max_runs = max_runs
         self._slots = asyncio.Semaphore(max_runs)
         self._agent_slots: dict[str, asyncio.Semaphore] = {}
+        #: The asyncio tasks by key: the task id, or for an occurrence "task id/run id".
         self._runs: dict[str, asyncio.Task[None]] = {}
+        self._keys: dict[str, set[str]] = {}  # task id -> its keys in ``_runs``
+        self._task_of: dict[str, str] = {}  # key -> task id
         self._cancelling: dict[str, str] = {}
         #: Runs of this process whose lease was lost (a write refused): they stop, writing
         #: nothing more. By run id, with the task id the run belongs to.
@@ -71,22 +76,36 @@ class RunTable:
         return len(self._runs)
 
     def is_running_here(self, task_id: str) -> bool:
-        run = self._runs.get(task_id)
-        return run is not None and not run.done()
+        return any(not self._runs[key].done() for key in self._keys.get(task_id, ()))
 
-    def spawn(self, task_id: str, coro: Coroutine[Any, Any, None]) -> None:
-        """Run ``coro`` as the run of ``task_id`` (not while stopping: it stays queued)."""
+    def _runners(self, task_id: str) -> list[asyncio.Task[None]]:
+        return [r for key in self._keys.get(task_id, ()) if not (r := self._runs[key]).done()]
+
+    def spawn(
+        self, task_id: str, coro: Coroutine[Any, Any, None], *, run_id: str | None = None
+    ) -> None:
+        """Run ``coro`` as the run of ``task_id`` (not while stopping: it stays queued). With
+        ``run_id`` (an occurrence), beside the task's other runs here."""
         if self.stopping:
             coro.close()  # it stays queued: the next start (or another process) runs it
             logger.info("run not started: the server is stopping", extra={"task_id": task_id})
             return
-        runner = asyncio.create_task(coro, name=f"run {task_id}")
-        self._runs[task_id] = runner
+        key = task_id if run_id is None else f"{task_id}/{run_id}"
+        runner = asyncio.create_task(coro, name=f"run {key}")
+        self._runs[key] = runner
+        self._keys.setdefault(task_id, set()).add(key)
+        self._task_of[key] = task_id
 
         def ended(done: asyncio.Task[None]) -> None:
-            if self._runs.get(task_id) is done:
-                del self._runs[task_id]
-            self._cancelling.pop(task_id, None)
+            if self._runs.get(key) is done:
+                del self._runs[key]
+                del self._task_of[key]
+                keys = self._keys[task_id]
+                keys.discard(key)
+                if not keys:
+                    del self._keys[task_id]
+            if task_id not in self._keys:
+                self._cancelling.pop(task_id, None)
             if not done.cancelled() and done.exception() is not None:
                 logger.error("run crashed", extra={"task_id": task_id}, exc_info=done.exception())
 
@@ -104,14 +123,20 @@ class RunTable:
         return self._cancelling.get(task_id)
 
     def stop(self, task_id: str, reason: str | None) -> asyncio.Task[None] | None:
-        """Cancel the run of ``task_id`` here (a user's cancel, with ``reason``); answers its
-        asyncio task, or None if none runs here."""
-        runner = self._runs.get(task_id)
-        if runner is None or runner.done():
-            return None
-        self._cancelling[task_id] = reason or CANCELLED_BY_USER
-        runner.cancel()
-        return runner
+        """Cancel the runs of ``task_id`` here (a user's cancel, with ``reason``); answers
+        the asyncio task of one, or None if none runs here (:meth:`stop_all` answers all)."""
+        runners = self.stop_all(task_id, reason)
+        return runners[0] if runners else None
+
+    def stop_all(self, task_id: str, reason: str | None) -> list[asyncio.Task[None]]:
+        """Cancel every run of ``task_id`` here (a user's cancel, with ``reason``); answers
+        their asyncio tasks (none if none runs here)."""
+        runners = self._runners(task_id)
+        if runners:
+            self._cancelling[task_id] = reason or CANCELLED_BY_USER
+        for runner in runners:
+            runner.cancel()
+        return runners
 
     def begin_stop(self) -> None:
         """A graceful stop begins: see :attr:`stopping`."""
@@ -137,8 +162,9 @@ class RunTable:
         if self.lapsed:
             return []
         stopped = []
-        for task_id, runner in list(self._runs.items()):
+        for key, runner in list(self._runs.items()):
             if not runner.done():
+                task_id = self._task_of[key]
                 self._cancelling[task_id] = OUTAGE
                 runner.cancel()
                 stopped.append(task_id)
@@ -183,7 +209,7 @@ class RunTable:
             if task_id is None:
                 continue
             self._lost[run_id] = task_id
-            runner = self._runs.get(task_id)
+            runner = self._runs.get(f"{task_id}/{run_id}") or self._runs.get(task_id)
             if runner is not None and not runner.done():
                 runner.cancel()
 

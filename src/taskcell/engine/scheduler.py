@@ -7,6 +7,14 @@ the store, and one claimed by a process that dies is recovered by its lease), an
 Occurrences missed while nothing ran are coalesced into that one run; an occurrence that comes
 due while the previous run still runs is recorded as skipped.
 
+Those are the default policies of a task; each task may choose others (see
+:mod:`taskcell.domain.policies`). Its catch-up policy says which of the occurrences a claim finds
+due run and which are recorded skipped (``make_run`` answers those runs, in order, to the
+claiming write); its overlap policy how each is stored beside the runs in progress: started,
+queued, skipped, or replacing them (the store decides, in the same write). Each pass then starts
+the queued occurrences whose turn came (``start_queued``: the earliest of each task with no
+run in progress), so a waiting occurrence starts in whichever process looks first, once.
+
 A stored schedule the scheduler cannot use (a daily time that does not parse, a zone this
 machine does not know) never stops it: the task is disarmed in the claiming write, then paused
 with the reason in ``error_message``, a system message and its controller say why, and the
@@ -22,12 +30,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from taskcell.abc import Store
 from taskcell.domain.models import Run, RunStatus, Task
-from taskcell.domain.schedule import missed_occurrences, next_fire_time
+from taskcell.domain.policies import SKIPPED_RUNNING, OverlapPolicy, catch_up
+from taskcell.domain.schedule import next_fire_time
 from taskcell.domain.state_machine import TaskStatus
 from taskcell.engine.controllers import Controllers
 from taskcell.engine.eventlog import EventLog
@@ -37,7 +47,7 @@ from taskcell.engine.supervisor import Supervisor
 
 logger = logging.getLogger(__name__)
 
-SKIPPED_REASON = "skipped: the previous run was still running"
+SKIPPED_REASON = SKIPPED_RUNNING
 UNUSABLE_PREFIX = "paused: the stored schedule cannot be used"
 _BATCH = 500
 
@@ -73,6 +83,8 @@ class Scheduler:
         owner: str,
         default_zone: str,
         fallback_poll_seconds: float = 60.0,
+        lease: timedelta = timedelta(seconds=30),
+        replaced: Callable[[list[Run]], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
         self._supervisor = supervisor
@@ -83,6 +95,9 @@ class Scheduler:
         self._owner = owner
         self._default_zone = default_zone
         self.fallback_poll_seconds = fallback_poll_seconds
+        self._lease = lease
+        #: Stops runs in progress that a newer occurrence replaced (overlap cancel_other).
+        self._replaced = replaced
         self._wakeup = asyncio.Event()
         self.passes = 0
 
@@ -130,10 +145,10 @@ class Scheduler:
                 unusable[task.task_id] = f"{UNUSABLE_PREFIX}: {exc or type(exc).__name__}"
                 return None
 
-        def make_run(task: Task, due: datetime) -> Run | None:
+        def make_run(task: Task, due: datetime) -> Run | list[Run] | None:
             if task.task_id in unusable:
                 return None  # disarmed as it was claimed: paused below, no run
-            if self._live.is_running_here(task.task_id):
+            if task.overlap is OverlapPolicy.SKIP and self._live.is_running_here(task.task_id):
                 return Run(
                     task_id=task.task_id,
                     scheduled_for=due,
@@ -143,25 +158,52 @@ class Scheduler:
                     owner=self._owner,
                     version=task.version,
                 )
-            return self._occurrence(task, due, moment)
+            return self._occurrences(task, due, moment)
 
         started = 0
         while True:
             claimed = await self._store.start_due(
                 moment, upcoming, make_run, skipped_reason=SKIPPED_REASON, limit=_BATCH
             )
-            for task, run in claimed:
-                if task.task_id in unusable:
-                    await self._pause(task, unusable[task.task_id])
-                    continue
-                if run is None:
-                    continue
-                if run.status is RunStatus.SKIPPED:
-                    logger.info("occurrence skipped", extra={"task_id": task.task_id})
-                    continue
+            started += await self._take(claimed, unusable)
+            if len({task.task_id for task, _ in claimed}) < _BATCH:
+                return started + await self.start_queued()
+
+    async def _take(self, claimed: list[tuple[Task, Run | None]], unusable: dict[str, str]) -> int:
+        """Start the runs a claim stored to start here, pause the tasks whose schedule cannot be
+        used, and stop the runs the claim replaced; answers how many started."""
+        started = 0
+        replaced: list[Run] = []
+        for task, run in claimed:
+            if task.task_id in unusable:
+                await self._pause(task, unusable[task.task_id])
+                continue
+            if run is None:
+                continue
+            if run.status is RunStatus.RUNNING:
                 self._starter.start(task, run)
                 started += 1
-            if len(claimed) < _BATCH:
+                continue
+            if run.status is RunStatus.CANCELLED and run.started_at is not None:
+                replaced.append(run)
+            logger.info(
+                "occurrence not started",
+                extra={"task_id": task.task_id, "status": run.status.value, "why": run.error},
+            )
+        if replaced and self._replaced is not None:
+            await self._replaced(replaced)
+        return started
+
+    async def start_queued(self) -> int:
+        """Start the queued occurrences whose turn came (see the module docstring); answers
+        how many."""
+        started = 0
+        while True:
+            waiting = await self._store.start_queued(self._owner, self._lease, limit=_BATCH)
+            for task, run in waiting:
+                self._starter.start(task, run)
+            started += len(waiting)
+            if len(waiting) < _BATCH:
                 return started
 
     async def _pause(self, task: Task, reason: str) -> int:
@@ -177,18 +219,51 @@ class Scheduler:
             await self._controllers.update(task, last_error=reason)
         return 0
 
-    def _occurrence(self, task: Task, due_at: datetime, now: datetime) -> Run:
-        """The run of a claimed occurrence (stored with the claim)."""
+    def _occurrences(self, task: Task, due_at: datetime, now: datetime) -> list[Run]:
+        """The runs of a claimed task's due occurrences, in order, as its catch-up policy
+        says (stored with the claim): those that run, and records of those skipped."""
         schedule = task.schedule_config
         assert schedule is not None  # claimed with a usable schedule
-        missed = missed_occurrences(
-            schedule, previous=due_at, now=now, default_zone=self._default_zone
-        )
-        scheduled_for = due_at
-        if missed and schedule.interval_minutes and task.next_run_at is not None:
-            # Coalesced: the run serves the latest missed occurrence.
-            scheduled_for = task.next_run_at - timedelta(minutes=schedule.interval_minutes)
-            logger.info(
-                "missed occurrences coalesced", extra={"task_id": task.task_id, "missed": missed}
+        try:
+            plan = catch_up(
+                schedule,
+                due=due_at,
+                now=now,
+                policy=task.catchup,
+                window_seconds=task.catchup_window_seconds,
+                default_zone=self._default_zone,
             )
-        return self._starter.new_run(task, scheduled_for)
+        except Exception:  # never a poison pill: the occurrence runs as without policies
+            logger.exception(
+                "catch-up failed; the due occurrence runs", extra={"task_id": task.task_id}
+            )
+            return [self._starter.new_run(task, due_at)]
+        if plan.unrecorded or plan.coalesced or len(plan.run) + len(plan.skipped) > 1:
+            logger.info(
+                "missed occurrences caught up",
+                extra={
+                    "task_id": task.task_id,
+                    "catchup": task.catchup.value,
+                    "run": len(plan.run),
+                    "skipped": len(plan.skipped),
+                    "unrecorded": plan.unrecorded,
+                    "coalesced": plan.coalesced,
+                },
+            )
+        skipped = dict(plan.skipped)
+        runs = []
+        for at in sorted({*plan.run, *skipped}):
+            if at in skipped:
+                runs.append(
+                    Run(
+                        task_id=task.task_id,
+                        scheduled_for=at,
+                        status=RunStatus.SKIPPED,
+                        finished_at=now,
+                        error=skipped[at],
+                        owner=self._owner,
+                    )
+                )
+            else:
+                runs.append(self._starter.new_run(task, at))
+        return runs

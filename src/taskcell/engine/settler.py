@@ -495,9 +495,9 @@ class RunSettler:
             remote = task.remote_task_ids[-1]
         if remote:
             await self.cancel_remote(task, remote)
-        for run in await self._store.runs_in_status([RunStatus.WAITING_INPUT, RunStatus.QUEUED]):
-            if run.task_id == task.task_id:
-                await self.close_run(run, RunStatus.CANCELLED, reason)
+        statuses = [RunStatus.WAITING_INPUT, RunStatus.QUEUED]
+        for run in await self._store.runs_in_status(statuses, task_id=task.task_id):
+            await self.close_run(run, RunStatus.CANCELLED, reason)
         await self._emit_cancelled(task, reason)
 
     async def _emit_cancelled(self, task: Task, reason: str, run_id: str | None = None) -> None:

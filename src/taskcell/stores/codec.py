@@ -25,6 +25,7 @@ from taskcell.abc import ProcessInfo
 from taskcell.domain.clock import as_utc
 from taskcell.domain.events import ConversationItem, Event, EventType, Role
 from taskcell.domain.models import Run, RunStatus, ScheduleConfig, Task, TaskPattern
+from taskcell.domain.policies import CatchupPolicy, OverlapPolicy
 from taskcell.domain.state_machine import TaskStatus, Write, effects_of
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,9 @@ TASK_COLUMNS: tuple[str, ...] = (
     "pause_note",
     "run_timeout_seconds",
     "version",
+    "overlap",
+    "catchup",
+    "catchup_window_seconds",
 )
 
 #: Which SQL driver a value is encoded for.
@@ -285,6 +289,7 @@ def _plain_task_fields(row: Row) -> dict[str, Any]:
         "pause_note": row["pause_note"],
         "run_timeout_seconds": row["run_timeout_seconds"],
         "version": row["version"],
+        "catchup_window_seconds": row["catchup_window_seconds"],
     }
 
 
@@ -307,6 +312,8 @@ def _task_from_row(row: Row) -> Task:
         updated_at=_required_dt(row["updated_at"]),
         error_message=row["error_message"],
         metadata=metadata,
+        overlap=OverlapPolicy(row["overlap"]),
+        catchup=CatchupPolicy(row["catchup"]),
     )
 
 
@@ -341,6 +348,8 @@ _DECODERS: dict[str, tuple[Callable[[Any], Any], Callable[[], Any]]] = {
     "completed_at": (lambda v: _dt(v), lambda: None),
     "updated_at": (lambda v: _required_dt(v), lambda: None),
     "metadata": (_shaped(dict), dict),
+    "overlap": (OverlapPolicy, lambda: OverlapPolicy.SKIP),
+    "catchup": (CatchupPolicy, lambda: CatchupPolicy.COALESCE),
 }
 
 

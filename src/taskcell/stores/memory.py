@@ -19,6 +19,7 @@ from taskcell.abc import (
     EventConflict,
     LeaseLost,
     LogClosed,
+    OccurrenceRuns,
     Page,
     ProcessInfo,
     TaskFilter,
@@ -33,14 +34,15 @@ from taskcell.domain.models import (
     TaskPattern,
     utcnow,
 )
+from taskcell.domain.policies import CANCELLED_BY_NEWER
 from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, enter, sources_of
 from taskcell.stores.cursor import ITEMS, RUNS, Position, keyset_page, position
 from taskcell.stores.rules import (
+    admit_runs,
     apply_changes,
     check_changes,
     check_run_changes,
     lease_lost,
-    skipped_run,
 )
 
 _Key = tuple[datetime, str]
@@ -318,9 +320,16 @@ class InMemoryTaskStore:
         )
         return keyset_page(runs[: limit + 1], limit, decode=_copied, key=_run_position)
 
-    async def runs_in_status(self, statuses: Sequence[RunStatus]) -> list[Run]:
+    async def runs_in_status(
+        self, statuses: Sequence[RunStatus], *, task_id: str | None = None
+    ) -> list[Run]:
         wanted = set(statuses)
-        found = sorted((r for r in self._runs.values() if r.status in wanted), key=_run_position)
+        pool = (
+            self._runs.values()
+            if task_id is None
+            else [self._runs[r] for r in self._runs_by_task.get(task_id, [])]
+        )
+        found = sorted((r for r in pool if r.status in wanted), key=_run_position)
         return [r.model_copy(deep=True) for r in found]
 
     def _due_tasks(self, now: datetime, *, limit: int) -> list[Task]:
@@ -368,25 +377,84 @@ class InMemoryTaskStore:
         self,
         now: datetime,
         next_time: Callable[[Task], datetime | None],
-        make_run: Callable[[Task, datetime], Run | None],
+        make_run: Callable[[Task, datetime], Run | Sequence[Run] | None],
         *,
         skipped_reason: str,
         limit: int = 500,
     ) -> list[tuple[Task, Run | None]]:
         started: list[tuple[Task, Run | None]] = []
         for task, due in await self._claim_due(now, next_time, limit=limit):
-            live = any(
-                r.status in _LEASED and r.lease_expires_at is not None and r.lease_expires_at > now
-                for r in (self._runs[i] for i in self._runs_by_task.get(task.task_id, []))
+            made = make_run(task, due)
+            runs = [] if made is None else [made] if isinstance(made, Run) else list(made)
+            stored = self._admit(task, runs, now, skipped_reason) if runs else None
+            answers: list[tuple[Task, Run | None]] = (
+                [(task, r) for r in stored.runs] if stored else []
             )
-            run = make_run(task, due)
-            if run is None:
-                started.append((task, None))
+            answers += [(task, r) for r in stored.replaced] if stored else []
+            started += answers or [(task, None)]
+        return started
+
+    def _admit(
+        self, task: Task, runs: Sequence[Run], now: datetime, skipped_reason: str
+    ) -> OccurrenceRuns:
+        """Store ``runs`` of ``task`` under its overlap policy (see ``admit_runs``)."""
+        mine = [self._runs[i] for i in self._runs_by_task.get(task.task_id, [])]
+        taken = {r.scheduled_for for r in mine}
+        fresh = []
+        for run in runs:
+            if run.scheduled_for not in taken:
+                taken.add(run.scheduled_for)
+                fresh.append(run)
+        running = [r for r in mine if _leased(r, now) and r.status is RunStatus.RUNNING]
+        queued = [r for r in mine if r.status is RunStatus.QUEUED]
+        admitted = admit_runs(
+            task,
+            fresh,
+            running=len(running),
+            queued=len(queued),
+            now=now,
+            skipped_reason=skipped_reason,
+        )
+        replaced = []
+        if admitted.replace:
+            for run in running + queued:
+                run.status, run.finished_at = RunStatus.CANCELLED, now
+                run.error, run.epoch = CANCELLED_BY_NEWER, run.epoch + 1
+                replaced.append(run.model_copy(deep=True))
+        stored = []
+        for run in admitted.runs:
+            self._runs[run.run_id] = run.model_copy(deep=True)
+            self._runs_by_task.setdefault(task.task_id, []).append(run.run_id)
+            stored.append(run)
+        return OccurrenceRuns(stored, replaced)
+
+    async def add_occurrences(self, task_id: str, runs: Sequence[Run]) -> OccurrenceRuns | None:
+        task = self._tasks.get(task_id)
+        if task is None or task.pattern is not TaskPattern.RECURRING:
+            return None
+        if task.status is not TaskStatus.RUNNING:
+            return None
+        return self._admit(copy_task(task), runs, utcnow(), "")
+
+    async def start_queued(
+        self, owner: str, lease: timedelta, *, limit: int = 100
+    ) -> list[tuple[Task, Run]]:
+        now = utcnow()
+        started: list[tuple[Task, Run]] = []
+        for task_id, run_ids in self._runs_by_task.items():
+            task = self._tasks.get(task_id)
+            if len(started) >= limit or task is None or not _is_live_schedule(task):
                 continue
-            if live:
-                run = skipped_run(run, due, now, skipped_reason)
-            stored = await self.add_run(run)
-            started.append((task, run if stored else None))
+            mine = [self._runs[i] for i in run_ids]
+            if any(r.status is RunStatus.RUNNING and _leased(r, now) for r in mine):
+                continue
+            waiting = [r for r in mine if r.status is RunStatus.QUEUED]
+            if not waiting:
+                continue
+            run = min(waiting, key=lambda r: (r.scheduled_for or now, r.run_id))
+            run.status, run.owner, run.started_at = RunStatus.RUNNING, owner, now
+            run.lease_expires_at = now + lease
+            started.append((copy_task(task), run.model_copy(deep=True)))
         return started
 
     async def claim_pending(self, idle_for: timedelta, *, limit: int = 100) -> list[Task]:
@@ -742,6 +810,19 @@ def _same_slot(a: Run, b: Run) -> bool:
     if a.scheduled_for is None and b.scheduled_for is None:
         return a.attempt == b.attempt
     return a.scheduled_for == b.scheduled_for
+
+
+def _leased(run: Run, now: datetime) -> bool:
+    return run.lease_expires_at is not None and run.lease_expires_at > now
+
+
+def _is_live_schedule(task: Task) -> bool:
+    """A recurring task whose queued occurrences may start (running, not paused)."""
+    return (
+        task.pattern is TaskPattern.RECURRING
+        and task.status is TaskStatus.RUNNING
+        and not task.paused
+    )
 
 
 def _finished_once_before(task: Task, moment: datetime) -> bool:

@@ -57,6 +57,7 @@ from taskcell.abc import (
     EventConflict,
     LeaseLost,
     LogClosed,
+    OccurrenceRuns,
     Page,
     ProcessInfo,
     TaskFilter,
@@ -64,11 +65,12 @@ from taskcell.abc import (
 from taskcell.domain.clock import as_utc
 from taskcell.domain.events import ConversationItem, Event, EventType
 from taskcell.domain.models import OPEN_RUN_STATUSES, Fence, Run, RunStatus, Task, utcnow
+from taskcell.domain.policies import CANCELLED_BY_NEWER
 from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, sources_of
 from taskcell.outages import describe
 from taskcell.stores import codec
 from taskcell.stores.cursor import ITEMS, RUNS, TASKS, keyset_page, position
-from taskcell.stores.rules import check_changes, check_run_changes, lease_lost, skipped_run
+from taskcell.stores.rules import admit_runs, check_changes, check_run_changes, lease_lost
 
 if TYPE_CHECKING:  # asyncpg's classes are generic only in its stubs
     from asyncpg.pool import PoolConnectionProxy
@@ -178,6 +180,9 @@ _CANCEL_CONVERSATION = (
 )
 _RUN_BY_ID = f"{_RUN_SELECT} WHERE run_id = $1"
 _RUNS_IN_STATUS = f"{_RUN_SELECT} WHERE status = ANY($1::text[]) ORDER BY created_at, run_id"
+_RUNS_OF_IN_STATUS = (
+    f"{_RUN_SELECT} WHERE status = ANY($1::text[]) AND task_id = $2 ORDER BY created_at, run_id"
+)
 _ARMED = "pattern = 'recurring' AND status = 'running' AND NOT paused"
 _NEXT_DUE_AT = f"SELECT MIN(next_run_at) FROM tasks WHERE {_ARMED}"
 _CLAIM_DUE_SELECT = (
@@ -196,10 +201,51 @@ _CLAIM_PENDING = (
     " ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
     f" RETURNING {', '.join(codec.TASK_COLUMNS)}"
 )
-_LIVE_RUNS_OF = (
-    "SELECT DISTINCT task_id FROM runs WHERE task_id = ANY($1::text[])"
-    " AND status IN ('queued', 'running') AND lease_expires_at > now()"
+#: Per task, its running runs whose lease holds and its queued ones (the overlap policy's
+#: counts).
+_BUSY_RUNS_OF = (
+    "SELECT task_id,"
+    " count(*) FILTER (WHERE status = 'running' AND lease_expires_at > now()) AS running,"
+    " count(*) FILTER (WHERE status = 'queued') AS queued"
+    " FROM runs WHERE task_id = ANY($1::text[]) AND status IN ('queued', 'running')"
+    " GROUP BY task_id"
 )
+#: Which of these occurrences have a run already.
+_TAKEN_OF = (
+    "SELECT r.task_id, r.scheduled_for FROM runs r"
+    " JOIN unnest($1::text[], $2::timestamptz[]) AS u(task_id, scheduled_for)"
+    " ON r.task_id = u.task_id AND r.scheduled_for = u.scheduled_for"
+)
+#: The runs in progress and waiting of these tasks, closed as replaced (overlap cancel_other).
+_REPLACE = (
+    "UPDATE runs SET status = 'cancelled', finished_at = now(), error = $2, epoch = epoch + 1"
+    " WHERE task_id = ANY($1::text[])"
+    " AND (status = 'queued' OR (status = 'running' AND lease_expires_at > now()))"
+    f" RETURNING {', '.join(codec.RUN_COLUMNS)}"
+)
+_LOCK_TASK = f"{_TASK_SELECT} WHERE task_id = $1 FOR UPDATE"
+#: The earliest queued run of each armed task with no running run whose lease holds; the
+#: task rows are locked (the claims of ``start_due`` lock them too), skipping locked ones.
+_NEXT_QUEUED = (
+    "SELECT r.run_id, r.task_id FROM runs r JOIN tasks t ON t.task_id = r.task_id"
+    " WHERE r.status = 'queued' AND t.pattern = 'recurring' AND t.status = 'running'"
+    " AND NOT t.paused"
+    " AND NOT EXISTS (SELECT 1 FROM runs q WHERE q.task_id = r.task_id AND q.status = 'queued'"
+    " AND (q.scheduled_for < r.scheduled_for"
+    " OR (q.scheduled_for = r.scheduled_for AND q.run_id < r.run_id)))"
+    " AND NOT EXISTS (SELECT 1 FROM runs l WHERE l.task_id = r.task_id"
+    " AND l.status = 'running' AND l.lease_expires_at > now())"
+    " ORDER BY r.scheduled_for, r.run_id LIMIT $1 FOR UPDATE OF r, t SKIP LOCKED"
+)
+#: Stamped by the statement's own time (not the transaction's): it comes after the read
+#: that saw the run before it end, so a run never starts before the one before it ended.
+_START_QUEUED = (
+    "UPDATE runs SET status = 'running', owner = $1, started_at = statement_timestamp(),"
+    " lease_expires_at = statement_timestamp() + $2::interval"
+    " WHERE run_id = ANY($3::text[]) AND status = 'queued'"
+    f" RETURNING {', '.join(codec.RUN_COLUMNS)}"
+)
+_TASKS_OF = f"{_TASK_SELECT} WHERE task_id = ANY($1::text[])"
 #: Runs inserted from one array per column; those for an occupied occurrence are left out.
 #: One clock: each lease is the database's now() plus the length the caller meant.
 _INSERT_RUNS = (
@@ -561,6 +607,60 @@ def _filter_sql(flt: TaskFilter) -> tuple[list[str], list[Any]]:
             args.append(str(value))
             where.append(f"{column} = ${len(args)}")
     return where, args
+
+
+async def _admit_all(
+    conn: Connection,
+    batches: Sequence[tuple[Task, list[Run]]],
+    now: datetime,
+    skipped_reason: str | None = None,
+) -> list[OccurrenceRuns]:
+    """Store each task's runs (in the caller's transaction) under its overlap policy: see
+    :func:`~taskcell.stores.rules.admit_runs`. Runs for an occurrence that has a run already
+    are left out. A few statements for the whole batch, whatever its size."""
+    wanted = [(t.task_id, r.scheduled_for) for t, runs in batches for r in runs]
+    if not wanted:
+        return [OccurrenceRuns([], []) for _ in batches]
+    ids = list({task_id for task_id, _ in wanted})
+    taken_rows = await conn.fetch(
+        _TAKEN_OF, [i for i, _ in wanted], [codec.utc(at) for _, at in wanted]
+    )
+    taken = {(r["task_id"], codec.utc(r["scheduled_for"])) for r in taken_rows}
+    busy = {r["task_id"]: (r["running"], r["queued"]) for r in await conn.fetch(_BUSY_RUNS_OF, ids)}
+    admitted = []
+    for task, runs in batches:
+        fresh = []
+        for run in runs:
+            key = (task.task_id, codec.utc(run.scheduled_for))
+            if key not in taken:
+                taken.add(key)
+                fresh.append(run)
+        running, queued = busy.get(task.task_id, (0, 0))
+        admitted.append(
+            admit_runs(
+                task,
+                fresh,
+                running=running,
+                queued=queued,
+                now=now,
+                skipped_reason=skipped_reason,
+            )
+        )
+    replacing = [t.task_id for (t, _), a in zip(batches, admitted, strict=True) if a.replace]
+    replaced: dict[str, list[Run]] = {}
+    if replacing:
+        for row in await conn.fetch(_REPLACE, replacing, CANCELLED_BY_NEWER):
+            run = codec.run_from_row(row)
+            replaced.setdefault(run.task_id, []).append(run)
+    values = [codec.run_values(r, dialect="postgres") for a in admitted for r in a.runs]
+    stored: set[str] = set()
+    if values:
+        columns = [list(c) for c in zip(*values, strict=True)]
+        stored = {r["run_id"] for r in await conn.fetch(_INSERT_RUNS, *columns)}
+    return [
+        OccurrenceRuns([r for r in a.runs if r.run_id in stored], replaced.get(t.task_id, []))
+        for (t, _), a in zip(batches, admitted, strict=True)
+    ]
 
 
 async def _claimable(
@@ -951,11 +1051,17 @@ class PostgresTaskStore:
         rows = await (await self.pool()).fetch(sql, *args)
         return keyset_page(rows, limit, decode=_runs, key=_RUN_POSITION)
 
-    async def runs_in_status(self, statuses: Sequence[RunStatus]) -> list[Run]:
+    async def runs_in_status(
+        self, statuses: Sequence[RunStatus], *, task_id: str | None = None
+    ) -> list[Run]:
         values = [RunStatus(s).value for s in statuses]
         if not values:
             return []
-        rows = await (await self.pool()).fetch(_RUNS_IN_STATUS, values)
+        pool = await self.pool()
+        if task_id is not None:
+            rows = await pool.fetch(_RUNS_OF_IN_STATUS, values, task_id)
+            return [codec.run_from_row(row) for row in rows]
+        rows = await pool.fetch(_RUNS_IN_STATUS, values)
         return [codec.run_from_row(row) for row in rows]
 
     async def next_due_at(self) -> datetime | None:
@@ -976,7 +1082,7 @@ class PostgresTaskStore:
         self,
         now: datetime,
         next_time: Callable[[Task], datetime | None],
-        make_run: Callable[[Task, datetime], Run | None],
+        make_run: Callable[[Task, datetime], Run | Sequence[Run] | None],
         *,
         skipped_reason: str,
         limit: int = 500,
@@ -1001,23 +1107,42 @@ class PostgresTaskStore:
                 _CLAIM_DUE_UPDATE,
                 [(codec.utc(t.next_run_at), moment, t.task_id) for t, _ in claimed],
             )
-            live_rows = await conn.fetch(_LIVE_RUNS_OF, [t.task_id for t, _ in claimed])
-            live = {r["task_id"] for r in live_rows}
-            runs: list[Run | None] = []
+            batches = []
             for task, due in claimed:
-                run = make_run(task, due)
-                if run is not None and task.task_id in live:
-                    run = skipped_run(run, due, now, skipped_reason)
-                runs.append(run)
-            values = [codec.run_values(r, dialect="postgres") for r in runs if r is not None]
-            columns = [list(c) for c in zip(*values, strict=True)]
-            inserted = await conn.fetch(_INSERT_RUNS, *columns) if values else []
-            stored = {r["run_id"] for r in inserted}
-            started = [
-                (t, r if r is not None and r.run_id in stored else None)
-                for (t, _), r in zip(claimed, runs, strict=True)
-            ]
+                made = make_run(task, due)
+                runs = [] if made is None else [made] if isinstance(made, Run) else list(made)
+                batches.append((task, runs))
+            for (task, _), stored in zip(
+                batches, await _admit_all(conn, batches, moment, skipped_reason), strict=True
+            ):
+                answers = [(task, r) for r in [*stored.runs, *stored.replaced]]
+                started += answers or [(task, None)]
         return started
+
+    async def add_occurrences(self, task_id: str, runs: Sequence[Run]) -> OccurrenceRuns | None:
+        pool = await self.pool()
+        async with pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(_LOCK_TASK, task_id)
+            if row is None or row["pattern"] != "recurring" or row["status"] != "running":
+                return None
+            task = codec.task_from_row(row)
+            return (await _admit_all(conn, [(task, list(runs))], utcnow()))[0]
+
+    async def start_queued(
+        self, owner: str, lease: timedelta, *, limit: int = 100
+    ) -> list[tuple[Task, Run]]:
+        pool = await self.pool()
+        async with pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(_NEXT_QUEUED, limit)
+            if not rows:
+                return []
+            updated = await conn.fetch(_START_QUEUED, owner, lease, [r["run_id"] for r in rows])
+            runs = [codec.run_from_row(r) for r in updated]
+            tasks, _ = codec.decoded_tasks(
+                await conn.fetch(_TASKS_OF, [r.task_id for r in runs]), where="start_queued"
+            )
+        by_id = {t.task_id: t for t in tasks}
+        return [(by_id[r.task_id], r) for r in runs if r.task_id in by_id]
 
     async def claim_pending(self, idle_for: timedelta, *, limit: int = 100) -> list[Task]:
         """Claim orphaned pending tasks no other process holds (SKIP LOCKED), idle for

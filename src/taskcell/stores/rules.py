@@ -3,12 +3,20 @@ how a refused fenced write is reported, and what a skipped occurrence's run look
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from taskcell.abc import UPDATABLE_FIELDS, LeaseLost
-from taskcell.domain.models import Fence, Run, RunStatus
+from taskcell.domain.models import Fence, Run, RunStatus, Task
+from taskcell.domain.policies import (
+    CANCELLED_BY_NEWER,
+    Admission,
+    OverlapPolicy,
+    admit,
+    skip_reason,
+)
 
 #: Write-only changes beyond the task's fields: ``metadata_keys`` sets those keys of the stored
 #: metadata (a None value removes its key) and keeps every other, in the same write, so what a
@@ -66,3 +74,86 @@ def skipped_run(run: Run, due: datetime, now: datetime, reason: str) -> Run:
             "deadline_at": None,  # it never runs
         }
     )
+
+
+def queued_run(run: Run) -> Run:
+    """The record of an occurrence that waits for the run in progress (overlap buffer_one,
+    buffer_all): queued, with no owner and no lease until a scheduler starts it."""
+    return run.model_copy(
+        update={
+            "status": RunStatus.QUEUED,
+            "started_at": None,
+            "owner": None,
+            "lease_expires_at": None,
+        }
+    )
+
+
+def cancelled_run(run: Run, now: datetime) -> Run:
+    """The record of an occurrence that a newer one of the same write replaced before it
+    started (overlap cancel_other)."""
+    return run.model_copy(
+        update={
+            "status": RunStatus.CANCELLED,
+            "started_at": None,
+            "finished_at": now,
+            "error": CANCELLED_BY_NEWER,
+            "lease_expires_at": None,
+        }
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """Runs as a store writes them under their task's overlap policy (:func:`admit_runs`)."""
+
+    runs: list[Run]
+    #: Whether the task's runs in progress and waiting ones are to be closed as cancelled
+    #: (:data:`~taskcell.domain.policies.CANCELLED_BY_NEWER`), in the same write.
+    replace: bool
+
+
+def admit_runs(
+    task: Task,
+    runs: Sequence[Run],
+    *,
+    running: int,
+    queued: int,
+    now: datetime,
+    skipped_reason: str | None = None,
+) -> Admitted:
+    """Each of ``runs`` (occurrences of ``task``, in order) as it is stored, given ``running``
+    runs of the task in progress (leases held) and ``queued`` waiting before them.
+
+    A run that is not ``running`` (a skipped occurrence's record) is stored as it is. Every
+    other is decided by :func:`~taskcell.domain.policies.admit`: started (as it is), queued,
+    skipped with the policy's reason (``skipped_reason``, when given, for ``skip``), or
+    started replacing the runs before it; runs of this same write that it replaces are
+    recorded cancelled, never started.
+    """
+    why = skip_reason(task.overlap)
+    if skipped_reason and task.overlap is OverlapPolicy.SKIP:
+        why = skipped_reason
+    out = list(runs)
+    live: list[int] = []  # this write's runs that start, and those that wait
+    waiting: list[int] = []
+    replace = False
+    for index, run in enumerate(out):
+        if run.status is not RunStatus.RUNNING:
+            continue
+        due = run.scheduled_for or now
+        decision = admit(task.overlap, running=running + len(live), queued=queued + len(waiting))
+        if decision is Admission.SKIP:
+            out[index] = skipped_run(run, due, now, why)
+        elif decision is Admission.QUEUE:
+            out[index] = queued_run(run)
+            waiting.append(index)
+        else:
+            if decision is Admission.REPLACE:
+                replace = replace or running > 0 or queued > 0
+                running = queued = 0
+                for earlier in live + waiting:
+                    out[earlier] = cancelled_run(out[earlier], now)
+                live, waiting = [], []
+            live.append(index)
+    return Admitted(out, replace)

@@ -42,6 +42,7 @@ from taskcell.abc import (
     EventConflict,
     LeaseLost,
     LogClosed,
+    OccurrenceRuns,
     Page,
     ProcessInfo,
     StoreUnavailable,
@@ -49,11 +50,12 @@ from taskcell.abc import (
 )
 from taskcell.domain.events import ConversationItem, Event, EventType
 from taskcell.domain.models import OPEN_RUN_STATUSES, Fence, Run, RunStatus, Task, utcnow
+from taskcell.domain.policies import CANCELLED_BY_NEWER
 from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, sources_of
 from taskcell.outages import is_outage
 from taskcell.stores import codec
 from taskcell.stores.cursor import ITEMS, RUNS, TASKS, keyset_page, position
-from taskcell.stores.rules import check_changes, check_run_changes, lease_lost, skipped_run
+from taskcell.stores.rules import admit_runs, check_changes, check_run_changes, lease_lost
 
 logger = logging.getLogger(__name__)
 
@@ -293,6 +295,67 @@ def _holds(conn: sqlite3.Connection, fence: Fence) -> bool:
 
 def _changed_one(conn: sqlite3.Connection, statement: Statement | None) -> bool:
     return statement is not None and conn.execute(*statement).rowcount == 1
+
+
+#: The earliest queued run of each armed task with no running run whose lease holds.
+_NEXT_QUEUED = (
+    "SELECT r.run_id, r.task_id FROM runs r JOIN tasks t ON t.task_id = r.task_id"
+    " WHERE r.status = 'queued' AND t.pattern = 'recurring' AND t.status = 'running'"
+    " AND t.paused = 0"
+    " AND NOT EXISTS (SELECT 1 FROM runs q WHERE q.task_id = r.task_id AND q.status = 'queued'"
+    " AND (q.scheduled_for < r.scheduled_for"
+    " OR (q.scheduled_for = r.scheduled_for AND q.run_id < r.run_id)))"
+    " AND NOT EXISTS (SELECT 1 FROM runs l WHERE l.task_id = r.task_id"
+    " AND l.status = 'running' AND l.lease_expires_at > ?)"
+    " ORDER BY r.scheduled_for, r.run_id LIMIT ?"
+)
+_TAKEN = "SELECT 1 FROM runs WHERE task_id = ? AND scheduled_for = ?"
+#: A task's running runs whose lease holds, and its queued ones: a search of the partial index
+#: runs_open_by_task (010), whose condition it repeats word for word.
+_BUSY_OF = (
+    "SELECT COALESCE(SUM(status = 'running' AND lease_expires_at > ?), 0),"
+    " COALESCE(SUM(status = 'queued'), 0)"
+    " FROM runs WHERE task_id = ? AND status IN ('queued', 'running')"
+)
+_REPLACE = (
+    "UPDATE runs SET status = 'cancelled', finished_at = ?, error = ?, epoch = epoch + 1"
+    " WHERE task_id = ? AND (status = 'queued' OR (status = 'running' AND lease_expires_at > ?))"
+    f" RETURNING {', '.join(codec.RUN_COLUMNS)}"
+)
+
+
+def _admit(
+    conn: sqlite3.Connection,
+    task: Task,
+    runs: Sequence[Run],
+    now: datetime,
+    skipped_reason: str | None = None,
+) -> OccurrenceRuns:
+    """Store ``runs`` of ``task`` (in the caller's transaction) under its overlap policy:
+    see :func:`~taskcell.stores.rules.admit_runs`. Runs for an occurrence that has a run
+    already are left out."""
+    moment = codec.ts(now)
+    fresh: list[Run] = []
+    seen: set[str | None] = set()
+    for run in runs:
+        key = codec.ts(run.scheduled_for)
+        if key in seen or conn.execute(_TAKEN, (task.task_id, key)).fetchone() is not None:
+            continue
+        seen.add(key)
+        fresh.append(run)
+    if not fresh:
+        return OccurrenceRuns([], [])
+    running, queued = conn.execute(_BUSY_OF, (moment, task.task_id)).fetchone()
+    admitted = admit_runs(
+        task, fresh, running=running, queued=queued, now=now, skipped_reason=skipped_reason
+    )
+    replaced: list[Run] = []
+    if admitted.replace:
+        args = (moment, CANCELLED_BY_NEWER, task.task_id, moment)
+        replaced = [codec.run_from_row(r) for r in conn.execute(_REPLACE, args).fetchall()]
+    insert = _RUN_INSERT.replace("INSERT", "INSERT OR IGNORE", 1)
+    stored = [r for r in admitted.runs if conn.execute(insert, codec.run_values(r)).rowcount == 1]
+    return OccurrenceRuns(stored, replaced)
 
 
 def runs_in_status_sql(count: int, *, active: bool) -> str:
@@ -798,11 +861,16 @@ class SQLiteTaskStore:
         rows = self.conn.execute(sql, (*args, limit + 1)).fetchall()
         return keyset_page(rows, limit, decode=_runs, key=_RUN_POSITION)
 
-    async def runs_in_status(self, statuses: Sequence[RunStatus]) -> list[Run]:
-        values = [RunStatus(s).value for s in statuses]
+    async def runs_in_status(
+        self, statuses: Sequence[RunStatus], *, task_id: str | None = None
+    ) -> list[Run]:
+        values: list[Any] = [RunStatus(s).value for s in statuses]
         if not values:
             return []
         sql = runs_in_status_sql(len(values), active=set(statuses) <= _ACTIVE_RUN_STATUSES)
+        if task_id is not None:
+            sql = sql.replace(" ORDER BY", " AND task_id = ? ORDER BY", 1)
+            values.append(task_id)
         return [codec.run_from_row(row) for row in self.conn.execute(sql, values)]
 
     async def next_due_at(self) -> datetime | None:
@@ -827,19 +895,17 @@ class SQLiteTaskStore:
         self,
         now: datetime,
         next_time: Callable[[Task], datetime | None],
-        make_run: Callable[[Task, datetime], Run | None],
+        make_run: Callable[[Task, datetime], Run | Sequence[Run] | None],
         *,
         skipped_reason: str,
         limit: int = 500,
     ) -> list[tuple[Task, Run | None]]:
         select = _DUE
         update = "UPDATE tasks SET next_run_at = ?, updated_at = ? WHERE task_id = ?"
-        live = _LIVE_RUN
-        insert = _RUN_INSERT.replace("INSERT", "INSERT OR IGNORE", 1)
         moment = codec.ts(utcnow())
 
         def claim(conn: sqlite3.Connection) -> list[tuple[Task, Run | None]]:
-            # One write transaction: the claim and the run are stored together or not at all.
+            # One write transaction: the claim and the runs are stored together or not at all.
             started: list[tuple[Task, Run | None]] = []
             rows = conn.execute(select, (codec.ts(now), limit)).fetchall()
             for task in _claimable(conn, rows, moment, where="start_due"):
@@ -847,17 +913,50 @@ class SQLiteTaskStore:
                 assert due is not None
                 task.next_run_at = next_time(task)
                 conn.execute(update, (codec.ts(task.next_run_at), moment, task.task_id))
-                run = make_run(task, due)
-                if run is None:
-                    started.append((task, None))
-                    continue
-                if conn.execute(live, (task.task_id, codec.ts(now))).fetchone() is not None:
-                    run = skipped_run(run, due, now, skipped_reason)
-                stored = conn.execute(insert, codec.run_values(run)).rowcount == 1
-                started.append((task, run if stored else None))
+                made = make_run(task, due)
+                runs = [] if made is None else [made] if isinstance(made, Run) else list(made)
+                stored = _admit(conn, task, runs, now, skipped_reason)
+                answers = [(task, r) for r in [*stored.runs, *stored.replaced]]
+                started += answers or [(task, None)]
             return started
 
         return await self.write(claim, atomic=True)
+
+    async def add_occurrences(self, task_id: str, runs: Sequence[Run]) -> OccurrenceRuns | None:
+        now = utcnow()
+
+        def add(conn: sqlite3.Connection) -> OccurrenceRuns | None:
+            row = conn.execute(f"{_TASK_SELECT} WHERE task_id = ?", (task_id,)).fetchone()
+            if row is None or row["pattern"] != "recurring" or row["status"] != "running":
+                return None
+            return _admit(conn, codec.task_from_row(row), runs, now)
+
+        return await self.write(add, atomic=True)
+
+    async def start_queued(
+        self, owner: str, lease: timedelta, *, limit: int = 100
+    ) -> list[tuple[Task, Run]]:
+        now = utcnow()
+        moment = codec.ts(now)
+        start = (
+            "UPDATE runs SET status = 'running', owner = ?, started_at = ?, lease_expires_at = ?"
+            f" WHERE run_id = ? AND status = 'queued' RETURNING {', '.join(codec.RUN_COLUMNS)}"
+        )
+
+        def promote(conn: sqlite3.Connection) -> list[tuple[Task, Run]]:
+            started = []
+            for row in conn.execute(_NEXT_QUEUED, (moment, limit)).fetchall():
+                args = (owner, moment, codec.ts(now + lease), row["run_id"])
+                updated = conn.execute(start, args).fetchone()
+                if updated is None:
+                    continue
+                task_row = conn.execute(
+                    f"{_TASK_SELECT} WHERE task_id = ?", (row["task_id"],)
+                ).fetchone()
+                started.append((codec.task_from_row(task_row), codec.run_from_row(updated)))
+            return started
+
+        return await self.write(promote, atomic=True)
 
     async def claim_pending(self, idle_for: timedelta, *, limit: int = 100) -> list[Task]:
         now = utcnow()
