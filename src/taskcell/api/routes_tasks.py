@@ -36,8 +36,7 @@ from taskcell.domain.edits import parse_version
 from taskcell.domain.models import MAX_QUERY_CHARS, Run, Task, TaskPattern, check_pause_note
 from taskcell.domain.schedule import describe, resolve_zone_name
 from taskcell.domain.state_machine import TaskConflict, TaskStatus
-from taskcell.engine.engine import Engine
-from taskcell.engine.recurring import BadBackfill
+from taskcell.engine.engine import BadBackfill, Engine
 from taskcell.stores.cursor import bind_cursor, unbind_cursor
 
 ERRORS: dict[int | str, dict[str, Any]] = {

@@ -46,7 +46,7 @@ from taskcell.engine.once import OnceTasks
 from taskcell.engine.plan import ExecutionPlan, PlanResult, execute_plan
 from taskcell.engine.pruner import Pruner, RetentionPolicy
 from taskcell.engine.recovery import Recovery
-from taskcell.engine.recurring import Backfilled, RecurringTasks
+from taskcell.engine.recurring import Backfilled, BadBackfill, RecurringTasks
 from taskcell.engine.runs import CANCELLED_BY_USER, INTERRUPTED, STOP_GRACE_SECONDS, RunTable
 from taskcell.engine.scheduler import Scheduler
 from taskcell.engine.settler import RetryPolicy, RunSettler
@@ -452,6 +452,7 @@ class Engine:
 
 __all__ = [
     "INTERRUPTED",
+    "BadBackfill",
     "CancelResult",
     "Engine",
     "RetentionPolicy",
