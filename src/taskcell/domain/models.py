@@ -41,6 +41,7 @@ MAX_QUERY_CHARS = 32_000
 MAX_METADATA_CHARS = 64_000
 MAX_INTERVAL_MINUTES = 525_600  # one year
 MAX_ZONE_CHARS = 100  # the longest IANA name is 32 characters
+MAX_WEBHOOK_URL_CHARS = 2000
 DEFAULT_USER = "default_user"
 
 
@@ -215,6 +216,8 @@ class Task(BaseModel):
     updated_at: UtcDatetime = Field(default_factory=utcnow)
     error_message: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    #: Where this task's own webhook deliveries go (a subscription to this task made with it).
+    webhook_url: str | None = Field(default=None, max_length=MAX_WEBHOOK_URL_CHARS)
 
     @field_validator(
         "task_id", "title", "conversation_id", "thread_id", "user_id", "agent_name", "query"
