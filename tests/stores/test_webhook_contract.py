@@ -237,8 +237,9 @@ async def test_claims_retries_and_a_stale_claim(store: TaskStore) -> None:
     assert failing is not None and failing.failing_since is not None
     [(again, _)] = await s.claim_deliveries(CLAIM)
     assert again.attempts == 2 and again.last_status_code == 500 and again.last_response == "oops"
-    stale = dict(attempt=1, status=DeliveryStatus.DELIVERED, disable_after=NEVER)
-    assert not await s.finish_delivery(again.delivery_id, **stale)  # type: ignore[arg-type]
+    assert not await s.finish_delivery(  # a stale claim's answer
+        again.delivery_id, attempt=1, status=DeliveryStatus.DELIVERED, disable_after=NEVER
+    )
     assert await s.finish_delivery(
         again.delivery_id, attempt=2, status=DeliveryStatus.DELIVERED, status_code=204,
         disable_after=NEVER,

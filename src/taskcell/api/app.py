@@ -24,18 +24,25 @@ from taskcell.agents.demo import mount_demo_agents
 from taskcell.agents.demo.door import DemoAgentDoor, engine_token
 from taskcell.agents.http import aclose_shared_http_clients
 from taskcell.agents.registry import AgentRegistry
-from taskcell.api import routes_misc, routes_tasks, streams
+from taskcell.api import routes_misc, routes_tasks, routes_webhooks, streams
 from taskcell.api.auth import Authenticator, parse_api_keys
 from taskcell.api.envelope import install_error_handlers
 from taskcell.api.guard import RequestGuard
 from taskcell.domain.state_machine import TaskStatus
 from taskcell.engine.engine import Engine, RetryPolicy
 from taskcell.mcp.http import mount_mcp
-from taskcell.metrics import EVENTS_APPENDED_GAUGE, LIVE_SUBSCRIBERS, TASKS_BY_STATUS
+from taskcell.metrics import (
+    EVENTS_APPENDED_GAUGE,
+    LIVE_SUBSCRIBERS,
+    TASKS_BY_STATUS,
+    WEBHOOK_BACKLOG,
+)
 from taskcell.settings import Settings, redact_url
 from taskcell.stores.factory import store_from_url
 from taskcell.stores.sqlite import ServerLock, SQLiteTaskStore
 from taskcell.web import DIST_DIR
+from taskcell.webhooks.dispatcher import DispatcherConfig
+from taskcell.webhooks.safety import parse_allow
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +84,10 @@ def create_app(
             max_concurrent_runs=settings.max_concurrent_runs,
             lease_seconds=settings.lease_seconds,
             on_failure=on_failure,
+            webhooks=DispatcherConfig(
+                allow=parse_allow(settings.webhook_allow),
+                timeout_seconds=settings.webhook_timeout_seconds,
+            ),
         )
         app.state.engine = engine
         recovery: asyncio.Task[None] | None = None
@@ -120,6 +131,7 @@ def create_app(
     app.include_router(routes_tasks.router)
     app.include_router(streams.router)
     app.include_router(routes_misc.router)
+    app.include_router(routes_webhooks.router)
     mount_mcp(app, base_url, host=settings.host, auth=app.state.auth)  # MCP tools at /mcp
     _add_metrics(app)
     stop_demo_agents = (
@@ -190,6 +202,8 @@ def _add_metrics(app: FastAPI) -> None:
             TASKS_BY_STATUS.labels(status=status.value).set(counts.get(status.value, 0))
         LIVE_SUBSCRIBERS.set(engine.subscriber_count)
         EVENTS_APPENDED_GAUGE.set(engine.events_appended)
+        for state, count in (await engine.webhook_counts()).items():
+            WEBHOOK_BACKLOG.labels(status=state).set(count)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -40,6 +40,17 @@ class TaskCreate(BaseModel):
     max_attempts: WholeNumber = 3
     #: Checked by the domain (size first, then text and depth): 400 naming ``metadata``.
     metadata: dict[str, Any] | None = None
+    #: Where this task's events go (a webhook subscription to this task, all event types);
+    #: its signing secret is answered once, as ``webhook_secret``. Checked like a webhook's
+    #: URL (else 422 naming ``webhook_url``).
+    webhook_url: SafeText | None = None
+
+
+class TaskCreated(Task):
+    """A created task; ``webhook_secret`` is the signing secret of its ``webhook_url`` (given
+    this once)."""
+
+    webhook_secret: str | None = None
 
 
 class StreamCreate(BaseModel):
