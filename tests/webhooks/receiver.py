@@ -68,8 +68,9 @@ class Receiver:
                 return parsed
         return None
 
-    async def wait_for(self, count: int, timeout: float = 30) -> list[Received]:
-        async with asyncio.timeout(timeout), self.arrived:
+    async def wait_for(self, count: int) -> list[Received]:
+        """What arrived, once at least ``count`` requests did (within 30 s)."""
+        async with asyncio.timeout(30), self.arrived:
             await self.arrived.wait_for(lambda: len(self.received) >= count)
         return list(self.received)
 
@@ -86,6 +87,9 @@ class Receiver:
         try:
             async with asyncio.timeout(10):
                 while not server.started:
+                    if task.done():
+                        task.result()
+                        raise RuntimeError("the receiver stopped before it started")
                     await asyncio.sleep(0.01)
             self.url = f"http://127.0.0.1:{sock.getsockname()[1]}/hook"
             yield self.url
