@@ -85,7 +85,10 @@ async def test_a_sigkill_between_event_and_delivery_delivers_after_restart_once(
             task = await client.post("/api/v1/tasks", json={"query": "x", "agent_name": "instant"})
             assert task.status_code == 201
             async with asyncio.timeout(30):  # the event is stored with its delivery, not sent
-                while not (found := await deliveries(client, hook["webhook_id"])):
+                while True:
+                    found = await deliveries(client, hook["webhook_id"])
+                    if found:
+                        break
                     await asyncio.sleep(0.05)
             assert found[0]["status"] in ("pending", "sending")
         process.send_signal(signal.SIGKILL)
