@@ -71,8 +71,7 @@ def run(*args: str) -> str:
 
 
 def test_add_list_rotate_deliveries_redeliver_remove(server: str, gone: str) -> None:
-    target = gone
-    added = run("add", target, "-e", "task_completed", "-e", "task_failed", "--agent", "echo")
+    added = run("add", gone, "-e", "task_completed", "-e", "task_failed", "--agent", "echo")
     hook_id = next(w for w in added.split() if w.startswith("wh_"))
     assert "secret: whsec_" in added
     listed = run("list")
