@@ -264,6 +264,7 @@ def plan_deliveries(
         return []
     task_json: dict[str, Any] | None = None
     deliveries = []
+    bodies: dict[tuple[int, str], str] = {}  # one body per event and type, however many hear
     for event, kinds in webhook_types(
         [e for e in events if e.task_id == task.task_id], paused_before
     ):
@@ -271,15 +272,18 @@ def plan_deliveries(
             kind = webhook.wanted_type(kinds)
             if kind is None:
                 continue
-            if task_json is None:
-                task_json = task.model_dump(mode="json")
+            body = bodies.get((event.seq, kind))
+            if body is None:
+                if task_json is None:
+                    task_json = task.model_dump(mode="json")
+                body = bodies[(event.seq, kind)] = delivery_body(kind, event, task_json)
             deliveries.append(
                 Delivery(
                     webhook_id=webhook.webhook_id,
                     task_id=task.task_id,
                     seq=event.seq,
                     event_type=kind,
-                    body=delivery_body(kind, event, task_json),
+                    body=body,
                     created_at=now,
                     next_attempt_at=now,
                 )

@@ -47,7 +47,7 @@ class DispatcherConfig:
     timeout_seconds: float = 10.0
     claim_seconds: float = 60.0
     poll_seconds: float = 1.0
-    concurrency: int = 32
+    concurrency: int = 16
     disable_after: timedelta = field(default=DISABLE_AFTER)
 
 
@@ -77,7 +77,9 @@ class Dispatcher:
 
     async def run(self) -> None:
         config = self.config
-        limits = httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=8)
+        limits = httpx.Limits(
+            max_connections=config.concurrency, max_keepalive_connections=config.concurrency
+        )
         timeout = httpx.Timeout(config.timeout_seconds)
         running: set[asyncio.Task[None]] = set()
         async with httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False) as client:
@@ -169,7 +171,8 @@ class Dispatcher:
             WEBHOOK_DELIVERIES.labels(outcome=outcome).inc()
             if status is DeliveryStatus.DELIVERED:
                 WEBHOOK_LAG.observe(max((utcnow() - delivery.created_at).total_seconds(), 0.0))
-        logger.info(
+        log = logger.debug if status is DeliveryStatus.DELIVERED else logger.info
+        log(
             "webhook attempt",
             extra={
                 "delivery_id": delivery.delivery_id,
