@@ -48,7 +48,7 @@ lint: $(STAMP)
 # Each benchmark writes its rows for the closing table to $(BENCH_OUT); one that fails (cluster.py
 # needs PostgreSQL) leaves a gap in the table rather than stopping the others.
 BENCH_OUT := test-output/bench
-BENCHES := lifecycle events schedule cron sse cluster stall webhooks
+BENCHES := lifecycle events schedule cron sse cluster stall retention webhooks
 
 bench: $(STAMP)
 	rm -rf $(BENCH_OUT) && mkdir -p $(BENCH_OUT)
@@ -59,6 +59,7 @@ bench: $(STAMP)
 	-$(BIN)/python bench/sse.py --json $(BENCH_OUT)/sse.json
 	-$(BIN)/python bench/cluster.py --json $(BENCH_OUT)/cluster.json
 	-$(BIN)/python bench/stall.py --json $(BENCH_OUT)/stall.json
+	-$(BIN)/python bench/retention.py --json $(BENCH_OUT)/retention.json
 	-$(BIN)/python bench/webhooks.py --json $(BENCH_OUT)/webhooks.json
 	$(BIN)/python bench/summary.py $(foreach name,$(BENCHES),$(BENCH_OUT)/$(name).json)
 

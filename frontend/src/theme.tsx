@@ -1,4 +1,7 @@
 // Light, dark, or the system's choice: kept in this browser, applied as <html data-theme>.
+// The attribute always names the palette in force ("light" or "dark"): the system's choice is
+// resolved here from prefers-color-scheme (and followed when it changes), so the stylesheet
+// holds the dark palette once, under [data-theme="dark"].
 
 import { useEffect, useState } from "react";
 
@@ -16,9 +19,15 @@ function stored(): Theme {
   }
 }
 
+const DARK_QUERY = "(prefers-color-scheme: dark)";
+
+function systemPrefersDark(): boolean {
+  return typeof window.matchMedia === "function" && window.matchMedia(DARK_QUERY).matches;
+}
+
 export function applyTheme(theme: Theme = stored()): void {
-  if (theme === "system") document.documentElement.removeAttribute("data-theme");
-  else document.documentElement.setAttribute("data-theme", theme);
+  const dark = theme === "dark" || (theme === "system" && systemPrefersDark());
+  document.documentElement.setAttribute("data-theme", dark ? "dark" : "light");
 }
 
 export function ThemeToggle() {
@@ -31,6 +40,14 @@ export function ThemeToggle() {
     } catch {
       /* storage unavailable: the choice lasts for this page */
     }
+  }, [theme]);
+  useEffect(() => {
+    // While the system's choice is followed, follow it when it changes too.
+    if (theme !== "system" || typeof window.matchMedia !== "function") return;
+    const query = window.matchMedia(DARK_QUERY);
+    const follow = () => applyTheme("system");
+    query.addEventListener("change", follow);
+    return () => query.removeEventListener("change", follow);
   }, [theme]);
   return (
     <button

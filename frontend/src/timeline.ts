@@ -161,6 +161,8 @@ const STATUS_TEXT: Record<string, string> = {
   task_cancelled: "Cancelled",
   plan_failed: "Plan failed",
   system_failed: "System error",
+  // Retention removed the oldest events: the stream starts with this one.
+  history_truncated: "Older events were removed",
 };
 
 /** The events that end a task (a once task's last run, or a cancel). */

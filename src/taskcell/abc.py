@@ -8,6 +8,7 @@ implementation.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
@@ -417,7 +418,8 @@ class EventStore(Protocol):
         ...
 
     async def last_seq(self, task_id: str) -> int:
-        """The highest ``seq`` stored for a task (0 for none)."""
+        """The highest ``seq`` stored for a task (0 for none), or removed by retention
+        (:meth:`RetentionStore.log_start`) when that is higher: the next event follows it."""
         ...
 
     async def list_items(
@@ -445,6 +447,101 @@ class EventStore(Protocol):
 
     async def has_conversation(self, conversation_id: str, *, user_id: str | None = None) -> bool:
         """Whether ``user_id`` has a conversation with that id (any user's, with None)."""
+        ...
+
+
+class RetentionStore(Protocol):
+    """What retention removes (:mod:`taskcell.engine.pruner` decides what; these methods do it).
+
+    A task's log only ever loses its oldest events: what is stored is always the events after
+    :meth:`log_start`, so a reader resuming before that is told that older events were removed.
+    Tasks themselves are never removed here (only :meth:`TaskStore.delete` removes a task).
+    Each removing method is one guarded write removing at most ``limit`` rows, so a caller
+    bounds how long it holds a write lock; with ``dry_run`` it counts what it would remove
+    (every such row, ignoring ``limit``) and changes nothing. Usable from a script::
+
+        removed = await store.prune_events(task_id, through=None, limit=500,
+                                           finished_before=cutoff)
+    """
+
+    async def log_start(self, task_id: str) -> int:
+        """The highest seq retention removed from the task's log (0 when none was): its
+        stored events are those after it. :meth:`EventStore.last_seq` is never below it."""
+        ...
+
+    async def once_tasks_to_prune(
+        self,
+        finished_before: datetime,
+        *,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 100,
+    ) -> list[tuple[datetime, str]]:
+        """``(completed_at, task_id)`` of up to ``limit`` finished once tasks that finished
+        before ``finished_before`` and still hold something retention may remove (not yet
+        marked done by :meth:`prune_items`), by ``(completed_at, task_id)`` after ``after``."""
+        ...
+
+    async def recurring_task_ids(self, *, after: str | None = None, limit: int = 100) -> list[str]:
+        """Up to ``limit`` ids of recurring tasks (any status), in id order after ``after``."""
+        ...
+
+    async def runs_kept_from(self, task_id: str, keep: int) -> datetime | None:
+        """The ``created_at`` from which a recurring task's runs keep their events: the
+        earlier of its ``keep``-th newest run's (by ``created_at``, ``run_id``) and its oldest
+        open run's. None when it has at most ``keep`` runs (nothing of its log is removed)."""
+        ...
+
+    async def prune_events(
+        self,
+        task_id: str,
+        *,
+        through: int | None,
+        limit: int,
+        finished_before: datetime | None = None,
+        dry_run: bool = False,
+    ) -> int:
+        """Remove the task's oldest stored events, at most ``limit``, none after seq
+        ``through`` (None: up to its last), and raise its :meth:`log_start` to the last seq
+        removed, in one write. Answers how many it removed.
+
+        With ``finished_before`` it removes nothing unless the task is a once task that
+        finished (a final status) before that moment: never an event of an unfinished task.
+        """
+        ...
+
+    async def prune_items(
+        self, task_id: str, *, finished_before: datetime, dry_run: bool = False
+    ) -> int | None:
+        """Remove a once task's conversation items, if it finished before
+        ``finished_before`` and its conversation is not newer: none of that user's tasks in
+        the conversation is unfinished, or was created or finished at or after that moment.
+        In the same write, a task with no events left is marked done (no longer answered by
+        :meth:`once_tasks_to_prune`). Answers how many items it removed, or None when the
+        conversation is newer (nothing changed: the task is looked at again later)."""
+        ...
+
+    async def prune_runs(
+        self, task_id: str, *, finished_before: datetime, limit: int, dry_run: bool = False
+    ) -> int:
+        """Remove up to ``limit`` of a recurring task's closed runs that finished before
+        ``finished_before``, oldest first, in one write (never an open run, never a once
+        task's run); answers how many."""
+        ...
+
+    async def reclaim_space(self, *, max_pages: int) -> int:
+        """Give up to ``max_pages`` free pages back to the file system, in one write (SQLite
+        with ``auto_vacuum=INCREMENTAL``); answers how many (0 where the database reclaims
+        space itself, or cannot)."""
+        ...
+
+    async def database_size(self) -> int | None:
+        """The database's size in bytes (None for a store in memory)."""
+        ...
+
+    def retention_lock(self) -> AbstractAsyncContextManager[bool]:
+        """Held around a pruning round: answers True when this process may prune now, False
+        when another one prunes (PostgreSQL: a session advisory lock, one process at a
+        time). Released on exit."""
         ...
 
 
@@ -618,7 +715,7 @@ class WebhookStore(Protocol):
         ...
 
 
-class Store(TaskStore, EventStore, Coordination, WebhookStore, Protocol):
+class Store(TaskStore, EventStore, Coordination, RetentionStore, WebhookStore, Protocol):
     """A complete store: tasks, runs, events, conversations and webhooks in one database.
 
     The same contract suite (``tests/stores``) runs against every implementation.

@@ -31,3 +31,14 @@ WEBHOOK_LAG = Histogram(
 WEBHOOK_BACKLOG = Gauge(
     "taskcell_webhook_deliveries_stored", "Webhook deliveries in the store, by status", ["status"]
 )
+RETENTION_REMOVED = Counter(
+    "taskcell_retention_removed_total",
+    "Rows retention removed in this process, by kind (events, items, runs)",
+    ["kind"],
+)
+RETENTION_BATCH_SECONDS = Histogram(
+    "taskcell_retention_batch_seconds",
+    "Duration of one pruning write (SQLite: how long it held the write lock, at most)",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+)
+DATABASE_BYTES = Gauge("taskcell_database_bytes", "Size of the database, in bytes")

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from platformdirs import user_data_dir
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -117,6 +117,18 @@ class Settings(BaseSettings):
     webhook_allow: str = ""
     #: How long one webhook attempt may take (resolving, connecting, the answer), in seconds.
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    #: Retention (taskcell.engine.pruner): a finished once task's events (and, once its
+    #: conversation is as old, its items) are kept this many days after it finished; a
+    #: recurring task's closed runs this many days after they finished.
+    retention_days: float = Field(default=30.0, gt=0, le=36_500)
+    #: A recurring task keeps the events of this many of its latest runs.
+    retention_runs: int = Field(default=100, ge=1, le=1_000_000)
+    #: Whether the server prunes in the background (``taskcell db prune`` works either way).
+    retention_enabled: bool = True
+    #: How often the server's pruner looks for what to remove.
+    retention_interval_seconds: float = Field(default=3600.0, ge=1, le=7 * 86_400)
+    #: The most rows one pruning write removes (it also shrinks itself to stay short).
+    retention_batch_rows: int = Field(default=500, ge=1, le=100_000)
 
     @classmethod
     def settings_customise_sources(
@@ -134,3 +146,21 @@ class Settings(BaseSettings):
     def with_overrides(self, **values: Any) -> Settings:
         """A copy with ``values`` set (None values are ignored)."""
         return self.model_copy(update={k: v for k, v in values.items() if v is not None})
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used, said for a person: which setting and why."""
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """:class:`Settings` from the environment and ``taskcell.toml``; :class:`SettingsError`
+    naming each bad setting (as its environment variable and its TOML key) and why."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            key = ".".join(str(part) for part in error["loc"]) or "settings"
+            env = "TASKCELL_" + key.replace(".", "__").upper()
+            problems.append(f"{env} ({key} in taskcell.toml): {error['msg']}")
+        raise SettingsError("bad settings: " + "; ".join(problems)) from None

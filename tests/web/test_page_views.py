@@ -320,6 +320,35 @@ async def test_axe_finds_nothing_serious_on_the_list_form_and_a_once_task(
     await shot(page, f"29-once-task-dark-{name}")
 
 
+async def test_the_system_theme_is_followed_and_a_chosen_one_kept(
+    browser: Browser, site: Server
+) -> None:
+    context = await browser.new_context(viewport=DESKTOP, color_scheme="dark")  # type: ignore[arg-type]
+    page = await context.new_page()
+    try:
+        await page.goto(f"{site.url}/")
+        html = page.locator("html")
+        await expect(html).to_have_attribute("data-theme", "dark")  # the system's choice
+        dark_bg = await page.evaluate(
+            "getComputedStyle(document.documentElement).getPropertyValue('--bg')"
+        )
+        await page.emulate_media(color_scheme="light")  # the system changes its mind
+        await expect(html).to_have_attribute("data-theme", "light")
+        assert (
+            await page.evaluate(
+                "getComputedStyle(document.documentElement).getPropertyValue('--bg')"
+            )
+            != dark_bg
+        )
+        await page.get_by_test_id("theme-toggle").click()  # system -> dark, chosen
+        await expect(html).to_have_attribute("data-theme", "dark")
+        await page.emulate_media(color_scheme="light")
+        await page.reload()
+        await expect(html).to_have_attribute("data-theme", "dark")  # kept over the system's
+    finally:
+        await context.close()
+
+
 async def press_until(page: Page, test_id: str, limit: int = 60) -> None:
     """Tabs until the element with ``test_id`` has the focus."""
     for _ in range(limit):

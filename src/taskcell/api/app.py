@@ -29,9 +29,10 @@ from taskcell.api.auth import Authenticator, parse_api_keys
 from taskcell.api.envelope import install_error_handlers
 from taskcell.api.guard import RequestGuard
 from taskcell.domain.state_machine import TaskStatus
-from taskcell.engine.engine import Engine, RetryPolicy
+from taskcell.engine.engine import Engine, RetentionPolicy, RetryPolicy
 from taskcell.mcp.http import mount_mcp
 from taskcell.metrics import (
+    DATABASE_BYTES,
     EVENTS_APPENDED_GAUGE,
     LIVE_SUBSCRIBERS,
     TASKS_BY_STATUS,
@@ -88,6 +89,8 @@ def create_app(
                 allow=parse_allow(settings.webhook_allow),
                 timeout_seconds=settings.webhook_timeout_seconds,
             ),
+            retention=retention_policy(settings) if settings.retention_enabled else None,
+            retention_interval_seconds=settings.retention_interval_seconds,
         )
         app.state.engine = engine
         recovery: asyncio.Task[None] | None = None
@@ -164,6 +167,15 @@ def create_app(
     return app
 
 
+def retention_policy(settings: Settings) -> RetentionPolicy:
+    """What retention keeps, from the settings."""
+    return RetentionPolicy(
+        days=settings.retention_days,
+        runs=settings.retention_runs,
+        batch_rows=settings.retention_batch_rows,
+    )
+
+
 def _demo_agent_door(auth: Authenticator, settings: Settings) -> DemoAgentDoor | None:
     """With API keys, the demo agents need one too (or the engine's own credential)."""
     if not auth.enabled:
@@ -204,6 +216,9 @@ def _add_metrics(app: FastAPI) -> None:
         EVENTS_APPENDED_GAUGE.set(engine.events_appended)
         for state, count in (await engine.webhook_counts()).items():
             WEBHOOK_BACKLOG.labels(status=state).set(count)
+        size = await engine.database_size()
+        if size is not None:
+            DATABASE_BYTES.set(size)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

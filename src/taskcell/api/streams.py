@@ -10,6 +10,11 @@ disconnected, so it holds no memory or slot for longer than that.
 Resume points are checked before a stream starts: a ``Last-Event-ID`` or ``after`` outside the
 signed 64-bit range the stores hold is refused, never a stream cut half-way.
 
+Retention (taskcell.engine.pruner) removes a log's oldest events. A reader resuming before what is
+still stored gets a ``history_truncated`` event first (its ``id`` and ``seq`` the last seq removed,
+its payload's ``first_seq`` the first still stored), then the stored events; so does a reader
+whose next events were removed while it read (by another process of a cluster).
+
 Long logs (a recurring task after months of runs) are read in parts: ``?from=latest_run`` starts
 at the latest run's first event, ``?from=run:<run_id>`` at that run's, and ``?before=N`` ends the
 stream once every event before ``N`` is sent, so a page shows the latest run at once and loads
@@ -18,6 +23,7 @@ older runs only when asked.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -34,7 +40,7 @@ from taskcell.api.envelope import ApiError
 from taskcell.api.routes_tasks import ERRORS, build_task
 from taskcell.api.schemas import StreamCreate, TaskCreate
 from taskcell.domain.events import EventType
-from taskcell.domain.models import Run
+from taskcell.domain.models import Run, Task, utcnow
 from taskcell.engine.engine import Engine
 
 PING_SECONDS = 15
@@ -66,9 +72,22 @@ async def event_stream(
     if before is not None and after >= before - 1:
         return
     task = await engine.get_task(task_id)
+    if task is not None:
+        removed = await engine.log_start(task_id)
+        if after < removed:
+            yield await truncated_frame(engine, task, removed)
+            after = removed
+            if before is not None and after >= before - 1:
+                return
     if task is not None and task.is_finished() and after >= await engine.last_seq(task_id):
         return
+    last = after
     async for batch in engine.subscribe_batches(task_id, after=after):
+        if batch[0].seq > last + 1 and task is not None:
+            removed = await engine.log_start(task_id)  # removed while this reader read?
+            if removed > last:
+                yield await truncated_frame(engine, task, removed)
+        last = batch[-1].seq
         frames = []
         for event in batch:
             if before is not None and event.seq >= before:
@@ -83,6 +102,34 @@ async def event_stream(
                 yield b"".join(frames)
                 return
         yield b"".join(frames)
+
+
+async def truncated_frame(engine: Engine, task: Task, removed: int) -> bytes:
+    """The ``history_truncated`` message: events up to seq ``removed`` are gone; its payload
+    names the first seq still stored (``removed + 1`` when none is)."""
+    stored = await engine.read_events(task.task_id, after=removed, limit=1)
+    first = stored[0].seq if stored else removed + 1
+    body = {
+        "seq": removed,
+        "event": "history_truncated",
+        "data": {
+            "conversation_id": task.conversation_id,
+            "thread_id": task.thread_id,
+            "task_id": task.task_id,
+            "run_id": None,
+            "item_id": f"history-truncated-{task.task_id}",
+            "role": "system",
+            "agent_name": None,
+            "payload": {
+                "first_seq": first,
+                "content": f"older events were removed (the log now starts at {first})",
+            },
+            "metadata": {},
+        },
+        "created_at": utcnow().isoformat(),
+    }
+    data = json.dumps(body, separators=(",", ":"), ensure_ascii=True)
+    return f"id: {removed}\r\ndata: {data}\r\n\r\n".encode()
 
 
 async def _ended(engine: Engine, task_id: str, seq: int) -> bool:

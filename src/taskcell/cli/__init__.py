@@ -1,5 +1,5 @@
 """The ``taskcell`` command line: ``serve``, ``tasks ...``, ``agents``, ``status``, ``db upgrade``,
-``mcp``, ``webhooks ...``.
+``db prune``, ``db vacuum``, ``export``, ``mcp``, ``webhooks ...``.
 
 Client commands talk to a running server over HTTP (``--url``, default ``$TASKCELL_URL`` or
 http://127.0.0.1:8000; ``--key``, default ``$TASKCELL_API_KEY``).
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from taskcell.cli import agents, db, mcp_command, serve, status, tasks, webhooks
+from taskcell.cli import agents, db, export, mcp_command, serve, status, tasks, webhooks
 
 app = typer.Typer(
     name="taskcell",
@@ -23,6 +23,7 @@ app.command("agents")(agents.agents)
 app.command("status")(status.status)
 app.add_typer(db.app, name="db")
 app.add_typer(webhooks.app, name="webhooks")
+app.command("export")(export.export)
 app.command("mcp")(mcp_command.mcp)
 
 __all__ = ["app", "main"]

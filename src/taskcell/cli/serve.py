@@ -14,7 +14,13 @@ from rich.panel import Panel
 from rich.table import Table
 
 from taskcell.cli.common import console, err_console
-from taskcell.settings import KEEP_ALIVE_SECONDS, Settings, redact_url
+from taskcell.settings import (
+    KEEP_ALIVE_SECONDS,
+    Settings,
+    SettingsError,
+    load_settings,
+    redact_url,
+)
 from taskcell.stores.factory import normalise_url
 
 DbOption = Annotated[
@@ -127,9 +133,13 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the API, the web page and the scheduler."""
-    settings = Settings().with_overrides(
-        host=host, port=port, database_url=resolve_db_url(db) if db else None
-    )
+    try:
+        settings = load_settings().with_overrides(
+            host=host, port=port, database_url=resolve_db_url(db) if db else None
+        )
+    except SettingsError as exc:
+        err_console.print(str(exc), style="red", markup=False)
+        raise typer.Exit(2) from None
     problem = exposure_problem(settings, insecure_no_auth=insecure_no_auth)
     if problem is not None:
         err_console.print(problem, style="red", markup=False)

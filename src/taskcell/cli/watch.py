@@ -9,6 +9,7 @@
 - a tool call shows its name, then its result, merged by ``tool_call_id``;
 - a component keeps its ``item_id`` when updated, so it is replaced in place;
 - ``plan_require_user_input`` shows the question and how to answer it;
+- ``history_truncated`` (retention removed the oldest events) says "older events were removed";
 - the last line is the task's status.
 """
 
@@ -190,6 +191,13 @@ class WatchState:
         item = self._item(key, "question", data)
         item.text = _content_text(payload) or item.text
 
+    def _truncated(self, key: str, data: JsonObject, payload: JsonObject) -> None:
+        item = self._item(key, "notice", {"role": "system"})
+        first = payload.get("first_seq")
+        item.text = "older events were removed" + (
+            f" (the log now starts at event {first})" if isinstance(first, int) else ""
+        )
+
     def _failure(self, key: str, name: str, payload: JsonObject) -> None:
         item = self._item(key, "failure", {"role": "system"})
         item.name = name
@@ -291,7 +299,12 @@ def _render_failure(state: WatchState, item: Item) -> RenderableType:
     return Text(f"✗ {label}: {item.text or 'no reason given'}", style="bold red")
 
 
+def _render_notice(state: WatchState, item: Item) -> RenderableType:
+    return Text(f"… {item.text}", style="dim italic")
+
+
 _RENDERERS: dict[str, Callable[[WatchState, Item], RenderableType]] = {
+    "notice": _render_notice,
     "message": _render_message,
     "reasoning": _render_reasoning,
     "tool": _render_tool,
@@ -312,4 +325,5 @@ _HANDLERS: dict[str, Handler] = {
     "tool_call_completed": lambda s, k, d, p: s._tool(k, d, p, end=True),
     "component_generator": WatchState._component,
     "plan_require_user_input": WatchState._question,
+    "history_truncated": WatchState._truncated,
 }

@@ -271,4 +271,6 @@ class WatchCursor:
         """After the stream ended: may the watch end, the task now being in ``status``?"""
         if status not in FINAL:
             return False
-        return self.last_event == "done" or self.new_in_stream == 0
+        # A stream that ended on history_truncated had nothing left to send (every event of
+        # a finished task was removed by retention).
+        return self.last_event in ("done", "history_truncated") or self.new_in_stream == 0

@@ -21,6 +21,7 @@ from tenacity import AsyncRetrying
 
 from taskcell.client import _calls
 from taskcell.client._calls import Schedule
+from taskcell.client._paging import every_item_async
 from taskcell.client._wire import (
     API_PREFIX,
     DEFAULT_RETRIES,
@@ -334,7 +335,7 @@ class AsyncTasks:
             )
         )
 
-    async def iter(
+    def iter(
         self,
         *,
         status: str | None = None,
@@ -345,9 +346,8 @@ class AsyncTasks:
         page_size: int | None = None,
     ) -> AsyncIterator[Task]:
         """Every matching task, newest first, page after page as you iterate."""
-        cursor: str | None = None
-        while True:
-            page = await self.list(
+        return every_item_async(
+            lambda cursor: self.list(
                 status=status,
                 pattern=pattern,
                 agent_name=agent_name,
@@ -356,11 +356,7 @@ class AsyncTasks:
                 limit=page_size,
                 cursor=cursor,
             )
-            for task in page.items:
-                yield task
-            cursor = page.next_cursor
-            if not cursor:
-                return
+        )
 
     async def get(self, task_id: str) -> Task:
         """``GET /tasks/{id}``."""
@@ -400,16 +396,9 @@ class AsyncTasks:
         """``GET /tasks/{id}/runs``: one page, newest first."""
         return await self._client.send(_calls.runs(task_id, limit=limit, cursor=cursor))
 
-    async def iter_runs(self, task_id: str, *, page_size: int | None = None) -> AsyncIterator[Run]:
+    def iter_runs(self, task_id: str, *, page_size: int | None = None) -> AsyncIterator[Run]:
         """Every run of the task, newest first."""
-        cursor: str | None = None
-        while True:
-            page = await self.runs(task_id, limit=page_size, cursor=cursor)
-            for run in page.items:
-                yield run
-            cursor = page.next_cursor
-            if not cursor:
-                return
+        return every_item_async(lambda cursor: self.runs(task_id, limit=page_size, cursor=cursor))
 
 
 class AsyncAgents:
@@ -435,18 +424,13 @@ class AsyncConversations:
         """``GET /conversations/{id}/items``: one page, oldest first."""
         return await self._client.send(_calls.items(conversation_id, limit=limit, cursor=cursor))
 
-    async def iter_items(
+    def iter_items(
         self, conversation_id: str, *, page_size: int | None = None
     ) -> AsyncIterator[ConversationItem]:
         """Every item of the conversation's history, oldest first."""
-        cursor: str | None = None
-        while True:
-            page = await self.items(conversation_id, limit=page_size, cursor=cursor)
-            for item in page.items:
-                yield item
-            cursor = page.next_cursor
-            if not cursor:
-                return
+        return every_item_async(
+            lambda cursor: self.items(conversation_id, limit=page_size, cursor=cursor)
+        )
 
 
 __all__ = ["AsyncAgents", "AsyncClient", "AsyncConversations", "AsyncTasks"]

@@ -19,6 +19,7 @@ from tenacity import Retrying
 
 from taskcell.client import _calls
 from taskcell.client._calls import Schedule
+from taskcell.client._paging import every_item
 from taskcell.client._wire import (
     API_PREFIX,
     DEFAULT_RETRIES,
@@ -367,9 +368,8 @@ class Tasks:
         page_size: int | None = None,
     ) -> Iterator[Task]:
         """Every matching task, newest first, fetching page after page as you iterate."""
-        cursor: str | None = None
-        while True:
-            page = self.list(
+        return every_item(
+            lambda cursor: self.list(
                 status=status,
                 pattern=pattern,
                 agent_name=agent_name,
@@ -378,10 +378,7 @@ class Tasks:
                 limit=page_size,
                 cursor=cursor,
             )
-            yield from page.items
-            cursor = page.next_cursor
-            if not cursor:
-                return
+        )
 
     def get(self, task_id: str) -> Task:
         """``GET /tasks/{id}``."""
@@ -425,13 +422,7 @@ class Tasks:
 
     def iter_runs(self, task_id: str, *, page_size: int | None = None) -> Iterator[Run]:
         """Every run of the task, newest first."""
-        cursor: str | None = None
-        while True:
-            page = self.runs(task_id, limit=page_size, cursor=cursor)
-            yield from page.items
-            cursor = page.next_cursor
-            if not cursor:
-                return
+        return every_item(lambda cursor: self.runs(task_id, limit=page_size, cursor=cursor))
 
 
 class Agents:
@@ -461,13 +452,9 @@ class Conversations:
         self, conversation_id: str, *, page_size: int | None = None
     ) -> Iterator[ConversationItem]:
         """Every item of the conversation's history, oldest first."""
-        cursor: str | None = None
-        while True:
-            page = self.items(conversation_id, limit=page_size, cursor=cursor)
-            yield from page.items
-            cursor = page.next_cursor
-            if not cursor:
-                return
+        return every_item(
+            lambda cursor: self.items(conversation_id, limit=page_size, cursor=cursor)
+        )
 
 
 __all__ = ["Agents", "Client", "Conversations", "Tasks"]

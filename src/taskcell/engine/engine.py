@@ -42,6 +42,7 @@ from taskcell.engine.health import Health, check_health
 from taskcell.engine.leases import LeaseKeeper
 from taskcell.engine.once import OnceTasks
 from taskcell.engine.plan import ExecutionPlan, PlanResult, execute_plan
+from taskcell.engine.pruner import Pruner, RetentionPolicy
 from taskcell.engine.recovery import Recovery
 from taskcell.engine.recurring import RecurringTasks
 from taskcell.engine.runs import CANCELLED_BY_USER, INTERRUPTED, STOP_GRACE_SECONDS, RunTable
@@ -83,6 +84,8 @@ class Engine:
         cluster_poll_seconds: float = CLUSTER_POLL_SECONDS,
         schedule_poll_seconds: float = 60.0,
         webhooks: DispatcherConfig | None = None,
+        retention: RetentionPolicy | None = None,
+        retention_interval_seconds: float = 3600.0,
     ) -> None:
         self.store, self.registry = store, registry
         self.owner = owner or process_id()
@@ -190,6 +193,18 @@ class Engine:
             reply=self._once.answer_forwarded,
             caught_up=self._caught_up,
         )
+        #: Retention's background loop (None: the server does not prune; see engine.pruner).
+        self.pruner = (
+            Pruner(
+                store,
+                retention,
+                self.supervisor,
+                interval_seconds=retention_interval_seconds,
+                reader_floor=log.reader_floor,
+            )
+            if retention is not None
+            else None
+        )
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -206,6 +221,8 @@ class Engine:
         if schedule:
             self.supervisor.start("scheduler", self.scheduler.run)
         self.supervisor.start("webhook-dispatcher", self.webhooks.dispatcher.run)
+        if self.pruner is not None:
+            self.supervisor.start("pruner", self.pruner.run)
 
     async def recover(self) -> None:
         """Close runs a dead process left open and queue what must run again (see
@@ -337,8 +354,17 @@ class Engine:
         return (runs[0].result or "") if runs else ""
 
     async def last_seq(self, task_id: str) -> int:
-        """The ``seq`` of the task's last stored event (0 with none)."""
+        """The ``seq`` of the task's last stored event (0 with none), or the last one
+        retention removed when that is higher."""
         return await self.store.last_seq(task_id)
+
+    async def log_start(self, task_id: str) -> int:
+        """The last ``seq`` retention removed from the task's log (0: none)."""
+        return await self.store.log_start(task_id)
+
+    async def database_size(self) -> int | None:
+        """The database's size in bytes (None in memory)."""
+        return await self.store.database_size()
 
     def subscribe(self, task_id: str, *, after: int = 0) -> AsyncIterator[Event]:
         """The task's events after ``after``: replayed from the log, then live."""
@@ -403,4 +429,11 @@ class Engine:
         self.log.wake_all_readers()
 
 
-__all__ = ["INTERRUPTED", "CancelResult", "Engine", "RetryPolicy", "TaskNotFound"]
+__all__ = [
+    "INTERRUPTED",
+    "CancelResult",
+    "Engine",
+    "RetentionPolicy",
+    "RetryPolicy",
+    "TaskNotFound",
+]

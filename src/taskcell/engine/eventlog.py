@@ -90,9 +90,11 @@ class _Merged:
 
 
 class _Subscriber:
-    __slots__ = ("ended", "lagging", "limit", "queue", "ready")
+    __slots__ = ("ended", "lagging", "limit", "position", "queue", "ready")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, position: int = 0) -> None:
+        #: The seq of the last event this reader was given (retention keeps what follows).
+        self.position = position
         self.queue: deque[Event] = deque()
         self.ready = asyncio.Event()
         self.lagging = False
@@ -567,6 +569,12 @@ class EventLog:
         for task_id in list(self._subscribers):
             self.wake_readers(task_id)
 
+    def reader_floor(self, task_id: str) -> int | None:
+        """The lowest position (seq last given) of this process's live readers of
+        ``task_id``, or None with none: retention removes nothing after it."""
+        subscribers = self._subscribers.get(task_id)
+        return min((s.position for s in subscribers), default=None) if subscribers else None
+
     @property
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self._subscribers.values())
@@ -591,7 +599,7 @@ class EventLog:
     ) -> AsyncGenerator[list[Event], None]:
         """Like :meth:`subscribe`, in runs of consecutive events (a page of the log, or what
         queued for a live reader since it last looked), so a reader can send them at once."""
-        subscriber = _Subscriber(self._subscriber_queue)
+        subscriber = _Subscriber(self._subscriber_queue, after)
         self._subscribers.setdefault(task_id, set()).add(subscriber)
         last = after
         try:
@@ -610,13 +618,13 @@ class EventLog:
                     )
                     if page:
                         yield page
-                        last = page[-1].seq
+                        last = subscriber.position = page[-1].seq
                         replayed = True
                     if len(page) < _READ_PAGE:
                         break
                 async for batch in self._live(subscriber, last, trust_gaps=not replayed):
                     yield batch
-                    last = batch[-1].seq
+                    last = subscriber.position = batch[-1].seq
                 if subscriber.ended:
                     return
         finally:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import copy
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -98,6 +99,8 @@ class InMemoryTaskStore:
         self._closed_logs: set[str] = set()
         self._webhooks: dict[str, Webhook] = {}
         self._deliveries: dict[str, Delivery] = {}
+        self._pruned_seq: dict[str, int] = {}  # task id -> highest seq retention removed
+        self._retention_done: set[str] = set()
 
     async def open(self) -> None:
         return None
@@ -136,6 +139,8 @@ class InMemoryTaskStore:
             self._runs.pop(run_id, None)
         self._events.pop(task_id, None)
         self._closed_logs.discard(task_id)
+        self._pruned_seq.pop(task_id, None)
+        self._retention_done.discard(task_id)
         for item_id in [i.item_id for i in self._items.values() if i.task_id == task_id]:
             del self._items[item_id]
         return True
@@ -522,7 +527,137 @@ class InMemoryTaskStore:
 
     async def last_seq(self, task_id: str) -> int:
         log = self._events.get(task_id)
-        return log[-1].seq if log else 0
+        return log[-1].seq if log else self._pruned_seq.get(task_id, 0)
+
+    # -- retention ------------------------------------------------------------------------
+
+    async def log_start(self, task_id: str) -> int:
+        return self._pruned_seq.get(task_id, 0)
+
+    async def once_tasks_to_prune(
+        self,
+        finished_before: datetime,
+        *,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 100,
+    ) -> list[tuple[datetime, str]]:
+        found = sorted(
+            (t.completed_at, t.task_id)
+            for t in self._tasks.values()
+            if t.pattern is TaskPattern.ONCE
+            and t.completed_at is not None
+            and t.completed_at < finished_before
+            and t.task_id not in self._retention_done
+            and (after is None or (t.completed_at, t.task_id) > after)
+        )
+        return found[:limit]
+
+    async def recurring_task_ids(self, *, after: str | None = None, limit: int = 100) -> list[str]:
+        ids = sorted(
+            t.task_id
+            for t in self._tasks.values()
+            if t.pattern is TaskPattern.RECURRING and (after is None or t.task_id > after)
+        )
+        return ids[:limit]
+
+    async def runs_kept_from(self, task_id: str, keep: int) -> datetime | None:
+        runs = sorted(
+            (self._runs[r] for r in self._runs_by_task.get(task_id, [])), key=_run_position
+        )
+        keep = max(keep, 1)
+        if len(runs) <= keep:
+            return None
+        kept = runs[-keep].created_at
+        open_runs = [r.created_at for r in runs if r.status in OPEN_RUN_STATUSES]
+        return min([kept, *open_runs])
+
+    async def prune_events(
+        self,
+        task_id: str,
+        *,
+        through: int | None,
+        limit: int,
+        finished_before: datetime | None = None,
+        dry_run: bool = False,
+    ) -> int:
+        task = self._tasks.get(task_id)
+        if task is None or (
+            finished_before is not None and not _finished_once_before(task, finished_before)
+        ):
+            return 0
+        log = self._events.get(task_id, [])
+        end = len(log) if through is None else bisect.bisect_right([e.seq for e in log], through)
+        if dry_run:
+            return end
+        removed = log[: min(end, limit)]
+        if removed:
+            del log[: len(removed)]
+            self._pruned_seq[task_id] = max(self._pruned_seq.get(task_id, 0), removed[-1].seq)
+        return len(removed)
+
+    async def prune_items(
+        self, task_id: str, *, finished_before: datetime, dry_run: bool = False
+    ) -> int | None:
+        task = self._tasks.get(task_id)
+        if (
+            task is None
+            or not _finished_once_before(task, finished_before)
+            or task_id in self._retention_done
+        ):
+            return 0
+        for other in self._tasks.values():
+            if (
+                other.conversation_id == task.conversation_id
+                and other.user_id == task.user_id
+                and (
+                    other.completed_at is None
+                    or other.completed_at >= finished_before
+                    or other.created_at >= finished_before
+                )
+            ):
+                return None
+        gone = [i.item_id for i in self._items.values() if i.task_id == task_id]
+        if dry_run:
+            return len(gone)
+        for item_id in gone:
+            del self._items[item_id]
+        if not self._events.get(task_id):
+            self._retention_done.add(task_id)
+        return len(gone)
+
+    async def prune_runs(
+        self, task_id: str, *, finished_before: datetime, limit: int, dry_run: bool = False
+    ) -> int:
+        task = self._tasks.get(task_id)
+        if task is None or task.pattern is not TaskPattern.RECURRING:
+            return 0
+        old = sorted(
+            (
+                run
+                for run in (self._runs[r] for r in self._runs_by_task.get(task_id, []))
+                if run.status not in OPEN_RUN_STATUSES
+                and run.finished_at is not None
+                and run.finished_at < finished_before
+            ),
+            key=_run_position,
+        )
+        if dry_run:
+            return len(old)
+        gone = {run.run_id for run in old[:limit]}
+        for run_id in gone:
+            del self._runs[run_id]
+        self._runs_by_task[task_id] = [r for r in self._runs_by_task[task_id] if r not in gone]
+        return len(gone)
+
+    async def reclaim_space(self, *, max_pages: int) -> int:
+        return 0
+
+    async def database_size(self) -> int | None:
+        return None
+
+    @contextlib.asynccontextmanager
+    async def retention_lock(self) -> AsyncIterator[bool]:
+        yield True
 
     async def list_items(
         self,
@@ -784,6 +919,15 @@ def _same_slot(a: Run, b: Run) -> bool:
     if a.scheduled_for is None and b.scheduled_for is None:
         return a.attempt == b.attempt
     return a.scheduled_for == b.scheduled_for
+
+
+def _finished_once_before(task: Task, moment: datetime) -> bool:
+    return (
+        task.pattern is TaskPattern.ONCE
+        and task.status in FINAL_STATUSES
+        and task.completed_at is not None
+        and task.completed_at < moment
+    )
 
 
 def _is_armed(task: Task) -> bool:

@@ -40,9 +40,10 @@ module and those files.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
 from importlib import resources
@@ -336,7 +337,80 @@ _REDELIVER = (
     " WHERE delivery_id = $1 AND webhook_id = $2 AND status <> 'sending'"
     f" RETURNING {', '.join(codec.DELIVERY_COLUMNS)}"
 )
-_LAST_SEQ = "SELECT COALESCE(MAX(seq), 0) FROM events WHERE task_id = $1"
+_LAST_SEQ = (
+    "SELECT GREATEST((SELECT COALESCE(MAX(seq), 0) FROM events WHERE task_id = $1),"
+    " (SELECT COALESCE(MAX(pruned_seq), 0) FROM tasks WHERE task_id = $1))"
+)
+#: The session advisory lock a pruning round holds: one process prunes at a time ("tcprune").
+RETENTION_LOCK_KEY = 0x746370_72756E65
+_LOG_START = "SELECT pruned_seq FROM tasks WHERE task_id = $1"
+_TO_PRUNE = (
+    "SELECT completed_at, task_id FROM tasks WHERE pattern = 'once' AND NOT retention_done"
+    " AND completed_at IS NOT NULL AND completed_at < $1"
+    " AND ($2::timestamptz IS NULL OR (completed_at, task_id) > ($2, $3::text))"
+    " ORDER BY completed_at, task_id LIMIT $4"
+)
+_RECURRING_IDS = (
+    "SELECT task_id FROM tasks WHERE pattern = 'recurring' AND task_id > $1"
+    " ORDER BY task_id LIMIT $2"
+)
+_OPEN_RUN_SQL = "status IN ('queued', 'running', 'waiting_input')"
+_RUNS_KEPT_FROM = (
+    "WITH kept AS (SELECT created_at, run_id FROM runs WHERE task_id = $1"
+    " ORDER BY created_at DESC, run_id DESC LIMIT 1 OFFSET $2)"
+    " SELECT LEAST((SELECT created_at FROM kept),"
+    f" (SELECT MIN(created_at) FROM runs WHERE task_id = $1 AND {_OPEN_RUN_SQL}))"
+    " FROM kept WHERE EXISTS (SELECT 1 FROM runs, kept AS k WHERE runs.task_id = $1"
+    " AND (runs.created_at, runs.run_id) < (k.created_at, k.run_id))"
+)
+_FINAL_VALUES = ", ".join(f"'{s.value}'" for s in sorted(FINAL_STATUSES))
+#: $1 task id, $2 finished before (NULL: any task).
+_PRUNABLE_WHERE = (
+    "task_id = $1 AND ($2::timestamptz IS NULL OR (pattern = 'once' AND completed_at < $2"
+    f" AND status IN ({_FINAL_VALUES})))"
+)
+_PRUNABLE = f"EXISTS (SELECT 1 FROM tasks WHERE {_PRUNABLE_WHERE})"
+#: $1 task id, $2 finished before, $3 through, $4 limit.
+_PRUNE_EVENTS = (
+    f"WITH target AS (SELECT seq FROM events WHERE task_id = $1 AND seq <= $3 AND {_PRUNABLE}"
+    " ORDER BY seq LIMIT $4),"
+    " bound AS (SELECT MAX(seq) AS seq FROM target),"
+    " gone AS (DELETE FROM events WHERE task_id = $1 AND seq <= (SELECT seq FROM bound)"
+    " RETURNING 1),"
+    " raised AS (UPDATE tasks SET pruned_seq = GREATEST(pruned_seq, (SELECT seq FROM bound))"
+    " WHERE task_id = $1 AND (SELECT seq FROM bound) IS NOT NULL RETURNING 1)"
+    " SELECT count(*) FROM gone"
+)
+_COUNT_EVENTS = f"SELECT count(*) FROM events WHERE task_id = $1 AND seq <= $3 AND {_PRUNABLE}"
+#: $1 task id, $2 the moment: the task's conversation (its user's) has a newer task.
+_NEWER_CONVERSATION = (
+    "EXISTS (SELECT 1 FROM tasks AS other JOIN tasks AS this ON this.task_id = $1"
+    " WHERE other.conversation_id = this.conversation_id AND other.user_id = this.user_id"
+    " AND (other.completed_at IS NULL OR other.completed_at >= $2 OR other.created_at >= $2))"
+)
+_ITEMS_PRUNABLE = f"EXISTS (SELECT 1 FROM tasks WHERE {_PRUNABLE_WHERE} AND NOT retention_done)"
+_PRUNE_ITEMS = (
+    f"WITH allowed AS (SELECT {_ITEMS_PRUNABLE} AS ok, {_NEWER_CONVERSATION} AS newer),"
+    " gone AS (DELETE FROM conversation_items WHERE task_id = $1"
+    " AND (SELECT ok AND NOT newer FROM allowed) RETURNING 1),"
+    " done AS (UPDATE tasks SET retention_done = TRUE WHERE task_id = $1"
+    " AND (SELECT ok AND NOT newer FROM allowed)"
+    " AND NOT EXISTS (SELECT 1 FROM events WHERE task_id = $1) RETURNING 1)"
+    " SELECT (SELECT ok FROM allowed), (SELECT newer FROM allowed), (SELECT count(*) FROM gone)"
+)
+_COUNT_ITEMS = (
+    f"SELECT {_ITEMS_PRUNABLE}, {_NEWER_CONVERSATION},"
+    " (SELECT count(*) FROM conversation_items WHERE task_id = $1)"
+)
+_OLD_RUNS = (
+    f"FROM runs WHERE task_id = $1 AND finished_at < $2 AND NOT {_OPEN_RUN_SQL}"
+    " AND EXISTS (SELECT 1 FROM tasks WHERE task_id = $1 AND pattern = 'recurring')"
+)
+_COUNT_OLD_RUNS = f"SELECT count(*) {_OLD_RUNS}"
+_PRUNE_RUNS = (
+    f"WITH gone AS (DELETE FROM runs WHERE run_id IN (SELECT run_id {_OLD_RUNS}"
+    " ORDER BY created_at, run_id LIMIT $3) RETURNING 1) SELECT count(*) FROM gone"
+)
 _ITEM_SELECT = f"SELECT {', '.join(codec.ITEM_COLUMNS)} FROM conversation_items"
 _ITEMS_OF_CONVERSATION = f"{_ITEM_SELECT} WHERE conversation_id = $1 {ITEMS.order_sql} LIMIT $2"
 _ITEMS_OF_CONVERSATION_AFTER = (
@@ -1108,6 +1182,85 @@ class PostgresTaskStore:
 
     async def last_seq(self, task_id: str) -> int:
         return int(await (await self.pool()).fetchval(_LAST_SEQ, task_id))
+
+    # -- retention ------------------------------------------------------------------------
+
+    async def log_start(self, task_id: str) -> int:
+        return int(await (await self.pool()).fetchval(_LOG_START, task_id) or 0)
+
+    async def once_tasks_to_prune(
+        self,
+        finished_before: datetime,
+        *,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 100,
+    ) -> list[tuple[datetime, str]]:
+        moment, task_id = after if after is not None else (None, None)
+        rows = await (await self.pool()).fetch(
+            _TO_PRUNE, codec.utc(finished_before), codec.utc(moment), task_id, limit
+        )
+        return [(as_utc(row["completed_at"]), row["task_id"]) for row in rows]
+
+    async def recurring_task_ids(self, *, after: str | None = None, limit: int = 100) -> list[str]:
+        rows = await (await self.pool()).fetch(_RECURRING_IDS, after or "", limit)
+        return [row["task_id"] for row in rows]
+
+    async def runs_kept_from(self, task_id: str, keep: int) -> datetime | None:
+        value = await (await self.pool()).fetchval(_RUNS_KEPT_FROM, task_id, max(keep, 1) - 1)
+        return as_utc(value) if value is not None else None
+
+    async def prune_events(
+        self,
+        task_id: str,
+        *,
+        through: int | None,
+        limit: int,
+        finished_before: datetime | None = None,
+        dry_run: bool = False,
+    ) -> int:
+        upto = 2**63 - 1 if through is None else through
+        args = (task_id, codec.utc(finished_before), upto)
+        pool = await self.pool()
+        if dry_run:
+            return int(await pool.fetchval(_COUNT_EVENTS, *args))
+        return int(await pool.fetchval(_PRUNE_EVENTS, *args, limit))
+
+    async def prune_items(
+        self, task_id: str, *, finished_before: datetime, dry_run: bool = False
+    ) -> int | None:
+        sql = _COUNT_ITEMS if dry_run else _PRUNE_ITEMS
+        row = await (await self.pool()).fetchrow(sql, task_id, codec.utc(finished_before))
+        assert row is not None
+        allowed, newer, count = row[0], row[1], row[2]
+        if not allowed:
+            return 0
+        return None if newer else int(count)
+
+    async def prune_runs(
+        self, task_id: str, *, finished_before: datetime, limit: int, dry_run: bool = False
+    ) -> int:
+        pool = await self.pool()
+        if dry_run:
+            return int(await pool.fetchval(_COUNT_OLD_RUNS, task_id, codec.utc(finished_before)))
+        return int(await pool.fetchval(_PRUNE_RUNS, task_id, codec.utc(finished_before), limit))
+
+    async def reclaim_space(self, *, max_pages: int) -> int:
+        return 0  # PostgreSQL's autovacuum makes freed space reusable by itself
+
+    async def database_size(self) -> int | None:
+        value = await (await self.pool()).fetchval("SELECT pg_database_size(current_database())")
+        return int(value)
+
+    @contextlib.asynccontextmanager
+    async def retention_lock(self) -> AsyncIterator[bool]:
+        pool = await self.pool()
+        async with pool.acquire() as conn:
+            got = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", RETENTION_LOCK_KEY))
+            try:
+                yield got
+            finally:
+                if got:
+                    await conn.execute("SELECT pg_advisory_unlock($1)", RETENTION_LOCK_KEY)
 
     async def list_items(
         self,

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import fcntl
 import json
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
 from importlib import resources
@@ -130,6 +131,56 @@ _ARMED = "pattern = 'recurring' AND status = 'running' AND paused = 0"
 _DISARM = (
     "UPDATE tasks SET next_run_at = NULL, paused = 1, error_message = ?, updated_at = ?"
     f" WHERE task_id = ? AND {_ARMED}"
+)
+_LAST_SEQ = (
+    "SELECT MAX(COALESCE((SELECT MAX(seq) FROM events WHERE task_id = ?1), 0),"
+    " COALESCE((SELECT pruned_seq FROM tasks WHERE task_id = ?2), 0))"
+)
+_MAX_SEQ = 2**63 - 1
+_TO_PRUNE = "pattern = 'once' AND retention_done = 0 AND completed_at IS NOT NULL"
+#: ?1 task id, ?2 finished before (NULL: any task), then the final statuses.
+_FINAL_MARKS = ", ".join(f"?{i}" for i in range(3, 3 + len(_FINAL)))
+_PRUNABLE_TASK = (
+    "SELECT 1 FROM tasks WHERE task_id = ?1 AND (?2 IS NULL OR (pattern = 'once'"
+    f" AND completed_at < ?2 AND status IN ({_FINAL_MARKS})))"
+)
+_OLDEST_EVENTS = "SELECT seq FROM events WHERE task_id = ? AND seq <= ? ORDER BY seq LIMIT ?"
+_COUNT_EVENTS = "SELECT count(*) FROM events WHERE task_id = ? AND seq <= ?"
+_PRUNE_EVENTS = "DELETE FROM events WHERE task_id = ? AND seq <= ?"
+_RAISE_LOG_START = "UPDATE tasks SET pruned_seq = MAX(pruned_seq, ?) WHERE task_id = ?"
+#: ?1 task id, ?2 and ?3 the moment: another task of that user's conversation is newer.
+_NEWER_CONVERSATION = (
+    "SELECT 1 FROM tasks AS other JOIN tasks AS this ON this.task_id = ?1"
+    " WHERE other.conversation_id = this.conversation_id AND other.user_id = this.user_id"
+    " AND (other.completed_at IS NULL OR other.completed_at >= ?2 OR other.created_at >= ?3)"
+    " LIMIT 1"
+)
+_COUNT_ITEMS = "SELECT count(*) FROM conversation_items WHERE task_id = ?"
+_RETENTION_DONE = (
+    "UPDATE tasks SET retention_done = 1 WHERE task_id = ?"
+    " AND NOT EXISTS (SELECT 1 FROM events WHERE task_id = ?)"
+)
+_KEPT_RUN = (
+    "SELECT created_at, run_id FROM runs WHERE task_id = ?"
+    " ORDER BY created_at DESC, run_id DESC LIMIT 1 OFFSET ?"
+)
+_OLDER_RUN = (
+    "SELECT 1 FROM runs WHERE task_id = ? AND (created_at < ? OR (created_at = ? AND run_id < ?))"
+    " LIMIT 1"
+)
+_OLDEST_OPEN_RUN = (
+    "SELECT MIN(created_at) FROM runs WHERE task_id = ?"
+    " AND status IN ('queued', 'running', 'waiting_input')"
+)
+_OLD_RUNS = (
+    "FROM runs WHERE task_id = ?1 AND finished_at < ?2"
+    " AND status NOT IN ('queued', 'running', 'waiting_input')"
+    " AND EXISTS (SELECT 1 FROM tasks WHERE task_id = ?1 AND pattern = 'recurring')"
+)
+_COUNT_OLD_RUNS = f"SELECT count(*) {_OLD_RUNS}"
+_PRUNE_RUNS = (
+    f"DELETE FROM runs WHERE run_id IN (SELECT run_id {_OLD_RUNS} ORDER BY created_at, run_id"
+    " LIMIT ?3)"
 )
 #: How long ``check`` (``/health``) waits for the file to answer a read.
 CHECK_SECONDS = 0.9
@@ -366,6 +417,10 @@ class SQLiteTaskStore:
             self.path, isolation_level=None, check_same_thread=False, cached_statements=512
         )
         conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        # A new file gives the space retention frees back to the file system a little at a
+        # time (see reclaim_space); the mode can only be chosen before the first table.
+        if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA temp_store = MEMORY")
@@ -953,10 +1008,143 @@ class SQLiteTaskStore:
         return [codec.event_from_body(row["body"]) for row in rows]
 
     async def last_seq(self, task_id: str) -> int:
-        row = self.conn.execute(
-            "SELECT MAX(seq) FROM events WHERE task_id = ?", (task_id,)
-        ).fetchone()
+        row = self.conn.execute(_LAST_SEQ, (task_id, task_id)).fetchone()
         return int(row[0] or 0)
+
+    # -- retention ------------------------------------------------------------------------
+
+    async def log_start(self, task_id: str) -> int:
+        row = self.conn.execute("SELECT pruned_seq FROM tasks WHERE task_id = ?", (task_id,))
+        found = row.fetchone()
+        return int(found[0]) if found else 0
+
+    async def once_tasks_to_prune(
+        self,
+        finished_before: datetime,
+        *,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 100,
+    ) -> list[tuple[datetime, str]]:
+        sql = f"SELECT completed_at, task_id FROM tasks WHERE {_TO_PRUNE} AND completed_at < ?"
+        args: list[Any] = [codec.ts(finished_before)]
+        if after is not None:
+            sql += " AND (completed_at, task_id) > (?, ?)"
+            args += [codec.ts(after[0]), after[1]]
+        sql += " ORDER BY completed_at, task_id LIMIT ?"
+        rows = self.conn.execute(sql, (*args, limit)).fetchall()
+        return [(codec.from_ts(row[0]), row[1]) for row in rows]  # type: ignore[misc]
+
+    async def recurring_task_ids(self, *, after: str | None = None, limit: int = 100) -> list[str]:
+        sql = "SELECT task_id FROM tasks WHERE pattern = 'recurring' AND task_id > ?"
+        rows = self.conn.execute(sql + " ORDER BY task_id LIMIT ?", (after or "", limit))
+        return [row[0] for row in rows.fetchall()]
+
+    async def runs_kept_from(self, task_id: str, keep: int) -> datetime | None:
+        kept = self.conn.execute(_KEPT_RUN, (task_id, max(keep, 1) - 1)).fetchone()
+        if (
+            kept is None
+            or self.conn.execute(_OLDER_RUN, (task_id, kept[0], kept[0], kept[1])).fetchone()
+            is None
+        ):
+            return None
+        row = self.conn.execute(_OLDEST_OPEN_RUN, (task_id,)).fetchone()
+        moments = [kept[0]] + ([row[0]] if row and row[0] is not None else [])
+        return codec.from_ts(min(moments))
+
+    async def prune_events(
+        self,
+        task_id: str,
+        *,
+        through: int | None,
+        limit: int,
+        finished_before: datetime | None = None,
+        dry_run: bool = False,
+    ) -> int:
+        guard = (task_id, codec.ts(finished_before), *_FINAL)
+        upto = _MAX_SEQ if through is None else through
+        if dry_run:
+            if self.conn.execute(_PRUNABLE_TASK, guard).fetchone() is None:
+                return 0
+            row = self.conn.execute(_COUNT_EVENTS, (task_id, upto)).fetchone()
+            return int(row[0])
+
+        def prune(conn: sqlite3.Connection) -> int:
+            if conn.execute(_PRUNABLE_TASK, guard).fetchone() is None:
+                return 0
+            seqs = conn.execute(_OLDEST_EVENTS, (task_id, upto, limit)).fetchall()
+            if not seqs:
+                return 0
+            bound = seqs[-1][0]
+            removed = conn.execute(_PRUNE_EVENTS, (task_id, bound)).rowcount
+            conn.execute(_RAISE_LOG_START, (bound, task_id))
+            return int(removed)
+
+        return await self.write(prune, atomic=True)
+
+    async def prune_items(
+        self, task_id: str, *, finished_before: datetime, dry_run: bool = False
+    ) -> int | None:
+        guard = (task_id, codec.ts(finished_before), *_FINAL)
+        moment = codec.ts(finished_before)
+
+        def prune(conn: sqlite3.Connection) -> int | None:
+            if conn.execute(_PRUNABLE_TASK + " AND retention_done = 0", guard).fetchone() is None:
+                return 0
+            if conn.execute(_NEWER_CONVERSATION, (task_id, moment, moment)).fetchone():
+                return None
+            if dry_run:
+                return int(conn.execute(_COUNT_ITEMS, (task_id,)).fetchone()[0])
+            removed = conn.execute("DELETE FROM conversation_items WHERE task_id = ?", (task_id,))
+            conn.execute(_RETENTION_DONE, (task_id, task_id))
+            return int(removed.rowcount)
+
+        if dry_run:
+            return prune(self.conn)
+        return await self.write(prune, atomic=True)
+
+    async def prune_runs(
+        self, task_id: str, *, finished_before: datetime, limit: int, dry_run: bool = False
+    ) -> int:
+        args = (task_id, codec.ts(finished_before))
+        if dry_run:
+            return int(self.conn.execute(_COUNT_OLD_RUNS, args).fetchone()[0])
+        sql = _PRUNE_RUNS
+        return await self.write(lambda conn: int(conn.execute(sql, (*args, limit)).rowcount))
+
+    async def reclaim_space(self, *, max_pages: int) -> int:
+        """``PRAGMA incremental_vacuum`` in a transaction of its own (Python's ``execute``
+        stops it after one page: it answers rows of no columns, so ``executescript`` runs it),
+        once the shared write transaction of this loop iteration is committed."""
+        if self.conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:  # not INCREMENTAL
+            return 0
+        while self._tx_open:  # join the shared transaction, then go on once it is committed
+            await self.write(lambda conn: None)
+        free = int(self.conn.execute("PRAGMA freelist_count").fetchone()[0])
+        if free == 0:
+            return 0
+        if self._file is not None and os.fstat(self._file).st_nlink == 0:
+            replaced = self._replaced() or f"the database file {self.path} was replaced"
+            raise StoreUnavailable(replaced)
+        try:
+            self.conn.executescript(f"PRAGMA incremental_vacuum({int(min(free, max_pages))});")
+        except sqlite3.Error as exc:
+            self._remember(exc)
+            raise
+        return free - int(self.conn.execute("PRAGMA freelist_count").fetchone()[0])
+
+    def incremental_vacuum(self) -> bool:
+        """Whether this file gives freed pages back (``auto_vacuum=INCREMENTAL``): files made
+        before retention existed do not until ``taskcell db vacuum`` rewrites them."""
+        return bool(self.conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2)
+
+    async def database_size(self) -> int | None:
+        pages = self.conn.execute("PRAGMA page_count").fetchone()[0]
+        size = self.conn.execute("PRAGMA page_size").fetchone()[0]
+        return int(pages) * int(size)
+
+    @contextlib.asynccontextmanager
+    async def retention_lock(self) -> AsyncIterator[bool]:
+        yield True  # one server; a CLI prune beside it only makes the same guarded writes
 
     async def list_items(
         self,
