@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from taskcell import Task
-from taskcell.stores import sqlite
+from taskcell.stores import codec, sqlite
 from taskcell.stores.sqlite import SQLiteTaskStore
 
 
@@ -21,6 +21,14 @@ async def test_conversations_move_to_per_user_keys_with_their_data(
         patch.setattr(sqlite, "_migration_files", lambda: [v for v in every_version if v[0] < 6])
         old = SQLiteTaskStore(path)
         await old.open()
+        # Task columns added by later versions (a task's webhook_url) are left out of inserts.
+        present = {row[1] for row in old.conn.execute("PRAGMA table_info(tasks)")}
+        keep = [i for i, name in enumerate(codec.TASK_COLUMNS) if name in present]
+        names = [codec.TASK_COLUMNS[i] for i in keep]
+        insert = f"INSERT INTO tasks ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+        patch.setattr(sqlite, "_TASK_INSERT", insert)
+        values = codec.task_values
+        patch.setattr(codec, "task_values", lambda task: tuple(values(task)[i] for i in keep))
         alice = Task(query="alice's question", agent_name="echo", user_id="alice")
         assert await old.create(alice, conversation_title="Alice's talk")
         # Before version 6 a conversation had one owner: an admin's task in it made no record.
