@@ -215,6 +215,10 @@ _DUE_DELIVERIES = (
     " OR (e.status = 'sending' AND e.next_attempt_at > ?1)))"
     " ORDER BY d.next_attempt_at, d.created_at, d.seq LIMIT ?2"
 )
+_ANY_DUE = (
+    "SELECT 1 FROM webhook_deliveries WHERE status IN ('pending', 'sending')"
+    " AND next_attempt_at <= ? LIMIT 1"
+)
 _CLAIM_DELIVERY = (
     "UPDATE webhook_deliveries SET status = 'sending', attempts = attempts + 1,"
     " last_attempt_at = ?1, next_attempt_at = ?2 WHERE delivery_id = ?3"
@@ -1227,6 +1231,8 @@ class SQLiteTaskStore:
     ) -> list[tuple[Delivery, Webhook]]:
         now = utcnow()
         args = (codec.ts(now), codec.ts(now + claim_for))
+        if self.conn.execute(_ANY_DUE, (args[0],)).fetchone() is None:
+            return []  # nothing due (most looks): no write transaction
 
         def claim(conn: sqlite3.Connection) -> list[tuple[Delivery, Webhook]]:
             ids = [row[0] for row in conn.execute(_DUE_DELIVERIES, (args[0], limit)).fetchall()]

@@ -3,6 +3,7 @@ delete, rotate, deliveries, redeliver; every URL checked before anything is stor
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from taskcell.abc import WebhookStore
@@ -50,10 +51,14 @@ class WebhookService:
         """:class:`WebhookError` naming ``field`` for a URL a webhook may not call (not
         http(s), or resolving to a loopback, private, link-local or metadata address that the
         allow-list does not allow, or not resolving at all)."""
+        limit = self.dispatcher.config.timeout_seconds
         try:
-            await resolve(url, self.dispatcher.config.allow)
+            async with asyncio.timeout(limit):
+                await resolve(url, self.dispatcher.config.allow)
         except (UnsafeURL, Unresolved) as exc:
             raise WebhookError(field, str(exc)) from None
+        except TimeoutError:
+            raise WebhookError(field, f"its host did not resolve within {limit:g} s") from None
 
     async def create(
         self,
