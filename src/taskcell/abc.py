@@ -711,7 +711,9 @@ class WebhookStore(Protocol):
         ...
 
     async def delivery_counts(self) -> dict[str, int]:
-        """How many deliveries are in each status (for metrics)."""
+        """How many deliveries are pending and how many sending (statuses without any left
+        out), for metrics; delivered and failed ones are not counted (a partial index
+        answers it however many there are)."""
         ...
 
 

@@ -29,7 +29,7 @@ WEBHOOK_LAG = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400),
 )
 WEBHOOK_BACKLOG = Gauge(
-    "taskcell_webhook_deliveries_stored", "Webhook deliveries in the store, by status", ["status"]
+    "taskcell_webhook_backlog", "Webhook deliveries not yet done (pending, sending)", ["status"]
 )
 RETENTION_REMOVED = Counter(
     "taskcell_retention_removed_total",

@@ -219,8 +219,8 @@ async def test_metrics_count_deliveries(client: httpx.AsyncClient, receiver: Rec
     async with asyncio.timeout(30):
         while True:
             text = (await client.get("/metrics")).text
-            if 'taskcell_webhook_deliveries_stored{status="delivered"}' in text:
+            if 'taskcell_webhook_deliveries_total{outcome="sent"}' in text:
                 break
             await asyncio.sleep(0.05)
-    assert "taskcell_webhook_deliveries_total" in text
+    assert 'taskcell_webhook_backlog{status="pending"}' in text
     assert "taskcell_webhook_delivery_lag_seconds" in text

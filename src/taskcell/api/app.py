@@ -214,8 +214,9 @@ def _add_metrics(app: FastAPI) -> None:
             TASKS_BY_STATUS.labels(status=status.value).set(counts.get(status.value, 0))
         LIVE_SUBSCRIBERS.set(engine.subscriber_count)
         EVENTS_APPENDED_GAUGE.set(engine.events_appended)
-        for state, count in (await engine.webhook_counts()).items():
-            WEBHOOK_BACKLOG.labels(status=state).set(count)
+        backlog = await engine.webhook_counts()
+        for state in ("pending", "sending"):
+            WEBHOOK_BACKLOG.labels(status=state).set(backlog.get(state, 0))
         size = await engine.database_size()
         if size is not None:
             DATABASE_BYTES.set(size)

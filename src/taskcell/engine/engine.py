@@ -402,7 +402,7 @@ class Engine:
         return await self.store.count_by_status()
 
     async def webhook_counts(self) -> dict[str, int]:
-        """How many webhook deliveries are in each status."""
+        """How many webhook deliveries are pending and sending (the backlog)."""
         return await self.store.delivery_counts()
 
     @property

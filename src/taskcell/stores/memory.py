@@ -890,7 +890,8 @@ class InMemoryTaskStore:
     async def delivery_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for delivery in self._deliveries.values():
-            counts[delivery.status.value] = counts.get(delivery.status.value, 0) + 1
+            if delivery.status in (DeliveryStatus.PENDING, DeliveryStatus.SENDING):
+                counts[delivery.status.value] = counts.get(delivery.status.value, 0) + 1
         return counts
 
 

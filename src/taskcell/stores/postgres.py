@@ -1446,7 +1446,10 @@ class PostgresTaskStore:
         return codec.delivery_from_row(row) if row is not None else None
 
     async def delivery_counts(self) -> dict[str, int]:
-        sql = "SELECT status, count(*) AS n FROM webhook_deliveries GROUP BY status"
+        sql = (
+            "SELECT status, count(*) AS n FROM webhook_deliveries"
+            " WHERE status IN ('pending', 'sending') GROUP BY status"
+        )
         rows = await (await self.pool()).fetch(sql)
         return {row["status"]: int(row["n"]) for row in rows}
 

@@ -1318,7 +1318,10 @@ class SQLiteTaskStore:
         return codec.delivery_from_row(row) if row else None
 
     async def delivery_counts(self) -> dict[str, int]:
-        sql = "SELECT status, count(*) FROM webhook_deliveries GROUP BY status"
+        sql = (
+            "SELECT status, count(*) FROM webhook_deliveries"
+            " WHERE status IN ('pending', 'sending') GROUP BY status"
+        )
         return {str(row[0]): int(row[1]) for row in self.conn.execute(sql).fetchall()}
 
 
