@@ -56,7 +56,14 @@ def start_serve(args: list[str], env: dict[str, str], log: Path) -> subprocess.P
         )
 
 
-def reported_url(process: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> str:
+#: How long a ``taskcell serve`` may take to come up: generous, because a start-up on a machine
+#: busy with other work (CPU hogs, other suites) can take many times its usual second or two.
+START_TIMEOUT_S = 120.0
+
+
+def reported_url(
+    process: subprocess.Popen[bytes], log: Path, timeout: float = START_TIMEOUT_S
+) -> str:
     """The base URL the server in ``process`` printed in its banner (its latest one in ``log``)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -69,7 +76,9 @@ def reported_url(process: subprocess.Popen[bytes], log: Path, timeout: float = 3
         time.sleep(0.05)
 
 
-def wait_healthy(process: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> str:
+def wait_healthy(
+    process: subprocess.Popen[bytes], log: Path, timeout: float = START_TIMEOUT_S
+) -> str:
     """Wait until the server answers its health check with 200; answers its base URL.
 
     Fails with the server's output if it died or did not answer within ``timeout`` seconds.

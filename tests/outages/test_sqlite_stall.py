@@ -32,7 +32,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     env = {"TASKCELL_LOG_LEVEL": "WARNING", "TASKCELL_AGENTS": "{}"}
     process = start_serve(["--port", "0", "--db", str(db)], env, log)
     try:
-        yield wait_healthy(process, log, timeout=60), db
+        yield wait_healthy(process, log), db
     finally:
         process.terminate()
         process.wait(30)

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 from playwright.async_api import Locator, Page, expect
 
-from serving import reported_url
+from serving import START_TIMEOUT_S, reported_url
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,7 +78,7 @@ class Server:
             )
         if self.port == 0:
             self.port = int(reported_url(self.process, self.log).rsplit(":", 1)[1])
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"taskcell serve exited:\n{self.log.read_text()[-4000:]}")
