@@ -70,6 +70,7 @@ async def all_delivered(client: httpx.AsyncClient, hook_id: str, count: int) -> 
             await asyncio.sleep(0.1)
 
 
+@pytest.mark.timeout(300)  # two server start-ups, each up to serving.START_TIMEOUT_S
 async def test_a_sigkill_between_event_and_delivery_delivers_after_restart_once(
     tmp_path: Path,
 ) -> None:
@@ -103,7 +104,7 @@ async def test_a_sigkill_between_event_and_delivery_delivers_after_restart_once(
     assert len(receiver.received) == 1 and receiver.forged == []
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(480)  # three server start-ups, then 300 tasks
 async def test_three_processes_on_postgresql_send_each_delivery_once(
     postgres_database: str, tmp_path: Path
 ) -> None:
