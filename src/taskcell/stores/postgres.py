@@ -319,7 +319,9 @@ _FINISH_DELIVERY = (
     " delivered_at = CASE WHEN $1 = 'delivered' THEN now() ELSE delivered_at END"
     " WHERE delivery_id = $6 AND status = 'sending' AND attempts = $7 RETURNING webhook_id"
 )
-_SUCCEEDING = "UPDATE webhooks SET failing_since = NULL WHERE webhook_id = $1"
+_SUCCEEDING = (
+    "UPDATE webhooks SET failing_since = NULL WHERE webhook_id = $1 AND failing_since IS NOT NULL"
+)
 #: $1 webhook, $2 disable after: failing noted, and the subscription disabled when stale.
 _FAILING = (
     "UPDATE webhooks SET failing_since = COALESCE(failing_since, now()),"

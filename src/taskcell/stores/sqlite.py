@@ -219,9 +219,11 @@ _ANY_DUE = (
     "SELECT 1 FROM webhook_deliveries WHERE status IN ('pending', 'sending')"
     " AND next_attempt_at <= ? LIMIT 1"
 )
-_CLAIM_DELIVERY = (
+#: ?1 now, ?2 claimed until, ?3 how many: the due deliveries claimed in one statement.
+_CLAIM_DELIVERIES = (
     "UPDATE webhook_deliveries SET status = 'sending', attempts = attempts + 1,"
-    " last_attempt_at = ?1, next_attempt_at = ?2 WHERE delivery_id = ?3"
+    " last_attempt_at = ?1, next_attempt_at = ?2"
+    f" WHERE delivery_id IN ({_DUE_DELIVERIES.replace('?2', '?3')})"
     f" RETURNING {', '.join(codec.DELIVERY_COLUMNS)}"
 )
 _FINISH_DELIVERY = (
@@ -231,7 +233,9 @@ _FINISH_DELIVERY = (
     " WHERE delivery_id = ? AND status = 'sending' AND attempts = ? RETURNING webhook_id"
 )
 _FAILING = "UPDATE webhooks SET failing_since = COALESCE(failing_since, ?) WHERE webhook_id = ?"
-_SUCCEEDING = "UPDATE webhooks SET failing_since = NULL WHERE webhook_id = ?"
+_SUCCEEDING = (
+    "UPDATE webhooks SET failing_since = NULL WHERE webhook_id = ? AND failing_since IS NOT NULL"
+)
 _DISABLE = (
     "UPDATE webhooks SET disabled_at = ? WHERE webhook_id = ? AND disabled_at IS NULL"
     " AND failing_since <= ? RETURNING failing_since"
@@ -1235,11 +1239,10 @@ class SQLiteTaskStore:
             return []  # nothing due (most looks): no write transaction
 
         def claim(conn: sqlite3.Connection) -> list[tuple[Delivery, Webhook]]:
-            ids = [row[0] for row in conn.execute(_DUE_DELIVERIES, (args[0], limit)).fetchall()]
+            rows = conn.execute(_CLAIM_DELIVERIES, (*args, limit)).fetchall()
             claimed = []
             hooks: dict[str, Webhook] = {}
-            for delivery_id in ids:
-                row = conn.execute(_CLAIM_DELIVERY, (*args, delivery_id)).fetchone()
+            for row in rows:
                 delivery = codec.delivery_from_row(row)
                 if delivery.webhook_id not in hooks:
                     hook = conn.execute(
@@ -1247,6 +1250,7 @@ class SQLiteTaskStore:
                     ).fetchone()
                     hooks[delivery.webhook_id] = codec.webhook_from_row(hook)
                 claimed.append((delivery, hooks[delivery.webhook_id]))
+            claimed.sort(key=lambda pair: (pair[0].next_attempt_at or now, pair[0].seq))
             return claimed
 
         return await self.write(claim, atomic=True)

@@ -18,8 +18,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-import httpx
-
 from taskcell.abc import WebhookStore
 from taskcell.domain.clock import utcnow
 from taskcell.domain.events import Event
@@ -34,6 +32,7 @@ from taskcell.domain.webhooks import (
 from taskcell.metrics import WEBHOOK_DELIVERIES, WEBHOOK_LAG
 from taskcell.webhooks.safety import IPNetwork
 from taskcell.webhooks.sender import Answer, Verdict, send
+from taskcell.webhooks.wire import WirePool
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +64,7 @@ class Dispatcher:
         self.config = config or DispatcherConfig()
         self._wakeup = asyncio.Event()
         self._rand = rand
-        self._client: httpx.AsyncClient | None = None
+        self._pool: WirePool | None = None
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -77,30 +76,26 @@ class Dispatcher:
 
     async def run(self) -> None:
         config = self.config
-        limits = httpx.Limits(
-            max_connections=config.concurrency, max_keepalive_connections=config.concurrency
-        )
-        timeout = httpx.Timeout(config.timeout_seconds)
         running: set[asyncio.Task[None]] = set()
-        async with httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False) as client:
-            self._client = client
-            try:
-                while True:
-                    free = config.concurrency - len(running)
-                    claimed = await self._claim(free) if free > 0 else []
-                    for group in _groups(claimed):
-                        task = asyncio.create_task(self._send_all(group), name="webhook-send")
-                        running.add(task)
-                        task.add_done_callback(running.discard)
-                    if claimed and len(claimed) >= free:
-                        await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                        continue
-                    await self._idle(running)
-            finally:
-                for task in running:
-                    task.cancel()
-                await asyncio.gather(*running, return_exceptions=True)
-                self._client = None
+        self._pool = pool = WirePool()
+        try:
+            while True:
+                free = config.concurrency - len(running)
+                claimed = await self._claim(free) if free > 0 else []
+                for group in _groups(claimed):
+                    task = asyncio.create_task(self._send_all(group), name="webhook-send")
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+                if claimed and len(claimed) >= free:
+                    await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                await self._idle(running)
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            pool.close()
+            self._pool = None
 
     async def _claim(self, limit: int) -> list[tuple[Delivery, Webhook]]:
         claim_for = timedelta(seconds=self.config.claim_seconds)
@@ -135,11 +130,11 @@ class Dispatcher:
 
     async def attempt(self, delivery: Delivery, webhook: Webhook) -> Answer:
         """Send one claimed delivery and record the answer."""
-        client = self._client
-        assert client is not None, "attempt() runs inside run()"
+        pool = self._pool
+        assert pool is not None, "attempt() runs inside run()"
         config = self.config
         answer = await send(
-            client,
+            pool,
             url=webhook.url,
             secret=webhook.secret,
             message_id=delivery.delivery_id,

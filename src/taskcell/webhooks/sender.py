@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-import httpx
-
 from taskcell.domain.clock import utcnow
 from taskcell.webhooks.safety import IPNetwork, Unresolved, UnsafeURL, resolve
 from taskcell.webhooks.signing import signed_headers
+from taskcell.webhooks.wire import WireError, WirePool
 
 #: How much of a receiver's answer is read and kept (for the deliveries list).
 RESPONSE_CAP_BYTES = 1024
@@ -53,7 +53,9 @@ def retry_after(value: str | None, now: datetime) -> timedelta | None:
     return max(moment - now, timedelta(0))
 
 
-def judge(status: int, headers: httpx.Headers, now: datetime) -> tuple[Verdict, timedelta | None]:
+def judge(
+    status: int, headers: Mapping[str, str], now: datetime
+) -> tuple[Verdict, timedelta | None]:
     """2xx ends it delivered; 429 and 5xx retry (honouring ``Retry-After`` on 429 and 503);
     anything else (other 4xx, a redirect, which is never followed) ends it failed."""
     if 200 <= status < 300:
@@ -65,7 +67,7 @@ def judge(status: int, headers: httpx.Headers, now: datetime) -> tuple[Verdict, 
 
 
 async def send(
-    client: httpx.AsyncClient,
+    pool: WirePool,
     *,
     url: str,
     secret: str,
@@ -78,38 +80,30 @@ async def send(
     try:
         async with asyncio.timeout(time_limit):
             target = await resolve(url, allow)
-            now = utcnow()
-            headers = signed_headers(secret, message_id, now, body)
+            headers = signed_headers(secret, message_id, utcnow(), body)
             headers["host"] = target.host_header
             headers["user-agent"] = USER_AGENT
-            extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
-            request = client.build_request(
-                "POST",
-                target.connect_url,
-                content=body.encode("utf-8"),
+            reply = await pool.post(
+                scheme=target.scheme,
+                address=target.address,
+                port=target.port,
+                host=target.host,
+                target=target.target,
                 headers=headers,
-                extensions=extensions,
+                body=body.encode("utf-8"),
+                cap=RESPONSE_CAP_BYTES,
             )
-            response = await client.send(request, stream=True, follow_redirects=False)
-            try:
-                data = b""
-                async for chunk in response.aiter_raw():
-                    data += chunk
-                    if len(data) >= RESPONSE_CAP_BYTES:
-                        break
-            finally:
-                await response.aclose()
     except UnsafeURL as exc:
         return Answer(Verdict.FAILED, error=f"refused: {exc}")
     except Unresolved as exc:
         return Answer(Verdict.RETRY, error=str(exc))
     except TimeoutError:
         return Answer(Verdict.RETRY, error=f"no answer within {time_limit:g} s")
-    except httpx.HTTPError as exc:
-        return Answer(Verdict.RETRY, error=f"{type(exc).__name__}: {exc}"[:500])
-    verdict, wait = judge(response.status_code, response.headers, utcnow())
-    text = data[:RESPONSE_CAP_BYTES].decode("utf-8", "replace")
+    except WireError as exc:
+        return Answer(Verdict.RETRY, error=str(exc)[:500])
+    verdict, wait = judge(reply.status, reply.headers, utcnow())
+    text = reply.body.decode("utf-8", "replace")
     error = None
-    if verdict is Verdict.FAILED and 300 <= response.status_code < 400:
+    if verdict is Verdict.FAILED and 300 <= reply.status < 400:
         error = "redirects are not followed"
-    return Answer(verdict, response.status_code, text, error, wait)
+    return Answer(verdict, reply.status, text, error, wait)
