@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := frontend/node_modules/.installed
 
-.PHONY: run test lint bench chaos web setup clean
+.PHONY: run test lint bench bench-scale chaos web setup clean
 
 $(STAMP): pyproject.toml
 	@echo "Setting up $(VENV): installing taskcell and its dependencies with pip (a few minutes the first time)..."
@@ -62,6 +62,13 @@ bench: $(STAMP)
 	-$(BIN)/python bench/retention.py --json $(BENCH_OUT)/retention.json
 	-$(BIN)/python bench/webhooks.py --json $(BENCH_OUT)/webhooks.json
 	$(BIN)/python bench/summary.py $(foreach name,$(BENCHES),$(BENCH_OUT)/$(name).json)
+
+# Costs as history grows (issue 19): a year of history beside an empty database. Not in `bench`:
+# building the database takes most of an hour the first time (reused after, under test-output/scale).
+bench-scale: $(STAMP)
+	mkdir -p $(BENCH_OUT)
+	$(BIN)/python bench/scale.py --json $(BENCH_OUT)/scale.json
+	$(BIN)/python bench/summary.py $(BENCH_OUT)/scale.json
 
 # The long chaos run (20+ minutes, every fault at least five times); `make test` runs the short one.
 chaos: $(STAMP)

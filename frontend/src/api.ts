@@ -56,6 +56,8 @@ export interface Task {
   updated_at: string;
   error_message: string | null;
   metadata: Record<string, unknown>;
+  /** One more at each edit (PATCH); the task's ETag. */
+  version: number;
 }
 
 export interface Run {
@@ -69,6 +71,8 @@ export interface Run {
   result: string | null;
   /** The process that closed the run for another (a recovery after a crash), else null. */
   closed_by?: string | null;
+  /** The task's version the run ran. */
+  version?: number;
 }
 
 export interface Agent {
@@ -228,8 +232,9 @@ export async function request<T>(
   path: string,
   body?: unknown,
   signal?: AbortSignal,
+  extraHeaders: Record<string, string> = {},
 ): Promise<T> {
-  const headers: Record<string, string> = { Accept: "application/json", ...authHeaders() };
+  const headers: Record<string, string> = { Accept: "application/json", ...authHeaders(), ...extraHeaders };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   let response: Response;
   try {
@@ -292,6 +297,10 @@ export const api = {
   },
   createTask(body: CreateTaskBody) {
     return request<Task>("POST", "/tasks", body);
+  },
+  /** PATCH: only the fields given change; with ``ifMatch`` (the version, quoted) a stale edit is 409. */
+  editTask(taskId: string, patch: Record<string, unknown>, ifMatch?: string) {
+    return request<Task>("PATCH", `/tasks/${enc(taskId)}`, patch, undefined, ifMatch ? { "If-Match": ifMatch } : {});
   },
   cancelTask(taskId: string) {
     return request<CancelResult>("POST", `/tasks/${enc(taskId)}/cancel`, {});

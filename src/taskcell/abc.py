@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
 
 from taskcell.domain.events import ConversationItem, Event
-from taskcell.domain.models import Fence, Run, RunStatus, Task, TaskPattern
+from taskcell.domain.models import EDITABLE_FIELDS, Fence, Run, RunStatus, Task, TaskPattern
 from taskcell.domain.state_machine import TaskStatus
 from taskcell.domain.webhooks import Delivery, DeliveryStatus, Webhook
 
@@ -52,6 +52,7 @@ UPDATABLE_FIELDS: frozenset[str] = frozenset(
         "error_message",
         "metadata",
         "schedule_config",
+        *EDITABLE_FIELDS,
     }
 )
 
@@ -223,6 +224,22 @@ class TaskStore(Protocol):
         after failures) it happens only while the fence's run still has its owner and epoch,
         else raises :class:`LeaseLost` and changes nothing. Answers whether the task was
         updated (False for an unknown task or a refused guard).
+        """
+        ...
+
+    async def edit(
+        self, task_id: str, change: Callable[[Task, datetime], Mapping[str, Any]]
+    ) -> Task | None:
+        """Edit a task (``PATCH /tasks/{id}``) in one guarded write, read and written in one
+        transaction.
+
+        It reads the task, held against every other write of it (a claim of its occurrence
+        waits, or skips it for now), and calls ``change(task, now)``, ``now`` a reading of the
+        store's clock taken with the task held; ``change`` does no I/O and answers the fields
+        to write (:data:`UPDATABLE_FIELDS`, else ``ValueError``). Those are written with
+        ``updated_at`` at ``now`` and ``version`` one higher, guarded by the version read.
+        Answers the task as written, None (writing nothing) for an unknown task. An exception
+        raised by ``change`` propagates and stores nothing.
         """
         ...
 

@@ -325,6 +325,22 @@ async def test_runs_add_update_list(store: TaskStore) -> None:
     assert rest.next_cursor is None
     active = await store.runs_in_status([RunStatus.RUNNING])
     assert [r.run_id for r in active] == [second.run_id]
+    either = await store.runs_in_status([RunStatus.COMPLETED, RunStatus.RUNNING])
+    assert {r.run_id for r in either} == {first.run_id, second.run_id}
+
+
+async def test_tasks_are_counted_by_status_through_writes(store: TaskStore) -> None:
+    first, second, third = make_task(), make_task(), make_task()
+    for task in (first, second, third):
+        await store.save(task)
+    assert await store.count_by_status() == {"pending": 3}
+    assert await store.transition(first.task_id, TaskStatus.RUNNING)
+    assert await store.transition(first.task_id, TaskStatus.COMPLETED)
+    assert not await store.transition(first.task_id, TaskStatus.RUNNING)
+    assert await store.transition(second.task_id, TaskStatus.CANCELLED)
+    assert await store.count_by_status() == {"pending": 1, "completed": 1, "cancelled": 1}
+    assert await store.delete(second.task_id)
+    assert await store.count_by_status() == {"pending": 1, "completed": 1}
 
 
 async def test_once_runs_are_told_apart_by_attempt(store: TaskStore) -> None:

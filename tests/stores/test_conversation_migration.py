@@ -21,16 +21,7 @@ async def test_conversations_move_to_per_user_keys_with_their_data(
         patch.setattr(sqlite, "_migration_files", lambda: [v for v in every_version if v[0] < 6])
         old = SQLiteTaskStore(path)
         await old.open()
-        # Task columns added by later versions (a task's webhook_url) are left out of inserts.
-        present = {row[1] for row in old.conn.execute("PRAGMA table_info(tasks)")}
-        keep = [i for i, name in enumerate(codec.TASK_COLUMNS) if name in present]
-        names = [codec.TASK_COLUMNS[i] for i in keep]
-        insert = f"INSERT INTO tasks ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
-        patch.setattr(sqlite, "_TASK_INSERT", insert)
-        values = codec.task_values
-        patch.setattr(codec, "task_values", lambda task: tuple(values(task)[i] for i in keep))
         alice = Task(query="alice's question", agent_name="echo", user_id="alice")
-        assert await old.create(alice, conversation_title="Alice's talk")
         # Before version 6 a conversation had one owner: an admin's task in it made no record.
         admin = Task(
             query="an admin looks in",
@@ -38,7 +29,22 @@ async def test_conversations_move_to_per_user_keys_with_their_data(
             user_id="root",
             conversation_id=alice.conversation_id,
         )
-        assert not await old.create(admin, conversation_title="ignored")
+        # Rows as a store of that version wrote them: the columns it had (later versions add
+        # columns the current store writes).
+        known = {row[1] for row in old.conn.execute("PRAGMA table_info(tasks)")}
+        for task in (alice, admin):
+            row = dict(zip(codec.TASK_COLUMNS, codec.task_values(task), strict=True))
+            columns = [name for name in codec.TASK_COLUMNS if name in known]
+            marks = ", ".join("?" for _ in columns)
+            old.conn.execute(
+                f"INSERT INTO tasks ({', '.join(columns)}) VALUES ({marks})",
+                [row[name] for name in columns],
+            )
+        old.conn.execute(
+            "INSERT INTO conversations VALUES (?, ?, ?, ?)",
+            (alice.conversation_id, "Alice's talk", "alice", codec.ts(alice.created_at)),
+        )
+        old.conn.commit()
         await old.close()
 
     store = SQLiteTaskStore(path)

@@ -6,6 +6,7 @@ import { cloneHref, conversationHref, navigate, replaceRoute, taskHref } from ".
 import { fromEvent, statusByEvents, TimelineModel } from "../timeline";
 import { readEvents, useSSE, type StreamState } from "../useSSE";
 import { Controller } from "./Controller";
+import { EditTaskForm } from "./EditTaskForm";
 import { CopyId } from "./CopyId";
 import { InputBox } from "./InputBox";
 import { RunStrip } from "./RunStrip";
@@ -167,6 +168,7 @@ export function TaskView({ taskId }: Props) {
   const [busy, setBusy] = useState<string | null>(null);
   const [confirm, setConfirm] = useState<"cancel" | "delete" | null>(null);
   const [showRaw, setShowRaw] = useState(false);
+  const [editing, setEditing] = useState(false);
   const focusNext = useRef<string | null>(null);
   const reloadTimer = useRef<ReturnType<typeof setTimeout> | null>(null);
 
@@ -520,6 +522,9 @@ export function TaskView({ taskId }: Props) {
               {task.attempt} of {task.max_attempts}
             </Fact>
           )}
+          <Fact label="Version" testId="task-version">
+            {task.version}
+          </Fact>
           <Fact label="Conversation">
             <a href={conversationHref(task.conversation_id)} data-testid="conversation-link">
               history
@@ -602,6 +607,11 @@ export function TaskView({ taskId }: Props) {
               {busy === "again" ? "Starting…" : "Run again"}
             </button>
           )}
+          {!finished && !editing && (
+            <button type="button" className="button" disabled={busy !== null} onClick={() => setEditing(true)} data-testid="task-edit">
+              Edit…
+            </button>
+          )}
           <a className="button button-quiet" href={cloneHref(task.task_id)} data-testid="task-clone">
             Clone…
           </a>
@@ -610,6 +620,17 @@ export function TaskView({ taskId }: Props) {
           <p className="notice notice-error" role="alert" data-testid="action-error">
             {actionError}
           </p>
+        )}
+        {editing && !finished && (
+          <EditTaskForm
+            task={task}
+            onSaved={(updated) => {
+              setTask(updated);
+              setEditing(false);
+              reloadSoon();
+            }}
+            onClose={() => setEditing(false)}
+          />
         )}
       </header>
 

@@ -8,9 +8,9 @@ import json
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import JSONResponse, Response
-from pydantic import TypeAdapter
+from pydantic import BaseModel, TypeAdapter
 
 from taskcell.abc import TaskFilter
 from taskcell.api.auth import Caller, caller
@@ -26,8 +26,10 @@ from taskcell.api.schemas import (
     TaskCreate,
     TaskCreated,
     TaskPage,
+    TaskPatch,
     UpcomingOut,
 )
+from taskcell.domain.edits import parse_version
 from taskcell.domain.models import MAX_QUERY_CHARS, Run, Task, TaskPattern
 from taskcell.domain.schedule import describe, resolve_zone_name
 from taskcell.domain.state_machine import TaskConflict, TaskStatus
@@ -89,6 +91,7 @@ TASK_LINKS = {
     **_links(
         {
             "GetTask": (_TASK, "get"),
+            "EditTask": (_TASK, "patch"),
             "CancelTask": (f"{_TASK}/cancel", "post"),
             "PauseTask": (f"{_TASK}/pause", "post"),
             "ResumeTask": (f"{_TASK}/resume", "post"),
@@ -185,9 +188,54 @@ async def list_tasks(
     return Response(body + b"}}", media_type="application/json")
 
 
-@router.get("/tasks/{task_id}", response_model=Envelope[Task])
+def etag(task: Task) -> dict[str, str]:
+    """The ``ETag`` header of a task: its version, quoted ('"3"')."""
+    return {"ETag": f'"{task.version}"'}
+
+
+def if_match_version(if_match: str | None) -> int | None:
+    """The version an ``If-Match`` header names (None: no header, or "*"); 400 naming it."""
+    if if_match is None:
+        return None
+    try:
+        return parse_version(if_match)
+    except ValueError as exc:
+        fields = [{"field": "If-Match", "message": str(exc)}]
+        raise ApiError(400, f"If-Match: {exc}", fields) from None
+
+
+_TAGGED = {"description": "the task", "headers": {"ETag": {"schema": {"type": "string"}}}}
+
+
+@router.get("/tasks/{task_id}", response_model=Envelope[Task], responses={200: _TAGGED})
 async def get_task(task_id: TaskIdPath, who: CallerDep, engine: EngineDep) -> JSONResponse:
-    return ok(task_json(await visible_task(engine, who, task_id)))
+    """One task; ``ETag`` is its version (for ``If-Match`` on an edit)."""
+    task = await visible_task(engine, who, task_id)
+    response = ok(task_json(task))
+    response.headers.update(etag(task))
+    return response
+
+
+@router.patch("/tasks/{task_id}", response_model=Envelope[Task], responses={200: _TAGGED})
+async def edit_task(
+    task_id: TaskIdPath,
+    body: TaskPatch,
+    who: CallerDep,
+    engine: EngineDep,
+    if_match: Annotated[str | None, Header()] = None,
+) -> JSONResponse:
+    """Edit a task: only the fields given change (a recurring task while it runs; a once task
+    its title and metadata). With ``If-Match: <version>`` only while the task still has that
+    version (else 409). The task's ``version`` grows by one."""
+    expected = if_match_version(if_match)
+    await visible_task(engine, who, task_id)
+    patch = {name: getattr(body, name) for name in body.model_fields_set}
+    if isinstance(patch.get("schedule_config"), BaseModel):
+        patch["schedule_config"] = patch["schedule_config"].model_dump(exclude_none=True)
+    edited = await engine.edit(task_id, patch, if_version=expected)
+    response = ok(task_json(edited))
+    response.headers.update(etag(edited))
+    return response
 
 
 @router.post("/tasks/{task_id}/cancel", response_model=Envelope[CancelOut])

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, create_model
 
-from taskcell.domain.models import Run, Task
+from taskcell.domain.models import EDITABLE_FIELDS, Run, Task
 from taskcell.domain.text import SafeText
 
 #: Shape only: the domain checks the value (else 400). Strict: ``true`` and ``"5"`` are not
@@ -51,6 +51,24 @@ class TaskCreated(Task):
     this once)."""
 
     webhook_secret: str | None = None
+
+
+def _patch_field(name: str) -> Any:
+    """An editable field in a patch: its shape at creation (else the task's), optional."""
+    info = TaskCreate.model_fields.get(name) or Task.model_fields[name]
+    shape = Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+    return (shape | None, None)  # type: ignore[operator]
+
+
+#: PATCH /tasks/{id}: any of the editable fields (:data:`EDITABLE_FIELDS`), each optional;
+#: only those given change. Shapes are checked here (else 422: an unknown or read-only field
+#: too), values by the domain (else 400).
+TaskPatch: type[BaseModel] = create_model(
+    "TaskPatch",
+    __config__=ConfigDict(extra="forbid"),
+    __doc__="The fields to change; the others are left as they are.",
+    **{name: _patch_field(name) for name in EDITABLE_FIELDS},
+)
 
 
 class StreamCreate(BaseModel):

@@ -113,6 +113,13 @@ class CliClient:
         result: JsonObject = self._send(call)
         return result
 
+    def edit_task(
+        self, task_id: str, changes: JsonObject, *, if_version: int | None = None
+    ) -> JsonObject:
+        """PATCH /tasks/{id}."""
+        result: JsonObject = self._send(_calls.edit(task_id, changes, if_version=if_version))
+        return result
+
     def delete_task(self, task_id: str) -> JsonObject:
         """DELETE /tasks/{id}."""
         result: JsonObject = self._send(_calls.delete(task_id))

@@ -222,6 +222,7 @@ def task_grid(task: JsonObject) -> Table:
         ("pattern", _pattern_cell(task)),
         ("next run", when(task.get("next_run_at"))),
         ("attempt", f"{task.get('attempt', 0)} of {task.get('max_attempts', '?')}"),
+        ("version", task.get("version")),
         ("conversation", task.get("conversation_id")),
         ("created", when(task.get("created_at"))),
         ("started", when(task.get("started_at"))),
@@ -323,6 +324,80 @@ def _print_task_line(verb: str, task: JsonObject) -> None:
         line.append(
             " · paused" if task.get("paused") else f" · next run {when(task.get('next_run_at'))}"
         )
+    console.print(line)
+
+
+@app.command()
+def edit(
+    task_id: TaskId,
+    title: Annotated[str | None, typer.Option(help="A new title.")] = None,
+    query: Annotated[str | None, typer.Option(help="Recurring: a new query.")] = None,
+    every: Annotated[
+        int | None, typer.Option(help="Recurring: run every MINUTES from now.", metavar="MINUTES")
+    ] = None,
+    daily: Annotated[
+        str | None, typer.Option(help="Recurring: run daily at HH:MM.", metavar="HH:MM")
+    ] = None,
+    cron: Annotated[
+        str | None, typer.Option(help="Recurring: run on a cron expression.", metavar="EXPR")
+    ] = None,
+    tz: Annotated[
+        str | None,
+        typer.Option(
+            help="Time zone of the new --daily or --cron (alone: of the schedule it has).",
+            metavar="ZONE",
+        ),
+    ] = None,
+    max_attempts: Annotated[
+        int | None, typer.Option(help="Recurring: attempts per run (1..20).")
+    ] = None,
+    metadata: Annotated[
+        str | None, typer.Option(help="New metadata: a JSON object (replaces it).", metavar="JSON")
+    ] = None,
+    if_version: Annotated[
+        int | None,
+        typer.Option(help="Only if the task is still at this version (else 409).", metavar="N"),
+    ] = None,
+    url: UrlOption = DEFAULT_URL,
+    key: KeyOption = None,
+) -> None:
+    """Edit a task: only the options given change (a once task: --title and --metadata)."""
+    changes: JsonObject = {
+        k: v
+        for k, v in {"title": title, "query": query, "max_attempts": max_attempts}.items()
+        if v is not None
+    }
+    if metadata is not None:
+        try:
+            changes["metadata"] = json.loads(metadata)
+        except ValueError as exc:
+            raise typer.BadParameter(f"not JSON: {exc}", param_hint="--metadata") from None
+    zone_only = tz is not None and every is None and daily is None and cron is None
+    schedule = None if zone_only else schedule_body(every, daily, tz, cron)
+    if schedule is not None:
+        changes["schedule_config"] = {k: v for k, v in schedule.items() if v is not None}
+    if not changes and not zone_only:
+        raise typer.BadParameter(
+            "nothing to change: give --title, --query, --every, --daily, --cron, --tz,"
+            " --max-attempts or --metadata"
+        )
+    with connect(url, key) as client:
+        full = resolve_id(client, task_id)
+        if zone_only:
+            current = client.get_task(full).get("schedule_config") or {}
+            if not current.get("daily_time") and not current.get("cron"):
+                raise CliError("--tz alone changes the zone of a daily or cron schedule")
+            changes["schedule_config"] = {
+                k: v for k, v in {**current, "timezone": tz}.items() if v is not None
+            }
+        edited = client.edit_task(full, changes, if_version=if_version)
+    line = Text("edited task ")
+    line.append(str(edited.get("task_id")), style="bold cyan")
+    line.append(f" · version {edited.get('version')}")
+    if edited.get("pattern") == "recurring":
+        line.append(f" · {schedule_text(edited.get('schedule_config'))}")
+        paused = edited.get("paused")
+        line.append(" · paused" if paused else f" · next run {when(edited.get('next_run_at'))}")
     console.print(line)
 
 

@@ -397,6 +397,14 @@ class Tasks:
         """``POST /tasks/{id}/resume``."""
         return self._client.send(_calls.resume(task_id))
 
+    def edit(self, task_id: str, *, if_version: int | None = None, **changes: Any) -> Task:
+        """``PATCH /tasks/{id}``: change the fields given as keyword arguments (``title``,
+        ``query``, ``schedule_config`` (a :class:`ScheduleConfig` or a dict), ``max_attempts``,
+        ``metadata``; a once task only its title and metadata); the others stay. With
+        ``if_version`` only while the task still has that version, else a ``Conflict`` (409).
+        Answers the task as edited (its ``version`` one higher). Never retried."""
+        return self._client.send(_calls.edit(task_id, changes, if_version=if_version))
+
     def run_now(self, task_id: str) -> Run:
         """``POST /tasks/{id}/run``: one extra run of a recurring task now."""
         return self._client.send(_calls.run_now(task_id))

@@ -189,6 +189,21 @@ class ScheduleConfig(BaseModel):
         return self
 
 
+_BOTH = frozenset(TaskPattern)
+_RECURRING = frozenset({TaskPattern.RECURRING})
+
+#: The fields an edit (``PATCH /tasks/{id}``) may change, each with the patterns of the tasks
+#: that may change it: a recurring task while it runs, a once task (until it ends) only what
+#: does not change how it runs. The one list of editable fields: adding one is a line here.
+EDITABLE_FIELDS: dict[str, frozenset[TaskPattern]] = {
+    "title": _BOTH,
+    "metadata": _BOTH,
+    "query": _RECURRING,
+    "schedule_config": _RECURRING,
+    "max_attempts": _RECURRING,
+}
+
+
 class Task(BaseModel):
     """A request to an agent, run once or on a schedule. Fields match docs/api.md's task object."""
 
@@ -218,6 +233,8 @@ class Task(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     #: Where this task's own webhook deliveries go (a subscription to this task made with it).
     webhook_url: str | None = Field(default=None, max_length=MAX_WEBHOOK_URL_CHARS)
+    #: Grows by one at each edit (``PATCH /tasks/{id}``); a run records the version it ran.
+    version: int = Field(default=1, ge=1)
 
     @field_validator(
         "task_id", "title", "conversation_id", "thread_id", "user_id", "agent_name", "query"
@@ -356,6 +373,8 @@ class Run(BaseModel):
     epoch: int = Field(default=0, ge=0)
     #: The process that closed the run when another than its owner did (recovery).
     closed_by: str | None = None
+    #: The task's version this run ran (its fields as they were when the run was claimed).
+    version: int = Field(default=1, ge=1)
 
     @property
     def fence(self) -> Fence:

@@ -31,6 +31,7 @@ def controller_content(task: Task, default_zone: str, **extra: Any) -> dict[str,
         "schedule": _described(schedule, default_zone),
         "next_run_at": task.next_run_at.isoformat() if task.next_run_at else None,
         "last_error": None,
+        "version": task.version,
     }
     content.update(extra)
     return content

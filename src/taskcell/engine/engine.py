@@ -16,8 +16,9 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from taskcell.abc import Page, Store, TaskFilter
 from taskcell.agents.base import AgentInfo
@@ -36,6 +37,7 @@ from taskcell.engine.cluster import (
     event_notices,
 )
 from taskcell.engine.controllers import Controllers
+from taskcell.engine.editing import Editing
 from taskcell.engine.eventlog import EventLog
 from taskcell.engine.executor import TaskExecutor
 from taskcell.engine.health import Health, check_health
@@ -186,6 +188,12 @@ class Engine:
             cancel_elsewhere=self._cluster.cancel_elsewhere,
             schedule_changed=self._schedule_changed,
         )
+        self._editing = Editing(
+            store,
+            controllers,
+            default_zone=self.default_zone,
+            schedule_changed=self._schedule_changed,
+        )
         self._notices = NoticeHandlers(
             schedule=self.scheduler.wake,
             events=self._appended_elsewhere,
@@ -289,6 +297,12 @@ class Engine:
             with contextlib.suppress(InvalidTransition):  # it took the reply after all
                 await self._once.answer_here(task_id, text, said=True)
         return await self.service.require_task(task_id)
+
+    async def edit(
+        self, task_id: str, patch: Mapping[str, Any], *, if_version: int | None = None
+    ) -> Task:
+        """Edit a task's editable fields in one guarded write: see :class:`Editing`."""
+        return await self._editing.edit(task_id, patch, if_version=if_version)
 
     async def pause(self, task_id: str) -> Task:
         return await self._recurring.pause(task_id)

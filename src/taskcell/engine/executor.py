@@ -104,7 +104,10 @@ class RunContext:
         """The task fields that record the remote task, if this run learned of a new one."""
         if not self.remote_changed:
             return {}
-        return {"remote_task_ids": self.task.remote_task_ids, "metadata": self.task.metadata}
+        # Only its own keys of the metadata: an edit of the rest made meanwhile stays.
+        meta = self.task.metadata
+        keys = {CONTEXT_KEY: meta.get(CONTEXT_KEY), RESUMABLE_KEY: meta.get(RESUMABLE_KEY)}
+        return {"remote_task_ids": self.task.remote_task_ids, "metadata_keys": keys}
 
 
 def execution_metadata(task: Task, default_zone: str) -> dict[str, Any]:
@@ -337,7 +340,7 @@ class TaskExecutor:
         task.metadata = {**task.metadata, RESUMABLE_KEY: None}
         await self.store.update(
             task.task_id,
-            {"metadata": task.metadata},
+            {"metadata_keys": {RESUMABLE_KEY: None}},
             expected=[TaskStatus.RUNNING],
             fence=ctx.run.fence,
         )

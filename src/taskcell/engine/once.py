@@ -96,6 +96,7 @@ class OnceTasks:
                     created_at=now,
                     owner=self._owner,
                     lease_expires_at=now + self._lease,
+                    version=task.version,
                 )
                 # An outage is waited out here: the task stays pending, never orphaned.
                 if not await self._supervisor.weather(

@@ -72,6 +72,7 @@ def occurrence_run(task: Task, scheduled_for: datetime, owner: str, lease: timed
         started_at=now,
         created_at=now,
         owner=owner,
+        version=task.version,
     )
 
 

@@ -140,6 +140,7 @@ class Scheduler:
                     finished_at=moment,
                     error=SKIPPED_REASON,
                     owner=self._owner,
+                    version=task.version,
                 )
             return self._occurrence(task, due, moment)
 

@@ -61,6 +61,7 @@ TASK_COLUMNS: tuple[str, ...] = (
     "error_message",
     "metadata",
     "webhook_url",
+    "version",
 )
 
 #: Which SQL driver a value is encoded for.
@@ -81,6 +82,7 @@ RUN_COLUMNS: tuple[str, ...] = (
     "created_at",
     "epoch",
     "closed_by",
+    "version",
 )
 
 _DATETIME_FIELDS = frozenset(
@@ -128,6 +130,8 @@ def encode_field(name: str, value: Any, *, dialect: Dialect = "sqlite") -> Any:
         return utc(value) if dialect == "postgres" else ts(value)
     if name in ("remote_task_ids", "metadata"):
         return _dumps(value)
+    if name == "metadata_keys":
+        return _dumps(dict(value))
     if name == "schedule_config":
         if value is None:
             return None
@@ -277,6 +281,7 @@ def _plain_task_fields(row: Row) -> dict[str, Any]:
         "max_attempts": row["max_attempts"],
         "handoff_from_super_agent": bool(row["handoff_from_super_agent"]),
         "webhook_url": row["webhook_url"],
+        "version": row["version"],
     }
 
 
@@ -364,6 +369,7 @@ def run_from_row(row: Row) -> Run:
         created_at=_required_dt(row["created_at"]),
         epoch=row["epoch"],
         closed_by=row["closed_by"],
+        version=row["version"],
     )
 
 
@@ -412,6 +418,20 @@ ITEM_COLUMNS: tuple[str, ...] = (
     "created_at",
     "updated_at",
 )
+
+
+def assignment(name: str, value: str, *, dialect: Dialect = "sqlite") -> str:
+    """The SET assignment of a change (``value`` the SQL of its value): ``name = value``, but
+    ``metadata_keys`` merges its keys into ``metadata`` (a null value removes its key; see
+    :data:`taskcell.stores.rules.MERGED_FIELDS`)."""
+    if name != "metadata_keys":
+        return f"{name} = {value}"
+    if dialect == "sqlite":
+        return f"metadata = json_patch(metadata, {value})"
+    return (
+        "metadata = (metadata - ARRAY(SELECT e.key FROM jsonb_each("
+        f"{value}::jsonb) AS e WHERE e.value = 'null'::jsonb)) || jsonb_strip_nulls({value}::jsonb)"
+    )
 
 
 def effect_sql(target: TaskStatus, now: str, *, given: Collection[str] = ()) -> list[str]:

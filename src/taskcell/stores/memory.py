@@ -45,7 +45,13 @@ from taskcell.domain.webhooks import (
     worthy_task_ids,
 )
 from taskcell.stores.cursor import ITEMS, RUNS, Position, keyset_page, position
-from taskcell.stores.rules import check_changes, check_run_changes, lease_lost, skipped_run
+from taskcell.stores.rules import (
+    apply_changes,
+    check_changes,
+    check_run_changes,
+    lease_lost,
+    skipped_run,
+)
 
 _Key = tuple[datetime, str]
 T = TypeVar("T")
@@ -67,8 +73,7 @@ def apply_transition_fields(
 ) -> None:
     """Set what a transition sets on ``task`` (its effects, then ``changes``)."""
     enter(task, target, now)
-    for name, value in (changes or {}).items():
-        setattr(task, name, value)
+    apply_changes(task, changes or {})
 
 
 def copy_task(task: Task) -> Task:
@@ -191,10 +196,23 @@ class InMemoryTaskStore:
         task = self._tasks.get(task_id)
         if task is None or (expected is not None and task.status not in expected):
             return False
-        for name, value in changes.items():
-            setattr(task, name, value)
+        apply_changes(task, copy.deepcopy(dict(changes)))
         task.updated_at = now or utcnow()
         return True
+
+    async def edit(
+        self, task_id: str, change: Callable[[Task, datetime], Mapping[str, Any]]
+    ) -> Task | None:
+        task = self._tasks.get(task_id)
+        if task is None:
+            return None
+        now = utcnow()
+        changes = copy.deepcopy(dict(change(copy_task(task), now)))
+        check_changes(changes)
+        apply_changes(task, changes)
+        task.updated_at = now
+        task.version += 1
+        return copy_task(task)
 
     async def cancel_conversation(
         self, conversation_id: str, *, reason: str | None = None, now: datetime | None = None

@@ -127,6 +127,7 @@ _CREATE_TASK = (
 _RUN_TYPES = {
     "attempt": "integer",
     "epoch": "integer",
+    "version": "integer",
     **dict.fromkeys(
         ("scheduled_for", "started_at", "finished_at", "lease_expires_at", "created_at"),
         "timestamptz",
@@ -165,6 +166,7 @@ _CONTINUE_RUN = (
     " WHERE run_id = $2 AND status = 'waiting_input' AND EXISTS (SELECT 1 FROM moved)"
 )
 _TASK_BY_ID = f"{_TASK_SELECT} WHERE task_id = $1"
+_TASK_FOR_EDIT = f"{_TASK_BY_ID} FOR UPDATE"
 _TASK_DELETE = (
     "WITH gone_runs AS (DELETE FROM runs WHERE task_id = $1),"
     " gone_events AS (DELETE FROM events WHERE task_id = $1),"
@@ -492,6 +494,8 @@ _SCHEMA_VERSION_TABLE = (
 )
 _SCHEMA_VERSION_EXISTS = "SELECT to_regclass('schema_version') IS NOT NULL"
 _SCHEMA_VERSION_NOW = "SELECT COALESCE(MAX(version), 0) FROM schema_version"
+_SCHEMA_VERSIONS = "SELECT version FROM schema_version"
+_SCHEMA_VERSION_IS = "SELECT EXISTS (SELECT 1 FROM schema_version WHERE version = $1)"
 _SCHEMA_VERSION_ADD = "INSERT INTO schema_version (version, name, applied_at) VALUES ($1, $2, $3)"
 
 _FINAL = [s.value for s in FINAL_STATUSES]
@@ -503,7 +507,10 @@ def _transition_sql(target: str, fields: tuple[str, ...], first: int = 1) -> str
     """$first target, then now, task id, allowed sources, and one value per field."""
     target_, now, task_id, sources = (f"${first + i}" for i in range(4))
     sets = [f"status = {target_}", *codec.effect_sql(TaskStatus(target), now, given=fields)]
-    sets += [f"{name} = ${i}" for i, name in enumerate(fields, start=first + 4)]
+    sets += [
+        codec.assignment(name, f"${i}", dialect="postgres")
+        for i, name in enumerate(fields, start=first + 4)
+    ]
     return (
         f"UPDATE tasks SET {', '.join(sets)}"
         f" WHERE task_id = {task_id} AND status = ANY({sources}::text[])"
@@ -514,7 +521,13 @@ def _transition_sql(target: str, fields: tuple[str, ...], first: int = 1) -> str
 def _update_sql(fields: tuple[str, ...], guarded: bool) -> str:
     """$1 task id, $2 now, [$3 expected statuses], then one value per field."""
     first = 4 if guarded else 3
-    sets = [*(f"{name} = ${i}" for i, name in enumerate(fields, start=first)), "updated_at = $2"]
+    sets = [
+        *(
+            codec.assignment(name, f"${i}", dialect="postgres")
+            for i, name in enumerate(fields, start=first)
+        ),
+        "updated_at = $2",
+    ]
     sql = f"UPDATE tasks SET {', '.join(sets)} WHERE task_id = $1"
     return sql + " AND status = ANY($3::text[])" if guarded else sql
 
@@ -866,6 +879,32 @@ class PostgresTaskStore:
             return bool(row["changed"] == 1)
         sql = _update_sql(tuple(encoded), expected is not None)
         return _row_count(await (await self.pool()).execute(sql, *args)) == 1
+
+    async def edit(
+        self, task_id: str, change: Callable[[Task, datetime], Mapping[str, Any]]
+    ) -> Task | None:
+        """The task held (``FOR UPDATE``: a claim skips it until the edit commits) and read,
+        the database's clock read with it held, the change written in the same transaction."""
+        pool = await self.pool()
+        async with pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(_TASK_FOR_EDIT, task_id)
+            if row is None:
+                return None
+            now = as_utc(await conn.fetchval("SELECT clock_timestamp()"), "the database clock")
+            task = codec.salvaged_task(row)
+            changes = dict(change(task.model_copy(deep=True), now))
+            check_changes(changes)
+            encoded = codec.encode_changes(changes, dialect="postgres")
+            sets = [
+                codec.assignment(name, f"${i}", dialect="postgres")
+                for i, name in enumerate(encoded, start=4)
+            ]
+            sets += ["updated_at = $1", "version = version + 1"]
+            sql = f"UPDATE tasks SET {', '.join(sets)} WHERE task_id = $2 AND version = $3"
+            status = await conn.execute(sql, now, task_id, task.version, *encoded.values())
+            if _row_count(status) != 1:  # pragma: no cover - held since read
+                raise RuntimeError(f"task {task_id} changed while held for an edit")
+        return task.model_copy(update={**changes, "updated_at": now, "version": task.version + 1})
 
     async def cancel_conversation(
         self, conversation_id: str, *, reason: str | None = None, now: datetime | None = None
@@ -1470,24 +1509,24 @@ def migration_files() -> list[tuple[int, str, str]]:
 async def apply_migrations(conn: Connection) -> int:
     """Apply every schema version not yet applied, each in its own transaction.
 
-    Each transaction first takes ``pg_advisory_xact_lock(SCHEMA_LOCK_KEY)`` and reads the
-    version again under it, so processes opening the same new database at once apply each
-    version exactly once. Answers the schema version now in force.
+    A version is applied when its own number is missing from ``schema_version``, whatever
+    higher numbers are there (a version that lands after a higher one is still applied). Each
+    transaction first takes ``pg_advisory_xact_lock(SCHEMA_LOCK_KEY)`` and looks for the version
+    again under it, so processes opening the same new database at once apply each version
+    exactly once. Answers the highest schema version now in force.
     """
     files = migration_files()
-    current: int = 0
+    applied: set[int] = set()
     if await conn.fetchval(_SCHEMA_VERSION_EXISTS):
-        current = await conn.fetchval(_SCHEMA_VERSION_NOW)
-    if not files or current >= files[-1][0]:
-        return current  # the usual case: no lock taken
-    for number, name, script in files:
+        applied = {row["version"] for row in await conn.fetch(_SCHEMA_VERSIONS)}
+    missing = [(number, name, script) for number, name, script in files if number not in applied]
+    for number, name, script in missing:
         async with conn.transaction():
             await conn.execute(_SCHEMA_LOCK, SCHEMA_LOCK_KEY)
             await conn.execute(_SCHEMA_VERSION_TABLE)
-            current = await conn.fetchval(_SCHEMA_VERSION_NOW)
-            if number > current:
+            if not await conn.fetchval(_SCHEMA_VERSION_IS, number):
                 await conn.execute(script)
                 await conn.execute(_SCHEMA_VERSION_ADD, number, name, utcnow())
-                current = number
                 logger.info("schema version applied", extra={"version": number, "file": name})
+    current: int = await conn.fetchval(_SCHEMA_VERSION_NOW) if files or applied else 0
     return current

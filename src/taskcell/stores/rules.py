@@ -10,6 +10,11 @@ from typing import Any
 from taskcell.abc import UPDATABLE_FIELDS, LeaseLost
 from taskcell.domain.models import Fence, Run, RunStatus
 
+#: Write-only changes beyond the task's fields: ``metadata_keys`` sets those keys of the stored
+#: metadata (a None value removes its key) and keeps every other, in the same write, so what a
+#: run records there (its remote task and context) never undoes an edit made while it ran.
+MERGED_FIELDS = frozenset({"metadata_keys"})
+
 #: The run fields no write may change (a run's identity).
 _RUN_IDENTITY = frozenset({"run_id", "task_id"})
 
@@ -17,9 +22,19 @@ _RUN_IDENTITY = frozenset({"run_id", "task_id"})
 def check_changes(changes: Mapping[str, Any]) -> None:
     """``ValueError`` naming the task fields ``changes`` may not write (status moves only by
     transition; see :data:`~taskcell.abc.UPDATABLE_FIELDS`)."""
-    unknown = set(changes) - UPDATABLE_FIELDS
+    unknown = set(changes) - UPDATABLE_FIELDS - MERGED_FIELDS
     if unknown:
         raise ValueError(f"fields that cannot be updated: {sorted(unknown)}")
+
+
+def apply_changes(task: Any, changes: Mapping[str, Any]) -> None:
+    """Set ``changes`` on an in-memory task (``metadata_keys`` merged into its metadata)."""
+    for name, value in changes.items():
+        if name == "metadata_keys":
+            merged = {**task.metadata, **value}
+            task.metadata = {k: v for k, v in merged.items() if k not in value or v is not None}
+        else:
+            setattr(task, name, value)
 
 
 def check_run_changes(changes: Mapping[str, Any]) -> None:
