@@ -48,7 +48,7 @@ lint: $(STAMP)
 # Each benchmark writes its rows for the closing table to $(BENCH_OUT); one that fails (cluster.py
 # needs PostgreSQL) leaves a gap in the table rather than stopping the others.
 BENCH_OUT := test-output/bench
-BENCHES := lifecycle events schedule cron sse cluster stall retention timeouts
+BENCHES := lifecycle events schedule cron sse cluster stall retention timeouts webhooks
 
 bench: $(STAMP)
 	rm -rf $(BENCH_OUT) && mkdir -p $(BENCH_OUT)
@@ -61,6 +61,7 @@ bench: $(STAMP)
 	-$(BIN)/python bench/stall.py --json $(BENCH_OUT)/stall.json
 	-$(BIN)/python bench/retention.py --json $(BENCH_OUT)/retention.json
 	-$(BIN)/python bench/timeouts.py --json $(BENCH_OUT)/timeouts.json
+	-$(BIN)/python bench/webhooks.py --json $(BENCH_OUT)/webhooks.json
 	$(BIN)/python bench/summary.py $(foreach name,$(BENCHES),$(BENCH_OUT)/$(name).json)
 
 # Costs as history grows (issue 19): a year of history beside an empty database. Not in `bench`:

@@ -131,7 +131,8 @@ async def drop_database(url: str, name: str) -> None:
 #: Deletes every row of every taskcell table (schema and version stay).
 EMPTY_ALL = (
     "DELETE FROM runs; DELETE FROM tasks; DELETE FROM events;"
-    " DELETE FROM conversation_items; DELETE FROM conversations; DELETE FROM processes"
+    " DELETE FROM conversation_items; DELETE FROM conversations; DELETE FROM processes;"
+    " DELETE FROM webhook_deliveries; DELETE FROM webhooks"
 )
 
 

@@ -16,6 +16,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from taskcell.domain.events import ConversationItem, Event
 from taskcell.domain.models import EDITABLE_FIELDS, Fence, Run, RunStatus, Task, TaskPattern
 from taskcell.domain.state_machine import TaskStatus
+from taskcell.domain.webhooks import Delivery, DeliveryStatus, Webhook
 
 T = TypeVar("T")
 
@@ -687,8 +688,99 @@ class Coordination(Protocol):
         ...
 
 
-class Store(TaskStore, EventStore, Coordination, RetentionStore, Protocol):
-    """A complete store: tasks, runs, events and conversations in one database.
+class WebhookStore(Protocol):
+    """Webhook subscriptions and their durable outbox of deliveries.
+
+    Deliveries are written by :meth:`EventStore.append_events`, in the batch's own
+    transaction: for each appended event that makes deliveries
+    (:func:`taskcell.domain.webhooks.webhook_types`), one per enabled subscription of the
+    task's user whose filters and event types take it
+    (:func:`~taskcell.domain.webhooks.plan_deliveries`), pending and due at once, with its
+    body made from the task as stored then. A batch with no such event looks nothing up.
+    Due times are the store's clock (a shared database's own).
+    """
+
+    async def add_webhook(self, webhook: Webhook) -> None:
+        """Store a new subscription (``created_at`` set by the caller)."""
+        ...
+
+    async def load_webhook(self, webhook_id: str) -> Webhook | None:
+        """The subscription, or None."""
+        ...
+
+    async def list_webhooks(self, *, user_id: str | None = None) -> list[Webhook]:
+        """The subscriptions of ``user_id`` (every user's with None), oldest first."""
+        ...
+
+    async def delete_webhook(self, webhook_id: str) -> bool:
+        """Remove a subscription and its deliveries in one write; answers whether it
+        existed."""
+        ...
+
+    async def rotate_webhook_secret(self, webhook_id: str, secret: str) -> bool:
+        """Replace a subscription's secret; answers whether it exists."""
+        ...
+
+    async def claim_deliveries(
+        self, claim_for: timedelta, *, limit: int = 100
+    ) -> list[tuple[Delivery, Webhook]]:
+        """Claim up to ``limit`` due deliveries of enabled subscriptions, oldest due first,
+        in one write: each moves to sending, its ``attempts`` one higher, ``last_attempt_at``
+        now and ``next_attempt_at`` now plus ``claim_for`` (when it is due again if its
+        sender dies). Answers them with their subscriptions.
+
+        Due: pending with ``next_attempt_at`` reached, or sending with its claim expired.
+        In order per subscription and task: a delivery is not claimed while an earlier one
+        (lower ``seq``) of the same task and subscription is being sent or was never tried.
+        Concurrent claimers get disjoint deliveries (exactly one process sends each).
+        """
+        ...
+
+    async def finish_delivery(
+        self,
+        delivery_id: str,
+        *,
+        attempt: int,
+        status: DeliveryStatus,
+        retry_in: timedelta | None = None,
+        status_code: int | None = None,
+        response: str | None = None,
+        error: str | None = None,
+        disable_after: timedelta,
+    ) -> bool:
+        """Record how attempt ``attempt`` of a delivery went, in one write guarded by the
+        delivery still being sending at that attempt (a claim that expired and was taken
+        again records nothing: False).
+
+        ``status`` delivered (``delivered_at`` now), failed (final), or pending again, due
+        in ``retry_in``. Its subscription's ``failing_since`` is cleared by a delivered
+        attempt and set (if unset) by any other; a subscription failing for
+        ``disable_after`` is disabled, with the reason, and its pending deliveries failed.
+        """
+        ...
+
+    async def list_deliveries(
+        self, webhook_id: str, *, limit: int = 50, status: DeliveryStatus | None = None
+    ) -> list[Delivery]:
+        """A subscription's deliveries, newest first, at most ``limit`` (only ``status``'s
+        if given)."""
+        ...
+
+    async def redeliver(self, webhook_id: str, delivery_id: str) -> Delivery | None:
+        """Send a delivery of ``webhook_id`` again: pending, due now, its attempts back to 0
+        (a new round of retries). None, changing nothing, when there is no such delivery or
+        it is being sent now."""
+        ...
+
+    async def delivery_counts(self) -> dict[str, int]:
+        """How many deliveries are pending and how many sending (statuses without any left
+        out), for metrics; delivered and failed ones are not counted (a partial index
+        answers it however many there are)."""
+        ...
+
+
+class Store(TaskStore, EventStore, Coordination, RetentionStore, WebhookStore, Protocol):
+    """A complete store: tasks, runs, events, conversations and webhooks in one database.
 
     The same contract suite (``tests/stores``) runs against every implementation.
     """

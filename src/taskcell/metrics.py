@@ -18,6 +18,19 @@ SCHEDULER_LAG = Histogram(
 AGENT_CALL_SECONDS = Histogram(
     "taskcell_agent_call_seconds", "Duration of one call to an agent", ["agent"]
 )
+WEBHOOK_DELIVERIES = Counter(
+    "taskcell_webhook_deliveries_total",
+    "Webhook delivery attempts by outcome: sent (2xx), retried (to be tried again), failed",
+    ["outcome"],
+)
+WEBHOOK_LAG = Histogram(
+    "taskcell_webhook_delivery_lag_seconds",
+    "From the event to its delivery's 2xx answer",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400),
+)
+WEBHOOK_BACKLOG = Gauge(
+    "taskcell_webhook_backlog", "Webhook deliveries not yet done (pending, sending)", ["status"]
+)
 RETENTION_REMOVED = Counter(
     "taskcell_retention_removed_total",
     "Rows retention removed in this process, by kind (events, items, runs)",

@@ -112,6 +112,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024, le=2**40)
     #: A stream reader whose connection takes nothing for this long is disconnected.
     sse_idle_seconds: float = Field(default=DEFAULT_SSE_IDLE_SECONDS, gt=0, le=86_400)
+    #: CIDRs ("127.0.0.1/32,10.0.0.0/8") webhook URLs may resolve to beyond public addresses
+    #: (loopback, private, link-local and metadata addresses are refused otherwise).
+    webhook_allow: str = ""
+    #: How long one webhook attempt may take (resolving, connecting, the answer), in seconds.
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     #: Retention (taskcell.engine.pruner): a finished once task's events (and, once its
     #: conversation is as old, its items) are kept this many days after it finished; a
     #: recurring task's closed runs this many days after they finished.

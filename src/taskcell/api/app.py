@@ -24,7 +24,7 @@ from taskcell.agents.demo import mount_demo_agents
 from taskcell.agents.demo.door import DemoAgentDoor, engine_token
 from taskcell.agents.http import aclose_shared_http_clients
 from taskcell.agents.registry import AgentRegistry
-from taskcell.api import routes_bulk, routes_misc, routes_tasks, streams
+from taskcell.api import routes_bulk, routes_misc, routes_tasks, routes_webhooks, streams
 from taskcell.api.auth import Authenticator, parse_api_keys
 from taskcell.api.envelope import install_error_handlers
 from taskcell.api.guard import RequestGuard
@@ -36,11 +36,14 @@ from taskcell.metrics import (
     EVENTS_APPENDED_GAUGE,
     LIVE_SUBSCRIBERS,
     TASKS_BY_STATUS,
+    WEBHOOK_BACKLOG,
 )
 from taskcell.settings import Settings, redact_url
 from taskcell.stores.factory import store_from_url
 from taskcell.stores.sqlite import ServerLock, SQLiteTaskStore
 from taskcell.web import DIST_DIR
+from taskcell.webhooks.dispatcher import DispatcherConfig
+from taskcell.webhooks.safety import parse_allow
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +85,10 @@ def create_app(
             max_concurrent_runs=settings.max_concurrent_runs,
             lease_seconds=settings.lease_seconds,
             on_failure=on_failure,
+            webhooks=DispatcherConfig(
+                allow=parse_allow(settings.webhook_allow),
+                timeout_seconds=settings.webhook_timeout_seconds,
+            ),
             retention=retention_policy(settings) if settings.retention_enabled else None,
             retention_interval_seconds=settings.retention_interval_seconds,
         )
@@ -128,6 +135,7 @@ def create_app(
     app.include_router(routes_bulk.router)
     app.include_router(streams.router)
     app.include_router(routes_misc.router)
+    app.include_router(routes_webhooks.router)
     mount_mcp(app, base_url, host=settings.host, auth=app.state.auth)  # MCP tools at /mcp
     _add_metrics(app)
     stop_demo_agents = (
@@ -207,6 +215,9 @@ def _add_metrics(app: FastAPI) -> None:
             TASKS_BY_STATUS.labels(status=status.value).set(counts.get(status.value, 0))
         LIVE_SUBSCRIBERS.set(engine.subscriber_count)
         EVENTS_APPENDED_GAUGE.set(engine.events_appended)
+        backlog = await engine.webhook_counts()
+        for state in ("pending", "sending"):
+            WEBHOOK_BACKLOG.labels(status=state).set(backlog.get(state, 0))
         size = await engine.database_size()
         if size is not None:
             DATABASE_BYTES.set(size)

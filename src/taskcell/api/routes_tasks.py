@@ -3,6 +3,7 @@ and the upcoming fire times of a schedule."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -28,6 +29,7 @@ from taskcell.api.schemas import (
     PauseIn,
     RunPage,
     TaskCreate,
+    TaskCreated,
     TaskPage,
     TaskPatch,
     UpcomingOut,
@@ -38,6 +40,7 @@ from taskcell.domain.schedule import describe, resolve_zone_name
 from taskcell.domain.state_machine import TaskConflict, TaskStatus
 from taskcell.engine.engine import BadBackfill, Engine
 from taskcell.stores.cursor import bind_cursor, unbind_cursor
+from taskcell.webhooks.service import WebhookError
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorEnvelope} for status in (400, 401, 403, 404, 409, 413, 422, 500)
@@ -123,7 +126,7 @@ TASK_LINKS = {
 @router.post(
     "/tasks",
     status_code=201,
-    response_model=Envelope[Task],
+    response_model=Envelope[TaskCreated],
     responses={201: {"description": "the task", "links": TASK_LINKS}},
 )
 async def create_task(body: TaskCreate, who: CallerDep, engine: EngineDep) -> JSONResponse:
@@ -131,8 +134,24 @@ async def create_task(body: TaskCreate, who: CallerDep, engine: EngineDep) -> JS
     # Conversation ids are per user: the task joins the caller's own conversation with this id
     # (made if new), whoever else uses the same id.
     task = build_task(body, who)
-    created = await engine.submit(task, run_immediately=body.run_immediately)
-    return ok(task_json(created), 201)
+    if body.webhook_url is None:
+        created = await engine.submit(task, run_immediately=body.run_immediately)
+        return ok(task_json(created), 201)
+    # Its subscription first, so that no event of the task comes before it.
+    task.webhook_url = body.webhook_url
+    engine.registry.get(task.agent_name)  # an unknown agent: 400, before anything is stored
+    try:
+        webhook = await engine.webhooks.create(
+            user_id=who.user_id, url=body.webhook_url, task_id=task.task_id, url_field="webhook_url"
+        )
+    except WebhookError as exc:
+        raise ApiError(422, str(exc), [{"field": exc.field, "message": exc.message}]) from None
+    try:
+        created = await engine.submit(task, run_immediately=body.run_immediately)
+    except BaseException:
+        await asyncio.shield(engine.webhooks.delete(webhook.webhook_id))
+        raise
+    return ok({**task_json(created), "webhook_secret": webhook.secret}, 201)
 
 
 @router.get(

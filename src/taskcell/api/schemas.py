@@ -49,6 +49,17 @@ class TaskCreate(BaseModel):
     overlap: SafeText | None = None
     catchup: SafeText | None = None
     catchup_window_seconds: WholeNumber | None = None
+    #: Where this task's events go (a webhook subscription to this task, all event types);
+    #: its signing secret is answered once, as ``webhook_secret``. Checked like a webhook's
+    #: URL (else 422 naming ``webhook_url``).
+    webhook_url: SafeText | None = None
+
+
+class TaskCreated(Task):
+    """A created task; ``webhook_secret`` is the signing secret of its ``webhook_url`` (given
+    this once)."""
+
+    webhook_secret: str | None = None
 
 
 def _patch_field(name: str) -> Any:

@@ -1,5 +1,5 @@
 """The ``taskcell`` command line: ``serve``, ``tasks ...``, ``agents``, ``status``, ``db upgrade``,
-``db prune``, ``db vacuum``, ``export``, ``mcp``.
+``db prune``, ``db vacuum``, ``export``, ``mcp``, ``webhooks ...``.
 
 Client commands talk to a running server over HTTP (``--url``, default ``$TASKCELL_URL`` or
 http://127.0.0.1:8000; ``--key``, default ``$TASKCELL_API_KEY``).
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from taskcell.cli import agents, db, export, mcp_command, serve, status, tasks
+from taskcell.cli import agents, db, export, mcp_command, serve, status, tasks, webhooks
 
 app = typer.Typer(
     name="taskcell",
@@ -22,6 +22,7 @@ app.add_typer(tasks.app, name="tasks")
 app.command("agents")(agents.agents)
 app.command("status")(status.status)
 app.add_typer(db.app, name="db")
+app.add_typer(webhooks.app, name="webhooks")
 app.command("export")(export.export)
 app.command("mcp")(mcp_command.mcp)
 

@@ -130,6 +130,17 @@ class CliClient:
         result: JsonObject = self._send(_calls.delete(task_id))
         return result
 
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        """Any other endpoint (``path`` under /api/v1), its ``data`` as JSON (webhooks)."""
+        return self._send(Call(method, path, lambda data: data, params=params, body=body))
+
     def health(self) -> JsonObject:
         """GET /health: the checks and the live processes, also when it answers 503."""
         return self.api.health().model_dump(mode="json")

@@ -50,6 +50,7 @@ MAX_ZONE_CHARS = 100  # the longest IANA name is 32 characters
 MAX_PAUSE_NOTE_CHARS = 500
 #: The longest run time-out a task may set: a week.
 MAX_RUN_TIMEOUT_SECONDS = 7 * 24 * 3600
+MAX_WEBHOOK_URL_CHARS = 2000
 DEFAULT_USER = "default_user"
 
 
@@ -264,6 +265,8 @@ class Task(BaseModel):
     #: A run still going this many seconds after its start is stopped and recorded failed
     #: ("timed out after N s"); None: no limit.
     run_timeout_seconds: int | None = Field(default=None, ge=1, le=MAX_RUN_TIMEOUT_SECONDS)
+    #: Where this task's own webhook deliveries go (a subscription to this task made with it).
+    webhook_url: str | None = Field(default=None, max_length=MAX_WEBHOOK_URL_CHARS)
     #: Grows by one at each edit (``PATCH /tasks/{id}``); a run records the version it ran.
     version: int = Field(default=1, ge=1)
     #: A recurring task's overlap and catch-up policies (see :mod:`taskcell.domain.policies`).

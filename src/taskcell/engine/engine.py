@@ -53,6 +53,8 @@ from taskcell.engine.settler import RetryPolicy, RunSettler
 from taskcell.engine.supervisor import Supervisor
 from taskcell.engine.timeouts import Deadlines
 from taskcell.service import TaskNotFound, TaskService
+from taskcell.webhooks.dispatcher import Dispatcher, DispatcherConfig
+from taskcell.webhooks.service import WebhookService
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +86,7 @@ class Engine:
         on_failure: Callable[[str, BaseException | None], None] | None = None,
         cluster_poll_seconds: float = CLUSTER_POLL_SECONDS,
         schedule_poll_seconds: float = 60.0,
+        webhooks: DispatcherConfig | None = None,
         retention: RetentionPolicy | None = None,
         retention_interval_seconds: float = 3600.0,
     ) -> None:
@@ -105,6 +108,9 @@ class Engine:
             notices_for=(lambda ids: event_notices(self.owner, ids)) if clustered else None,
             on_lease_lost=runs.leases_lost,
         )
+        #: Webhook subscriptions, and the dispatcher that sends their deliveries.
+        self.webhooks = WebhookService(store, Dispatcher(store, webhooks))
+        log.on_appended = self.webhooks.dispatcher.appended
         executor = TaskExecutor(store, registry, log, default_zone=self.default_zone)
         controllers = Controllers(store, log, default_zone=self.default_zone)
         settler = RunSettler(store, log, runs, executor, registry, controllers, retry=retry)
@@ -234,6 +240,7 @@ class Engine:
             self.supervisor.start("notifications", lambda: self._cluster.listen(self._notices))
         if schedule:
             self.supervisor.start("scheduler", self.scheduler.run)
+        self.supervisor.start("webhook-dispatcher", self.webhooks.dispatcher.run)
         if self.pruner is not None:
             self.supervisor.start("pruner", self.pruner.run)
 
@@ -425,6 +432,10 @@ class Engine:
     async def task_counts(self) -> dict[str, int]:
         """How many tasks there are in each status (by the status's value)."""
         return await self.store.count_by_status()
+
+    async def webhook_counts(self) -> dict[str, int]:
+        """How many webhook deliveries are pending and sending (the backlog)."""
+        return await self.store.delivery_counts()
 
     @property
     def subscriber_count(self) -> int:

@@ -149,6 +149,8 @@ class EventLog:
         self._lost_runs: set[str] = set()
         self.dropped_total = 0
         self._outcome_unknown = False
+        #: Told of each batch once it is appended (the webhook dispatcher wakes on some).
+        self.on_appended: Callable[[list[Event]], None] | None = None
 
     # -- writing --------------------------------------------------------------------------
 
@@ -366,6 +368,8 @@ class EventLog:
         self._persisted += settled
         self.appended_total += len(batch)
         self._publish(batch)
+        if self.on_appended is not None and batch:
+            self.on_appended(batch)
         self._forget_finished(batch)
         self._release_flush_waiters()
 

@@ -234,7 +234,7 @@ class RecurringTasks:
             await self._store.update(task.task_id, ctx.remote_changes(), fence=fence)
         if outcome.kind is OutcomeKind.COMPLETED:
             await settler.close_run(run, RunStatus.COMPLETED, result=outcome.text, fence=fence)
-            text, error = outcome.text or NO_OUTPUT, None
+            text, error, status = outcome.text or NO_OUTPUT, None, RunStatus.COMPLETED
         else:
             error = outcome.text
             if outcome.kind is OutcomeKind.WAITING_INPUT:
@@ -245,7 +245,12 @@ class RecurringTasks:
             await settler.close_run(run, status, error, fence=fence)
             text = f"Run failed: {error}"
         factory = ResponseFactory(task, run.run_id)
-        result = {"result": text, "create_time": utcnow().isoformat(), "run_id": run.run_id}
+        result = {
+            "result": text,
+            "create_time": utcnow().isoformat(),
+            "run_id": run.run_id,
+            "status": status.value,
+        }
         await self._log.emit(factory.component(RESULT, result, item_id=f"{run.run_id}:result"))
         extra: dict[str, Any] = {"last_error": error, "last_run_at": run.started_at}
         if error is not None and await self._failing_streak(task):

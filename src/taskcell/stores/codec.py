@@ -27,6 +27,7 @@ from taskcell.domain.events import ConversationItem, Event, EventType, Role
 from taskcell.domain.models import Run, RunStatus, ScheduleConfig, Task, TaskPattern
 from taskcell.domain.policies import CatchupPolicy, OverlapPolicy
 from taskcell.domain.state_machine import TaskStatus, Write, effects_of
+from taskcell.domain.webhooks import Delivery, DeliveryStatus, Webhook
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ TASK_COLUMNS: tuple[str, ...] = (
     "metadata",
     "pause_note",
     "run_timeout_seconds",
+    "webhook_url",
     "version",
     "overlap",
     "catchup",
@@ -288,6 +290,7 @@ def _plain_task_fields(row: Row) -> dict[str, Any]:
         "handoff_from_super_agent": bool(row["handoff_from_super_agent"]),
         "pause_note": row["pause_note"],
         "run_timeout_seconds": row["run_timeout_seconds"],
+        "webhook_url": row["webhook_url"],
         "version": row["version"],
         "catchup_window_seconds": row["catchup_window_seconds"],
     }
@@ -530,4 +533,119 @@ def item_from_row(row: Row) -> ConversationItem:
         metadata=_json(row["metadata"]) or {},
         created_at=_required_dt(row["created_at"]),
         updated_at=_required_dt(row["updated_at"]),
+    )
+
+
+# -- webhooks (subscriptions and their deliveries) -------------------------------------------
+
+WEBHOOK_COLUMNS: tuple[str, ...] = (
+    "webhook_id",
+    "user_id",
+    "url",
+    "event_types",
+    "task_id",
+    "agent_name",
+    "description",
+    "secret",
+    "created_at",
+    "failing_since",
+    "disabled_at",
+    "disabled_reason",
+)
+DELIVERY_COLUMNS: tuple[str, ...] = (
+    "delivery_id",
+    "webhook_id",
+    "task_id",
+    "seq",
+    "event_type",
+    "body",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "created_at",
+    "last_attempt_at",
+    "last_status_code",
+    "last_response",
+    "last_error",
+    "delivered_at",
+)
+
+
+def _moment(value: datetime | None, dialect: Dialect) -> Any:
+    return utc(value) if dialect == "postgres" else ts(value)
+
+
+def webhook_values(webhook: Webhook, dialect: Dialect = "sqlite") -> tuple[Any, ...]:
+    return (
+        webhook.webhook_id,
+        webhook.user_id,
+        webhook.url,
+        _dumps(list(webhook.event_types)),
+        webhook.task_id,
+        webhook.agent_name,
+        webhook.description,
+        webhook.secret,
+        _moment(webhook.created_at, dialect),
+        _moment(webhook.failing_since, dialect),
+        _moment(webhook.disabled_at, dialect),
+        webhook.disabled_reason,
+    )
+
+
+def webhook_from_row(row: Row) -> Webhook:
+    """A subscription from a row with the :data:`WEBHOOK_COLUMNS`."""
+    return Webhook(
+        webhook_id=row["webhook_id"],
+        user_id=row["user_id"],
+        url=row["url"],
+        event_types=list(_json(row["event_types"])),
+        task_id=row["task_id"],
+        agent_name=row["agent_name"],
+        description=row["description"],
+        secret=row["secret"],
+        created_at=_dt(row["created_at"]),
+        failing_since=_dt(row["failing_since"]),
+        disabled_at=_dt(row["disabled_at"]),
+        disabled_reason=row["disabled_reason"],
+    )
+
+
+def delivery_values(delivery: Delivery, dialect: Dialect = "sqlite") -> tuple[Any, ...]:
+    return (
+        delivery.delivery_id,
+        delivery.webhook_id,
+        delivery.task_id,
+        delivery.seq,
+        delivery.event_type,
+        delivery.body,
+        delivery.status.value,
+        delivery.attempts,
+        _moment(delivery.next_attempt_at, dialect),
+        _moment(delivery.created_at, dialect),
+        _moment(delivery.last_attempt_at, dialect),
+        delivery.last_status_code,
+        delivery.last_response,
+        delivery.last_error,
+        _moment(delivery.delivered_at, dialect),
+    )
+
+
+def delivery_from_row(row: Row) -> Delivery:
+    """A delivery from a row with the :data:`DELIVERY_COLUMNS`."""
+    return Delivery(
+        delivery_id=row["delivery_id"],
+        webhook_id=row["webhook_id"],
+        task_id=row["task_id"],
+        seq=row["seq"],
+        event_type=row["event_type"],
+        body=row["body"],
+        status=DeliveryStatus(row["status"]),
+        attempts=row["attempts"],
+        next_attempt_at=_dt(row["next_attempt_at"]),
+        created_at=_required_dt(row["created_at"]),
+        last_attempt_at=_dt(row["last_attempt_at"]),
+        last_status_code=row["last_status_code"],
+        last_response=row["last_response"],
+        last_error=row["last_error"],
+        delivered_at=_dt(row["delivered_at"]),
     )

@@ -36,6 +36,16 @@ from taskcell.domain.models import (
 )
 from taskcell.domain.policies import CANCELLED_BY_NEWER
 from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, enter, sources_of
+from taskcell.domain.webhooks import (
+    Delivery,
+    DeliveryStatus,
+    Webhook,
+    controller_ids,
+    disabled_reason,
+    paused_in,
+    plan_deliveries,
+    worthy_task_ids,
+)
 from taskcell.stores.cursor import ITEMS, RUNS, Position, keyset_page, position
 from taskcell.stores.rules import (
     admit_runs,
@@ -94,6 +104,8 @@ class InMemoryTaskStore:
         self._conversations: dict[tuple[str, str], str] = {}  # (user, id) -> title
         self._processes: dict[str, ProcessInfo] = {}
         self._closed_logs: set[str] = set()
+        self._webhooks: dict[str, Webhook] = {}
+        self._deliveries: dict[str, Delivery] = {}
         self._pruned_seq: dict[str, int] = {}  # task id -> highest seq retention removed
         self._retention_done: set[str] = set()
 
@@ -584,6 +596,7 @@ class InMemoryTaskStore:
             if log and log[-1].seq >= event.seq:
                 raise EventConflict(f"event {event.task_id}/{event.seq} is not after the log's end")
         self._closed_logs.update(closing)
+        self._write_outbox(events)
         for event in events:
             self._events[event.task_id].append(copy.deepcopy(event))
         for item in items:
@@ -783,6 +796,189 @@ class InMemoryTaskStore:
         if user_id is not None:
             return (user_id, conversation_id) in self._conversations
         return any(key == conversation_id for _, key in self._conversations)
+
+    # -- webhooks ---------------------------------------------------------------------------
+
+    def _write_outbox(self, events: Sequence[Event]) -> None:
+        """The deliveries of a batch (before its items are stored: a controller's previous
+        state says whether its task was just paused)."""
+        worthy = worthy_task_ids(events)
+        if not worthy or not self._webhooks:
+            return
+        paused = {
+            i: paused_in(self._items[i].payload) for i in controller_ids(events) if i in self._items
+        }
+        now = utcnow()
+        for task_id in worthy:
+            task = self._tasks.get(task_id)
+            if task is None:
+                continue
+            planned = plan_deliveries(
+                events, task, list(self._webhooks.values()), lambda i: paused.get(i, False), now
+            )
+            for delivery in planned:
+                if not any(
+                    d.webhook_id == delivery.webhook_id
+                    and d.task_id == delivery.task_id
+                    and d.seq == delivery.seq
+                    for d in self._deliveries.values()
+                ):
+                    self._deliveries[delivery.delivery_id] = delivery
+
+    async def add_webhook(self, webhook: Webhook) -> None:
+        self._webhooks[webhook.webhook_id] = copy.deepcopy(webhook)
+
+    async def load_webhook(self, webhook_id: str) -> Webhook | None:
+        found = self._webhooks.get(webhook_id)
+        return copy.deepcopy(found) if found else None
+
+    async def list_webhooks(self, *, user_id: str | None = None) -> list[Webhook]:
+        found = [w for w in self._webhooks.values() if user_id is None or w.user_id == user_id]
+        found.sort(key=lambda w: (w.created_at or utcnow(), w.webhook_id))
+        return _copied(found)
+
+    async def delete_webhook(self, webhook_id: str) -> bool:
+        if self._webhooks.pop(webhook_id, None) is None:
+            return False
+        for delivery_id in [
+            d.delivery_id for d in self._deliveries.values() if d.webhook_id == webhook_id
+        ]:
+            del self._deliveries[delivery_id]
+        return True
+
+    async def rotate_webhook_secret(self, webhook_id: str, secret: str) -> bool:
+        webhook = self._webhooks.get(webhook_id)
+        if webhook is None:
+            return False
+        webhook.secret = secret
+        return True
+
+    def _blocked(self, delivery: Delivery, now: datetime) -> bool:
+        """An earlier delivery of the same task and subscription is being sent or untried."""
+        return any(
+            d.webhook_id == delivery.webhook_id
+            and d.task_id == delivery.task_id
+            and d.seq < delivery.seq
+            and (
+                (d.status is DeliveryStatus.PENDING and d.attempts == 0)
+                or (
+                    d.status is DeliveryStatus.SENDING
+                    and d.next_attempt_at is not None
+                    and d.next_attempt_at > now
+                )
+            )
+            for d in self._deliveries.values()
+        )
+
+    async def claim_deliveries(
+        self, claim_for: timedelta, *, limit: int = 100
+    ) -> list[tuple[Delivery, Webhook]]:
+        now = utcnow()
+        due = sorted(
+            (
+                d
+                for d in self._deliveries.values()
+                if d.status in (DeliveryStatus.PENDING, DeliveryStatus.SENDING)
+                and d.next_attempt_at is not None
+                and d.next_attempt_at <= now
+                and self._webhooks[d.webhook_id].disabled_at is None
+            ),
+            key=lambda d: (d.next_attempt_at or now, d.created_at, d.seq),
+        )
+        claimed: list[Delivery] = []
+        for delivery in due:
+            if len(claimed) >= limit:
+                break
+            if self._blocked(delivery, now):
+                continue
+            claimed.append(delivery)
+        for delivery in claimed:
+            delivery.status = DeliveryStatus.SENDING
+            delivery.attempts += 1
+            delivery.last_attempt_at = now
+            delivery.next_attempt_at = now + claim_for
+        return [(copy.deepcopy(d), copy.deepcopy(self._webhooks[d.webhook_id])) for d in claimed]
+
+    async def finish_delivery(
+        self,
+        delivery_id: str,
+        *,
+        attempt: int,
+        status: DeliveryStatus,
+        retry_in: timedelta | None = None,
+        status_code: int | None = None,
+        response: str | None = None,
+        error: str | None = None,
+        disable_after: timedelta,
+    ) -> bool:
+        delivery = self._deliveries.get(delivery_id)
+        if (
+            delivery is None
+            or delivery.status is not DeliveryStatus.SENDING
+            or delivery.attempts != attempt
+        ):
+            return False
+        now = utcnow()
+        delivery.status = status
+        delivery.last_status_code = status_code
+        delivery.last_response = response
+        delivery.last_error = error
+        delivery.next_attempt_at = (
+            now + retry_in if status is DeliveryStatus.PENDING and retry_in is not None else None
+        )
+        webhook = self._webhooks.get(delivery.webhook_id)
+        if status is DeliveryStatus.DELIVERED:
+            delivery.delivered_at = now
+            if webhook is not None:
+                webhook.failing_since = None
+            return True
+        if webhook is None:
+            return True
+        if webhook.failing_since is None:
+            webhook.failing_since = now
+        if webhook.disabled_at is None and webhook.failing_since <= now - disable_after:
+            webhook.disabled_at = now
+            webhook.disabled_reason = disabled_reason(webhook.failing_since)
+            for other in self._deliveries.values():
+                if (
+                    other.webhook_id == webhook.webhook_id
+                    and other.status is DeliveryStatus.PENDING
+                ):
+                    other.status = DeliveryStatus.FAILED
+                    other.next_attempt_at = None
+                    other.last_error = webhook.disabled_reason
+        return True
+
+    async def list_deliveries(
+        self, webhook_id: str, *, limit: int = 50, status: DeliveryStatus | None = None
+    ) -> list[Delivery]:
+        found = [
+            d
+            for d in self._deliveries.values()
+            if d.webhook_id == webhook_id and (status is None or d.status is status)
+        ]
+        found.sort(key=lambda d: (d.created_at, d.delivery_id), reverse=True)
+        return _copied(found[:limit])
+
+    async def redeliver(self, webhook_id: str, delivery_id: str) -> Delivery | None:
+        delivery = self._deliveries.get(delivery_id)
+        if (
+            delivery is None
+            or delivery.webhook_id != webhook_id
+            or delivery.status is DeliveryStatus.SENDING
+        ):
+            return None
+        delivery.status = DeliveryStatus.PENDING
+        delivery.attempts = 0
+        delivery.next_attempt_at = utcnow()
+        return copy.deepcopy(delivery)
+
+    async def delivery_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for delivery in self._deliveries.values():
+            if delivery.status in (DeliveryStatus.PENDING, DeliveryStatus.SENDING):
+                counts[delivery.status.value] = counts.get(delivery.status.value, 0) + 1
+        return counts
 
 
 def _task_position(task: Task) -> Position:

@@ -67,6 +67,16 @@ from taskcell.domain.events import ConversationItem, Event, EventType
 from taskcell.domain.models import OPEN_RUN_STATUSES, Fence, Run, RunStatus, Task, utcnow
 from taskcell.domain.policies import CANCELLED_BY_NEWER
 from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, sources_of
+from taskcell.domain.webhooks import (
+    Delivery,
+    DeliveryStatus,
+    Webhook,
+    controller_ids,
+    disabled_reason,
+    paused_in,
+    plan_deliveries,
+    worthy_task_ids,
+)
 from taskcell.outages import describe
 from taskcell.stores import codec
 from taskcell.stores.cursor import ITEMS, RUNS, TASKS, keyset_page, position
@@ -315,6 +325,75 @@ _APPEND_EVENTS = (
     " ARRAY(SELECT task_id FROM closed) AS closed"
 )
 _EVENT_READ = "SELECT body FROM events WHERE task_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+
+# -- webhooks ----------------------------------------------------------------------------------
+
+_WEBHOOK_SELECT = f"SELECT {', '.join(codec.WEBHOOK_COLUMNS)} FROM webhooks"
+_WEBHOOK_INSERT = (
+    f"INSERT INTO webhooks ({', '.join(codec.WEBHOOK_COLUMNS)}) "
+    f"VALUES ({', '.join(f'${i}' for i in range(1, len(codec.WEBHOOK_COLUMNS) + 1))})"
+)
+_DELIVERY_SELECT = f"SELECT {', '.join(codec.DELIVERY_COLUMNS)} FROM webhook_deliveries"
+#: The enabled subscriptions that hear of the tasks $1 (their users', their filters).
+_SUBSCRIBERS = (
+    f"SELECT t.task_id AS heard_task, {', '.join('w.' + c for c in codec.WEBHOOK_COLUMNS)}"
+    " FROM tasks t JOIN webhooks w ON w.user_id = t.user_id"
+    " WHERE t.task_id = ANY($1::text[]) AND w.disabled_at IS NULL"
+    " AND (w.task_id IS NULL OR w.task_id = t.task_id)"
+    " AND (w.agent_name IS NULL OR w.agent_name = t.agent_name)"
+)
+_ITEM_PAYLOADS = "SELECT item_id, payload FROM conversation_items WHERE item_id = ANY($1::text[])"
+#: Deliveries inserted from arrays, created and due at the database's now().
+_DELIVERY_INSERT = (
+    "INSERT INTO webhook_deliveries (delivery_id, webhook_id, task_id, seq, event_type, body,"
+    " status, attempts, next_attempt_at, created_at)"
+    " SELECT d.*, 'pending', 0, now(), now() FROM unnest($1::text[], $2::text[], $3::text[],"
+    " $4::bigint[], $5::text[], $6::text[]) AS d ON CONFLICT DO NOTHING"
+)
+#: $1 how long a claim lasts, $2 how many: due deliveries of enabled subscriptions, in order
+#: per task and subscription, each claimed by one process (SKIP LOCKED).
+_CLAIM_DELIVERIES = (
+    "WITH due AS (SELECT d.delivery_id FROM webhook_deliveries d JOIN webhooks w"
+    " ON w.webhook_id = d.webhook_id AND w.disabled_at IS NULL"
+    " WHERE d.status IN ('pending', 'sending') AND d.next_attempt_at <= now()"
+    " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.webhook_id = d.webhook_id"
+    " AND e.task_id = d.task_id AND e.seq < d.seq AND ((e.status = 'pending' AND e.attempts = 0)"
+    " OR (e.status = 'sending' AND e.next_attempt_at > now())))"
+    " ORDER BY d.next_attempt_at, d.created_at, d.seq LIMIT $2 FOR UPDATE OF d SKIP LOCKED)"
+    " UPDATE webhook_deliveries d SET status = 'sending', attempts = d.attempts + 1,"
+    " last_attempt_at = now(), next_attempt_at = now() + $1::interval"
+    " FROM due, webhooks w WHERE d.delivery_id = due.delivery_id AND w.webhook_id = d.webhook_id"
+    f" RETURNING {', '.join('d.' + c for c in codec.DELIVERY_COLUMNS)},"
+    f" {', '.join(f'w.{c} AS w_{c}' for c in codec.WEBHOOK_COLUMNS)}"
+)
+#: $1 status, $2 retry in, $3 code, $4 response, $5 error, $6 delivery, $7 attempt.
+_FINISH_DELIVERY = (
+    "UPDATE webhook_deliveries SET status = $1,"
+    " next_attempt_at = CASE WHEN $1 = 'pending' THEN now() + $2::interval END,"
+    " last_status_code = $3, last_response = $4, last_error = $5,"
+    " delivered_at = CASE WHEN $1 = 'delivered' THEN now() ELSE delivered_at END"
+    " WHERE delivery_id = $6 AND status = 'sending' AND attempts = $7 RETURNING webhook_id"
+)
+_SUCCEEDING = (
+    "UPDATE webhooks SET failing_since = NULL WHERE webhook_id = $1 AND failing_since IS NOT NULL"
+)
+#: $1 webhook, $2 disable after: failing noted, and the subscription disabled when stale.
+_FAILING = (
+    "UPDATE webhooks SET failing_since = COALESCE(failing_since, now()),"
+    " disabled_at = CASE WHEN disabled_at IS NULL AND COALESCE(failing_since, now())"
+    " <= now() - $2::interval THEN now() ELSE disabled_at END"
+    " WHERE webhook_id = $1 RETURNING disabled_at = now() AS disabled, failing_since"
+)
+_DISABLED_REASON = "UPDATE webhooks SET disabled_reason = $2 WHERE webhook_id = $1"
+_FAIL_PENDING = (
+    "UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL, last_error = $2"
+    " WHERE webhook_id = $1 AND status = 'pending'"
+)
+_REDELIVER = (
+    "UPDATE webhook_deliveries SET status = 'pending', attempts = 0, next_attempt_at = now()"
+    " WHERE delivery_id = $1 AND webhook_id = $2 AND status <> 'sending'"
+    f" RETURNING {', '.join(codec.DELIVERY_COLUMNS)}"
+)
 _LAST_SEQ = (
     "SELECT GREATEST((SELECT COALESCE(MAX(seq), 0) FROM events WHERE task_id = $1),"
     " (SELECT COALESCE(MAX(pruned_seq), 0) FROM tasks WHERE task_id = $1))"
@@ -1243,18 +1322,22 @@ class PostgresTaskStore:
             if event.event is EventType.DONE:
                 dones.setdefault(event.task_id, event.seq)
         pool = await self.pool()
+        args = (
+            *event_columns,
+            *fence_columns,
+            list(dones),
+            list(dones.values()),
+            list(dict.fromkeys(event_columns[0])),
+            *_item_columns(items),
+            list(notices),
+            _FINAL,
+        )
+        worthy = worthy_task_ids(events)  # most batches: none, and no lookup
         try:
-            row = await pool.fetchrow(
-                _APPEND_EVENTS,
-                *event_columns,
-                *fence_columns,
-                list(dones),
-                list(dones.values()),
-                list(dict.fromkeys(event_columns[0])),
-                *_item_columns(items),
-                list(notices),
-                _FINAL,
-            )
+            if worthy:
+                row = await self._append_with_outbox(pool, args, events, worthy)
+            else:
+                row = await pool.fetchrow(_APPEND_EVENTS, *args)
         except asyncpg.UniqueViolationError as exc:
             raise EventConflict(f"events already stored: {exc.detail or exc}") from exc
         except asyncpg.DataError as exc:
@@ -1402,8 +1485,147 @@ class PostgresTaskStore:
             return bool(await pool.fetchval(_ANY_CONVERSATION, conversation_id))
         return bool(await pool.fetchval(_USER_CONVERSATION, conversation_id, user_id))
 
+    # -- schema versions ---------------------------------------------------------------------
 
-# -- schema versions ---------------------------------------------------------------------
+    async def _append_with_outbox(
+        self, pool: Pool, args: tuple[Any, ...], events: Sequence[Event], worthy: list[str]
+    ) -> asyncpg.Record | None:
+        """Append a batch and write the deliveries it makes, in one transaction."""
+        async with pool.acquire() as conn, conn.transaction():
+            controllers = controller_ids(events)
+            paused: dict[str, bool] = {}
+            if controllers:  # read before the batch's items replace them
+                for found in await conn.fetch(_ITEM_PAYLOADS, controllers):
+                    paused[found["item_id"]] = paused_in(codec._json(found["payload"]))
+            row = await conn.fetchrow(_APPEND_EVENTS, *args)
+            if row is None or row["lost"] or row["closed"]:
+                return row  # nothing was written
+            heard: dict[str, list[Webhook]] = {}
+            for found in await conn.fetch(_SUBSCRIBERS, worthy):
+                heard.setdefault(found["heard_task"], []).append(codec.webhook_from_row(found))
+            if not heard:
+                return row
+            tasks = await conn.fetch(f"{_TASK_SELECT} WHERE task_id = ANY($1::text[])", list(heard))
+            now = utcnow()
+            planned: list[Delivery] = []
+            for task_row in tasks:
+                task = codec.salvaged_task(task_row)
+                planned += plan_deliveries(
+                    events, task, heard[task.task_id], lambda i: paused.get(i, False), now
+                )
+            if planned:
+                await conn.execute(
+                    _DELIVERY_INSERT,
+                    [d.delivery_id for d in planned],
+                    [d.webhook_id for d in planned],
+                    [d.task_id for d in planned],
+                    [d.seq for d in planned],
+                    [d.event_type for d in planned],
+                    [d.body for d in planned],
+                )
+            return row
+
+    # -- webhooks -------------------------------------------------------------------------
+
+    async def add_webhook(self, webhook: Webhook) -> None:
+        values = codec.webhook_values(webhook, "postgres")
+        await (await self.pool()).execute(_WEBHOOK_INSERT, *values)
+
+    async def load_webhook(self, webhook_id: str) -> Webhook | None:
+        sql = f"{_WEBHOOK_SELECT} WHERE webhook_id = $1"
+        row = await (await self.pool()).fetchrow(sql, webhook_id)
+        return codec.webhook_from_row(row) if row is not None else None
+
+    async def list_webhooks(self, *, user_id: str | None = None) -> list[Webhook]:
+        pool = await self.pool()
+        if user_id is None:
+            rows = await pool.fetch(f"{_WEBHOOK_SELECT} ORDER BY created_at, webhook_id")
+        else:
+            sql = f"{_WEBHOOK_SELECT} WHERE user_id = $1 ORDER BY created_at, webhook_id"
+            rows = await pool.fetch(sql, user_id)
+        return [codec.webhook_from_row(row) for row in rows]
+
+    async def delete_webhook(self, webhook_id: str) -> bool:
+        sql = (
+            "WITH gone AS (DELETE FROM webhook_deliveries WHERE webhook_id = $1)"
+            " DELETE FROM webhooks WHERE webhook_id = $1"
+        )
+        return _row_count(await (await self.pool()).execute(sql, webhook_id)) > 0
+
+    async def rotate_webhook_secret(self, webhook_id: str, secret: str) -> bool:
+        sql = "UPDATE webhooks SET secret = $2 WHERE webhook_id = $1"
+        return _row_count(await (await self.pool()).execute(sql, webhook_id, secret)) > 0
+
+    async def claim_deliveries(
+        self, claim_for: timedelta, *, limit: int = 100
+    ) -> list[tuple[Delivery, Webhook]]:
+        rows = await (await self.pool()).fetch(_CLAIM_DELIVERIES, claim_for, limit)
+        claimed = []
+        for row in rows:
+            hook = {c: row[f"w_{c}"] for c in codec.WEBHOOK_COLUMNS}
+            claimed.append((codec.delivery_from_row(row), codec.webhook_from_row(hook)))
+        claimed.sort(key=lambda pair: (pair[0].next_attempt_at or utcnow(), pair[0].seq))
+        return claimed
+
+    async def finish_delivery(
+        self,
+        delivery_id: str,
+        *,
+        attempt: int,
+        status: DeliveryStatus,
+        retry_in: timedelta | None = None,
+        status_code: int | None = None,
+        response: str | None = None,
+        error: str | None = None,
+        disable_after: timedelta,
+    ) -> bool:
+        pool = await self.pool()
+        async with pool.acquire() as conn, conn.transaction():
+            webhook_id = await conn.fetchval(
+                _FINISH_DELIVERY,
+                status.value,
+                retry_in or timedelta(0),
+                status_code,
+                response,
+                error,
+                delivery_id,
+                attempt,
+            )
+            if webhook_id is None:
+                return False
+            if status is DeliveryStatus.DELIVERED:
+                await conn.execute(_SUCCEEDING, webhook_id)
+                return True
+            row = await conn.fetchrow(_FAILING, webhook_id, disable_after)
+            if row is not None and row["disabled"]:
+                reason = disabled_reason(as_utc(row["failing_since"]))
+                await conn.execute(_DISABLED_REASON, webhook_id, reason)
+                await conn.execute(_FAIL_PENDING, webhook_id, reason)
+                logger.warning("webhook disabled", extra={"webhook_id": webhook_id})
+            return True
+
+    async def list_deliveries(
+        self, webhook_id: str, *, limit: int = 50, status: DeliveryStatus | None = None
+    ) -> list[Delivery]:
+        sql = (
+            f"{_DELIVERY_SELECT} WHERE webhook_id = $1 AND ($2::text IS NULL OR status = $2)"
+            " ORDER BY created_at DESC, delivery_id DESC LIMIT $3"
+        )
+        value = None if status is None else status.value
+        rows = await (await self.pool()).fetch(sql, webhook_id, value, limit)
+        return [codec.delivery_from_row(row) for row in rows]
+
+    async def redeliver(self, webhook_id: str, delivery_id: str) -> Delivery | None:
+        row = await (await self.pool()).fetchrow(_REDELIVER, delivery_id, webhook_id)
+        return codec.delivery_from_row(row) if row is not None else None
+
+    async def delivery_counts(self) -> dict[str, int]:
+        sql = (
+            "SELECT status, count(*) AS n FROM webhook_deliveries"
+            " WHERE status IN ('pending', 'sending') GROUP BY status"
+        )
+        rows = await (await self.pool()).fetch(sql)
+        return {row["status"]: int(row["n"]) for row in rows}
 
 
 def migration_files() -> list[tuple[int, str, str]]:

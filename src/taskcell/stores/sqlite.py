@@ -27,6 +27,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import sqlite3
@@ -52,6 +53,16 @@ from taskcell.domain.events import ConversationItem, Event, EventType
 from taskcell.domain.models import OPEN_RUN_STATUSES, Fence, Run, RunStatus, Task, utcnow
 from taskcell.domain.policies import CANCELLED_BY_NEWER
 from taskcell.domain.state_machine import FINAL_STATUSES, TaskStatus, sources_of
+from taskcell.domain.webhooks import (
+    Delivery,
+    DeliveryStatus,
+    Webhook,
+    controller_ids,
+    disabled_reason,
+    paused_in,
+    plan_deliveries,
+    worthy_task_ids,
+)
 from taskcell.outages import is_outage
 from taskcell.stores import codec
 from taskcell.stores.cursor import ITEMS, RUNS, TASKS, keyset_page, position
@@ -197,6 +208,71 @@ _PRUNE_RUNS = (
 )
 #: How long ``check`` (``/health``) waits for the file to answer a read.
 CHECK_SECONDS = 0.9
+
+# -- webhooks ----------------------------------------------------------------------------------
+
+_WEBHOOK_SELECT = f"SELECT {', '.join(codec.WEBHOOK_COLUMNS)} FROM webhooks"
+_WEBHOOK_INSERT = (
+    f"INSERT INTO webhooks ({', '.join(codec.WEBHOOK_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in codec.WEBHOOK_COLUMNS)})"
+)
+_DELIVERY_SELECT = f"SELECT {', '.join(codec.DELIVERY_COLUMNS)} FROM webhook_deliveries"
+_DELIVERY_INSERT = (
+    f"INSERT INTO webhook_deliveries ({', '.join(codec.DELIVERY_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in codec.DELIVERY_COLUMNS)}) ON CONFLICT DO NOTHING"
+)
+#: The enabled subscriptions that hear of a task (its user's, its filters).
+_SUBSCRIBERS = (
+    f"SELECT {', '.join('w.' + c for c in codec.WEBHOOK_COLUMNS)} FROM tasks t"
+    " JOIN webhooks w ON w.user_id = t.user_id WHERE t.task_id = ? AND w.disabled_at IS NULL"
+    " AND (w.task_id IS NULL OR w.task_id = t.task_id)"
+    " AND (w.agent_name IS NULL OR w.agent_name = t.agent_name)"
+)
+_ITEM_PAYLOAD = "SELECT payload FROM conversation_items WHERE item_id = ?"
+#: ?1 now: the due deliveries of enabled subscriptions, in order per task and subscription.
+_DUE_DELIVERIES = (
+    "SELECT d.delivery_id FROM webhook_deliveries d JOIN webhooks w"
+    " ON w.webhook_id = d.webhook_id AND w.disabled_at IS NULL"
+    " WHERE d.status IN ('pending', 'sending') AND d.next_attempt_at <= ?1"
+    " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.webhook_id = d.webhook_id"
+    " AND e.task_id = d.task_id AND e.seq < d.seq AND ((e.status = 'pending' AND e.attempts = 0)"
+    " OR (e.status = 'sending' AND e.next_attempt_at > ?1)))"
+    " ORDER BY d.next_attempt_at, d.created_at, d.seq LIMIT ?2"
+)
+_ANY_DUE = (
+    "SELECT 1 FROM webhook_deliveries WHERE status IN ('pending', 'sending')"
+    " AND next_attempt_at <= ? LIMIT 1"
+)
+#: ?1 now, ?2 claimed until, ?3 how many: the due deliveries claimed in one statement.
+_CLAIM_DELIVERIES = (
+    "UPDATE webhook_deliveries SET status = 'sending', attempts = attempts + 1,"
+    " last_attempt_at = ?1, next_attempt_at = ?2"
+    f" WHERE delivery_id IN ({_DUE_DELIVERIES.replace('?2', '?3')})"
+    f" RETURNING {', '.join(codec.DELIVERY_COLUMNS)}"
+)
+_FINISH_DELIVERY = (
+    "UPDATE webhook_deliveries SET status = ?, next_attempt_at = ?, last_status_code = ?,"
+    " last_response = ?, last_error = ?,"
+    " delivered_at = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_at END"
+    " WHERE delivery_id = ? AND status = 'sending' AND attempts = ? RETURNING webhook_id"
+)
+_FAILING = "UPDATE webhooks SET failing_since = COALESCE(failing_since, ?) WHERE webhook_id = ?"
+_SUCCEEDING = (
+    "UPDATE webhooks SET failing_since = NULL WHERE webhook_id = ? AND failing_since IS NOT NULL"
+)
+_DISABLE = (
+    "UPDATE webhooks SET disabled_at = ? WHERE webhook_id = ? AND disabled_at IS NULL"
+    " AND failing_since <= ? RETURNING failing_since"
+)
+_FAIL_PENDING = (
+    "UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL, last_error = ?"
+    " WHERE webhook_id = ? AND status = 'pending'"
+)
+_REDELIVER = (
+    "UPDATE webhook_deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?"
+    " WHERE delivery_id = ? AND webhook_id = ? AND status <> 'sending'"
+    f" RETURNING {', '.join(codec.DELIVERY_COLUMNS)}"
+)
 
 
 class _Refused(Exception):
@@ -1054,6 +1130,7 @@ class SQLiteTaskStore:
         fences = {e.fence for e in events if e.fence is not None}
         task_ids = list(dict.fromkeys(e.task_id for e in events))
         done_tasks = {e.task_id for e in events if e.event is EventType.DONE}
+        worthy = worthy_task_ids(events)  # most batches: none, and no lookup
 
         def append(conn: sqlite3.Connection) -> None:
             lost = {f.run_id for f in fences if not _holds(conn, f)}
@@ -1078,6 +1155,8 @@ class SQLiteTaskStore:
                 conn.executemany(_EVENT_INSERT, event_rows)
             except sqlite3.IntegrityError as exc:
                 raise EventConflict(f"events already stored: {exc}") from exc
+            if worthy:
+                _write_outbox(conn, events, worthy)
             conn.executemany(_ITEM_UPSERT, item_rows)
             conn.executemany(_CLOSE_LOG, [(task_id,) for task_id in closing])
 
@@ -1270,6 +1349,158 @@ class SQLiteTaskStore:
         else:
             row = self.conn.execute(_USER_CONVERSATION, (user_id, conversation_id)).fetchone()
         return row is not None
+
+    # -- webhooks -------------------------------------------------------------------------
+
+    async def add_webhook(self, webhook: Webhook) -> None:
+        values = codec.webhook_values(webhook)
+        await self.write(lambda conn: conn.execute(_WEBHOOK_INSERT, values))
+
+    async def load_webhook(self, webhook_id: str) -> Webhook | None:
+        row = self.conn.execute(f"{_WEBHOOK_SELECT} WHERE webhook_id = ?", (webhook_id,)).fetchone()
+        return codec.webhook_from_row(row) if row else None
+
+    async def list_webhooks(self, *, user_id: str | None = None) -> list[Webhook]:
+        if user_id is None:
+            rows = self.conn.execute(f"{_WEBHOOK_SELECT} ORDER BY created_at, webhook_id")
+        else:
+            rows = self.conn.execute(
+                f"{_WEBHOOK_SELECT} WHERE user_id = ? ORDER BY created_at, webhook_id", (user_id,)
+            )
+        return [codec.webhook_from_row(row) for row in rows.fetchall()]
+
+    async def delete_webhook(self, webhook_id: str) -> bool:
+        def remove(conn: sqlite3.Connection) -> bool:
+            conn.execute("DELETE FROM webhook_deliveries WHERE webhook_id = ?", (webhook_id,))
+            sql = "DELETE FROM webhooks WHERE webhook_id = ?"
+            return conn.execute(sql, (webhook_id,)).rowcount > 0
+
+        return await self.write(remove, atomic=True)
+
+    async def rotate_webhook_secret(self, webhook_id: str, secret: str) -> bool:
+        sql = "UPDATE webhooks SET secret = ? WHERE webhook_id = ?"
+        return await self.write(lambda conn: conn.execute(sql, (secret, webhook_id)).rowcount > 0)
+
+    async def claim_deliveries(
+        self, claim_for: timedelta, *, limit: int = 100
+    ) -> list[tuple[Delivery, Webhook]]:
+        now = utcnow()
+        args = (codec.ts(now), codec.ts(now + claim_for))
+        if self.conn.execute(_ANY_DUE, (args[0],)).fetchone() is None:
+            return []  # nothing due (most looks): no write transaction
+
+        def claim(conn: sqlite3.Connection) -> list[tuple[Delivery, Webhook]]:
+            rows = conn.execute(_CLAIM_DELIVERIES, (*args, limit)).fetchall()
+            claimed = []
+            hooks: dict[str, Webhook] = {}
+            for row in rows:
+                delivery = codec.delivery_from_row(row)
+                if delivery.webhook_id not in hooks:
+                    hook = conn.execute(
+                        f"{_WEBHOOK_SELECT} WHERE webhook_id = ?", (delivery.webhook_id,)
+                    ).fetchone()
+                    hooks[delivery.webhook_id] = codec.webhook_from_row(hook)
+                claimed.append((delivery, hooks[delivery.webhook_id]))
+            claimed.sort(key=lambda pair: (pair[0].next_attempt_at or now, pair[0].seq))
+            return claimed
+
+        return await self.write(claim, atomic=True)
+
+    async def finish_delivery(
+        self,
+        delivery_id: str,
+        *,
+        attempt: int,
+        status: DeliveryStatus,
+        retry_in: timedelta | None = None,
+        status_code: int | None = None,
+        response: str | None = None,
+        error: str | None = None,
+        disable_after: timedelta,
+    ) -> bool:
+        now = utcnow()
+        due = now + retry_in if status is DeliveryStatus.PENDING and retry_in is not None else None
+        args = (
+            status.value,
+            codec.ts(due),
+            status_code,
+            response,
+            error,
+            status.value,
+            codec.ts(now),
+            delivery_id,
+            attempt,
+        )
+
+        def finish(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(_FINISH_DELIVERY, args).fetchone()
+            if row is None:
+                return False
+            webhook_id = row[0]
+            if status is DeliveryStatus.DELIVERED:
+                conn.execute(_SUCCEEDING, (webhook_id,))
+                return True
+            conn.execute(_FAILING, (codec.ts(now), webhook_id))
+            limit = codec.ts(now - disable_after)
+            gone = conn.execute(_DISABLE, (codec.ts(now), webhook_id, limit)).fetchone()
+            if gone is not None:
+                reason = disabled_reason(codec.from_ts(gone[0]) or now)
+                conn.execute(
+                    "UPDATE webhooks SET disabled_reason = ? WHERE webhook_id = ?",
+                    (reason, webhook_id),
+                )
+                conn.execute(_FAIL_PENDING, (reason, webhook_id))
+                logger.warning("webhook disabled", extra={"webhook_id": webhook_id})
+            return True
+
+        return await self.write(finish, atomic=True)
+
+    async def list_deliveries(
+        self, webhook_id: str, *, limit: int = 50, status: DeliveryStatus | None = None
+    ) -> list[Delivery]:
+        sql = f"{_DELIVERY_SELECT} WHERE webhook_id = ?"
+        args: list[Any] = [webhook_id]
+        if status is not None:
+            sql += " AND status = ?"
+            args.append(status.value)
+        sql += " ORDER BY created_at DESC, delivery_id DESC LIMIT ?"
+        rows = self.conn.execute(sql, (*args, limit)).fetchall()
+        return [codec.delivery_from_row(row) for row in rows]
+
+    async def redeliver(self, webhook_id: str, delivery_id: str) -> Delivery | None:
+        args = (codec.ts(utcnow()), delivery_id, webhook_id)
+        row = await self.write(lambda conn: conn.execute(_REDELIVER, args).fetchone())
+        return codec.delivery_from_row(row) if row else None
+
+    async def delivery_counts(self) -> dict[str, int]:
+        sql = (
+            "SELECT status, count(*) FROM webhook_deliveries"
+            " WHERE status IN ('pending', 'sending') GROUP BY status"
+        )
+        return {str(row[0]): int(row[1]) for row in self.conn.execute(sql).fetchall()}
+
+
+def _write_outbox(conn: sqlite3.Connection, events: Sequence[Event], task_ids: list[str]) -> None:
+    """Store the deliveries a batch makes (before its items are upserted: a controller's
+    stored state says whether its task was just paused)."""
+    heard = {
+        task_id: [codec.webhook_from_row(r) for r in conn.execute(_SUBSCRIBERS, (task_id,))]
+        for task_id in task_ids
+    }
+    if not any(heard.values()):
+        return
+    paused: dict[str, bool] = {}
+    for item_id in controller_ids(events):
+        row = conn.execute(_ITEM_PAYLOAD, (item_id,)).fetchone()
+        paused[item_id] = row is not None and paused_in(json.loads(row[0] or "null"))
+    now = utcnow()
+    for task_id, webhooks in heard.items():
+        if not webhooks:
+            continue
+        row = conn.execute(f"{_TASK_SELECT} WHERE task_id = ?", (task_id,)).fetchone()
+        task = codec.salvaged_task(row)
+        planned = plan_deliveries(events, task, webhooks, lambda i: paused.get(i, False), now)
+        conn.executemany(_DELIVERY_INSERT, [codec.delivery_values(d) for d in planned])
 
 
 class ServerAlreadyRunning(RuntimeError):

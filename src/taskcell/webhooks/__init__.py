@@ -1,0 +1,3 @@
+"""Webhooks: signing (Standard Webhooks), URL safety, sending, and the dispatcher that sends
+the outbox's deliveries (the stores write them with the events; see
+:mod:`taskcell.domain.webhooks`)."""
