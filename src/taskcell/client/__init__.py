@@ -38,6 +38,11 @@ from taskcell.client.models import (
     Task,
     TaskEvent,
     Upcoming,
+    Webhook,
+    WebhookCreated,
+    WebhookDeleted,
+    WebhookDelivery,
+    WebhookSecret,
 )
 from taskcell.client.sync import Client
 
@@ -71,4 +76,9 @@ __all__ = [
     "Unauthorized",
     "Upcoming",
     "ValidationFailed",
+    "Webhook",
+    "WebhookCreated",
+    "WebhookDeleted",
+    "WebhookDelivery",
+    "WebhookSecret",
 ]

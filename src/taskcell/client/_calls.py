@@ -3,9 +3,9 @@ clients."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from pydantic import TypeAdapter
@@ -23,11 +23,19 @@ from taskcell.client.models import (
     ScheduleConfig,
     Task,
     Upcoming,
+    Webhook,
+    WebhookCreated,
+    WebhookDeleted,
+    WebhookDelivery,
+    WebhookSecret,
 )
 
 Schedule = ScheduleConfig | Mapping[str, Any]
+ModelT = TypeVar("ModelT")
 
 _AGENTS = TypeAdapter(list[Agent])
+_WEBHOOKS = TypeAdapter(list[Webhook])
+_DELIVERIES = TypeAdapter(list[WebhookDelivery])
 
 
 def _task(data: Any) -> Task:
@@ -278,3 +286,62 @@ def stream_body(
         body["pattern"] = "recurring"
         body["schedule_config"] = schedule_body(schedule)
     return body
+
+
+def _webhook_path(webhook_id: str, *rest: str) -> str:
+    return "/".join(["/webhooks", quote(webhook_id, safe=""), *rest])
+
+
+def _items(adapter: TypeAdapter[list[ModelT]]) -> Callable[[Any], list[ModelT]]:
+    return lambda data: adapter.validate_python(data["items"])
+
+
+def create_webhook(
+    url: str,
+    *,
+    event_types: Sequence[str] | None = None,
+    task_id: str | None = None,
+    agent_name: str | None = None,
+    description: str | None = None,
+) -> Call[WebhookCreated]:
+    """``POST /webhooks``. Not retried: sent twice, it would subscribe twice."""
+    body: dict[str, Any] = {"url": url}
+    if event_types is not None:
+        body["event_types"] = list(event_types)
+    optional = {"task_id": task_id, "agent_name": agent_name, "description": description}
+    body.update({k: v for k, v in optional.items() if v is not None})
+    return Call("POST", "/webhooks", WebhookCreated.model_validate, body=body)
+
+
+def list_webhooks(*, user_id: str | None = None) -> Call[list[Webhook]]:
+    params = {"user_id": user_id}
+    return Call("GET", "/webhooks", _items(_WEBHOOKS), params=params, idempotent=True)
+
+
+def get_webhook(webhook_id: str) -> Call[Webhook]:
+    return Call("GET", _webhook_path(webhook_id), Webhook.model_validate, idempotent=True)
+
+
+def delete_webhook(webhook_id: str) -> Call[WebhookDeleted]:
+    # Not retried: a delete whose answer was lost would answer 404 the second time.
+    return Call("DELETE", _webhook_path(webhook_id), WebhookDeleted.model_validate)
+
+
+def rotate_webhook(webhook_id: str) -> Call[WebhookSecret]:
+    # Not retried: a lost answer would leave a secret nobody saw.
+    path = _webhook_path(webhook_id, "rotate")
+    return Call("POST", path, WebhookSecret.model_validate)
+
+
+def deliveries(
+    webhook_id: str, *, status: str | None = None, limit: int | None = None
+) -> Call[list[WebhookDelivery]]:
+    params = {"status": status, "limit": limit}
+    path = _webhook_path(webhook_id, "deliveries")
+    return Call("GET", path, _items(_DELIVERIES), params=params, idempotent=True)
+
+
+def redeliver(webhook_id: str, delivery_id: str) -> Call[WebhookDelivery]:
+    # Safe to repeat: a second request starts the same delivery's round again.
+    path = _webhook_path(webhook_id, "deliveries", quote(delivery_id, safe=""), "redeliver")
+    return Call("POST", path, WebhookDelivery.model_validate, idempotent=True)

@@ -55,6 +55,11 @@ from taskcell.client.models import (
     Task,
     TaskEvent,
     Upcoming,
+    Webhook,
+    WebhookCreated,
+    WebhookDeleted,
+    WebhookDelivery,
+    WebhookSecret,
 )
 from taskcell.client.sync import (
     DEFAULT_RECONNECT_FOR,
@@ -104,6 +109,7 @@ class AsyncClient:
         self.tasks = AsyncTasks(self)
         self.agents = AsyncAgents(self)
         self.conversations = AsyncConversations(self)
+        self.webhooks = AsyncWebhooks(self)
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -474,4 +480,60 @@ class AsyncConversations:
         )
 
 
-__all__ = ["AsyncAgents", "AsyncClient", "AsyncConversations", "AsyncTasks"]
+class AsyncWebhooks:
+    """``client.webhooks`` of an :class:`AsyncClient` (see
+    :class:`taskcell.client.sync.Webhooks`)."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def create(
+        self,
+        url: str,
+        *,
+        event_types: Sequence[str] | None = None,
+        task_id: str | None = None,
+        agent_name: str | None = None,
+        description: str | None = None,
+    ) -> WebhookCreated:
+        """``POST /webhooks``: subscribe ``url`` (``event_types`` default ``["*"]``); the
+        answer's ``secret`` is shown this once."""
+        call = _calls.create_webhook(
+            url,
+            event_types=event_types,
+            task_id=task_id,
+            agent_name=agent_name,
+            description=description,
+        )
+        return await self._client.send(call)
+
+    async def list(self, *, user_id: str | None = None) -> builtins.list[Webhook]:
+        """``GET /webhooks``: the caller's subscriptions (an admin's: ``user_id``'s or
+        everyone's), oldest first, without secrets."""
+        return await self._client.send(_calls.list_webhooks(user_id=user_id))
+
+    async def get(self, webhook_id: str) -> Webhook:
+        """``GET /webhooks/{id}``."""
+        return await self._client.send(_calls.get_webhook(webhook_id))
+
+    async def delete(self, webhook_id: str) -> WebhookDeleted:
+        """``DELETE /webhooks/{id}``: the subscription and its deliveries."""
+        return await self._client.send(_calls.delete_webhook(webhook_id))
+
+    async def rotate(self, webhook_id: str) -> WebhookSecret:
+        """``POST /webhooks/{id}/rotate``: a new signing secret, shown this once."""
+        return await self._client.send(_calls.rotate_webhook(webhook_id))
+
+    async def deliveries(
+        self, webhook_id: str, *, status: str | None = None, limit: int | None = None
+    ) -> builtins.list[WebhookDelivery]:
+        """``GET /webhooks/{id}/deliveries``: newest first (``limit`` 1 to 500, default 50)."""
+        return await self._client.send(_calls.deliveries(webhook_id, status=status, limit=limit))
+
+    async def redeliver(self, webhook_id: str, delivery_id: str) -> WebhookDelivery:
+        """``POST /webhooks/{id}/deliveries/{delivery_id}/redeliver``: send it again now;
+        ``Conflict`` while an attempt of it is in flight."""
+        return await self._client.send(_calls.redeliver(webhook_id, delivery_id))
+
+
+__all__ = ["AsyncAgents", "AsyncClient", "AsyncConversations", "AsyncTasks", "AsyncWebhooks"]

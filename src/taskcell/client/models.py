@@ -57,6 +57,11 @@ __all__ = [
     "TaskPattern",
     "TaskStatus",
     "Upcoming",
+    "Webhook",
+    "WebhookCreated",
+    "WebhookDeleted",
+    "WebhookDelivery",
+    "WebhookSecret",
 ]
 
 Agent = AgentOut
@@ -138,3 +143,67 @@ class TaskEvent(BaseModel):
         payload = self.data.payload or {}
         value = payload.get("component_type")
         return value if isinstance(value, str) else None
+
+
+class Webhook(BaseModel):
+    """A webhook subscription (docs/api.md, "Webhooks"), without its secret."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    webhook_id: str
+    user_id: str
+    url: str
+    event_types: list[str]
+    task_id: str | None = None
+    agent_name: str | None = None
+    description: str = ""
+    created_at: datetime | None = None
+    failing_since: datetime | None = None
+    disabled_at: datetime | None = None
+    disabled_reason: str | None = None
+
+
+class WebhookCreated(Webhook):
+    """``POST /webhooks``: the subscription and its signing ``secret``, answered this once."""
+
+    secret: str
+
+
+class WebhookSecret(BaseModel):
+    """``POST /webhooks/{id}/rotate``: the new signing ``secret``, answered this once."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    webhook_id: str
+    secret: str
+
+
+class WebhookDeleted(BaseModel):
+    """``DELETE /webhooks/{id}``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    webhook_id: str
+    deleted: bool
+
+
+class WebhookDelivery(BaseModel):
+    """One delivery of an event to a subscription: its ``status`` (``pending``, ``sending``,
+    ``delivered``, ``failed``), attempts and the last answer."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    delivery_id: str
+    webhook_id: str
+    task_id: str
+    seq: int
+    event_type: str
+    status: str
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime | None = None
+    last_attempt_at: datetime | None = None
+    last_status_code: int | None = None
+    last_response: str | None = None
+    last_error: str | None = None
+    delivered_at: datetime | None = None

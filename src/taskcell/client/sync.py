@@ -53,6 +53,11 @@ from taskcell.client.models import (
     Task,
     TaskEvent,
     Upcoming,
+    Webhook,
+    WebhookCreated,
+    WebhookDeleted,
+    WebhookDelivery,
+    WebhookSecret,
 )
 
 T = TypeVar("T")
@@ -108,6 +113,7 @@ class Client:
         self.tasks = Tasks(self)
         self.agents = Agents(self)
         self.conversations = Conversations(self)
+        self.webhooks = Webhooks(self)
 
     def __enter__(self) -> Client:
         return self
@@ -502,4 +508,60 @@ class Conversations:
         )
 
 
-__all__ = ["Agents", "Client", "Conversations", "Tasks"]
+class Webhooks:
+    """``client.webhooks``: subscriptions to the caller's task events, and their
+    deliveries (docs/api.md, "Webhooks")."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def create(
+        self,
+        url: str,
+        *,
+        event_types: Sequence[str] | None = None,
+        task_id: str | None = None,
+        agent_name: str | None = None,
+        description: str | None = None,
+    ) -> WebhookCreated:
+        """``POST /webhooks``: subscribe ``url`` (``event_types`` default ``["*"]``); the
+        answer's ``secret`` is shown this once."""
+        call = _calls.create_webhook(
+            url,
+            event_types=event_types,
+            task_id=task_id,
+            agent_name=agent_name,
+            description=description,
+        )
+        return self._client.send(call)
+
+    def list(self, *, user_id: str | None = None) -> builtins.list[Webhook]:
+        """``GET /webhooks``: the caller's subscriptions (an admin's: ``user_id``'s or
+        everyone's), oldest first, without secrets."""
+        return self._client.send(_calls.list_webhooks(user_id=user_id))
+
+    def get(self, webhook_id: str) -> Webhook:
+        """``GET /webhooks/{id}``."""
+        return self._client.send(_calls.get_webhook(webhook_id))
+
+    def delete(self, webhook_id: str) -> WebhookDeleted:
+        """``DELETE /webhooks/{id}``: the subscription and its deliveries."""
+        return self._client.send(_calls.delete_webhook(webhook_id))
+
+    def rotate(self, webhook_id: str) -> WebhookSecret:
+        """``POST /webhooks/{id}/rotate``: a new signing secret, shown this once."""
+        return self._client.send(_calls.rotate_webhook(webhook_id))
+
+    def deliveries(
+        self, webhook_id: str, *, status: str | None = None, limit: int | None = None
+    ) -> builtins.list[WebhookDelivery]:
+        """``GET /webhooks/{id}/deliveries``: newest first (``limit`` 1 to 500, default 50)."""
+        return self._client.send(_calls.deliveries(webhook_id, status=status, limit=limit))
+
+    def redeliver(self, webhook_id: str, delivery_id: str) -> WebhookDelivery:
+        """``POST /webhooks/{id}/deliveries/{delivery_id}/redeliver``: send it again now;
+        ``Conflict`` while an attempt of it is in flight."""
+        return self._client.send(_calls.redeliver(webhook_id, delivery_id))
+
+
+__all__ = ["Agents", "Client", "Conversations", "Tasks", "Webhooks"]
