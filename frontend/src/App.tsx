@@ -6,6 +6,7 @@ import { CreateTaskForm } from "./components/CreateTaskForm";
 import { NotifyButton } from "./components/NotifyButton";
 import { TaskList } from "./components/TaskList";
 import { TaskView } from "./components/TaskView";
+import { Webhooks } from "./components/Webhooks";
 import { useOffline } from "./connectivity";
 import { RefreshContext } from "./hooks";
 import { useRoute } from "./route";
@@ -50,7 +51,13 @@ export function App() {
   useEffect(() => {
     if (route.name === "task") return;
     document.title =
-      route.name === "conversation" ? "Conversation · taskcell" : route.name === "new" ? "New task · taskcell" : "Tasks · taskcell";
+      route.name === "conversation"
+        ? "Conversation · taskcell"
+        : route.name === "new"
+          ? "New task · taskcell"
+          : route.name === "webhooks"
+            ? "Webhooks · taskcell"
+            : "Tasks · taskcell";
   }, [route]);
 
   // Every route change (not a change of the list's filters) moves focus and scroll to the main part.
@@ -89,6 +96,14 @@ export function App() {
         </h1>
         <span className="brand-tag">durable tasks for AI agents</span>
         <div className="header-actions">
+          <a
+            className="button button-quiet"
+            href="#/webhooks"
+            aria-current={route.name === "webhooks" ? "page" : undefined}
+            data-testid="nav-webhooks"
+          >
+            Webhooks
+          </a>
           <NotifyButton />
           <ThemeToggle />
           <button
@@ -136,6 +151,7 @@ export function App() {
           )}
           {route.name === "task" && <TaskView key={route.id} taskId={route.id} />}
           {route.name === "conversation" && <ConversationView key={route.id} conversationId={route.id} />}
+          {route.name === "webhooks" && <Webhooks />}
           {(route.name === "home" || route.name === "new") && (
             <CreateTaskForm agents={agents} agentsError={agentsError} cloneOf={route.params.get("from")} />
           )}

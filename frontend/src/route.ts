@@ -1,4 +1,4 @@
-// Hash routing: #/, #/new, #/tasks/{id}, #/conversations/{id}; a query after the path
+// Hash routing: #/, #/new, #/webhooks, #/tasks/{id}, #/conversations/{id}; a query after the path
 // (#/?status=failed&q=report&page=2, #/new?from=<task id>) keeps filters and pages in the URL.
 
 import { useEffect, useState } from "react";
@@ -7,7 +7,8 @@ export type Route =
   | { name: "home"; params: URLSearchParams }
   | { name: "new"; params: URLSearchParams }
   | { name: "task"; id: string; params: URLSearchParams }
-  | { name: "conversation"; id: string; params: URLSearchParams };
+  | { name: "conversation"; id: string; params: URLSearchParams }
+  | { name: "webhooks"; params: URLSearchParams };
 
 export function parseRoute(hash: string): Route {
   const whole = hash.replace(/^#/, "");
@@ -19,6 +20,7 @@ export function parseRoute(hash: string): Route {
   const conversation = /^\/conversations\/([^/?#]+)/.exec(path);
   if (conversation) return { name: "conversation", id: decodeURIComponent(conversation[1]), params };
   if (path.startsWith("/new")) return { name: "new", params };
+  if (path.startsWith("/webhooks")) return { name: "webhooks", params };
   return { name: "home", params };
 }
 
