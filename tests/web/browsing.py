@@ -52,6 +52,8 @@ class Server:
     api_keys: str = ""
     #: Extra agents (TASKCELL_AGENTS); an entry may name a module of tests/web (``web_agents``).
     agents: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: Further settings of the server's environment (``TASKCELL_WEBHOOK_ALLOW``, ...).
+    env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -66,6 +68,7 @@ class Server:
             "TASKCELL_LOG_LEVEL": "WARNING",
             "TASKCELL_AGENTS": json.dumps(self.agents),
             "PYTHONPATH": os.pathsep.join([str(WEB_TESTS), os.environ.get("PYTHONPATH", "")]),
+            **self.env,
         }
         env.pop("TASKCELL_CONFIG", None)
         with self.log.open("ab") as out:

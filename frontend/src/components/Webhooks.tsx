@@ -443,7 +443,7 @@ export function Webhooks() {
   return (
     <section className="task-view webhooks-view" aria-labelledby="webhooks-heading" data-testid="webhooks">
       <h2 id="webhooks-heading">Webhooks</h2>
-      <p className="hint">
+      <p className="notice notice-quiet">
         A subscription is sent an HTTP POST, signed with its secret (Standard Webhooks), when your tasks finish, fail or wait for
         input.
       </p>
