@@ -200,9 +200,6 @@ async def prune(
         await round_.recurring_tasks()
         if not dry_run:
             await round_.reclaim()
-            for kind, rows in report.removed.items():
-                if rows:
-                    RETENTION_REMOVED.labels(kind=kind).inc(rows)
             size = await store.database_size()
             if size is not None:
                 DATABASE_BYTES.set(size)
@@ -284,8 +281,15 @@ class _Round:
             limit = self.batches.size
             removed = await self.batches.write(step)
             self.report.events += removed
+            self._counted("events", removed)
             if self.dry_run or removed < limit:
                 return
+
+    def _counted(self, kind: str, rows: int) -> None:
+        """``/metrics`` counts removed rows as each write commits (a first round over a long
+        history takes a while: its progress shows), never a dry run's."""
+        if rows and not self.dry_run:
+            RETENTION_REMOVED.labels(kind=kind).inc(rows)
 
     async def _once_task(self, task_id: str) -> None:
         floor = self.reader_floor(task_id)
@@ -303,6 +307,7 @@ class _Round:
             self.report.conversations_kept += 1
         else:
             self.report.items += items
+            self._counted("items", items)
 
     async def _recurring_task(self, task_id: str) -> None:
         kept_from = await self.store.runs_kept_from(task_id, self.policy.runs)
@@ -324,6 +329,7 @@ class _Round:
             limit = self.batches.size
             removed = await self.batches.write(step)
             self.report.runs += removed
+            self._counted("runs", removed)
             if self.dry_run or removed < limit:
                 return
 
