@@ -94,7 +94,10 @@ async def test_a_dry_run_counts_the_same_and_changes_nothing(store: Store) -> No
         dry = await prune(store, POLICY, dry_run=True)
         assert await snapshot(store, ids) == before
         real = await prune(store, POLICY)
-    assert dry.removed == real.removed == {"events": 21, "items": 2, "runs": 2}, (dry, real)
+    assert dry.removed == real.removed == {"events": 21, "items": 2, "runs": 2, "deliveries": 0}, (
+        dry,
+        real,
+    )
 
 
 async def test_nothing_a_live_reader_has_yet_to_read_is_removed(store: Store) -> None:
@@ -143,7 +146,7 @@ async def test_appends_after_pruning_go_on_after_the_removed_seqs(store: Store) 
 def _removed_so_far() -> dict[str, float]:
     return {
         kind: RETENTION_REMOVED.labels(kind=kind)._value.get()
-        for kind in ("events", "items", "runs")
+        for kind in ("events", "items", "runs", "deliveries")
     }
 
 
