@@ -590,6 +590,14 @@ class RetentionStore(Protocol):
         task's run); answers how many."""
         ...
 
+    async def prune_deliveries(
+        self, *, created_before: datetime, limit: int, dry_run: bool = False
+    ) -> int:
+        """Remove up to ``limit`` webhook deliveries that ended (``delivered`` or ``failed``)
+        and were made before ``created_before``, oldest first, in one write (never one still
+        to be sent); answers how many."""
+        ...
+
     async def reclaim_space(self, *, max_pages: int) -> int:
         """Give up to ``max_pages`` free pages back to the file system, in one write (SQLite
         with ``auto_vacuum=INCREMENTAL``); answers how many (0 where the database reclaims

@@ -9,6 +9,7 @@ import time_machine
 
 from taskcell.abc import Store
 from taskcell.engine.pruner import PruneReport, RetentionPolicy, prune
+from taskcell.metrics import RETENTION_REMOVED
 
 from .fill import DAY, T0, once_task, recurring_task
 
@@ -93,7 +94,10 @@ async def test_a_dry_run_counts_the_same_and_changes_nothing(store: Store) -> No
         dry = await prune(store, POLICY, dry_run=True)
         assert await snapshot(store, ids) == before
         real = await prune(store, POLICY)
-    assert dry.removed == real.removed == {"events": 21, "items": 2, "runs": 2}, (dry, real)
+    assert dry.removed == real.removed == {"events": 21, "items": 2, "runs": 2, "deliveries": 0}, (
+        dry,
+        real,
+    )
 
 
 async def test_nothing_a_live_reader_has_yet_to_read_is_removed(store: Store) -> None:
@@ -137,3 +141,31 @@ async def test_appends_after_pruning_go_on_after_the_removed_seqs(store: Store) 
         await prune(store, RetentionPolicy(days=30, runs=1))
     assert await store.log_start("r") == 11 - 3  # the opening events and the first two runs
     assert await store.last_seq("r") == 11
+
+
+def _removed_so_far() -> dict[str, float]:
+    return {
+        kind: RETENTION_REMOVED.labels(kind=kind)._value.get()
+        for kind in ("events", "items", "runs", "deliveries")
+    }
+
+
+async def test_metrics_count_removed_rows_as_the_round_goes(store: Store) -> None:
+    """A first round over a long history takes a while: ``/metrics`` shows its progress, task
+    by task, not only when it ends; a dry run counts nothing there."""
+    await history(store)
+    start = _removed_so_far()
+    seen: list[tuple[dict[str, int], dict[str, float]]] = []
+
+    def progress(report: PruneReport) -> None:
+        now = _removed_so_far()
+        seen.append((dict(report.removed), {k: now[k] - start[k] for k in now}))
+
+    with time_machine.travel(T0, tick=True):
+        await prune(store, POLICY, dry_run=True, progress=progress)
+        assert all(counted == dict.fromkeys(counted, 0) for _, counted in seen), seen
+        seen.clear()
+        report = await prune(store, POLICY, progress=progress)
+    assert len(seen) > 1 and report.rows > 0
+    for removed, counted in seen:  # after each task, the metric holds what the round removed
+        assert counted == {kind: float(rows) for kind, rows in removed.items()}, seen

@@ -9,12 +9,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
+import time_machine
 
 from taskcell.abc import LogClosed, Store, TaskStore
 from taskcell.domain.events import Event, EventType, Role
 from taskcell.domain.models import Task
 from taskcell.domain.state_machine import TaskStatus
 from taskcell.domain.webhooks import Delivery, DeliveryStatus, Webhook
+from taskcell.engine.pruner import RetentionPolicy, prune
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 CLAIM = timedelta(minutes=1)
@@ -303,3 +305,49 @@ async def test_a_subscription_failing_long_enough_is_disabled(store: TaskStore) 
     assert {d.status for d in found} == {DeliveryStatus.FAILED}
     assert await s.list_deliveries(w.webhook_id, status=DeliveryStatus.PENDING) == []
     assert await s.claim_deliveries(CLAIM) == []
+
+
+async def _ended_deliveries(s: Store) -> tuple[Webhook, Delivery]:
+    """Three deliveries: one delivered, one failed, one still being sent (answered)."""
+    w, _ = await _deliveries(s, 3)
+    claimed = await s.claim_deliveries(CLAIM)
+    assert len(claimed) == 3
+    (delivered, _), (failed, _), (sending, _) = claimed
+    assert await s.finish_delivery(
+        delivered.delivery_id, attempt=1, status=DeliveryStatus.DELIVERED, disable_after=NEVER
+    )
+    assert await s.finish_delivery(
+        failed.delivery_id, attempt=1, status=DeliveryStatus.FAILED, status_code=410,
+        disable_after=NEVER,
+    )  # fmt: skip
+    return w, sending
+
+
+async def test_retention_removes_only_deliveries_that_ended(store: TaskStore) -> None:
+    s = as_store(store)
+    w, sending = await _ended_deliveries(s)
+    now = await s.clock()
+    assert await s.prune_deliveries(created_before=now - timedelta(hours=1), limit=10) == 0
+    later = now + timedelta(hours=1)
+    assert await s.prune_deliveries(created_before=later, limit=10, dry_run=True) == 2
+    assert len(await s.list_deliveries(w.webhook_id)) == 3  # a dry run changes nothing
+    assert await s.prune_deliveries(created_before=later, limit=1) == 1  # at most limit
+    assert await s.prune_deliveries(created_before=later, limit=10) == 1
+    assert await s.prune_deliveries(created_before=later, limit=10) == 0
+    [left] = await s.list_deliveries(w.webhook_id)
+    assert left.delivery_id == sending.delivery_id  # one still to be sent is never removed
+
+
+async def test_the_pruner_removes_ended_deliveries_after_the_retention_days(
+    store: TaskStore,
+) -> None:
+    s = as_store(store)
+    w, sending = await _ended_deliveries(s)
+    policy = RetentionPolicy(days=30, runs=2)
+    now = await s.clock()
+    with time_machine.travel(now + timedelta(days=29), tick=True):
+        assert (await prune(s, policy)).deliveries == 0
+    with time_machine.travel(now + timedelta(days=31), tick=True):
+        report = await prune(s, policy)
+    assert report.deliveries == 2, report
+    assert [d.delivery_id for d in await s.list_deliveries(w.webhook_id)] == [sending.delivery_id]

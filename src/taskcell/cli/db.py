@@ -79,7 +79,9 @@ async def prune_database(
     store = store_from_url(url)
     await store.open()
     try:
-        return await prune_store(store, policy, dry_run=dry_run, progress=progress)
+        # A server may be writing to the same file: after each write, leave it the writer for
+        # as long again, as the server's own pruner does (its writes wait on this one's lock).
+        return await prune_store(store, policy, dry_run=dry_run, progress=progress, pause_ratio=1.0)
     finally:
         await store.close()
 

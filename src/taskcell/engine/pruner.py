@@ -8,6 +8,8 @@ The rules (README, "Configuration"; docs/architecture.md, "Retention"):
   until the conversation is as old).
 - A recurring task (any status) keeps the events of its latest ``runs`` runs, and of every run
   still open; its closed runs are removed ``days`` after they finished.
+- Webhook deliveries that ended (delivered or failed) are removed ``days`` after they were
+  made; one still to be sent never is.
 - Tasks are never removed (only ``DELETE /tasks/{id}`` removes one), nor a once task's runs.
 - A log only loses its oldest events: a task's stored events are always those after its
   :meth:`~taskcell.abc.RetentionStore.log_start`. Nothing a live stream of this process has
@@ -93,6 +95,8 @@ class PruneReport:
     events: int = 0
     items: int = 0
     runs: int = 0
+    #: Webhook deliveries that ended (delivered or failed) before the cut-off.
+    deliveries: int = 0
     pages: int = 0
     tasks: int = 0
     #: Tasks whose log a live reader of this process held back this round.
@@ -110,11 +114,16 @@ class PruneReport:
 
     @property
     def removed(self) -> dict[str, int]:
-        return {"events": self.events, "items": self.items, "runs": self.runs}
+        return {
+            "events": self.events,
+            "items": self.items,
+            "runs": self.runs,
+            "deliveries": self.deliveries,
+        }
 
     @property
     def rows(self) -> int:
-        return self.events + self.items + self.runs
+        return self.events + self.items + self.runs + self.deliveries
 
 
 class _Batches:
@@ -198,11 +207,9 @@ async def prune(
         round_ = _Round(store, policy, cutoff, batches, reader_floor or _no_readers, progress)
         await round_.once_tasks()
         await round_.recurring_tasks()
+        await round_.deliveries()
         if not dry_run:
             await round_.reclaim()
-            for kind, rows in report.removed.items():
-                if rows:
-                    RETENTION_REMOVED.labels(kind=kind).inc(rows)
             size = await store.database_size()
             if size is not None:
                 DATABASE_BYTES.set(size)
@@ -249,6 +256,22 @@ class _Round:
                 return
             after = page[-1]
 
+    async def deliveries(self) -> None:
+        """Webhook deliveries that ended before the cut-off, oldest first, in batches."""
+
+        def step(limit: int) -> Awaitable[int]:
+            return self.store.prune_deliveries(
+                created_before=self.cutoff, limit=limit, dry_run=self.dry_run
+            )
+
+        while True:
+            limit = self.batches.size
+            removed = await self.batches.write(step)
+            self.report.deliveries += removed
+            self._counted("deliveries", removed)
+            if self.dry_run or removed < limit:
+                return
+
     async def reclaim(self) -> None:
         while True:
             pages = await self.batches.write(
@@ -284,8 +307,15 @@ class _Round:
             limit = self.batches.size
             removed = await self.batches.write(step)
             self.report.events += removed
+            self._counted("events", removed)
             if self.dry_run or removed < limit:
                 return
+
+    def _counted(self, kind: str, rows: int) -> None:
+        """``/metrics`` counts removed rows as each write commits (a first round over a long
+        history takes a while: its progress shows), never a dry run's."""
+        if rows and not self.dry_run:
+            RETENTION_REMOVED.labels(kind=kind).inc(rows)
 
     async def _once_task(self, task_id: str) -> None:
         floor = self.reader_floor(task_id)
@@ -303,6 +333,7 @@ class _Round:
             self.report.conversations_kept += 1
         else:
             self.report.items += items
+            self._counted("items", items)
 
     async def _recurring_task(self, task_id: str) -> None:
         kept_from = await self.store.runs_kept_from(task_id, self.policy.runs)
@@ -324,6 +355,7 @@ class _Round:
             limit = self.batches.size
             removed = await self.batches.write(step)
             self.report.runs += removed
+            self._counted("runs", removed)
             if self.dry_run or removed < limit:
                 return
 

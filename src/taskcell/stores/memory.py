@@ -735,6 +735,24 @@ class InMemoryTaskStore:
         self._runs_by_task[task_id] = [r for r in self._runs_by_task[task_id] if r not in gone]
         return len(gone)
 
+    async def prune_deliveries(
+        self, *, created_before: datetime, limit: int, dry_run: bool = False
+    ) -> int:
+        ended = (DeliveryStatus.DELIVERED, DeliveryStatus.FAILED)
+        old = sorted(
+            (
+                d
+                for d in self._deliveries.values()
+                if d.status in ended and d.created_at < created_before
+            ),
+            key=lambda d: d.created_at,
+        )
+        if dry_run:
+            return len(old)
+        for delivery in old[:limit]:
+            del self._deliveries[delivery.delivery_id]
+        return len(old[:limit])
+
     async def reclaim_space(self, *, max_pages: int) -> int:
         return 0
 

@@ -468,6 +468,16 @@ _PRUNE_RUNS = (
     f"WITH gone AS (DELETE FROM runs WHERE run_id IN (SELECT run_id {_OLD_RUNS}"
     " ORDER BY created_at, run_id LIMIT $3) RETURNING 1) SELECT count(*) FROM gone"
 )
+#: Webhook deliveries that ended before $1 (the partial index ``deliveries_ended``).
+_OLD_DELIVERIES = (
+    "FROM webhook_deliveries WHERE status IN ('delivered', 'failed') AND created_at < $1"
+)
+_COUNT_OLD_DELIVERIES = f"SELECT count(*) {_OLD_DELIVERIES}"
+_PRUNE_DELIVERIES = (
+    "WITH gone AS (DELETE FROM webhook_deliveries WHERE delivery_id IN"
+    f" (SELECT delivery_id {_OLD_DELIVERIES} ORDER BY created_at LIMIT $2) RETURNING 1)"
+    " SELECT count(*) FROM gone"
+)
 _ITEM_SELECT = f"SELECT {', '.join(codec.ITEM_COLUMNS)} FROM conversation_items"
 _ITEMS_OF_CONVERSATION = f"{_ITEM_SELECT} WHERE conversation_id = $1 {ITEMS.order_sql} LIMIT $2"
 _ITEMS_OF_CONVERSATION_AFTER = (
@@ -1417,6 +1427,15 @@ class PostgresTaskStore:
         if dry_run:
             return int(await pool.fetchval(_COUNT_OLD_RUNS, task_id, codec.utc(finished_before)))
         return int(await pool.fetchval(_PRUNE_RUNS, task_id, codec.utc(finished_before), limit))
+
+    async def prune_deliveries(
+        self, *, created_before: datetime, limit: int, dry_run: bool = False
+    ) -> int:
+        pool = await self.pool()
+        cutoff = codec.utc(created_before)
+        if dry_run:
+            return int(await pool.fetchval(_COUNT_OLD_DELIVERIES, cutoff))
+        return int(await pool.fetchval(_PRUNE_DELIVERIES, cutoff, limit))
 
     async def reclaim_space(self, *, max_pages: int) -> int:
         return 0  # PostgreSQL's autovacuum makes freed space reusable by itself

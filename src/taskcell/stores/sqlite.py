@@ -206,6 +206,15 @@ _PRUNE_RUNS = (
     f"DELETE FROM runs WHERE run_id IN (SELECT run_id {_OLD_RUNS} ORDER BY created_at, run_id"
     " LIMIT ?3)"
 )
+#: Webhook deliveries that ended before ?1 (the partial index ``deliveries_ended``).
+_OLD_DELIVERIES = (
+    "FROM webhook_deliveries WHERE status IN ('delivered', 'failed') AND created_at < ?1"
+)
+_COUNT_OLD_DELIVERIES = f"SELECT count(*) {_OLD_DELIVERIES}"
+_PRUNE_DELIVERIES = (
+    "DELETE FROM webhook_deliveries WHERE delivery_id IN"
+    f" (SELECT delivery_id {_OLD_DELIVERIES} ORDER BY created_at LIMIT ?2)"
+)
 #: How long ``check`` (``/health``) waits for the file to answer a read.
 CHECK_SECONDS = 0.9
 
@@ -1269,6 +1278,16 @@ class SQLiteTaskStore:
             return int(self.conn.execute(_COUNT_OLD_RUNS, args).fetchone()[0])
         sql = _PRUNE_RUNS
         return await self.write(lambda conn: int(conn.execute(sql, (*args, limit)).rowcount))
+
+    async def prune_deliveries(
+        self, *, created_before: datetime, limit: int, dry_run: bool = False
+    ) -> int:
+        cutoff = codec.ts(created_before)
+        if dry_run:
+            return int(self.conn.execute(_COUNT_OLD_DELIVERIES, (cutoff,)).fetchone()[0])
+        return await self.write(
+            lambda conn: int(conn.execute(_PRUNE_DELIVERIES, (cutoff, limit)).rowcount)
+        )
 
     async def reclaim_space(self, *, max_pages: int) -> int:
         """``PRAGMA incremental_vacuum`` in a transaction of its own (Python's ``execute``
