@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from browsing import CHROMIUM, DIST_INDEX, UI_TIMEOUT_MS, Server, axe_violations
+from browsing import CHROMIUM, DIST_INDEX, UI_TIMEOUT_MS, Server, axe_violations, shot
 from playwright.async_api import Browser, Page, expect
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
@@ -193,6 +193,7 @@ async def test_subscribe_see_deliveries_redeliver_rotate_and_delete(
     await expect(delivery.get_by_test_id("delivery-code")).to_have_text("200")
     await expect(delivery.get_by_test_id("delivery-attempts")).to_have_text("1")
     assert await axe_violations(page, "webhooks") == []
+    await shot(page, "webhooks")
 
     # Redeliver: the same webhook-id again.
     await delivery.get_by_test_id("delivery-redeliver").click()

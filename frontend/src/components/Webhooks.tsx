@@ -135,7 +135,7 @@ function CreateWebhookForm({ onCreated }: { onCreated: (hook: Webhook, secret: s
         />
         {fieldError("url")}
       </div>
-      <fieldset className="field" aria-describedby={describedBy("event_types")}>
+      <fieldset className="field webhook-events" aria-describedby={describedBy("event_types")}>
         <legend>Events</legend>
         {EVENT_TYPES.map(({ type, label }) => (
           <label key={type} className="check">
