@@ -392,10 +392,10 @@ def measure_pruner(db: Path, requests: int, limit: float) -> list[Row]:
 
     A copy of the large database (pruning changes it; the cached one keeps its history) is
     served alone: first with retention off (create p99, the baseline), then with the server's
-    own pruner on (:data:`PRUNE_SETTINGS`), creating tasks until its first round ends (its
-    ``taskcell_retention_removed_total`` counts a round when it ends), for at most ``limit``
-    seconds. Rows/s = the round's rows over its time (first write to the end, pauses included:
-    its pace beside the API)."""
+    own pruner on (:data:`PRUNE_SETTINGS`), creating tasks while its first round goes (its
+    ``taskcell_retention_removed_total`` counts rows as each write commits), until the count
+    stops growing for 10 s (the round ended) or for at most ``limit`` seconds. Rows/s = the
+    rows removed over that time (pauses included: its pace beside the API)."""
     if importlib.util.find_spec("taskcell.engine.pruner") is None:
         print("  pruner: not measured (taskcell has no pruner)")
         return []
@@ -416,16 +416,23 @@ def measure_pruner(db: Path, requests: int, limit: float) -> list[Row]:
             url = f"{server.url}/api/v1/tasks"
             busy: list[float] = []
             removed, looked = 0.0, 0.0
-            while not removed and time.monotonic() - start < limit:
+            grew: float | None = None  # when the count last grew
+            while time.monotonic() - start < limit:
                 busy.append(timed(lambda: client.post(url, json=body)))
                 if time.monotonic() - looked > 1:
-                    removed, looked = removed_so_far(client, server), time.monotonic()
-            seconds = time.monotonic() - start
+                    counted, looked = removed_so_far(client, server), time.monotonic()
+                    if counted > removed:
+                        removed, grew = counted, looked
+                    elif grew is not None and looked - grew > 10:
+                        break  # the round ended
+            ended = grew is not None and time.monotonic() - grew > 10
+            seconds = (grew or time.monotonic()) - start
         if not removed:
-            print(f"  pruner: its first round did not end within {limit:g} s: not measured")
+            print(f"  pruner: nothing removed within {limit:g} s: not measured")
             return []
         print(
-            f"  pruner: the server's first round removed {removed:,.0f} rows in {seconds:.1f} s;"
+            f"  pruner: the server's first round removed {removed:,.0f} rows in {seconds:.1f} s"
+            f" ({'the round ended' if ended else 'the round still going'});"
             f" {len(busy)} creates meanwhile"
         )
         report(
