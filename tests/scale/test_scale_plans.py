@@ -70,7 +70,7 @@ async def test_tasks_by_status_are_kept_by_the_file_and_counted_once_at_upgrade(
             conn.execute(f"DROP TRIGGER task_counts_{trigger}")
         conn.execute("DROP TABLE task_counts")
         conn.execute("DROP INDEX runs_open_by_task")
-        conn.execute("DELETE FROM schema_version WHERE version >= 10")
+        conn.execute("DELETE FROM schema_version WHERE version = 10")
         conn.execute("UPDATE tasks SET status = 'failed' WHERE task_id = ?", (tasks[1].task_id,))
     store = SQLiteTaskStore(db)
     try:

@@ -21,22 +21,6 @@ async def test_conversations_move_to_per_user_keys_with_their_data(
         patch.setattr(sqlite, "_migration_files", lambda: [v for v in every_version if v[0] < 6])
         old = SQLiteTaskStore(path)
         await old.open()
-        # Tasks are written as that version stored them: the task columns it had.
-        had = {row[1] for row in old.conn.execute("PRAGMA table_info(tasks)").fetchall()}
-        columns = [c for c in codec.TASK_COLUMNS if c in had]
-        every = codec.task_values
-        patch.setattr(
-            codec,
-            "task_values",
-            lambda task, **kw: tuple(
-                v for c, v in zip(codec.TASK_COLUMNS, every(task, **kw), strict=True) if c in had
-            ),
-        )
-        patch.setattr(
-            sqlite,
-            "_TASK_INSERT",
-            f"INSERT INTO tasks ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
-        )
         alice = Task(query="alice's question", agent_name="echo", user_id="alice")
         # Before version 6 a conversation had one owner: an admin's task in it made no record.
         admin = Task(
