@@ -117,7 +117,9 @@ def _insert(table: str, columns: tuple[str, ...]) -> str:
 
 #: Tasks with ``log_closed``: a once task's log is closed by its ``done`` (see the store).
 _TASK_INSERT = _insert("tasks", (*codec.TASK_COLUMNS, "log_closed"))
-_RUN_INSERT = _insert("runs", codec.RUN_COLUMNS)
+#: Runs with ``log_from``, the task's last event seq when the run was made (the store's trigger
+#: sets it as a run is inserted; written here, the trigger leaves it).
+_RUN_INSERT = _insert("runs", (*codec.RUN_COLUMNS, "log_from"))
 _ITEM_INSERT = _insert("conversation_items", codec.ITEM_COLUMNS)
 _EVENT_INSERT = "INSERT INTO events (task_id, seq, body) VALUES (?, ?, ?)"
 _CONVERSATION_INSERT = "INSERT INTO conversations VALUES (?, ?, ?, ?)"
@@ -362,7 +364,7 @@ def _once_task(task_id: str, created: datetime, owner: str, rows: _Rows) -> None
     task.error_message = None if run.status == "completed" else run.text
     _add_task(rows, task)
     _add_item(rows, task, run.run_id, run.text)
-    rows.runs.append(run.values)
+    rows.runs.append((*run.values, 0))
     rows.events += _BODIES["echo"].rows(task, run, 1)
 
 
@@ -396,7 +398,7 @@ def _recurring_task(
         run = _finished_run(
             task_id, task.title, start=start, scheduled_for=codec.ts(due), owner=owner
         )
-        rows.runs.append(run.values)
+        rows.runs.append((*run.values, seq - 1))
         rows.events += bodies.rows(task, run, seq)
         seq += EVENTS_PER_RUN
         if rows.size() >= BATCH:

@@ -91,6 +91,22 @@ async def test_every_row_is_what_the_store_writes_and_reads(tmp_path: Path) -> N
         await store.close()
 
 
+def test_each_run_records_where_its_events_begin(tmp_path: Path) -> None:
+    """``runs.log_from`` is what the store's own trigger writes: the task's last seq when the
+    run was made, so each run's events come right after it."""
+    db = tmp_path / "scale.db"
+    scale_build.build_sqlite(db, TINY)
+    with sqlite3.connect(db) as conn:
+        first_seq: dict[str, int] = {}
+        for body, seq in conn.execute("SELECT body, seq FROM events"):
+            run_id = codec.event_from_body(body).run_id
+            assert run_id is not None
+            first_seq[run_id] = min(seq, first_seq.get(run_id, seq))
+        runs = conn.execute("SELECT run_id, log_from FROM runs").fetchall()
+    assert len(runs) == TINY.runs
+    assert all(log_from == first_seq[run_id] - 1 for run_id, log_from in runs)
+
+
 def test_a_scale_that_does_not_divide_is_refused() -> None:
     with pytest.raises(ValueError, match="4 a run"):
         scale_build.Scale(tasks=10, recurring=2, runs=20, events=70, stream_events=8).check()
