@@ -512,6 +512,40 @@ class EventStore(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class LogCut:
+    """Where retention may cut one recurring task's log (:meth:`RetentionStore.recurring_log_cuts`).
+
+    ``through``: the highest seq it may remove (the kept runs' earliest ``log_from``), or None.
+    ``kept_from``: the ``created_at`` of the earliest kept run, or None when every run is kept
+    (nothing of the log is removed). ``through`` is None while ``kept_from`` is not only for
+    runs made before runs recorded their ``log_from``: the cut is then found by event times.
+    """
+
+    task_id: str
+    log_start: int
+    through: int | None
+    kept_from: datetime | None
+    #: The ``created_at`` of its oldest run (None: it has none): whether any run is old
+    #: enough for :meth:`RetentionStore.prune_runs` to look at.
+    oldest_run_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """What one pruning write did: ``tasks`` it is done with (from the front of those it was
+    given), and the rows it removed (or, dry, would remove)."""
+
+    tasks: int = 0
+    events: int = 0
+    items: int = 0
+    conversations_kept: int = 0
+
+    @property
+    def rows(self) -> int:
+        return self.events + self.items
+
+
 class RetentionStore(Protocol):
     """What retention removes (:mod:`taskcell.engine.pruner` decides what; these methods do it).
 
@@ -543,14 +577,17 @@ class RetentionStore(Protocol):
         marked done by :meth:`prune_items`), by ``(completed_at, task_id)`` after ``after``."""
         ...
 
-    async def recurring_task_ids(self, *, after: str | None = None, limit: int = 100) -> list[str]:
-        """Up to ``limit`` ids of recurring tasks (any status), in id order after ``after``."""
-        ...
+    async def recurring_log_cuts(
+        self, keep: int, *, after: str | None = None, limit: int = 100
+    ) -> list[LogCut]:
+        """Where retention may cut the logs of up to ``limit`` recurring tasks (any status),
+        in id order after ``after``: one read for the page (see :class:`LogCut`).
 
-    async def runs_kept_from(self, task_id: str, keep: int) -> datetime | None:
-        """The ``created_at`` from which a recurring task's runs keep their events: the
-        earlier of its ``keep``-th newest run's (by ``created_at``, ``run_id``) and its oldest
-        open run's. None when it has at most ``keep`` runs (nothing of its log is removed)."""
+        The *kept* runs are a task's ``keep`` newest (by ``created_at``, ``run_id``) and every
+        run not yet finished (``queued``, ``running``, ``waiting_input``); the cut is the
+        earliest ``log_from`` of those runs (the task's last seq when the run was made). A task
+        with at most ``keep`` runs has no cut. Reads index entries only: no event, and per task
+        only the runs it names."""
         ...
 
     async def prune_events(
@@ -582,12 +619,45 @@ class RetentionStore(Protocol):
         conversation is newer (nothing changed: the task is looked at again later)."""
         ...
 
+    async def prune_logs(
+        self, cuts: Sequence[tuple[str, int]], *, limit: int, dry_run: bool = False
+    ) -> Pruned:
+        """Remove, in one write, the oldest stored events of recurring tasks: for each
+        ``(task_id, through)`` in the order given, its events up to seq ``through``, at most
+        ``limit`` events in all, raising each one's :meth:`log_start` (a task that is not
+        recurring is passed over). ``Pruned.tasks`` counts the leading cuts it is done with;
+        the first one it is not done with (the limit reached) is resumed by the next call."""
+        ...
+
+    async def prune_once_tasks(
+        self,
+        task_ids: Sequence[str],
+        *,
+        finished_before: datetime,
+        limit: int,
+        dry_run: bool = False,
+    ) -> Pruned:
+        """In one write, for each task in the order given while fewer than ``limit`` rows are
+        removed: if it is a once task that finished (a final status) before
+        ``finished_before``, remove its events (oldest first) and then, once none is left,
+        its conversation items unless its conversation is newer (as :meth:`prune_items`),
+        marking it done. Any other task is passed over. ``Pruned.tasks`` counts the leading
+        tasks it is done with this round (``conversations_kept`` of them kept their items);
+        the first one it is not done with is resumed by the next call."""
+        ...
+
     async def prune_runs(
-        self, task_id: str, *, finished_before: datetime, limit: int, dry_run: bool = False
+        self,
+        task_ids: Sequence[str],
+        *,
+        finished_before: datetime,
+        limit: int,
+        dry_run: bool = False,
     ) -> int:
-        """Remove up to ``limit`` of a recurring task's closed runs that finished before
-        ``finished_before``, oldest first, in one write (never an open run, never a once
-        task's run); answers how many."""
+        """Remove, in one write, up to ``limit`` closed runs of the given recurring tasks that
+        finished before ``finished_before``, each task's oldest first, tasks in the order given
+        (never an open run, never a once task's run); answers how many (fewer than ``limit``:
+        none of those tasks has such a run left)."""
         ...
 
     async def prune_deliveries(

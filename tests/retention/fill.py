@@ -120,6 +120,7 @@ async def recurring_task(
     for _ in range(2):
         seq += 1
         batch.append(event(task, seq, first + timedelta(seconds=seq)))
+    await store.append_events(batch, [])
     runs = []
     for index, start in enumerate(run_starts):
         is_open = open_last and index == len(run_starts) - 1
@@ -133,10 +134,11 @@ async def recurring_task(
             owner="p1",
             lease_expires_at=T0 + timedelta(days=365),
         )
-        assert await store.add_run(run)
+        assert await store.add_run(run)  # as the engine does: the run, then its events
         runs.append(run)
+        batch = []
         for offset in range(3):
             seq += 1
             batch.append(event(task, seq, start + timedelta(seconds=offset + 1), run_id=run.run_id))
-    await store.append_events(batch, [])
+        await store.append_events(batch, [])
     return task, runs

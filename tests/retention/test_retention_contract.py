@@ -8,10 +8,14 @@ import pytest
 import time_machine
 
 from taskcell.abc import Store
+from taskcell.domain.models import Run, RunStatus, Task
 from taskcell.engine.pruner import PruneReport, RetentionPolicy, prune
 from taskcell.metrics import RETENTION_REMOVED
+from taskcell.stores.memory import InMemoryTaskStore
+from taskcell.stores.postgres import PostgresTaskStore
+from taskcell.stores.sqlite import SQLiteTaskStore
 
-from .fill import DAY, T0, once_task, recurring_task
+from .fill import DAY, T0, event, once_task, recurring_task
 
 POLICY = RetentionPolicy(days=30, runs=2)
 
@@ -169,3 +173,63 @@ async def test_metrics_count_removed_rows_as_the_round_goes(store: Store) -> Non
     assert len(seen) > 1 and report.rows > 0
     for removed, counted in seen:  # after each task, the metric holds what the round removed
         assert counted == {kind: float(rows) for kind, rows in removed.items()}, seen
+
+
+async def test_each_run_records_where_its_log_stood(store: Store) -> None:
+    """However a run is stored (``add_run``, or an occurrence under the overlap policy), the
+    cut retention reads is the task's last seq when the run was made: found without reading
+    an event."""
+    await recurring_task(store, "r", [T0 - 3 * DAY, T0 - 2 * DAY], open_last=False)  # seqs 1-8
+    when = T0 - DAY
+    made = await store.add_occurrences(
+        "r",
+        [
+            Run(
+                task_id="r",
+                scheduled_for=when,
+                created_at=when,
+                started_at=when,
+                owner="p1",
+                lease_expires_at=when + timedelta(days=365),
+            )
+        ],
+    )
+    assert made is not None and len(made.runs) == 1
+    await store.append_events([event(await loaded(store, "r"), 9, when)], [])
+    cuts = {keep: (await store.recurring_log_cuts(keep))[0] for keep in (1, 2, 3)}
+    assert cuts[1].through == 8, "the occurrence was made after seq 8"
+    assert cuts[2].through == 5, "the second run was made after the opening events and a run"
+    assert (cuts[3].through, cuts[3].kept_from) == (None, None), "no run older than the kept"
+    assert cuts[1].kept_from == when and cuts[1].oldest_run_at == T0 - 3 * DAY
+    # The occurrence still running, its events are kept whatever the policy.
+    assert made.runs[0].status is RunStatus.RUNNING
+
+
+async def test_runs_made_before_log_positions_are_cut_by_event_times(store: Store) -> None:
+    """A database from before runs recorded ``log_from``: the same rows go, the cut found
+    from the events' times."""
+    await history(store)
+    await forget_log_positions(store)
+    cut = next(c for c in await store.recurring_log_cuts(2) if c.task_id == "r")
+    assert cut.through is None and cut.kept_from == T0 - 10 * DAY
+    with time_machine.travel(T0, tick=True):
+        report = await prune(store, POLICY)
+    assert (report.events, report.items, report.runs) == (5 + 5 + 11, 2, 2), report
+    assert await store.log_start("r") == 11
+
+
+async def loaded(store: Store, task_id: str) -> Task:
+    task = await store.load(task_id)
+    assert task is not None
+    return task
+
+
+async def forget_log_positions(store: Store) -> None:
+    """Every run as a database made before schema version 14 holds it (no ``log_from``)."""
+    if isinstance(store, SQLiteTaskStore):
+        await store.write(lambda conn: conn.execute("UPDATE runs SET log_from = NULL"))
+    elif isinstance(store, PostgresTaskStore):
+        await (await store.pool()).execute("UPDATE runs SET log_from = NULL")
+    else:
+        assert isinstance(store, InMemoryTaskStore)
+        store._log_from.clear()

@@ -54,6 +54,24 @@ def test_the_scheduler_reads_the_armed_schedules_in_time_order(store: SQLiteTask
     assert steps[0] == "SEARCH tasks USING INDEX tasks_due (next_run_at<?)", steps
 
 
+def test_retention_reads_a_recurring_tasks_cut_from_run_indexes_only(
+    store: SQLiteTaskStore,
+) -> None:
+    """A round over 10,000 recurring tasks with a year of runs each: per task, a few index
+    entries (its kept run, its oldest unfinished run, its oldest run), never its runs or
+    events in full; removing reads only the runs made before the cut-off."""
+    steps = plan(store, store_sql._LOG_CUTS, (99, 100, "", 200))
+    assert steps[0] == "SEARCH t USING INDEX tasks_recurring (task_id>?)", steps
+    runs = [step for step in steps if " runs " in f" {step} " or step.startswith("SEARCH runs")]
+    assert runs and all("(task_id=?)" in step for step in runs), steps
+    assert any("runs_unfinished_by_task" in step for step in runs), steps
+    assert not any(step.startswith("SCAN") for step in steps), steps
+    steps = plan(store, store_sql._PRUNE_RUNS, ("task", "2026-01-01", 10))
+    assert "SEARCH runs USING INDEX runs_by_task (task_id=? AND created_at<?)" in steps, steps
+    steps = plan(store, store_sql._PRUNE_EVENTS_BETWEEN, ("task", 1, 5))
+    assert steps == ["SEARCH events USING PRIMARY KEY (task_id=? AND seq>? AND seq<?)"], steps
+
+
 async def test_tasks_by_status_are_kept_by_the_file_and_counted_once_at_upgrade(
     tmp_path: Path,
 ) -> None:

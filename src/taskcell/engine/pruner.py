@@ -36,12 +36,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TypeVar
 
-from taskcell.abc import Store
+from taskcell.abc import LogCut, Pruned, Store
 from taskcell.domain.models import utcnow
 from taskcell.engine.supervisor import Supervisor
 from taskcell.metrics import DATABASE_BYTES, RETENTION_BATCH_SECONDS, RETENTION_REMOVED
@@ -50,6 +51,7 @@ from taskcell.outages import is_outage
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+W = TypeVar("W")
 
 #: A pruning write longer than this halves the next batch (half the ~50 ms bound, for noise).
 TARGET_BATCH_SECONDS = 0.02
@@ -240,8 +242,13 @@ class _Round:
         after: tuple[datetime, str] | None = None
         while True:
             page = await self.store.once_tasks_to_prune(self.cutoff, after=after, limit=PAGE)
-            for position in page:
-                await self._guarded(position[1], self._once_task)
+            free = []
+            for _, task_id in page:
+                if self.reader_floor(task_id) is None:
+                    free.append(task_id)
+                else:
+                    await self._guarded([task_id], self._held_once_task)
+            await self._in_batches(free, self._once_batch)
             if len(page) < PAGE:
                 return
             after = page[-1]
@@ -249,12 +256,26 @@ class _Round:
     async def recurring_tasks(self) -> None:
         after: str | None = None
         while True:
-            page = await self.store.recurring_task_ids(after=after, limit=PAGE)
-            for task_id in page:
-                await self._guarded(task_id, self._recurring_task)
+            page = await self.store.recurring_log_cuts(self.policy.runs, after=after, limit=PAGE)
+            cuts: list[tuple[str, int]] = []
+            for cut in page:
+                through = await self._through(cut)
+                if through is not None and through > cut.log_start:
+                    cuts.append((cut.task_id, through))
+            await self._in_batches(cuts, self._log_batch)
+            old = [
+                cut.task_id
+                for cut in page
+                if cut.oldest_run_at is not None and cut.oldest_run_at < self.cutoff
+            ]
+            while old:
+                chunk, old = old[: self.batches.size], old[self.batches.size :]
+                await self._guarded(chunk, self._runs_of)
+            self.report.tasks += len(page)
+            self._progressed()
             if len(page) < PAGE:
                 return
-            after = page[-1]
+            after = page[-1].task_id
 
     async def deliveries(self) -> None:
         """Webhook deliveries that ended before the cut-off, oldest first, in batches."""
@@ -281,26 +302,111 @@ class _Round:
             if pages == 0:
                 return
 
-    async def _guarded(self, task_id: str, step: Callable[[str], Awaitable[None]]) -> None:
-        """One task's pruning: an outage goes to the loop (it waits it out); any other error
-        skips this task only (no poison pill), logged."""
+    async def _through(self, cut: LogCut) -> int | None:
+        """The highest seq of the task's log to remove now (None: nothing), held back for this
+        process's live readers of it."""
+        through = cut.through
+        if through is None and cut.kept_from is not None:  # runs made before ``log_from``
+            through = (
+                await first_seq_from(self.store, cut.task_id, cut.kept_from - CLOCK_MARGIN) - 1
+            )
+        if through is None:
+            return None
+        floor = self.reader_floor(cut.task_id)
+        if floor is not None and floor < through:
+            self.report.held_for_readers += 1
+            through = floor
+        return through
+
+    async def _in_batches(
+        self, work: list[W], step: Callable[[Sequence[W], int], Awaitable[Pruned]]
+    ) -> None:
+        """``work`` done by ``step`` in writes of at most the batch size (tasks and rows),
+        each resumed where the last one stopped. A write failing for another reason than an
+        outage is retried task by task, so one bad task is skipped (logged), not the others."""
+        while work:
+            taken = work[: self.batches.size]
+            try:
+                pruned = await self.batches.write(partial(step, taken))
+            except Exception as exc:
+                if is_outage(exc) or len(taken) == 1:
+                    raise
+                for item in taken:
+                    await self._guarded([item], lambda one: self._until_done(one, step))
+                work = work[len(taken) :]
+                continue
+            self._account(pruned)
+            done = len(taken) if self.dry_run else max(pruned.tasks, 1 if not pruned.rows else 0)
+            work = work[done:]
+
+    async def _until_done(
+        self, work: list[W], step: Callable[[Sequence[W], int], Awaitable[Pruned]]
+    ) -> None:
+        while work:
+            pruned = await self.batches.write(partial(step, work))
+            self._account(pruned)
+            if self.dry_run or pruned.tasks or not pruned.rows:
+                return
+
+    async def _guarded(self, work: list[W], step: Callable[[list[W]], Awaitable[None]]) -> None:
+        """Work on one task or a few: an outage goes to the loop (it waits it out); any other
+        error skips them only (no poison pill), logged."""
         try:
-            await step(task_id)
+            await step(work)
         except Exception as exc:
             if is_outage(exc):
                 raise
-            self.report.failed += 1
-            logger.exception("retention skipped a task", extra={"task_id": task_id})
-        self.report.tasks += 1
+            self.report.failed += len(work)
+            logger.exception("retention skipped tasks", extra={"tasks": [str(w) for w in work]})
+
+    def _account(self, pruned: Pruned) -> None:
+        report = self.report
+        report.events += pruned.events
+        report.items += pruned.items
+        report.conversations_kept += pruned.conversations_kept
+        self._counted("events", pruned.events)
+        self._counted("items", pruned.items)
+
+    def _progressed(self) -> None:
         if self.progress is not None:
             self.progress(self.report)
 
-    async def _events(self, task_id: str, through: int | None, finished: bool) -> None:
-        before = self.cutoff if finished else None
+    def _counted(self, kind: str, rows: int) -> None:
+        """``/metrics`` counts removed rows as each write commits (a first round over a long
+        history takes a while: its progress shows), never a dry run's."""
+        if rows and not self.dry_run:
+            RETENTION_REMOVED.labels(kind=kind).inc(rows)
+
+    def _once_batch(self, task_ids: Sequence[str], limit: int) -> Awaitable[Pruned]:
+        return self._once_written(
+            self.store.prune_once_tasks(
+                task_ids, finished_before=self.cutoff, limit=limit, dry_run=self.dry_run
+            )
+        )
+
+    async def _once_written(self, writing: Awaitable[Pruned]) -> Pruned:
+        pruned = await writing
+        self.report.tasks += pruned.tasks
+        self._progressed()
+        return pruned
+
+    def _log_batch(self, cuts: Sequence[tuple[str, int]], limit: int) -> Awaitable[Pruned]:
+        return self.store.prune_logs(cuts, limit=limit, dry_run=self.dry_run)
+
+    async def _held_once_task(self, task_ids: list[str]) -> None:
+        """A once task a live reader of this process reads: its events up to the reader's
+        position only, and its items wait for it."""
+        (task_id,) = task_ids
+        floor = self.reader_floor(task_id)
+        self.report.held_for_readers += 1
 
         def step(limit: int) -> Awaitable[int]:
             return self.store.prune_events(
-                task_id, through=through, limit=limit, finished_before=before, dry_run=self.dry_run
+                task_id,
+                through=floor,
+                limit=limit,
+                finished_before=self.cutoff,
+                dry_run=self.dry_run,
             )
 
         while True:
@@ -309,46 +415,16 @@ class _Round:
             self.report.events += removed
             self._counted("events", removed)
             if self.dry_run or removed < limit:
-                return
+                break
+        self.report.tasks += 1
+        self._progressed()
 
-    def _counted(self, kind: str, rows: int) -> None:
-        """``/metrics`` counts removed rows as each write commits (a first round over a long
-        history takes a while: its progress shows), never a dry run's."""
-        if rows and not self.dry_run:
-            RETENTION_REMOVED.labels(kind=kind).inc(rows)
-
-    async def _once_task(self, task_id: str) -> None:
-        floor = self.reader_floor(task_id)
-        if floor is not None:
-            self.report.held_for_readers += 1
-        await self._events(task_id, floor, finished=True)
-        if floor is not None:
-            return  # its items wait for the reader, as its events did
-        items = await self.batches.write(
-            lambda _: self.store.prune_items(
-                task_id, finished_before=self.cutoff, dry_run=self.dry_run
-            )
-        )
-        if items is None:
-            self.report.conversations_kept += 1
-        else:
-            self.report.items += items
-            self._counted("items", items)
-
-    async def _recurring_task(self, task_id: str) -> None:
-        kept_from = await self.store.runs_kept_from(task_id, self.policy.runs)
-        if kept_from is not None:
-            through = await first_seq_from(self.store, task_id, kept_from - CLOCK_MARGIN) - 1
-            floor = self.reader_floor(task_id)
-            if floor is not None and floor < through:
-                self.report.held_for_readers += 1
-                through = floor
-            if through > await self.store.log_start(task_id):
-                await self._events(task_id, through, finished=False)
+    async def _runs_of(self, task_ids: list[str]) -> None:
+        """The closed runs of these recurring tasks that finished before the cut-off."""
 
         def step(limit: int) -> Awaitable[int]:
             return self.store.prune_runs(
-                task_id, finished_before=self.cutoff, limit=limit, dry_run=self.dry_run
+                task_ids, finished_before=self.cutoff, limit=limit, dry_run=self.dry_run
             )
 
         while True:

@@ -19,9 +19,11 @@ from taskcell.abc import (
     EventConflict,
     LeaseLost,
     LogClosed,
+    LogCut,
     OccurrenceRuns,
     Page,
     ProcessInfo,
+    Pruned,
     TaskFilter,
 )
 from taskcell.domain.events import ConversationItem, Event, EventType
@@ -53,6 +55,7 @@ from taskcell.stores.rules import (
     check_changes,
     check_run_changes,
     lease_lost,
+    log_cut,
 )
 
 _Key = tuple[datetime, str]
@@ -108,6 +111,8 @@ class InMemoryTaskStore:
         self._deliveries: dict[str, Delivery] = {}
         self._pruned_seq: dict[str, int] = {}  # task id -> highest seq retention removed
         self._retention_done: set[str] = set()
+        #: run id -> its task's last seq when the run was made (the stores' ``log_from``)
+        self._log_from: dict[str, int] = {}
 
     async def open(self) -> None:
         return None
@@ -144,6 +149,7 @@ class InMemoryTaskStore:
         self._order.remove((task.created_at, task.task_id))
         for run_id in self._runs_by_task.pop(task_id, []):
             self._runs.pop(run_id, None)
+            self._log_from.pop(run_id, None)
         self._events.pop(task_id, None)
         self._closed_logs.discard(task_id)
         self._pruned_seq.pop(task_id, None)
@@ -233,6 +239,7 @@ class InMemoryTaskStore:
         if run.run_id in self._runs or any(_same_slot(self._runs[r], run) for r in siblings):
             return False
         self._runs[run.run_id] = run.model_copy(deep=True)
+        self._log_from[run.run_id] = self._last_seq(run.task_id)
         siblings.append(run.run_id)
         return True
 
@@ -436,6 +443,7 @@ class InMemoryTaskStore:
         stored = []
         for run in admitted.runs:
             self._runs[run.run_id] = run.model_copy(deep=True)
+            self._log_from[run.run_id] = self._last_seq(task.task_id)
             self._runs_by_task.setdefault(task.task_id, []).append(run.run_id)
             stored.append(run)
         return OccurrenceRuns(stored, replaced)
@@ -612,6 +620,9 @@ class InMemoryTaskStore:
         return [copy.deepcopy(e) for e in log[start : start + limit]]
 
     async def last_seq(self, task_id: str) -> int:
+        return self._last_seq(task_id)
+
+    def _last_seq(self, task_id: str) -> int:
         log = self._events.get(task_id)
         return log[-1].seq if log else self._pruned_seq.get(task_id, 0)
 
@@ -638,24 +649,34 @@ class InMemoryTaskStore:
         )
         return found[:limit]
 
-    async def recurring_task_ids(self, *, after: str | None = None, limit: int = 100) -> list[str]:
+    async def recurring_log_cuts(
+        self, keep: int, *, after: str | None = None, limit: int = 100
+    ) -> list[LogCut]:
+        keep = max(keep, 1)
         ids = sorted(
             t.task_id
             for t in self._tasks.values()
             if t.pattern is TaskPattern.RECURRING and (after is None or t.task_id > after)
-        )
-        return ids[:limit]
-
-    async def runs_kept_from(self, task_id: str, keep: int) -> datetime | None:
-        runs = sorted(
-            (self._runs[r] for r in self._runs_by_task.get(task_id, [])), key=_run_position
-        )
-        keep = max(keep, 1)
-        if len(runs) <= keep:
-            return None
-        kept = runs[-keep].created_at
-        open_runs = [r.created_at for r in runs if r.status in OPEN_RUN_STATUSES]
-        return min([kept, *open_runs])
+        )[:limit]
+        cuts = []
+        for task_id in ids:
+            runs = sorted(
+                (self._runs[r] for r in self._runs_by_task.get(task_id, [])), key=_run_position
+            )
+            unfinished = [r for r in runs if r.status in OPEN_RUN_STATUSES]
+            kept = runs[-keep] if len(runs) > keep else None
+            cuts.append(
+                log_cut(
+                    task_id,
+                    self._pruned_seq.get(task_id, 0),
+                    None if kept is None else (kept.created_at, self._log_from.get(kept.run_id)),
+                    None
+                    if not unfinished
+                    else (unfinished[0].created_at, self._log_from.get(unfinished[0].run_id)),
+                    runs[0].created_at if runs else None,
+                )
+            )
+        return cuts
 
     async def prune_events(
         self,
@@ -711,29 +732,105 @@ class InMemoryTaskStore:
             self._retention_done.add(task_id)
         return len(gone)
 
+    async def prune_logs(
+        self, cuts: Sequence[tuple[str, int]], *, limit: int, dry_run: bool = False
+    ) -> Pruned:
+        done = removed = 0
+        for task_id, through in cuts:
+            task = self._tasks.get(task_id)
+            log = self._events.get(task_id, [])
+            end = bisect.bisect_right([e.seq for e in log], through)
+            if task is None or task.pattern is not TaskPattern.RECURRING or end == 0:
+                done += 1
+                continue
+            if dry_run:
+                removed += end
+                done += 1
+                continue
+            if removed >= limit:
+                break
+            gone = log[: min(end, limit - removed)]
+            del log[: len(gone)]
+            removed += len(gone)
+            upto = through if len(gone) == end else gone[-1].seq
+            self._pruned_seq[task_id] = max(self._pruned_seq.get(task_id, 0), upto)
+            if len(gone) < end:
+                break
+            done += 1
+        return Pruned(tasks=done, events=removed)
+
+    async def prune_once_tasks(
+        self,
+        task_ids: Sequence[str],
+        *,
+        finished_before: datetime,
+        limit: int,
+        dry_run: bool = False,
+    ) -> Pruned:
+        done = events = items = kept = 0
+        for task_id in task_ids:
+            if events + items >= limit and not dry_run:
+                break
+            task = self._tasks.get(task_id)
+            if (
+                task is None
+                or not _finished_once_before(task, finished_before)
+                or task_id in self._retention_done
+            ):
+                done += 1
+                continue
+            budget = limit - events - items
+            removed = await self.prune_events(
+                task_id,
+                through=None,
+                limit=budget,
+                finished_before=finished_before,
+                dry_run=dry_run,
+            )
+            events += removed
+            if removed == budget and not dry_run:
+                break  # the limit reached: more may be left (the next call goes on)
+            gone = await self.prune_items(task_id, finished_before=finished_before, dry_run=dry_run)
+            if gone is None:
+                kept += 1
+            else:
+                items += gone
+            done += 1
+        return Pruned(tasks=done, events=events, items=items, conversations_kept=kept)
+
     async def prune_runs(
-        self, task_id: str, *, finished_before: datetime, limit: int, dry_run: bool = False
+        self,
+        task_ids: Sequence[str],
+        *,
+        finished_before: datetime,
+        limit: int,
+        dry_run: bool = False,
     ) -> int:
-        task = self._tasks.get(task_id)
-        if task is None or task.pattern is not TaskPattern.RECURRING:
-            return 0
-        old = sorted(
-            (
-                run
-                for run in (self._runs[r] for r in self._runs_by_task.get(task_id, []))
-                if run.status not in OPEN_RUN_STATUSES
-                and run.finished_at is not None
-                and run.finished_at < finished_before
-            ),
-            key=_run_position,
-        )
-        if dry_run:
-            return len(old)
-        gone = {run.run_id for run in old[:limit]}
-        for run_id in gone:
-            del self._runs[run_id]
-        self._runs_by_task[task_id] = [r for r in self._runs_by_task[task_id] if r not in gone]
-        return len(gone)
+        removed = 0
+        for task_id in task_ids:
+            task = self._tasks.get(task_id)
+            if task is None or task.pattern is not TaskPattern.RECURRING:
+                continue
+            old = sorted(
+                (
+                    run
+                    for run in (self._runs[r] for r in self._runs_by_task.get(task_id, []))
+                    if run.status not in OPEN_RUN_STATUSES
+                    and run.finished_at is not None
+                    and run.finished_at < finished_before
+                ),
+                key=_run_position,
+            )
+            if dry_run:
+                removed += len(old)
+                continue
+            gone = {run.run_id for run in old[: max(0, limit - removed)]}
+            for run_id in gone:
+                del self._runs[run_id]
+                self._log_from.pop(run_id, None)
+            self._runs_by_task[task_id] = [r for r in self._runs_by_task[task_id] if r not in gone]
+            removed += len(gone)
+        return removed
 
     async def prune_deliveries(
         self, *, created_before: datetime, limit: int, dry_run: bool = False

@@ -57,9 +57,11 @@ from taskcell.abc import (
     EventConflict,
     LeaseLost,
     LogClosed,
+    LogCut,
     OccurrenceRuns,
     Page,
     ProcessInfo,
+    Pruned,
     TaskFilter,
 )
 from taskcell.domain.clock import as_utc
@@ -80,7 +82,13 @@ from taskcell.domain.webhooks import (
 from taskcell.outages import describe
 from taskcell.stores import codec
 from taskcell.stores.cursor import ITEMS, RUNS, TASKS, keyset_page, position
-from taskcell.stores.rules import admit_runs, check_changes, check_run_changes, lease_lost
+from taskcell.stores.rules import (
+    admit_runs,
+    check_changes,
+    check_run_changes,
+    lease_lost,
+    log_cut,
+)
 
 if TYPE_CHECKING:  # asyncpg's classes are generic only in its stubs
     from asyncpg.pool import PoolConnectionProxy
@@ -407,18 +415,27 @@ _TO_PRUNE = (
     " AND ($2::timestamptz IS NULL OR (completed_at, task_id) > ($2, $3::text))"
     " ORDER BY completed_at, task_id LIMIT $4"
 )
-_RECURRING_IDS = (
-    "SELECT task_id FROM tasks WHERE pattern = 'recurring' AND task_id > $1"
-    " ORDER BY task_id LIMIT $2"
-)
 _OPEN_RUN_SQL = "status IN ('queued', 'running', 'waiting_input')"
-_RUNS_KEPT_FROM = (
-    "WITH kept AS (SELECT created_at, run_id FROM runs WHERE task_id = $1"
-    " ORDER BY created_at DESC, run_id DESC LIMIT 1 OFFSET $2)"
-    " SELECT LEAST((SELECT created_at FROM kept),"
-    f" (SELECT MIN(created_at) FROM runs WHERE task_id = $1 AND {_OPEN_RUN_SQL}))"
-    " FROM kept WHERE EXISTS (SELECT 1 FROM runs, kept AS k WHERE runs.task_id = $1"
-    " AND (runs.created_at, runs.run_id) < (k.created_at, k.run_id))"
+#: $1 the kept runs less one, $2 the kept runs, $3 after this task id, $4 tasks: each recurring
+#: task's ``keep``-th newest run (when it has an older one) and its oldest unfinished run.
+_LOG_CUTS = (
+    "SELECT t.task_id, t.pruned_seq, k.created_at AS kept_at, k.log_from AS kept_log,"
+    " o.created_at AS open_at, o.log_from AS open_log, (SELECT created_at FROM runs"
+    " WHERE task_id = t.task_id ORDER BY created_at LIMIT 1) AS oldest_at FROM tasks AS t"
+    " LEFT JOIN LATERAL (SELECT created_at, log_from FROM runs WHERE task_id = t.task_id"
+    " ORDER BY created_at DESC, run_id DESC LIMIT 1 OFFSET $1) AS k"
+    " ON EXISTS (SELECT 1 FROM (SELECT 1 FROM runs WHERE task_id = t.task_id"
+    " ORDER BY created_at DESC, run_id DESC LIMIT 1 OFFSET $2) AS older)"
+    " LEFT JOIN LATERAL (SELECT created_at, log_from FROM runs WHERE task_id = t.task_id"
+    f" AND {_OPEN_RUN_SQL} ORDER BY created_at, run_id LIMIT 1) AS o ON TRUE"
+    " WHERE t.pattern = 'recurring' AND t.task_id > $3 ORDER BY t.task_id LIMIT $4"
+)
+_RECURRING_LOG_START = "SELECT pruned_seq FROM tasks WHERE task_id = $1 AND pattern = 'recurring'"
+_COUNT_EVENTS_BETWEEN = "SELECT count(*) FROM events WHERE task_id = $1 AND seq > $2 AND seq <= $3"
+_PRUNE_EVENTS_BETWEEN = (
+    "WITH gone AS (DELETE FROM events WHERE task_id = $1 AND seq > $2 AND seq <= $3"
+    " RETURNING 1), raised AS (UPDATE tasks SET pruned_seq = GREATEST(pruned_seq, $3)"
+    " WHERE task_id = $1 RETURNING 1) SELECT count(*) FROM gone"
 )
 _FINAL_VALUES = ", ".join(f"'{s.value}'" for s in sorted(FINAL_STATUSES))
 #: $1 task id, $2 finished before (NULL: any task).
@@ -455,12 +472,16 @@ _PRUNE_ITEMS = (
     " AND NOT EXISTS (SELECT 1 FROM events WHERE task_id = $1) RETURNING 1)"
     " SELECT (SELECT ok FROM allowed), (SELECT newer FROM allowed), (SELECT count(*) FROM gone)"
 )
+_ONCE_PRUNABLE = f"SELECT {_ITEMS_PRUNABLE}"
 _COUNT_ITEMS = (
     f"SELECT {_ITEMS_PRUNABLE}, {_NEWER_CONVERSATION},"
     " (SELECT count(*) FROM conversation_items WHERE task_id = $1)"
 )
+#: $1 task id, $2 finished before: a recurring task's closed runs that finished before $2,
+#: found among the task's runs made before $2 (``runs_by_task``): only old runs are read.
 _OLD_RUNS = (
-    f"FROM runs WHERE task_id = $1 AND finished_at < $2 AND NOT {_OPEN_RUN_SQL}"
+    f"FROM runs WHERE task_id = $1 AND created_at < $2 AND finished_at < $2"
+    f" AND NOT {_OPEN_RUN_SQL}"
     " AND EXISTS (SELECT 1 FROM tasks WHERE task_id = $1 AND pattern = 'recurring')"
 )
 _COUNT_OLD_RUNS = f"SELECT count(*) {_OLD_RUNS}"
@@ -1385,13 +1406,21 @@ class PostgresTaskStore:
         )
         return [(as_utc(row["completed_at"]), row["task_id"]) for row in rows]
 
-    async def recurring_task_ids(self, *, after: str | None = None, limit: int = 100) -> list[str]:
-        rows = await (await self.pool()).fetch(_RECURRING_IDS, after or "", limit)
-        return [row["task_id"] for row in rows]
-
-    async def runs_kept_from(self, task_id: str, keep: int) -> datetime | None:
-        value = await (await self.pool()).fetchval(_RUNS_KEPT_FROM, task_id, max(keep, 1) - 1)
-        return as_utc(value) if value is not None else None
+    async def recurring_log_cuts(
+        self, keep: int, *, after: str | None = None, limit: int = 100
+    ) -> list[LogCut]:
+        keep = max(keep, 1)
+        rows = await (await self.pool()).fetch(_LOG_CUTS, keep - 1, keep, after or "", limit)
+        return [
+            log_cut(
+                row["task_id"],
+                int(row["pruned_seq"]),
+                None if row["kept_at"] is None else (as_utc(row["kept_at"]), row["kept_log"]),
+                None if row["open_at"] is None else (as_utc(row["open_at"]), row["open_log"]),
+                None if row["oldest_at"] is None else as_utc(row["oldest_at"]),
+            )
+            for row in rows
+        ]
 
     async def prune_events(
         self,
@@ -1420,13 +1449,90 @@ class PostgresTaskStore:
             return 0
         return None if newer else int(count)
 
+    async def prune_logs(
+        self, cuts: Sequence[tuple[str, int]], *, limit: int, dry_run: bool = False
+    ) -> Pruned:
+        done = removed = 0
+        async with (await self.pool()).acquire() as conn, conn.transaction():
+            for task_id, through in cuts:
+                found = await conn.fetchval(_RECURRING_LOG_START, task_id)
+                start = through if found is None else int(found)
+                if start >= through:
+                    done += 1
+                    continue
+                if dry_run:
+                    removed += int(
+                        await conn.fetchval(_COUNT_EVENTS_BETWEEN, task_id, start, through)
+                    )
+                    done += 1
+                    continue
+                if removed >= limit:
+                    break
+                upto = min(through, start + limit - removed)  # a log's seqs have no gaps
+                removed += int(await conn.fetchval(_PRUNE_EVENTS_BETWEEN, task_id, start, upto))
+                if upto < through:
+                    break
+                done += 1
+        return Pruned(tasks=done, events=removed)
+
+    async def prune_once_tasks(
+        self,
+        task_ids: Sequence[str],
+        *,
+        finished_before: datetime,
+        limit: int,
+        dry_run: bool = False,
+    ) -> Pruned:
+        moment = codec.utc(finished_before)
+        done = events = items = kept = 0
+        async with (await self.pool()).acquire() as conn, conn.transaction():
+            for task_id in task_ids:
+                if events + items >= limit and not dry_run:
+                    break
+                if not await conn.fetchval(_ONCE_PRUNABLE, task_id, moment):
+                    done += 1
+                    continue
+                budget = limit - events - items
+                if dry_run:
+                    events += int(await conn.fetchval(_COUNT_EVENTS, task_id, moment, 2**63 - 1))
+                else:
+                    removed = int(
+                        await conn.fetchval(_PRUNE_EVENTS, task_id, moment, 2**63 - 1, budget)
+                    )
+                    events += removed
+                    if removed == budget:
+                        break  # the limit reached: more may be left (the next call goes on)
+                row = await conn.fetchrow(
+                    _COUNT_ITEMS if dry_run else _PRUNE_ITEMS, task_id, moment
+                )
+                assert row is not None
+                allowed, newer, count = row[0], row[1], row[2]
+                if allowed and newer:
+                    kept += 1
+                elif allowed:
+                    items += int(count)
+                done += 1
+        return Pruned(tasks=done, events=events, items=items, conversations_kept=kept)
+
     async def prune_runs(
-        self, task_id: str, *, finished_before: datetime, limit: int, dry_run: bool = False
+        self,
+        task_ids: Sequence[str],
+        *,
+        finished_before: datetime,
+        limit: int,
+        dry_run: bool = False,
     ) -> int:
-        pool = await self.pool()
-        if dry_run:
-            return int(await pool.fetchval(_COUNT_OLD_RUNS, task_id, codec.utc(finished_before)))
-        return int(await pool.fetchval(_PRUNE_RUNS, task_id, codec.utc(finished_before), limit))
+        cutoff = codec.utc(finished_before)
+        removed = 0
+        async with (await self.pool()).acquire() as conn, conn.transaction():
+            for task_id in task_ids:
+                if dry_run:
+                    removed += int(await conn.fetchval(_COUNT_OLD_RUNS, task_id, cutoff))
+                    continue
+                if removed >= limit:
+                    break
+                removed += int(await conn.fetchval(_PRUNE_RUNS, task_id, cutoff, limit - removed))
+        return removed
 
     async def prune_deliveries(
         self, *, created_before: datetime, limit: int, dry_run: bool = False

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from taskcell.abc import UPDATABLE_FIELDS, LeaseLost
+from taskcell.abc import UPDATABLE_FIELDS, LeaseLost, LogCut
 from taskcell.domain.models import Fence, Run, RunStatus, Task
 from taskcell.domain.policies import (
     CANCELLED_BY_NEWER,
@@ -157,3 +157,26 @@ def admit_runs(
                 live, waiting = [], []
             live.append(index)
     return Admitted(out, replace)
+
+
+#: A kept run as the cut reads it: its ``created_at`` and ``log_from`` (None: made before runs
+#: recorded it).
+KeptRun = tuple[datetime, int | None]
+
+
+def log_cut(
+    task_id: str,
+    log_start: int,
+    kept: KeptRun | None,
+    unfinished: KeptRun | None,
+    oldest_run_at: datetime | None,
+) -> LogCut:
+    """The :class:`~taskcell.abc.LogCut` of a recurring task from its ``keep``-th newest run
+    (None when it has no older run: every run is kept), its oldest unfinished run, and when
+    its oldest run was made."""
+    if kept is None:
+        return LogCut(task_id, log_start, None, None, oldest_run_at)
+    runs = [kept] if unfinished is None else [kept, unfinished]
+    positions = [log_from for _, log_from in runs]
+    through = None if None in positions else min(p for p in positions if p is not None)
+    return LogCut(task_id, log_start, through, min(c for c, _ in runs), oldest_run_at)

@@ -43,9 +43,11 @@ from taskcell.abc import (
     EventConflict,
     LeaseLost,
     LogClosed,
+    LogCut,
     OccurrenceRuns,
     Page,
     ProcessInfo,
+    Pruned,
     StoreUnavailable,
     TaskFilter,
 )
@@ -66,7 +68,13 @@ from taskcell.domain.webhooks import (
 from taskcell.outages import is_outage
 from taskcell.stores import codec
 from taskcell.stores.cursor import ITEMS, RUNS, TASKS, keyset_page, position
-from taskcell.stores.rules import admit_runs, check_changes, check_run_changes, lease_lost
+from taskcell.stores.rules import (
+    admit_runs,
+    check_changes,
+    check_run_changes,
+    lease_lost,
+    log_cut,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -164,10 +172,11 @@ _MAX_SEQ = 2**63 - 1
 _TO_PRUNE = "pattern = 'once' AND retention_done = 0 AND completed_at IS NOT NULL"
 #: ?1 task id, ?2 finished before (NULL: any task), then the final statuses.
 _FINAL_MARKS = ", ".join(f"?{i}" for i in range(3, 3 + len(_FINAL)))
-_PRUNABLE_TASK = (
-    "SELECT 1 FROM tasks WHERE task_id = ?1 AND (?2 IS NULL OR (pattern = 'once'"
+_PRUNABLE_WHERE = (
+    "task_id = ?1 AND (?2 IS NULL OR (pattern = 'once'"
     f" AND completed_at < ?2 AND status IN ({_FINAL_MARKS})))"
 )
+_PRUNABLE_TASK = f"SELECT 1 FROM tasks WHERE {_PRUNABLE_WHERE}"
 _OLDEST_EVENTS = "SELECT seq FROM events WHERE task_id = ? AND seq <= ? ORDER BY seq LIMIT ?"
 _COUNT_EVENTS = "SELECT count(*) FROM events WHERE task_id = ? AND seq <= ?"
 _PRUNE_EVENTS = "DELETE FROM events WHERE task_id = ? AND seq <= ?"
@@ -184,20 +193,30 @@ _RETENTION_DONE = (
     "UPDATE tasks SET retention_done = 1 WHERE task_id = ?"
     " AND NOT EXISTS (SELECT 1 FROM events WHERE task_id = ?)"
 )
-_KEPT_RUN = (
-    "SELECT created_at, run_id FROM runs WHERE task_id = ?"
-    " ORDER BY created_at DESC, run_id DESC LIMIT 1 OFFSET ?"
+#: ?1 the kept runs less one, ?2 the kept runs, ?3 after this task id, ?4 tasks: each recurring
+#: task's ``keep``-th newest run (when it has an older one) and its oldest unfinished run.
+_LOG_CUTS = (
+    "SELECT t.task_id, t.pruned_seq, k.created_at, k.log_from, o.created_at, o.log_from,"
+    " (SELECT created_at FROM runs WHERE task_id = t.task_id ORDER BY created_at LIMIT 1)"
+    " FROM tasks AS t"
+    " LEFT JOIN runs AS k ON k.run_id = (SELECT run_id FROM runs WHERE task_id = t.task_id"
+    " ORDER BY created_at DESC, run_id DESC LIMIT 1 OFFSET ?1)"
+    " AND (SELECT 1 FROM runs WHERE task_id = t.task_id"
+    " ORDER BY created_at DESC, run_id DESC LIMIT 1 OFFSET ?2) IS NOT NULL"
+    " LEFT JOIN runs AS o ON o.run_id = (SELECT run_id FROM runs INDEXED BY"
+    " runs_unfinished_by_task WHERE task_id = t.task_id"
+    " AND status IN ('queued', 'running', 'waiting_input') ORDER BY created_at LIMIT 1)"
+    " WHERE t.pattern = 'recurring' AND t.task_id > ?3 ORDER BY t.task_id LIMIT ?4"
 )
-_OLDER_RUN = (
-    "SELECT 1 FROM runs WHERE task_id = ? AND (created_at < ? OR (created_at = ? AND run_id < ?))"
-    " LIMIT 1"
-)
-_OLDEST_OPEN_RUN = (
-    "SELECT MIN(created_at) FROM runs WHERE task_id = ?"
-    " AND status IN ('queued', 'running', 'waiting_input')"
-)
+_RECURRING_LOG_START = "SELECT pruned_seq FROM tasks WHERE task_id = ? AND pattern = 'recurring'"
+_COUNT_EVENTS_BETWEEN = "SELECT count(*) FROM events WHERE task_id = ? AND seq > ? AND seq <= ?"
+_PRUNE_EVENTS_BETWEEN = "DELETE FROM events WHERE task_id = ? AND seq > ? AND seq <= ?"
+#: A finished once task's log start, when retention may still prune it (the guard's arguments).
+_ONCE_LOG_START = f"SELECT pruned_seq FROM tasks WHERE {_PRUNABLE_WHERE} AND retention_done = 0"
+#: ?1 task id, ?2 finished before: a recurring task's closed runs that finished before ?2, by
+#: the runs of the task made before ?2 (``runs_by_task``): only old runs are read.
 _OLD_RUNS = (
-    "FROM runs WHERE task_id = ?1 AND finished_at < ?2"
+    "FROM runs WHERE task_id = ?1 AND created_at < ?2 AND finished_at < ?2"
     " AND status NOT IN ('queued', 'running', 'waiting_input')"
     " AND EXISTS (SELECT 1 FROM tasks WHERE task_id = ?1 AND pattern = 'recurring')"
 )
@@ -1202,22 +1221,21 @@ class SQLiteTaskStore:
         rows = self.conn.execute(sql, (*args, limit)).fetchall()
         return [(codec.from_ts(row[0]), row[1]) for row in rows]  # type: ignore[misc]
 
-    async def recurring_task_ids(self, *, after: str | None = None, limit: int = 100) -> list[str]:
-        sql = "SELECT task_id FROM tasks WHERE pattern = 'recurring' AND task_id > ?"
-        rows = self.conn.execute(sql + " ORDER BY task_id LIMIT ?", (after or "", limit))
-        return [row[0] for row in rows.fetchall()]
-
-    async def runs_kept_from(self, task_id: str, keep: int) -> datetime | None:
-        kept = self.conn.execute(_KEPT_RUN, (task_id, max(keep, 1) - 1)).fetchone()
-        if (
-            kept is None
-            or self.conn.execute(_OLDER_RUN, (task_id, kept[0], kept[0], kept[1])).fetchone()
-            is None
-        ):
-            return None
-        row = self.conn.execute(_OLDEST_OPEN_RUN, (task_id,)).fetchone()
-        moments = [kept[0]] + ([row[0]] if row and row[0] is not None else [])
-        return codec.from_ts(min(moments))
+    async def recurring_log_cuts(
+        self, keep: int, *, after: str | None = None, limit: int = 100
+    ) -> list[LogCut]:
+        keep = max(keep, 1)
+        rows = self.conn.execute(_LOG_CUTS, (keep - 1, keep, after or "", limit)).fetchall()
+        return [
+            log_cut(
+                row[0],
+                int(row[1]),
+                (codec.from_ts(row[2]), row[3]) if row[2] is not None else None,  # type: ignore[arg-type]
+                (codec.from_ts(row[4]), row[5]) if row[4] is not None else None,  # type: ignore[arg-type]
+                codec.from_ts(row[6]),
+            )
+            for row in rows
+        ]
 
     async def prune_events(
         self,
@@ -1270,14 +1288,107 @@ class SQLiteTaskStore:
             return prune(self.conn)
         return await self.write(prune, atomic=True)
 
-    async def prune_runs(
-        self, task_id: str, *, finished_before: datetime, limit: int, dry_run: bool = False
-    ) -> int:
-        args = (task_id, codec.ts(finished_before))
+    async def prune_logs(
+        self, cuts: Sequence[tuple[str, int]], *, limit: int, dry_run: bool = False
+    ) -> Pruned:
+        def prune(conn: sqlite3.Connection) -> Pruned:
+            done = removed = 0
+            for task_id, through in cuts:
+                row = conn.execute(_RECURRING_LOG_START, (task_id,)).fetchone()
+                start = through if row is None else int(row[0])
+                if start >= through:
+                    done += 1
+                    continue
+                if dry_run:
+                    counted = conn.execute(_COUNT_EVENTS_BETWEEN, (task_id, start, through))
+                    removed += int(counted.fetchone()[0])
+                    done += 1
+                    continue
+                if removed >= limit:
+                    break
+                upto = min(through, start + limit - removed)  # a log's seqs have no gaps
+                removed += conn.execute(_PRUNE_EVENTS_BETWEEN, (task_id, start, upto)).rowcount
+                conn.execute(_RAISE_LOG_START, (upto, task_id))
+                if upto < through:
+                    break
+                done += 1
+            return Pruned(tasks=done, events=removed)
+
         if dry_run:
-            return int(self.conn.execute(_COUNT_OLD_RUNS, args).fetchone()[0])
-        sql = _PRUNE_RUNS
-        return await self.write(lambda conn: int(conn.execute(sql, (*args, limit)).rowcount))
+            return prune(self.conn)
+        return await self.write(prune, atomic=True)
+
+    async def prune_once_tasks(
+        self,
+        task_ids: Sequence[str],
+        *,
+        finished_before: datetime,
+        limit: int,
+        dry_run: bool = False,
+    ) -> Pruned:
+        moment = codec.ts(finished_before)
+
+        def prune(conn: sqlite3.Connection) -> Pruned:
+            done = events = items = kept = 0
+            for task_id in task_ids:
+                if events + items >= limit and not dry_run:
+                    break
+                row = conn.execute(_ONCE_LOG_START, (task_id, moment, *_FINAL)).fetchone()
+                if row is None:
+                    done += 1
+                    continue
+                if dry_run:
+                    events += int(conn.execute(_COUNT_EVENTS, (task_id, _MAX_SEQ)).fetchone()[0])
+                else:
+                    budget = limit - events - items
+                    seqs = conn.execute(_OLDEST_EVENTS, (task_id, _MAX_SEQ, budget)).fetchall()
+                    if seqs:
+                        bound = seqs[-1][0]
+                        events += conn.execute(_PRUNE_EVENTS, (task_id, bound)).rowcount
+                        conn.execute(_RAISE_LOG_START, (bound, task_id))
+                    if len(seqs) == budget:
+                        break  # the limit reached: more may be left (the next call goes on)
+                if conn.execute(_NEWER_CONVERSATION, (task_id, moment, moment)).fetchone():
+                    kept += 1
+                elif dry_run:
+                    items += int(conn.execute(_COUNT_ITEMS, (task_id,)).fetchone()[0])
+                else:
+                    gone = conn.execute(
+                        "DELETE FROM conversation_items WHERE task_id = ?", (task_id,)
+                    )
+                    items += gone.rowcount
+                    conn.execute(_RETENTION_DONE, (task_id, task_id))
+                done += 1
+            return Pruned(tasks=done, events=events, items=items, conversations_kept=kept)
+
+        if dry_run:
+            return prune(self.conn)
+        return await self.write(prune, atomic=True)
+
+    async def prune_runs(
+        self,
+        task_ids: Sequence[str],
+        *,
+        finished_before: datetime,
+        limit: int,
+        dry_run: bool = False,
+    ) -> int:
+        cutoff = codec.ts(finished_before)
+        if dry_run:
+            return sum(
+                int(self.conn.execute(_COUNT_OLD_RUNS, (task_id, cutoff)).fetchone()[0])
+                for task_id in task_ids
+            )
+
+        def prune(conn: sqlite3.Connection) -> int:
+            removed = 0
+            for task_id in task_ids:
+                if removed >= limit:
+                    break
+                removed += conn.execute(_PRUNE_RUNS, (task_id, cutoff, limit - removed)).rowcount
+            return removed
+
+        return await self.write(prune, atomic=True)
 
     async def prune_deliveries(
         self, *, created_before: datetime, limit: int, dry_run: bool = False
