@@ -228,9 +228,12 @@ class TaskStore(Protocol):
         expected: Collection[TaskStatus] | None = None,
         now: datetime | None = None,
         fence: Fence | None = None,
+        version: int | None = None,
     ) -> bool:
         """Write non-status fields (:data:`UPDATABLE_FIELDS`, else ``ValueError``) and
-        ``updated_at``, in one write guarded by the status being in ``expected`` (None: any).
+        ``updated_at``, in one write guarded by the status being in ``expected`` (None: any)
+        and, with ``version``, by the task's version being that one (no :meth:`edit` came
+        between the caller's read and this write).
 
         With ``fence`` (a run writing its task's fields: remote ids, a recurring task's pause
         after failures) it happens only while the fence's run still has its owner and epoch,

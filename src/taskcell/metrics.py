@@ -41,4 +41,10 @@ RETENTION_BATCH_SECONDS = Histogram(
     "Duration of one pruning write (SQLite: how long it held the write lock, at most)",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
 )
+RETENTION_ROUNDS = Counter(
+    "taskcell_retention_rounds_total", "Retention rounds this process's pruner finished"
+)
+RETENTION_ROUND_SECONDS = Gauge(
+    "taskcell_retention_last_round_seconds", "How long this process's last retention round took"
+)
 DATABASE_BYTES = Gauge("taskcell_database_bytes", "Size of the database, in bytes")

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,3 +94,45 @@ async def test_a_run_in_progress_finishes_under_its_version_and_keeps_the_edit(
     await engine.wait_idle()
     assert gate.queries == ["first question", "second question"]
     assert (await engine.store.load_run(second.run_id)).version == 2  # type: ignore[union-attr]
+
+
+async def test_a_resume_racing_a_schedule_edit_arms_the_new_schedule(
+    gate_engine: tuple[Engine, Gate],
+) -> None:
+    """A resume reads the task, then writes its next time; an edit of the schedule that lands
+    between the two must not be undone by the old schedule's time. The edit is made (through
+    the real store) as the resume's write is about to go."""
+    engine, _ = gate_engine
+    task = await engine.submit(
+        Task(
+            query="report",
+            agent_name="gate",
+            pattern=TaskPattern.RECURRING,
+            schedule_config=ScheduleConfig(interval_minutes=5),
+        ),
+        run_immediately=False,
+    )
+    await engine.pause(task.task_id)
+    store = engine.store
+    real_update = store.update
+    raced: list[int | None] = []
+
+    async def update_after_an_edit(*args: Any, **kwargs: Any) -> bool:
+        if not raced:
+            raced.append(kwargs.get("version"))
+            await engine.edit(task.task_id, {"schedule_config": {"interval_minutes": 600}})
+        return await real_update(*args, **kwargs)
+
+    store.update = update_after_an_edit  # type: ignore[method-assign]
+    try:
+        resumed = await engine.resume(task.task_id)
+    finally:
+        store.update = real_update  # type: ignore[method-assign]
+    assert not resumed.paused and resumed.version == 2
+    assert resumed.schedule_config is not None
+    assert resumed.schedule_config.interval_minutes == 600
+    # The edit armed the new schedule (600 minutes from the edit); the resume kept it, not
+    # the old schedule's next time (5 minutes).
+    assert resumed.next_run_at is not None and resumed.updated_at is not None
+    assert resumed.next_run_at - resumed.updated_at > timedelta(minutes=500)
+    assert raced == [1], "the resume's write was guarded by the version it read"

@@ -320,7 +320,16 @@ async def test_queued_occurrences_survive_a_crash_and_run_after_recovery(
         # The crash: the rows stay as they are (the process's runs never settle).
         [held] = await engine.store.runs_in_status([RunStatus.RUNNING], task_id=task.task_id)
         await engine.store.update_run(held.run_id, {"owner": "dead-process"})
-        # The old engine is left as it is; a new one opens the same file.
+        # The old engine writes nothing more (its run's fence is gone, so what it would record
+        # is refused) and stops: two engines on one file in one event loop could block each
+        # other, one waiting for SQLite's lock in a call the other's commit needs the loop
+        # for. A new one opens the same file.
+        await engine.stop()
+        assert await states(engine, task.task_id) == [
+            (START, RunStatus.RUNNING),
+            (START + TEN, RunStatus.QUEUED),
+            (START + 2 * TEN, RunStatus.QUEUED),
+        ]
         gate.open.set()
         fresh = await engines()  # start-up recovery: the orphan is closed as interrupted
         assert await fresh.scheduler.fire_due() == 1

@@ -10,6 +10,7 @@ import time_machine
 from taskcell.abc import Store
 from taskcell.agents.registry import AgentRegistry
 from taskcell.engine.engine import Engine, RetentionPolicy
+from taskcell.metrics import RETENTION_ROUNDS
 
 from .fill import DAY, T0, recurring_task
 
@@ -26,8 +27,10 @@ async def test_the_pruner_holds_back_for_a_live_reader_then_prunes(store: Store)
         reader = engine.subscribe_batches("r", after=3)
         first = await anext(reader)  # a live reader that was given seq 4 to 17
         assert [e.seq for e in first] == list(range(4, 18))
+        rounds = RETENTION_ROUNDS._value.get()
         with time_machine.travel(T0, tick=True):
             held = await engine.pruner.round()
+        assert RETENTION_ROUNDS._value.get() == rounds + 1, "/metrics counts finished rounds"
         assert held.held_for_readers == 1
         assert await store.log_start("r") == 3  # only what the reader had passed
         await reader.aclose()

@@ -142,3 +142,17 @@ async def test_a_runs_metadata_keys_merge_into_an_edited_metadata(store: TaskSto
     loaded = await store.load(task.task_id)
     assert loaded is not None
     assert loaded.metadata == {"team": "b", "n": [1], "remote_context_id": "ctx2"}
+
+
+async def test_an_update_guarded_by_a_stale_version_changes_nothing(store: TaskStore) -> None:
+    """``update(version=)``: a write computed from a task read before an edit is refused
+    (resume uses it), one from the version in force goes through."""
+    task = recurring(paused=True)
+    await store.save(task)  # type: ignore[attr-defined]
+    await store.edit(task.task_id, lambda held, now: {"title": "edited"})
+    changes = {"paused": False}
+    assert not await store.update(task.task_id, changes, version=1)
+    assert (await store.load(task.task_id)).paused  # type: ignore[union-attr]
+    assert await store.update(task.task_id, changes, expected=[TaskStatus.RUNNING], version=2)
+    loaded = await store.load(task.task_id)
+    assert loaded is not None and not loaded.paused and loaded.version == 2

@@ -17,12 +17,15 @@ The rules (README, "Configuration"; docs/architecture.md, "Retention"):
   reader keeps its items this round); a reader elsewhere (another process of a cluster) that
   finds events gone is told so by a ``history_truncated`` event.
 
-How. :func:`prune` walks the candidates and removes in small writes of at most ``batch_rows``
-rows each; the batch shrinks when a write takes longer than :data:`TARGET_BATCH_SECONDS`, so
-a write (on SQLite, the time the write lock is held) stays well under 50 ms whatever the rows
-cost, and grows back when writes are quick. A round runs under the store's retention lock (on
-PostgreSQL a session advisory lock: one process at a time; the others skip the round). Then
-freed space goes back to the file system in small steps (SQLite with incremental vacuum).
+How. :func:`prune` reads the candidates a page at a time (a recurring task's cut comes from
+its runs' ``log_from``, read from run indexes: no event is read) and removes in small writes
+over many tasks each, of at most the batch size in rows and in tasks (at most
+``batch_rows``); the batch shrinks when a write takes longer than
+:data:`TARGET_BATCH_SECONDS`, so a write (on SQLite, the time the write lock is held) stays
+well under 50 ms whatever the rows cost, and grows back when writes are quick. A round runs
+under the store's retention lock (on PostgreSQL a session advisory lock: one process at a
+time; the others skip the round). Then freed space goes back to the file system in small
+steps (SQLite with incremental vacuum).
 
 :func:`prune` is the whole round, usable from a script or a benchmark::
 
@@ -45,7 +48,13 @@ from typing import TypeVar
 from taskcell.abc import LogCut, Pruned, Store
 from taskcell.domain.models import utcnow
 from taskcell.engine.supervisor import Supervisor
-from taskcell.metrics import DATABASE_BYTES, RETENTION_BATCH_SECONDS, RETENTION_REMOVED
+from taskcell.metrics import (
+    DATABASE_BYTES,
+    RETENTION_BATCH_SECONDS,
+    RETENTION_REMOVED,
+    RETENTION_ROUND_SECONDS,
+    RETENTION_ROUNDS,
+)
 from taskcell.outages import is_outage
 
 logger = logging.getLogger(__name__)
@@ -470,6 +479,8 @@ class Pruner:
         )
         self.last_report = report
         if not report.skipped:
+            RETENTION_ROUNDS.inc()
+            RETENTION_ROUND_SECONDS.set(report.seconds)
             logger.info(
                 "retention round done",
                 extra={

@@ -325,9 +325,24 @@ class RecurringTasks:
 
     async def resume(self, task_id: str) -> Task:
         """Resume a paused schedule; its next time is computed from now (nothing missed
-        runs)."""
-        task = await self._recurring(task_id, "be resumed")
-        now = utcnow()
+        runs). The write is guarded by the version read: an edit of the schedule landing
+        between the read and the write makes it read again and compute from the new one."""
+        while True:
+            task = await self._recurring(task_id, "be resumed")
+            changes = self._resumed(task, utcnow())
+            if await self._store.update(
+                task_id, changes, expected=[TaskStatus.RUNNING], version=task.version
+            ):
+                break
+            now_stored = await self._service.require_task(task_id)
+            if now_stored.status is not TaskStatus.RUNNING or now_stored.version == task.version:
+                raise InvalidTransition(task_id, None, TaskStatus.RUNNING)
+        await self._controllers.update(task, last_error=None)
+        await self._schedule_changed()
+        return await self._service.require_task(task_id)
+
+    def _resumed(self, task: Task, now: datetime) -> dict[str, Any]:
+        """The fields a resume at ``now`` writes: unpaused, the next time from now."""
         if task.schedule_config is None:  # a stored schedule that could not be read
             raise UnusableSchedule(task, ValueError("the task has no readable schedule"))
         upcoming = task.next_run_at
@@ -341,17 +356,12 @@ class RecurringTasks:
                 )
             except (ValueError, LookupError, TypeError) as exc:
                 raise UnusableSchedule(task, exc) from exc
-        changes = {
+        return {
             "paused": False,
             "next_run_at": upcoming,
             "error_message": None,
             "pause_note": None,
         }
-        if not await self._store.update(task_id, changes, expected=[TaskStatus.RUNNING]):
-            raise InvalidTransition(task_id, None, TaskStatus.RUNNING)
-        await self._controllers.update(task, last_error=None)
-        await self._schedule_changed()
-        return await self._service.require_task(task_id)
 
     async def run_now(self, task_id: str) -> Run:
         """One extra run outside the schedule (allowed while paused), stored under the task's

@@ -197,12 +197,15 @@ class InMemoryTaskStore:
         expected: Collection[TaskStatus] | None = None,
         now: datetime | None = None,
         fence: Fence | None = None,
+        version: int | None = None,
     ) -> bool:
         check_changes(changes)
         if fence is not None and not self._holds(fence, settling=False):
             raise lease_lost(fence)
         task = self._tasks.get(task_id)
         if task is None or (expected is not None and task.status not in expected):
+            return False
+        if version is not None and task.version != version:
             return False
         apply_changes(task, copy.deepcopy(dict(changes)))
         task.updated_at = now or utcnow()

@@ -998,8 +998,11 @@ class PostgresTaskStore:
         expected: Collection[TaskStatus] | None = None,
         now: datetime | None = None,
         fence: Fence | None = None,
+        version: int | None = None,
     ) -> bool:
         check_changes(changes)
+        if fence is not None and version is not None:
+            raise ValueError("an update is guarded by a fence or by a version, not both")
         encoded = codec.encode_changes(changes, dialect="postgres")
         args: list[Any] = [task_id, codec.utc(now or utcnow())]
         if expected is not None:
@@ -1017,6 +1020,9 @@ class PostgresTaskStore:
                 raise lease_lost(fence)
             return bool(row["changed"] == 1)
         sql = _update_sql(tuple(encoded), expected is not None)
+        if version is not None:
+            args.append(version)
+            sql += f" AND version = ${len(args)}"
         return _row_count(await (await self.pool()).execute(sql, *args)) == 1
 
     async def edit(

@@ -789,12 +789,16 @@ class SQLiteTaskStore:
         expected: Collection[TaskStatus] | None = None,
         now: datetime | None = None,
         fence: Fence | None = None,
+        version: int | None = None,
     ) -> bool:
         check_changes(changes)
         encoded = codec.encode_changes(changes)
         sets = ", ".join([*(codec.assignment(name, "?") for name in encoded), "updated_at = ?"])
         args: list[Any] = [*encoded.values(), codec.ts(now or utcnow()), task_id]
         sql = f"UPDATE tasks SET {sets} WHERE task_id = ?"
+        if version is not None:
+            sql += " AND version = ?"
+            args.append(version)
         if expected is not None:
             statuses = [TaskStatus(s).value for s in expected]
             if not statuses:
