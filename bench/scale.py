@@ -565,6 +565,7 @@ class Options:
     prune_seconds: float
     rounds: int
     rebuild: bool
+    pruner: bool = True
 
 
 def ensure_built(path: Path, scale: Scale, rebuild: bool, label: str) -> Manifest:
@@ -865,11 +866,12 @@ def main(opts: Options, json_path: Path | None) -> None:
         ),
     )
     pair = startups(servers, opts.rounds)
+    pruned: list[Row] = []
     try:
-        pruned = measure_pruner(opts.db, opts.requests // 2, opts.prune_seconds)
+        if opts.pruner:
+            pruned = measure_pruner(opts.db, opts.requests // 2, opts.prune_seconds)
     except Exception as exc:  # the other figures are still written
         print(f"  pruner: the measure failed: {exc!r}")
-        pruned = []
     pair.large += after_kill.large + large.startups
     pair.empty += after_kill.empty + empty.startups
     print(
@@ -933,6 +935,9 @@ if __name__ == "__main__":
         "--prune-seconds", type=float, default=300.0, help="longest the pruner's round may take"
     )
     parser.add_argument("--rounds", type=int, default=3, help="start-ups of each server")
+    parser.add_argument(
+        "--no-pruner", action="store_true", help="leave the pruner's measure out (no copy)"
+    )
     parser.add_argument("--json", type=Path, help="write the summary rows to this file")
     args = parser.parse_args()
     scale = SMALL if args.small else FULL
@@ -954,6 +959,7 @@ if __name__ == "__main__":
             prune_seconds=args.prune_seconds,
             rounds=args.rounds,
             rebuild=args.rebuild,
+            pruner=not args.no_pruner,
         ),
         args.json,
     )

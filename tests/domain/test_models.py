@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import time_machine
 from pydantic import ValidationError
 
 from taskcell import InvalidTransition, ScheduleConfig, Task, TaskPattern, TaskStatus
@@ -109,9 +111,17 @@ def test_good_values_pass_and_helpers_follow_the_state_machine() -> None:
     assert (other.status, other.error_message) == (TaskStatus.FAILED, "agent unreachable")
 
 
-def test_new_ids_are_distinct_uuid4_hex() -> None:
-    ids = [new_id() for _ in range(2000)]
+def test_new_ids_are_distinct_time_ordered_uuid7_hex() -> None:
+    with time_machine.travel(datetime(2026, 5, 4, 3, 2, 1, 5000, tzinfo=UTC), tick=False):
+        ids = [new_id() for _ in range(2000)]
+    with time_machine.travel(datetime(2026, 5, 4, 3, 2, 1, 6000, tzinfo=UTC), tick=False):
+        later = new_id()
     assert len(set(ids)) == len(ids)
+    milliseconds = int(datetime(2026, 5, 4, 3, 2, 1, 5000, tzinfo=UTC).timestamp() * 1000)
     for value in ids:
         parsed = uuid.UUID(hex=value)
-        assert (parsed.hex, parsed.version, parsed.variant) == (value, 4, uuid.RFC_4122), value
+        assert (parsed.hex, parsed.version, parsed.variant) == (value, 7, uuid.RFC_4122), value
+        assert parsed.int >> 80 == milliseconds, "the first 48 bits are the time in ms"
+    assert later > max(ids), "an id made a millisecond later sorts after"
+    # 74 random bits: no two ids of one millisecond share them.
+    assert len({value[12:] for value in ids}) == len(ids)

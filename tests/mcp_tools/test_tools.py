@@ -45,6 +45,10 @@ async def test_the_tools_are_listed_with_schemas_a_model_can_use(session: Sessio
     assert "minutes" in properties["interval_minutes"]["description"]
     assert "HH:MM" in properties["daily_time"]["description"]
     assert "Europe/Berlin" in properties["timezone"]["examples"]
+    overlap = properties["overlap"]["anyOf"][0]["enum"]
+    assert overlap == ["skip", "buffer_one", "buffer_all", "cancel_other", "allow_all"]
+    assert properties["catchup"]["anyOf"][0]["enum"] == ["coalesce", "skip", "all"]
+    assert "seconds" in properties["run_timeout_seconds"]["description"]
 
 
 async def asked(url: str, task_id: str) -> None:
@@ -102,6 +106,27 @@ async def test_every_tool_and_the_task_resource(session: Session, server: LiveSe
         )
         recurring = daily["task_id"]
         assert daily["schedule"] == {"daily_time": "08:15", "timezone": "America/New_York"}
+        buffered = await call(
+            client,
+            "create_task",
+            {
+                "query": "what time is it?",
+                "agent": "clock",
+                "pattern": "interval",
+                "interval_minutes": 30,
+                "run_immediately": False,
+                "overlap": "buffer_one",
+                "catchup": "all",
+                "run_timeout_seconds": 600,
+            },
+        )
+        stored = await call(client, "get_task", {"task_id": buffered["task_id"]})
+        assert (stored["overlap"], stored["catchup"], stored["run_timeout_seconds"]) == (
+            "buffer_one",
+            "all",
+            600,
+        )
+        await call(client, "cancel_task", {"task_id": buffered["task_id"]})
         assert (await call(client, "pause_task", {"task_id": recurring}))["paused"] is True
         noted = await call(client, "pause_task", {"task_id": recurring, "note": "on holiday"})
         assert noted["pause_note"] == "on holiday"
@@ -153,6 +178,8 @@ async def test_every_tool_and_the_task_resource(session: Session, server: LiveSe
         ({"pattern": "cron"}, "cron"),
         ({"pattern": "daily", "daily_time": "09:00", "cron": "@daily"}, "cron"),
         ({"agent": "nobody"}, "agent"),
+        ({"pattern": "interval", "interval_minutes": 5, "overlap": "queue"}, "overlap"),
+        ({"pattern": "interval", "interval_minutes": 5, "run_timeout_seconds": 0}, "timeout"),
     ],
 )
 async def test_a_bad_argument_is_a_tool_error_naming_it(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -54,18 +55,24 @@ MAX_WEBHOOK_URL_CHARS = 2000
 DEFAULT_USER = "default_user"
 
 
-_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
-_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+#: The version (7) and variant (RFC 9562) bits of a UUID, as a 128-bit integer's.
+_UUID_FORM_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID7_SET = (0x7000 << 64) | (0x8000 << 48)
 
 
 def new_id() -> str:
-    """A fresh opaque identifier: a random UUID (version 4) as 32 hex digits.
+    """A fresh opaque identifier: a UUID version 7 (RFC 9562) as 32 hex digits.
 
-    The same form as ``uuid.uuid4().hex``, without building a ``UUID`` object (less than half
-    the time; three ids are made for every task).
+    Its first 48 bits are the Unix time in milliseconds, the other 74 (bar the version and
+    variant) random. Time-ordered ids keep every index keyed by them compact as it grows:
+    ids made together sort together, so an insert goes to the index's few newest pages
+    instead of a random page of a large table (one page read and written for each of a
+    task's ids, in a store with millions of them). 74 random bits keep them unguessable.
+    The same form as ``uuid.UUID(...).hex``, built without a ``UUID`` object (several ids
+    are made for every task).
     """
-    value = int.from_bytes(os.urandom(16))
-    return f"{value & _UUID4_CLEAR | _UUID4_SET:032x}"
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10))
+    return f"{value & _UUID_FORM_CLEAR | _UUID7_SET:032x}"
 
 
 def _as_utc(value: datetime) -> datetime:

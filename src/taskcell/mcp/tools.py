@@ -313,6 +313,31 @@ class Tools:
             ),
         ] = False,
         timeout_seconds: WaitSeconds = DEFAULT_WAIT_SECONDS,
+        overlap: Annotated[
+            Literal["skip", "buffer_one", "buffer_all", "cancel_other", "allow_all"] | None,
+            Field(
+                description="For a schedule: what an occurrence does while a run is still "
+                "going: 'skip' it (the default), queue one ('buffer_one') or all "
+                "('buffer_all'), 'cancel_other' (stop the running one), or 'allow_all' "
+                "(run side by side)."
+            ),
+        ] = None,
+        catchup: Annotated[
+            Literal["coalesce", "skip", "all"] | None,
+            Field(
+                description="For a schedule: what runs of the occurrences missed while the "
+                "server was down: one for the latest ('coalesce', the default), none "
+                "('skip'), or every one in order ('all')."
+            ),
+        ] = None,
+        run_timeout_seconds: Annotated[
+            int | None,
+            Field(
+                description="Cancel a run that goes on longer than this, 1 to 604800 "
+                "seconds, recorded failed (no limit by default).",
+                examples=[300, 3600],
+            ),
+        ] = None,
     ) -> dict[str, Any]:
         """Create a task for an agent: once, every N minutes, or daily at a time in a zone.
 
@@ -333,6 +358,9 @@ class Tools:
                 title=title,
                 schedule=schedule,
                 run_immediately=None if schedule is None else run_immediately,
+                overlap=overlap,
+                catchup=catchup,
+                run_timeout_seconds=run_timeout_seconds,
             )
             answer = task_summary(task)
             if wait and schedule is None:
