@@ -19,6 +19,15 @@ left to that file (deleted, or replaced by a rename), every write is refused wit
 ``fstat`` per transaction, about as cheap as a system call gets). ``check`` runs on its own
 connection in a worker thread with a time-out, so ``/health`` answers even while the disk
 stalls.
+
+Checkpoints. Moving the WAL's pages into the file (and syncing it) is the only part of a write
+that waits for the disk; SQLite's automatic checkpoint would do it inside whichever commit
+crosses its threshold, on the event loop, for as long as the disk takes (100 ms and more on a
+large file whose pages are spread out, measured by ``bench/scale.py``). So after a commit, at
+most every :data:`CHECKPOINT_EVERY_SECONDS`, the store hands a ``PASSIVE`` checkpoint (which
+never blocks a writer or a reader) to a worker thread with a connection of its own; the
+automatic one stays only as a bound (:data:`WAL_AUTOCHECKPOINT_PAGES`) should that thread
+fall behind.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import json
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -236,6 +246,11 @@ _PRUNE_DELIVERIES = (
 )
 #: How long ``check`` (``/health``) waits for the file to answer a read.
 CHECK_SECONDS = 0.9
+#: At most this often, a commit hands a checkpoint to the store's checkpoint thread.
+CHECKPOINT_EVERY_SECONDS = 0.2
+#: SQLite's own checkpoint (in a commit, on the event loop) only past this many WAL pages
+#: (~160 MiB): the bound should the checkpoint thread fall behind.
+WAL_AUTOCHECKPOINT_PAGES = 40_000
 
 # -- webhooks ----------------------------------------------------------------------------------
 
@@ -532,6 +547,12 @@ class SQLiteTaskStore:
         #: Why the last write failed for an outage (disk full...), until a commit succeeds.
         self.write_problem: str | None = None
         self._checker: concurrent.futures.ThreadPoolExecutor | None = None
+        #: The checkpoint thread, its connection, the checkpoint in flight and when the last
+        #: one was handed over (see the module docstring).
+        self._checkpointer: concurrent.futures.ThreadPoolExecutor | None = None
+        self._checkpoint_conn: sqlite3.Connection | None = None
+        self._checkpointing: concurrent.futures.Future[None] | None = None
+        self._checkpointed_at = 0.0
 
     # -- connection and schema ----------------------------------------------------------
 
@@ -555,8 +576,8 @@ class SQLiteTaskStore:
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA temp_store = MEMORY")
         conn.execute("PRAGMA cache_size = -65536")  # 64 MiB of page cache
-        # Checkpoint (which syncs the file) every ~16 MiB of WAL instead of every ~4 MiB.
-        conn.execute("PRAGMA wal_autocheckpoint = 4000")
+        # Checkpoints are made by the checkpoint thread; SQLite's own only past this bound.
+        conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
         apply_migrations(conn)
         # Rows are read by column name (see codec): sqlite3.Row answers row["status"] (and
         # row[0]), at about 2 microseconds a task row more than a tuple.
@@ -582,6 +603,12 @@ class SQLiteTaskStore:
     async def close(self) -> None:
         if self._tx_open:
             self._commit()
+        if self._checkpointer is not None:
+            await asyncio.to_thread(self._checkpointer.shutdown, wait=True)
+            self._checkpointer = self._checkpointing = None
+        if self._checkpoint_conn is not None:
+            self._checkpoint_conn.close()
+            self._checkpoint_conn = None
         if self._checker is not None:
             self._checker.shutdown(wait=False, cancel_futures=True)
             self._checker = None
@@ -711,6 +738,36 @@ class SQLiteTaskStore:
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+        self._checkpoint_soon()
+
+    def _checkpoint_soon(self) -> None:
+        """Hand a checkpoint to the checkpoint thread, unless one is in flight or one was
+        handed over within :data:`CHECKPOINT_EVERY_SECONDS`."""
+        now = time.monotonic()
+        if now - self._checkpointed_at < CHECKPOINT_EVERY_SECONDS or (
+            self._checkpointing is not None and not self._checkpointing.done()
+        ):
+            return
+        self._checkpointed_at = now
+        if self._checkpointer is None:
+            self._checkpointer = concurrent.futures.ThreadPoolExecutor(1, "sqlite-checkpoint")
+        self._checkpointing = self._checkpointer.submit(self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        """In the checkpoint thread: a ``PASSIVE`` checkpoint, as far as readers allow. On a
+        connection of its own that never creates the file (``mode=rw``: a file deleted under
+        the server is not made anew); a failure is logged, the next commit tries again."""
+        try:
+            if self._checkpoint_conn is None:
+                self._checkpoint_conn = sqlite3.connect(
+                    f"file:{self.path}?mode=rw",
+                    uri=True,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+            self._checkpoint_conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error:
+            logger.warning("checkpoint failed", exc_info=True, extra={"path": str(self.path)})
 
     # -- tasks --------------------------------------------------------------------------
 
