@@ -721,20 +721,22 @@ def killed_runs(client: httpx.Client, server: Server, count: int) -> list[str]:
 
 
 def recovery(servers: tuple[Server, Server], opts: Options) -> tuple[Pair, Pair]:
-    """Kill both servers mid-run, restart each alone; answers (recovery, start-up) seconds."""
+    """Kill each server mid-run and restart it at once, one server after the other (the other
+    one idle, then stopped); answers (recovery, start-up) seconds. Each is restarted right
+    after its own kill: on PostgreSQL a killed run is recovered once its lease expires, so a
+    server restarted later than its kill would find its leases expired already."""
     recovered, startup = Pair(), Pair()
     with httpx.Client(timeout=60) as client:
-        victims = {s.name: killed_runs(client, s, opts.killed) for s in servers}
         for server in servers:
+            victims = killed_runs(client, server, opts.killed)
             assert server.process is not None
             server.process.kill()
             server.process.wait()
             server.process, server.url = None, ""
-        for server in servers:
             server.start()
             seconds = server.wait_healthy()
             (startup.large if server is servers[0] else startup.empty).append(seconds)
-            for task_id in victims[server.name]:
+            for task_id in victims:
                 wait_for(
                     lambda task_id=task_id, url=server.url: (
                         runs_of(client, url, task_id)[0]["status"] == "interrupted"
