@@ -154,10 +154,16 @@ async def recreate(url: str) -> None:
 
 
 async def _finish(
-    conn: asyncpg.Connection[Any], url: str, scale: Scale, recurring_ids: list[str], began: float
+    conn: asyncpg.Connection[Any],
+    url: str,
+    scale: Scale,
+    recurring_ids: list[str],
+    began: float,
+    *,
+    analyze: bool,
 ) -> Manifest:
-    # What autovacuum would have done by the time such a history is served (module docstring).
-    await conn.execute("VACUUM (ANALYZE)")
+    if analyze:  # what autovacuum would have done by the time such a history is served
+        await conn.execute("VACUUM (ANALYZE)")
     middle = await conn.fetchrow(
         "SELECT created_at, task_id FROM tasks ORDER BY created_at DESC, task_id DESC"
         " LIMIT 1 OFFSET $1",
@@ -176,9 +182,12 @@ async def _finish(
     return manifest
 
 
-def build_postgres(url: str, scale: Scale, *, seed: int = 19, progress: bool = False) -> Manifest:
+def build_postgres(
+    url: str, scale: Scale, *, seed: int = 19, progress: bool = False, analyze: bool = True
+) -> Manifest:
     """Write a database of ``scale`` as the one ``url`` names (replacing any); answers its
-    manifest (also the database's comment)."""
+    manifest (also the database's comment). ``analyze=False`` leaves out the closing
+    ``VACUUM (ANALYZE)``: tables with neither statistics nor a visibility map."""
     scale.check()
     began = time.perf_counter()
     with asyncio.Runner() as runner:
@@ -195,8 +204,8 @@ def build_postgres(url: str, scale: Scale, *, seed: int = 19, progress: bool = F
 
             recurring_ids = write_history(scale, flush, seed=seed, progress=progress)
             if progress:
-                print(f"  rows written ({time.perf_counter() - began:.0f} s); VACUUM (ANALYZE)...")
-            return runner.run(_finish(conn, url, scale, recurring_ids, began))
+                print(f"  rows written ({time.perf_counter() - began:.0f} s)", flush=True)
+            return runner.run(_finish(conn, url, scale, recurring_ids, began, analyze=analyze))
         finally:
             runner.run(conn.close())
 
