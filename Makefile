@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := frontend/node_modules/.installed
 
-.PHONY: run test lint bench bench-scale chaos web setup clean
+.PHONY: run test lint bench bench-scale bench-scale-pg chaos web setup clean
 
 $(STAMP): pyproject.toml
 	@echo "Setting up $(VENV): installing taskcell and its dependencies with pip (a few minutes the first time)..."
@@ -70,6 +70,13 @@ bench-scale: $(STAMP)
 	mkdir -p $(BENCH_OUT)
 	$(BIN)/python bench/scale.py --json $(BENCH_OUT)/scale.json
 	$(BIN)/python bench/summary.py $(BENCH_OUT)/scale.json
+
+# The same on PostgreSQL (the server at 127.0.0.1:5432, user postgres), at a tenth of the scale:
+# the benchmark creates the databases taskcell_scale (reused after) and taskcell_scale_empty.
+bench-scale-pg: $(STAMP)
+	mkdir -p $(BENCH_OUT)
+	$(BIN)/python bench/scale.py --postgres --json $(BENCH_OUT)/scale-pg.json
+	$(BIN)/python bench/summary.py $(BENCH_OUT)/scale-pg.json
 
 # The long chaos run (20+ minutes, every fault at least five times); `make test` runs the short one.
 chaos: $(STAMP)

@@ -36,11 +36,19 @@ Targets: every figure within 2x of the empty database's, start-up under 3 s. Bef
 large database is prepared: the store opens it (schema versions applied, so no start-up pays
 for them), tasks an earlier run of this benchmark created are deleted, and every schedule is
 armed a day ahead except the probes'.
+
+``--postgres [URL]``: the same on PostgreSQL (``bench/scale_build_pg.py``), at a tenth of the
+scale (100,000 tasks, 1,000 recurring, 500,000 runs, 2,000,000 events; the stream task keeps its
+10,000 events; ``--small`` a hundredth), in the database URL names (default
+``taskcell_scale`` on the local server, ``taskcell_scale_small`` with ``--small``; the empty one
+is its name plus ``_empty``), both created by the benchmark. Every measure but the pruner's (it
+copies an SQLite file).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib.util
 import json
 import os
@@ -60,18 +68,23 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 
+import scale_build_pg
 from results import Row, write_rows
-from scale_build import FULL, SMALL, USER, Manifest, Scale, build_sqlite, built
+from scale_build import FULL, SMALL, TENTH, USER, Manifest, Scale, build_sqlite, built
 from taskcell.stores import codec
 from taskcell.stores.cursor import bind_cursor, encode_cursor
+from taskcell.stores.postgres import PostgresTaskStore
 from taskcell.stores.sqlite import SQLiteTaskStore
 
 OUT = Path("test-output/scale")
 #: What this benchmark's own tasks carry, so the next run deletes them.
 MARK = {"bench": "scale"}
 TARGET_RATIO = 2.0
+#: The probes' schedule: every minute (see :func:`prepare`).
+PROBE_MINUTES = 1
 STARTUP_TARGET = 3.0  # seconds
 #: The banner's "web page" line: ``http://127.0.0.1:PORT/``.
 _BANNER_URL = re.compile(r"(http://127\.0\.0\.1:\d+)/")
@@ -82,10 +95,10 @@ _BANNER_URL = re.compile(r"(http://127\.0\.0\.1:\d+)/")
 
 @dataclass(slots=True)
 class Server:
-    """A ``taskcell serve`` process on one database."""
+    """A ``taskcell serve`` process on one database (an SQLite file, or a PostgreSQL URL)."""
 
     name: str
-    db: Path
+    db: Path | str
     log: Path
     process: subprocess.Popen[bytes] | None = None
     url: str = ""
@@ -208,9 +221,15 @@ class Probes:
     task_ids: list[str]
 
 
-def prepare(db: Path, manifest: Manifest, *, probes: int, due_at: datetime, sample: int) -> Probes:
+def prepare(
+    db: Path | str, manifest: Manifest, *, probes: int, due_at: datetime, sample: int
+) -> Probes:
     """Delete this benchmark's earlier tasks, arm every schedule a day ahead but ``probes`` of
     them, due at ``due_at``; pick ``sample`` tasks at random for ``GET /tasks/{id}``."""
+    if isinstance(db, str):
+        return asyncio.run(
+            prepare_postgres(db, manifest, probes=probes, due_at=due_at, sample=sample)
+        )
     conn = sqlite3.connect(db, isolation_level=None)
     try:
         ((key, value),) = MARK.items()
@@ -255,8 +274,62 @@ def prepare(db: Path, manifest: Manifest, *, probes: int, due_at: datetime, samp
     return Probes(due_ids, due_at, task_ids)
 
 
-def store_open(db: Path) -> None:
+async def prepare_postgres(
+    url: str, manifest: Manifest, *, probes: int, due_at: datetime, sample: int
+) -> Probes:
+    """:func:`prepare` on the PostgreSQL database ``url`` names (tasks sampled by a random id:
+    ids are random hexadecimal, so the first id after one is a task picked evenly)."""
+    conn = await asyncpg.connect(url)
+    try:
+        ((key, value),) = MARK.items()
+        due_ids = manifest.recurring_ids[1 : 1 + probes]
+        async with conn.transaction():
+            own = await conn.fetch(
+                "SELECT task_id FROM tasks WHERE metadata ->> $1 = $2", key, value
+            )
+            for table in ("runs", "events", "conversation_items", "tasks"):
+                await conn.execute(
+                    f"DELETE FROM {table} WHERE task_id = ANY($1::text[])",
+                    [row["task_id"] for row in own],
+                )
+            await conn.execute(
+                "UPDATE tasks SET next_run_at = $1, paused = FALSE WHERE pattern = 'recurring'",
+                datetime.now(UTC) + timedelta(days=1),
+            )
+            await conn.executemany(  # every minute from due_at (see prepare)
+                "UPDATE tasks SET next_run_at = $1, schedule_config = jsonb_set("
+                "schedule_config, '{interval_minutes}', to_jsonb($2::int)) WHERE task_id = $3",
+                [(due_at, PROBE_MINUTES, task_id) for task_id in due_ids],
+            )
+        # What autovacuum does between two runs (this server may run without it): rows an
+        # earlier run left dead would otherwise weigh on the reused large database only.
+        await conn.execute("VACUUM (ANALYZE)")
+        task_ids: list[str] = []
+        while len(task_ids) < sample:
+            found = await conn.fetchval(
+                "SELECT task_id FROM tasks WHERE task_id >= $1 ORDER BY task_id LIMIT 1",
+                f"{random.getrandbits(128):032x}",
+            )
+            if found is not None:
+                task_ids.append(found)
+    finally:
+        await conn.close()
+    return Probes(due_ids, due_at, task_ids)
+
+
+async def _pg_open(url: str) -> None:
+    store = PostgresTaskStore(url, min_size=1, max_size=1)
+    try:
+        await store.open()
+    finally:
+        await store.close()
+
+
+def store_open(db: Path | str) -> None:
     """Open and close the store on ``db``: what a server does first (schema versions)."""
+    if isinstance(db, str):
+        asyncio.run(_pg_open(db))
+        return
     store = SQLiteTaskStore(db)
     _ = store.conn
     store.conn.close()
@@ -345,10 +418,6 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out waiting for {what}")
         time.sleep(0.02)
-
-
-#: The probes' schedule: every minute (see :func:`prepare`).
-PROBE_MINUTES = 1
 
 
 def lateness(
@@ -555,7 +624,8 @@ def measure_pruner(db: Path, requests: int, limit: float, window: float = 120.0)
 @dataclass(frozen=True, slots=True)
 class Options:
     scale: Scale
-    db: Path
+    #: The large database: an SQLite file, or a PostgreSQL URL.
+    db: Path | str
     requests: int
     streams: int
     probes: int
@@ -568,8 +638,13 @@ class Options:
     pruner: bool = True
 
 
-def ensure_built(path: Path, scale: Scale, rebuild: bool, label: str) -> Manifest:
-    manifest = None if rebuild else built(path, scale)
+def ensure_built(path: Path | str, scale: Scale, rebuild: bool, label: str) -> Manifest:
+    manifest: Manifest | None = None
+    if not rebuild:
+        if isinstance(path, str):
+            manifest = scale_build_pg.built(path, scale)
+        else:
+            manifest = built(path, scale)
     if manifest is not None:
         print(f"{label}: reusing {path} (built in {manifest.seconds:.0f} s at {manifest.built_at})")
         return manifest
@@ -578,8 +653,12 @@ def ensure_built(path: Path, scale: Scale, rebuild: bool, label: str) -> Manifes
         f" {scale.runs:,} runs, {scale.events:,} events...",
         flush=True,
     )
-    manifest = build_sqlite(path, scale, progress=True)
-    size = path.stat().st_size / 2**30
+    if isinstance(path, str):
+        manifest = scale_build_pg.build_postgres(path, scale, progress=True)
+        size = scale_build_pg.size_bytes(path) / 2**30
+    else:
+        manifest = build_sqlite(path, scale, progress=True)
+        size = path.stat().st_size / 2**30
     print(f"{label}: built in {manifest.seconds:.0f} s ({size:.1f} GiB)")
     return manifest
 
@@ -742,20 +821,22 @@ def killed_runs(client: httpx.Client, server: Server, count: int) -> list[str]:
 
 
 def recovery(servers: tuple[Server, Server], opts: Options) -> tuple[Pair, Pair]:
-    """Kill both servers mid-run, restart each alone; answers (recovery, start-up) seconds."""
+    """Kill each server mid-run and restart it at once, one server after the other (the other
+    one idle, then stopped); answers (recovery, start-up) seconds. Each is restarted right
+    after its own kill: on PostgreSQL a killed run is recovered once its lease expires, so a
+    server restarted later than its kill would find its leases expired already."""
     recovered, startup = Pair(), Pair()
     with httpx.Client(timeout=60) as client:
-        victims = {s.name: killed_runs(client, s, opts.killed) for s in servers}
         for server in servers:
+            victims = killed_runs(client, server, opts.killed)
             assert server.process is not None
             server.process.kill()
             server.process.wait()
             server.process, server.url = None, ""
-        for server in servers:
             server.start()
             seconds = server.wait_healthy()
             (startup.large if server is servers[0] else startup.empty).append(seconds)
-            for task_id in victims[server.name]:
+            for task_id in victims:
                 wait_for(
                     lambda task_id=task_id, url=server.url: (
                         runs_of(client, url, task_id)[0]["status"] == "interrupted"
@@ -790,7 +871,11 @@ def main(opts: Options, json_path: Path | None) -> None:
     print(load())
     rows: list[Row] = []
     large_manifest = ensure_built(opts.db, opts.scale, opts.rebuild, "large")
-    empty_db = opts.db.with_name(opts.db.stem + "-empty.db")
+    empty_db = (
+        scale_build_pg.with_database(opts.db, scale_build_pg.database_name(opts.db) + "_empty")
+        if isinstance(opts.db, str)
+        else opts.db.with_name(opts.db.stem + "-empty.db")
+    )
     empty_manifest = ensure_built(empty_db, empty_scale(opts.scale), True, "empty")
     rows.append(
         Row(measure="building the large database", taskcell=large_manifest.seconds, unit="s")
@@ -867,11 +952,13 @@ def main(opts: Options, json_path: Path | None) -> None:
     )
     pair = startups(servers, opts.rounds)
     pruned: list[Row] = []
-    try:
-        if opts.pruner:
+    if isinstance(opts.db, str):
+        print("  pruner: not measured on PostgreSQL (its measure copies an SQLite file)")
+    elif opts.pruner:
+        try:
             pruned = measure_pruner(opts.db, opts.requests // 2, opts.prune_seconds)
-    except Exception as exc:  # the other figures are still written
-        print(f"  pruner: the measure failed: {exc!r}")
+        except Exception as exc:  # the other figures are still written
+            print(f"  pruner: the measure failed: {exc!r}")
     pair.large += after_kill.large + large.startups
     pair.empty += after_kill.empty + empty.startups
     print(
@@ -939,9 +1026,24 @@ if __name__ == "__main__":
         "--no-pruner", action="store_true", help="leave the pruner's measure out (no copy)"
     )
     parser.add_argument("--json", type=Path, help="write the summary rows to this file")
+    parser.add_argument(
+        "--postgres",
+        nargs="?",
+        const=scale_build_pg.DEFAULT_URL,
+        metavar="URL",
+        help="on PostgreSQL, a tenth of the scale: the large database URL names, built and"
+        f" reused (default {scale_build_pg.DEFAULT_URL}; its name plus _small with --small)",
+    )
     args = parser.parse_args()
-    scale = SMALL if args.small else FULL
-    db = args.db or OUT / ("scale-small.db" if args.small else "scale-full.db")
+    db: Path | str
+    if args.postgres:
+        scale = SMALL if args.small else TENTH
+        db = args.postgres
+        if args.small and db == scale_build_pg.DEFAULT_URL:
+            db = scale_build_pg.with_database(db, scale_build_pg.database_name(db) + "_small")
+    else:
+        scale = SMALL if args.small else FULL
+        db = args.db or OUT / ("scale-small.db" if args.small else "scale-full.db")
     if args.small:
         args.requests, args.streams = min(args.requests, 100), min(args.streams, 20)
         args.probes, args.idle_seconds = min(args.probes, 20), min(args.idle_seconds, 10.0)

@@ -13,7 +13,9 @@ as ``codec.event_body``. Building is fast: ``executemany`` in large transactions
 while the file is written (it is written under a temporary name and renamed when complete, so a
 build cut short never passes for a finished one), rows in key order. A ``.json`` file beside the
 database (the *manifest*) records the scale and the ids the benchmark needs; a database whose
-manifest matches the scale asked for is reused as it is.
+manifest matches the scale asked for is reused as it is. :func:`write_history` makes the rows
+(SQLite's encoding) for any writer: ``bench/scale_build_pg.py`` writes the same history into
+PostgreSQL.
 
 Times: the history ends ``END_AGO`` before the build; once tasks are spread over the year
 before it; each recurring task runs every ``INTERVAL_MINUTES``, its runs ending with the history.
@@ -27,7 +29,7 @@ import os
 import random
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -76,6 +78,8 @@ class Scale:
 FULL = Scale(
     tasks=1_000_000, recurring=10_000, runs=5_000_000, events=20_000_000, stream_events=10_000
 )
+#: A tenth of it (the stream task keeps its 10,000 events): the PostgreSQL edition's default.
+TENTH = Scale(tasks=100_000, recurring=1_000, runs=500_000, events=2_000_000, stream_events=10_000)
 #: A hundredth of it (the stream task keeps its 10,000 events): a smoke test of the benchmark.
 SMALL = Scale(tasks=10_000, recurring=100, runs=50_000, events=200_000, stream_events=10_000)
 
@@ -93,17 +97,28 @@ class Manifest:
     seconds: float
     built_at: str
 
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
     def write(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self)), encoding="utf-8")
+        path.write_text(self.to_json(), encoding="utf-8")
+
+    @classmethod
+    def parse(cls, text: str) -> Manifest | None:
+        """The manifest ``text`` holds (:meth:`to_json`), or None if it holds none."""
+        try:
+            data = json.loads(text)
+            data["scale"] = Scale(**data["scale"])
+            data["middle"] = tuple(data["middle"])
+            return cls(**data)
+        except (ValueError, TypeError, KeyError):
+            return None
 
     @classmethod
     def read(cls, path: Path) -> Manifest | None:
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            data["scale"] = Scale(**data["scale"])
-            data["middle"] = tuple(data["middle"])
-            return cls(**data)
-        except (OSError, ValueError, TypeError, KeyError):
+            return cls.parse(path.read_text(encoding="utf-8"))
+        except OSError:
             return None
 
 
@@ -126,7 +141,7 @@ _CONVERSATION_INSERT = "INSERT INTO conversations VALUES (?, ?, ?, ?)"
 
 
 @dataclass(slots=True)
-class _Rows:
+class Rows:
     """Rows waiting for the next transaction."""
 
     tasks: list[tuple[Any, ...]]
@@ -136,14 +151,22 @@ class _Rows:
     conversations: list[tuple[Any, ...]]
 
     @classmethod
-    def empty(cls) -> _Rows:
+    def empty(cls) -> Rows:
         return cls([], [], [], [], [])
 
     def size(self) -> int:
         return len(self.runs) + len(self.events) + len(self.tasks)
 
+    def clear(self) -> None:
+        self.tasks, self.runs, self.events, self.items, self.conversations = [], [], [], [], []
 
-def _flush(conn: sqlite3.Connection, rows: _Rows) -> None:
+
+#: Writes the rows waiting (in SQLite's encoding: ``codec`` values of dialect ``"sqlite"``) and
+#: clears them.
+Flush = Callable[[Rows], None]
+
+
+def _flush(conn: sqlite3.Connection, rows: Rows) -> None:
     conn.execute("BEGIN")
     conn.executemany(_TASK_INSERT, rows.tasks)
     conn.executemany(_CONVERSATION_INSERT, rows.conversations)
@@ -303,7 +326,7 @@ def _finished_run(
     return _RunRow(run_id, status, started, finished, result or error or "", values)
 
 
-def _add_task(rows: _Rows, task: Task) -> None:
+def _add_task(rows: Rows, task: Task) -> None:
     log_closed = int(task.pattern is TaskPattern.ONCE)
     rows.tasks.append((*codec.task_values(task), log_closed))
     rows.conversations.append(
@@ -311,7 +334,7 @@ def _add_task(rows: _Rows, task: Task) -> None:
     )
 
 
-def _add_item(rows: _Rows, task: Task, run_id: str | None, text: str) -> None:
+def _add_item(rows: Rows, task: Task, run_id: str | None, text: str) -> None:
     """The conversation item a task leaves: its answer (once) or its controller (recurring)."""
     responses = ResponseFactory(task, run_id)
     if task.pattern is TaskPattern.RECURRING:
@@ -344,7 +367,7 @@ _TASK_STATUS = {
 }
 
 
-def _once_task(task_id: str, created: datetime, owner: str, rows: _Rows) -> None:
+def _once_task(task_id: str, created: datetime, owner: str, rows: Rows) -> None:
     task = Task(
         task_id=task_id,
         title=f"Summary {task_id[:6]}",
@@ -369,7 +392,7 @@ def _once_task(task_id: str, created: datetime, owner: str, rows: _Rows) -> None
 
 
 def _recurring_task(
-    task_id: str, runs: int, end: datetime, owners: list[str], rows: _Rows, conn: sqlite3.Connection
+    task_id: str, runs: int, end: datetime, owners: list[str], rows: Rows, flush: Flush
 ) -> None:
     interval = timedelta(minutes=INTERVAL_MINUTES)
     created = end - interval * (runs + 1) - timedelta(seconds=random.random() * 3000)
@@ -402,9 +425,7 @@ def _recurring_task(
         rows.events += bodies.rows(task, run, seq)
         seq += EVENTS_PER_RUN
         if rows.size() >= BATCH:
-            _flush(conn, rows)
-            rows.tasks, rows.runs, rows.events = [], [], []
-            rows.items, rows.conversations = [], []
+            flush(rows)
 
 
 def _recurring_runs(scale: Scale) -> Iterator[int]:
@@ -433,13 +454,15 @@ def _open_for_build(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def build_sqlite(path: Path, scale: Scale, *, seed: int = 19, progress: bool = False) -> Manifest:
-    """Write a database of ``scale`` at ``path`` (replacing any) and its manifest."""
+def write_history(
+    scale: Scale, flush: Flush, *, seed: int = 19, progress: bool = False
+) -> list[str]:
+    """Make the rows of a history of ``scale`` (the same for the same ``seed``), handing them to
+    ``flush`` in batches of about :data:`BATCH` rows, in task id order; answers the ids of the
+    recurring tasks, the stream task first."""
     scale.check()
     random.seed(seed)
     began = time.perf_counter()
-    building = path.with_name(path.name + ".building")
-    conn = _open_for_build(building)
     end = utcnow() - END_AGO
     owners = [f"bench-host:{1000 + k}:{new_id()[:6]}" for k in range(PAST_PROCESSES)]
     # Task ids in key order, so every table and index is written in order (a compact file);
@@ -452,24 +475,38 @@ def build_sqlite(path: Path, scale: Scale, *, seed: int = 19, progress: bool = F
     start = end - YEAR
     runs_of = _recurring_runs(scale)
     recurring_ids: list[str] = []
-    rows = _Rows.empty()
+    rows = Rows.empty()
     once_index = 0
     for index, task_id in enumerate(ids):
         if index in recurring_at:
             recurring_ids.append(task_id)
-            _recurring_task(task_id, next(runs_of), end, owners, rows, conn)
+            _recurring_task(task_id, next(runs_of), end, owners, rows, flush)
         else:
             created = start + step * once_times[once_index]
             owner = owners[int(PAST_PROCESSES * once_times[once_index] / len(once_times))]
             once_index += 1
             _once_task(task_id, created, owner, rows)
         if rows.size() >= BATCH:
-            _flush(conn, rows)
-            rows = _Rows.empty()
+            flush(rows)
         if progress and index % 50_000 == 0 and index:
             elapsed = time.perf_counter() - began
             print(f"  {index:,} of {scale.tasks:,} tasks written ({elapsed:.0f} s)", flush=True)
-    _flush(conn, rows)
+    flush(rows)
+    return recurring_ids
+
+
+def build_sqlite(path: Path, scale: Scale, *, seed: int = 19, progress: bool = False) -> Manifest:
+    """Write a database of ``scale`` at ``path`` (replacing any) and its manifest."""
+    scale.check()
+    began = time.perf_counter()
+    building = path.with_name(path.name + ".building")
+    conn = _open_for_build(building)
+
+    def flush(rows: Rows) -> None:
+        _flush(conn, rows)
+        rows.clear()
+
+    recurring_ids = write_history(scale, flush, seed=seed, progress=progress)
     middle = conn.execute(
         "SELECT created_at, task_id FROM tasks ORDER BY created_at DESC, task_id DESC"
         " LIMIT 1 OFFSET ?",

@@ -281,7 +281,21 @@ _INSERT_RUNS = (
     )
     + f") AS u({', '.join(codec.RUN_COLUMNS)}) ON CONFLICT DO NOTHING RETURNING run_id"
 )
-_COUNT_BY_STATUS = "SELECT status, COUNT(*) AS tasks FROM tasks GROUP BY status"
+#: Folds the rows of ``task_count_changes`` (schema version 15) it can lock into one row a
+#: status, as CTEs: rows another fold has locked are skipped (SKIP LOCKED), so a fold never
+#: waits, and what each fold removes it puts back summed, so the sums never change.
+_FOLD_COUNTS = (
+    "folded AS (DELETE FROM task_count_changes WHERE ctid = ANY(ARRAY("
+    "SELECT ctid FROM task_count_changes FOR UPDATE SKIP LOCKED)) RETURNING status, tasks),"
+    " refolded AS (INSERT INTO task_count_changes (status, tasks)"
+    " SELECT status, sum(tasks) FROM folded GROUP BY status HAVING sum(tasks) <> 0)"
+)
+#: Tasks by status: the sum of the changes as the statement's snapshot has them (the fold's
+#: writes are not seen by it, so it counts each change once), folding them meanwhile.
+_COUNT_BY_STATUS = (
+    f"WITH {_FOLD_COUNTS} SELECT status, sum(tasks) AS tasks FROM task_count_changes"
+    " GROUP BY status HAVING sum(tasks) > 0"
+)
 _CLAIM_OCCURRENCE = (
     "UPDATE tasks SET next_run_at = $1, updated_at = $2"
     f" WHERE task_id = $3 AND next_run_at = $4 AND {_ARMED}"
@@ -526,7 +540,8 @@ _CONVERSATION_INSERT = (
 #: The database's clock, read; every decision below reads it inside its own statement.
 _CLOCK = "SELECT now()"
 _HEARTBEAT = (
-    "INSERT INTO processes (process_id, started_at, heartbeat_at) VALUES ($1, now(), now())"
+    f"WITH {_FOLD_COUNTS}"
+    " INSERT INTO processes (process_id, started_at, heartbeat_at) VALUES ($1, now(), now())"
     " ON CONFLICT (process_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at"
 )
 _PROCESS_COLUMNS = "process_id, started_at, heartbeat_at"
@@ -1268,7 +1283,9 @@ class PostgresTaskStore:
         return sorted(tasks, key=lambda t: (t.created_at, t.task_id))
 
     async def count_by_status(self) -> dict[str, int]:
-        """How many tasks are in each status (statuses without tasks are left out)."""
+        """How many tasks are in each status (statuses without tasks are left out): the sum
+        of the changes each task write appends (``015_task_counts.sql``), never a scan of the
+        tasks."""
         rows = await (await self.pool()).fetch(_COUNT_BY_STATUS)
         return {row["status"]: int(row["tasks"]) for row in rows}
 
@@ -1281,6 +1298,8 @@ class PostgresTaskStore:
         return as_utc(now)
 
     async def heartbeat(self, process_id: str) -> None:
+        """Beyond the protocol: also folds the task count changes (see :meth:`count_by_status`),
+        so they stay a few rows long on a database whose counts nobody reads."""
         await (await self.pool()).execute(_HEARTBEAT, process_id)
 
     async def live_processes(self, within: timedelta) -> list[ProcessInfo]:
