@@ -370,6 +370,15 @@ class TaskStore(Protocol):
         tasks), or None when none is armed: when the scheduler must look next."""
         ...
 
+    async def read_ahead(self, due_before: datetime, *, limit: int = 500) -> int:
+        """Read, changing nothing, what claiming the occurrences of up to ``limit`` armed
+        tasks due before ``due_before`` will read: each task's row, its occurrence's slot, its
+        latest run and the end of its log. The scheduler calls it shortly before they fall
+        due, so a claim finds those pages in memory instead of waiting for the disk task by
+        task. Never on the event loop where a read would block it (SQLite: in a worker thread
+        with a connection of its own). Answers how many tasks it read."""
+        ...
+
     async def start_due(
         self,
         now: datetime,

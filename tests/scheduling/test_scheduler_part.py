@@ -4,16 +4,20 @@ notices fit PostgreSQL's NOTIFY limit."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from taskcell.abc import Store
 from taskcell.domain.models import Run, RunStatus, Task, TaskPattern, utcnow
 from taskcell.domain.state_machine import TaskStatus
+from taskcell.engine import scheduler as scheduler_module
 from taskcell.engine.cluster import NOTIFY_CHUNK, event_notices
 from taskcell.engine.controllers import Controllers
 from taskcell.engine.eventlog import EventLog
@@ -107,3 +111,42 @@ def test_event_notices_stay_within_the_notify_limit() -> None:
     told = {i for n in notices for i in n.split("|", 2)[2].split(",")}
     assert told == ids, "a task id was lost or changed when split"
     assert all(n.startswith("me|events|") for n in notices)
+
+
+async def test_the_scheduler_reads_ahead_before_the_occurrences_fall_due(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shortly before the earliest due time, the loop reads ahead what the claim will read;
+    the claim follows. (A read-ahead shortened to 0.2 s here, the task due 0.6 s ahead.)"""
+    monkeypatch.setattr(scheduler_module, "READ_AHEAD_SECONDS", 0.2)
+    task = await due_task(store)
+    await store.update(task.task_id, {"next_run_at": utcnow() + timedelta(seconds=0.6)})
+    calls: list[tuple[str, int]] = []
+    claimed = asyncio.Event()
+    read_ahead, start_due = store.read_ahead, store.start_due
+
+    async def reading_ahead(due_before: datetime, *, limit: int = 500) -> int:
+        found = await read_ahead(due_before, limit=limit)
+        calls.append(("read_ahead", found))
+        return found
+
+    async def starting(*args: Any, **kwargs: Any) -> list[tuple[Task, Run | None]]:
+        answered = await start_due(*args, **kwargs)
+        calls.append(("start_due", len(answered)))
+        if answered:
+            claimed.set()
+        return answered
+
+    monkeypatch.setattr(store, "read_ahead", reading_ahead)
+    monkeypatch.setattr(store, "start_due", starting)
+    part, _ = scheduler(store, Starter())
+    loop = asyncio.create_task(part.run())
+    try:
+        async with asyncio.timeout(30):
+            await claimed.wait()
+    finally:
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
+    first_claim = calls.index(("start_due", 1))
+    assert ("read_ahead", 1) in calls[:first_claim], calls

@@ -365,6 +365,10 @@ class InMemoryTaskStore:
         times = [t.next_run_at for t in self._tasks.values() if _is_armed(t)]
         return min((t for t in times if t is not None), default=None)
 
+    async def read_ahead(self, due_before: datetime, *, limit: int = 500) -> int:
+        times = [t.next_run_at for t in self._tasks.values() if _is_armed(t)]
+        return min(limit, len([at for at in times if at is not None and at < due_before]))
+
     async def claim_occurrence(
         self, task_id: str, *, due: datetime, next_run_at: datetime | None
     ) -> bool:

@@ -203,6 +203,16 @@ _RUNS_OF_IN_STATUS = (
 )
 _ARMED = "pattern = 'recurring' AND status = 'running' AND NOT paused"
 _NEXT_DUE_AT = f"SELECT MIN(next_run_at) FROM tasks WHERE {_ARMED}"
+#: What a claim of each task due before $1 reads (at most $2 tasks): its row, its occurrence's
+#: slot, its latest run and its log's end.
+_READ_AHEAD = (
+    "SELECT t.task_id, t.version,"
+    " (SELECT 1 FROM runs WHERE task_id = t.task_id AND scheduled_for = t.next_run_at),"
+    " (SELECT run_id FROM runs WHERE task_id = t.task_id ORDER BY created_at DESC LIMIT 1),"
+    " (SELECT MAX(seq) FROM events WHERE task_id = t.task_id)"
+    f" FROM tasks AS t WHERE {_ARMED} AND t.next_run_at < $1"
+    " ORDER BY t.next_run_at LIMIT $2"
+)
 _CLAIM_DUE_SELECT = (
     f"{_TASK_SELECT} WHERE {_ARMED} AND next_run_at <= LEAST($1, now())"
     " ORDER BY next_run_at, task_id LIMIT $2 FOR UPDATE SKIP LOCKED"
@@ -1198,6 +1208,10 @@ class PostgresTaskStore:
     async def next_due_at(self) -> datetime | None:
         value = await (await self.pool()).fetchval(_NEXT_DUE_AT)
         return codec.utc(value) if value is not None else None
+
+    async def read_ahead(self, due_before: datetime, *, limit: int = 500) -> int:
+        rows = await (await self.pool()).fetch(_READ_AHEAD, codec.utc(due_before), limit)
+        return len(rows)
 
     async def claim_occurrence(
         self, task_id: str, *, due: datetime, next_run_at: datetime | None

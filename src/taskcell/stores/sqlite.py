@@ -169,6 +169,17 @@ _DUE = (
     f"{_TASK_SELECT} INDEXED BY tasks_due WHERE {_ARMED} AND next_run_at <= ?"
     " ORDER BY next_run_at, task_id LIMIT ?"
 )
+#: What a claim of each task due before ?1 reads (at most ?2 tasks): its row, its occurrence's
+#: slot (runs_one_per_occurrence), its latest run (runs_by_task) and its log's end (events).
+_READ_AHEAD = (
+    "SELECT t.task_id, t.version,"
+    " (SELECT 1 FROM runs WHERE task_id = t.task_id AND scheduled_for = t.next_run_at),"
+    " (SELECT run_id FROM runs WHERE task_id = t.task_id ORDER BY created_at DESC LIMIT 1),"
+    " (SELECT MAX(seq) FROM events WHERE task_id = t.task_id)"
+    " FROM tasks AS t INDEXED BY tasks_due"
+    f" WHERE {_ARMED} AND t.next_run_at < ?1"
+    " ORDER BY t.next_run_at LIMIT ?2"
+)
 #: A claimed task whose row cannot be decoded: disarmed and paused, saying why.
 _DISARM = (
     "UPDATE tasks SET next_run_at = NULL, paused = 1, error_message = ?, updated_at = ?"
@@ -758,16 +769,20 @@ class SQLiteTaskStore:
         connection of its own that never creates the file (``mode=rw``: a file deleted under
         the server is not made anew); a failure is logged, the next commit tries again."""
         try:
-            if self._checkpoint_conn is None:
-                self._checkpoint_conn = sqlite3.connect(
-                    f"file:{self.path}?mode=rw",
-                    uri=True,
-                    isolation_level=None,
-                    check_same_thread=False,
-                )
-            self._checkpoint_conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            self._side_connection().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.Error:
             logger.warning("checkpoint failed", exc_info=True, extra={"path": str(self.path)})
+
+    def _side_connection(self) -> sqlite3.Connection:
+        """The checkpoint thread's connection (used on that thread only), made on first use."""
+        if self._checkpoint_conn is None:
+            self._checkpoint_conn = sqlite3.connect(
+                f"file:{self.path}?mode=rw",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        return self._checkpoint_conn
 
     # -- tasks --------------------------------------------------------------------------
 
@@ -1041,6 +1056,18 @@ class SQLiteTaskStore:
     async def next_due_at(self) -> datetime | None:
         row = self.conn.execute(_NEXT_DUE).fetchone()
         return codec.from_ts(row[0]) if row else None
+
+    async def read_ahead(self, due_before: datetime, *, limit: int = 500) -> int:
+        """On the checkpoint thread's connection (reads only; SQLite's page cache is per
+        connection, the file system's is shared): the event loop never waits for the disk."""
+        args = (codec.ts(due_before), limit)
+
+        def read() -> int:
+            return len(self._side_connection().execute(_READ_AHEAD, args).fetchall())
+
+        if self._checkpointer is None:
+            self._checkpointer = concurrent.futures.ThreadPoolExecutor(1, "sqlite-checkpoint")
+        return await asyncio.wrap_future(self._checkpointer.submit(read))
 
     async def claim_occurrence(
         self, task_id: str, *, due: datetime, next_run_at: datetime | None
