@@ -150,3 +150,42 @@ async def test_the_scheduler_reads_ahead_before_the_occurrences_fall_due(
             await loop
     first_claim = calls.index(("start_due", 1))
     assert ("read_ahead", 1) in calls[:first_claim], calls
+
+
+async def test_a_due_time_past_the_fallback_poll_is_read_ahead_too(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sleep is capped by the fallback poll: a due time beyond it is still read ahead
+    before it falls due (0.3 s ahead here, the poll 1 s, the task due 3.2 s ahead: a read
+    ahead at the end of each poll's sleep would come at 0.7 s and 2.4 s, and miss it)."""
+    monkeypatch.setattr(scheduler_module, "READ_AHEAD_SECONDS", 0.3)
+    task = await due_task(store)
+    await store.update(task.task_id, {"next_run_at": utcnow() + timedelta(seconds=3.2)})
+    found: list[int] = []
+    claimed = asyncio.Event()
+    read_ahead, start_due = store.read_ahead, store.start_due
+
+    async def reading_ahead(due_before: datetime, *, limit: int = 500) -> int:
+        found.append(await read_ahead(due_before, limit=limit))
+        return found[-1]
+
+    async def starting(*args: Any, **kwargs: Any) -> list[tuple[Task, Run | None]]:
+        answered = await start_due(*args, **kwargs)
+        if answered:
+            claimed.set()
+            assert 1 in found, "claimed before it was read ahead"
+        return answered
+
+    monkeypatch.setattr(store, "read_ahead", reading_ahead)
+    monkeypatch.setattr(store, "start_due", starting)
+    part, _ = scheduler(store, Starter())
+    part.fallback_poll_seconds = 1.0
+    loop = asyncio.create_task(part.run())
+    try:
+        async with asyncio.timeout(30):
+            await claimed.wait()
+    finally:
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
+    assert 1 in found

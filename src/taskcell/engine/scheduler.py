@@ -117,8 +117,10 @@ class Scheduler:
             if delay > READ_AHEAD_SECONDS:
                 if await self._sleep(delay - READ_AHEAD_SECONDS):
                     continue  # woken: look again
-                await self.read_ahead()
                 delay = await supervisor.weather("scheduler", self.seconds_until_next)
+                if delay > READ_AHEAD_SECONDS:
+                    continue  # a fallback poll, the due time still further off: look again
+                await self.read_ahead()
             await self._sleep(delay)
 
     async def _sleep(self, seconds: float) -> bool:
