@@ -234,6 +234,21 @@ _COUNT_EVENTS_BETWEEN = "SELECT count(*) FROM events WHERE task_id = ? AND seq >
 _PRUNE_EVENTS_BETWEEN = "DELETE FROM events WHERE task_id = ? AND seq > ? AND seq <= ?"
 #: A finished once task's log start, when retention may still prune it (the guard's arguments).
 _ONCE_LOG_START = f"SELECT pruned_seq FROM tasks WHERE {_PRUNABLE_WHERE} AND retention_done = 0"
+#: Reads touching the pages a pruning write will change (see SQLiteTaskStore._on_side): a
+#: log's head up to a cut; a once task's row, events, items and conversation; old runs.
+_WARM_LOG = "SELECT sum(length(body)) FROM events WHERE task_id = ? AND seq > ? AND seq <= ?"
+_WARM_ONCE = (
+    "SELECT t.pruned_seq,"
+    " (SELECT sum(length(body)) FROM events WHERE task_id = t.task_id),"
+    " (SELECT sum(length(payload)) FROM conversation_items WHERE task_id = t.task_id),"
+    " (SELECT count(*) FROM tasks AS other WHERE other.conversation_id = t.conversation_id"
+    " AND other.user_id = t.user_id AND other.created_at >= ?2)"
+    " FROM tasks AS t WHERE t.task_id = ?1"
+)
+_WARM_RUNS = (
+    "SELECT sum(length(run_id) + length(status)) FROM (SELECT run_id, status FROM runs"
+    " WHERE task_id = ?1 AND created_at < ?2 ORDER BY created_at LIMIT ?3)"
+)
 #: ?1 task id, ?2 finished before: a recurring task's closed runs that finished before ?2, by
 #: the runs of the task made before ?2 (``runs_by_task``): only old runs are read.
 _OLD_RUNS = (
@@ -773,6 +788,16 @@ class SQLiteTaskStore:
         except sqlite3.Error:
             logger.warning("checkpoint failed", exc_info=True, extra={"path": str(self.path)})
 
+    async def _on_side(self, read: Callable[[sqlite3.Connection], T]) -> T:
+        """``read`` on the checkpoint thread with its connection: reads that may wait for the
+        disk (retention's candidates, the pages a pruning write will touch) never block the
+        event loop, nor hold the write lock. It sees what is committed."""
+        if self._checkpointer is None:
+            self._checkpointer = concurrent.futures.ThreadPoolExecutor(1, "sqlite-checkpoint")
+        return await asyncio.wrap_future(
+            self._checkpointer.submit(lambda: read(self._side_connection()))
+        )
+
     def _side_connection(self) -> sqlite3.Connection:
         """The checkpoint thread's connection (used on that thread only), made on first use."""
         if self._checkpoint_conn is None:
@@ -1063,13 +1088,7 @@ class SQLiteTaskStore:
         own connection (SQLite's page cache is per connection), from the file system's cache,
         a few microseconds a page, so the claim finds them in its own cache."""
         args = (codec.ts(due_before), limit)
-
-        def read() -> int:
-            return len(self._side_connection().execute(_READ_AHEAD, args).fetchall())
-
-        if self._checkpointer is None:
-            self._checkpointer = concurrent.futures.ThreadPoolExecutor(1, "sqlite-checkpoint")
-        await asyncio.wrap_future(self._checkpointer.submit(read))
+        await self._on_side(lambda side: side.execute(_READ_AHEAD, args).fetchall())
         return len(self.conn.execute(_READ_AHEAD, args).fetchall())
 
     async def claim_occurrence(
@@ -1309,24 +1328,40 @@ class SQLiteTaskStore:
             sql += " AND (completed_at, task_id) > (?, ?)"
             args += [codec.ts(after[0]), after[1]]
         sql += " ORDER BY completed_at, task_id LIMIT ?"
-        rows = self.conn.execute(sql, (*args, limit)).fetchall()
+        moment = codec.ts(finished_before)
+
+        def read(side: sqlite3.Connection) -> list[Any]:
+            rows = side.execute(sql, (*args, limit)).fetchall()
+            for row in rows:  # the pages pruning them will change, read ahead of the writes
+                side.execute(_WARM_ONCE, (row[1], moment)).fetchall()
+            return rows
+
+        rows = await self._on_side(read)
         return [(codec.from_ts(row[0]), row[1]) for row in rows]  # type: ignore[misc]
 
     async def recurring_log_cuts(
         self, keep: int, *, after: str | None = None, limit: int = 100
     ) -> list[LogCut]:
         keep = max(keep, 1)
-        rows = self.conn.execute(_LOG_CUTS, (keep - 1, keep, after or "", limit)).fetchall()
-        return [
-            log_cut(
-                row[0],
-                int(row[1]),
-                (codec.from_ts(row[2]), row[3]) if row[2] is not None else None,  # type: ignore[arg-type]
-                (codec.from_ts(row[4]), row[5]) if row[4] is not None else None,  # type: ignore[arg-type]
-                codec.from_ts(row[6]),
-            )
-            for row in rows
-        ]
+        args = (keep - 1, keep, after or "", limit)
+
+        def read(side: sqlite3.Connection) -> list[LogCut]:
+            cuts = [
+                log_cut(
+                    row[0],
+                    int(row[1]),
+                    (codec.from_ts(row[2]), row[3]) if row[2] is not None else None,  # type: ignore[arg-type]
+                    (codec.from_ts(row[4]), row[5]) if row[4] is not None else None,  # type: ignore[arg-type]
+                    codec.from_ts(row[6]),
+                )
+                for row in side.execute(_LOG_CUTS, args).fetchall()
+            ]
+            for cut in cuts:  # the log heads pruning will remove, read ahead of the writes
+                if cut.through is not None and cut.through > cut.log_start:
+                    side.execute(_WARM_LOG, (cut.task_id, cut.log_start, cut.through)).fetchall()
+            return cuts
+
+        return await self._on_side(read)
 
     async def prune_events(
         self,
@@ -1470,6 +1505,13 @@ class SQLiteTaskStore:
                 int(self.conn.execute(_COUNT_OLD_RUNS, (task_id, cutoff)).fetchone()[0])
                 for task_id in task_ids
             )
+
+        await self._on_side(  # the rows to remove, read first off the loop and the write lock
+            lambda side: [
+                side.execute(_WARM_RUNS, (task_id, cutoff, limit)).fetchall()
+                for task_id in task_ids
+            ]
+        )
 
         def prune(conn: sqlite3.Connection) -> int:
             removed = 0
