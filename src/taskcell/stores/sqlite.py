@@ -579,6 +579,9 @@ class SQLiteTaskStore:
         self._checkpoint_conn: sqlite3.Connection | None = None
         self._checkpointing: concurrent.futures.Future[None] | None = None
         self._checkpointed_at = 0.0
+        #: The reader thread and its connection (see _on_side).
+        self._reader: concurrent.futures.ThreadPoolExecutor | None = None
+        self._reader_conn: sqlite3.Connection | None = None
 
     # -- connection and schema ----------------------------------------------------------
 
@@ -635,6 +638,12 @@ class SQLiteTaskStore:
         if self._checkpoint_conn is not None:
             self._checkpoint_conn.close()
             self._checkpoint_conn = None
+        if self._reader is not None:
+            await asyncio.to_thread(self._reader.shutdown, wait=True)
+            self._reader = None
+        if self._reader_conn is not None:
+            self._reader_conn.close()
+            self._reader_conn = None
         if self._checker is not None:
             self._checker.shutdown(wait=False, cancel_futures=True)
             self._checker = None
@@ -789,25 +798,33 @@ class SQLiteTaskStore:
             logger.warning("checkpoint failed", exc_info=True, extra={"path": str(self.path)})
 
     async def _on_side(self, read: Callable[[sqlite3.Connection], T]) -> T:
-        """``read`` on the checkpoint thread with its connection: reads that may wait for the
-        disk (retention's candidates, the pages a pruning write will touch) never block the
-        event loop, nor hold the write lock. It sees what is committed."""
-        if self._checkpointer is None:
-            self._checkpointer = concurrent.futures.ThreadPoolExecutor(1, "sqlite-checkpoint")
-        return await asyncio.wrap_future(
-            self._checkpointer.submit(lambda: read(self._side_connection()))
-        )
+        """``read`` on the reader thread with a connection of its own: reads that may wait for
+        the disk (retention's candidates, the pages a pruning write will touch, the scheduler's
+        read-ahead) never block the event loop, nor hold the write lock, nor wait for a
+        checkpoint. It sees what is committed."""
+        if self._reader is None:
+            self._reader = concurrent.futures.ThreadPoolExecutor(1, "sqlite-reads")
+        return await asyncio.wrap_future(self._reader.submit(lambda: read(self._read_conn())))
+
+    def _read_conn(self) -> sqlite3.Connection:
+        """The reader thread's connection (used on that thread only), made on first use."""
+        if self._reader_conn is None:
+            self._reader_conn = self._side_open()
+            self._reader_conn.execute("PRAGMA cache_size = -16384")  # 16 MiB: index interiors
+        return self._reader_conn
 
     def _side_connection(self) -> sqlite3.Connection:
         """The checkpoint thread's connection (used on that thread only), made on first use."""
         if self._checkpoint_conn is None:
-            self._checkpoint_conn = sqlite3.connect(
-                f"file:{self.path}?mode=rw",
-                uri=True,
-                isolation_level=None,
-                check_same_thread=False,
-            )
+            self._checkpoint_conn = self._side_open()
         return self._checkpoint_conn
+
+    def _side_open(self) -> sqlite3.Connection:
+        """A connection of a worker thread: never creates the file (``mode=rw``: a file
+        deleted under the server is not made anew)."""
+        return sqlite3.connect(
+            f"file:{self.path}?mode=rw", uri=True, isolation_level=None, check_same_thread=False
+        )
 
     # -- tasks --------------------------------------------------------------------------
 
@@ -1083,7 +1100,7 @@ class SQLiteTaskStore:
         return codec.from_ts(row[0]) if row else None
 
     async def read_ahead(self, due_before: datetime, *, limit: int = 500) -> int:
-        """Twice: first on the checkpoint thread's connection, so the pages come from the
+        """Twice: first on the reader thread's connection, so the pages come from the
         disk into the file system's cache while the event loop goes on; then on this store's
         own connection (SQLite's page cache is per connection), from the file system's cache,
         a few microseconds a page, so the claim finds them in its own cache."""
