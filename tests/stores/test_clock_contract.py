@@ -156,13 +156,16 @@ async def test_a_skewed_process_cannot_expire_live_leases_or_bury_live_processes
             )
             assert OWNER in {p.process_id for p in await pg.live_processes(2 * LEASE)}
             await pg.heartbeat(OTHER)
+            before = await pg.clock()  # the database's clock, whatever this process's says
             assert await pg.renew_leases(OWNER, LEASE) == 1
+            after = await pg.clock()
         assert await status_of(pg, live) is RunStatus.RUNNING
         loaded = await pg.load_run(live.run_id)
         assert loaded is not None and loaded.lease_expires_at is not None
-        left = loaded.lease_expires_at - now()
-        assert timedelta(seconds=20) < left <= LEASE + timedelta(seconds=1), (  # see below
-            f"clock {skew}: lease set to {left} away"
+        # Renewed to LEASE past the database's clock at the renewal, not past the skewed one.
+        assert before + LEASE <= loaded.lease_expires_at <= after + LEASE, (
+            f"clock {skew}: lease set to {loaded.lease_expires_at}, the database's clock"
+            f" read {before} to {after}"
         )
     beats = {p.process_id: p.heartbeat_at for p in await pg.live_processes(2 * LEASE)}
     assert abs(beats[OTHER] - now()) < timedelta(seconds=10), "heartbeat by the database's clock"
@@ -171,16 +174,15 @@ async def test_a_skewed_process_cannot_expire_live_leases_or_bury_live_processes
 async def test_a_skewed_process_starts_runs_with_a_lease_by_the_databases_clock(
     pg: PostgresTaskStore, skewed: timedelta
 ) -> None:
+    before = await pg.clock()  # the database's clock, whatever this process's says
     run = await started_run(pg, OWNER, LEASE)  # lease and start stamped by the skewed clock
+    after = await pg.clock()
     with time_machine.travel(now() - skewed, tick=True):  # the true clock again
         loaded = await pg.load_run(run.run_id)
         assert loaded is not None and loaded.lease_expires_at is not None
-        left = loaded.lease_expires_at - now()
-        # The true clock is rebuilt from the skewed one a moment apart from the database's
-        # reading (milliseconds on a busy machine); a lease set by the skewed clock would be
-        # minutes off.
-        assert timedelta(seconds=20) < left <= LEASE + timedelta(seconds=1), (
-            f"lease {left} away, meant {LEASE}"
+        # LEASE past the database's clock when the run started, not past the skewed one.
+        assert before + LEASE <= loaded.lease_expires_at <= after + LEASE, (
+            f"lease set to {loaded.lease_expires_at}, the database's clock read {before} to {after}"
         )
         assert await pg.interrupt_expired("expired") == []
 

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import time_machine
 
+from taskcell.domain.clock import utcnow
 from taskcell.domain.webhooks import JITTER, RETRY_DELAYS
 from webhooks.receiver import Receiver, kinds
 
@@ -169,9 +170,14 @@ async def test_429_honours_retry_after(client: httpx.AsyncClient, receiver: Rece
     with time_machine.travel(datetime.now().astimezone(), tick=True) as clock:
         await create(client, query="hello", agent_name="echo")
         first = await wait_delivery(client, hook["webhook_id"], attempts=1, status="pending")
-        wait = _at(first["next_attempt_at"]) - _at(first["last_attempt_at"])
-        # The answer's Retry-After (120 s), not the schedule's first wait nor its second.
-        assert RETRY_DELAYS[0] * (1 + JITTER) < timedelta(seconds=120) <= wait < RETRY_DELAYS[1]
+        read_at = utcnow()
+        answered_at = receiver.received[0].at
+        # The answer's Retry-After, counted from the answer: due 120 s after it came (not the
+        # schedule's first wait, which is shorter).
+        retry_after = timedelta(seconds=120)
+        assert RETRY_DELAYS[0] * (1 + JITTER) < retry_after < RETRY_DELAYS[1]  # the constants
+        due = _at(first["next_attempt_at"])
+        assert answered_at + retry_after <= due <= read_at + retry_after, (answered_at, due)
         assert first["last_status_code"] == 429
         clock.shift(timedelta(seconds=125))
         await wait_delivery(client, hook["webhook_id"], status="delivered", attempts=2)
