@@ -29,11 +29,11 @@ import sqlite3
 import statistics
 import subprocess
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from retention import Holds
 from taskcell.domain.models import Run, Task, utcnow
 from taskcell.engine.pruner import PruneReport, RetentionPolicy, prune
 from taskcell.engine.recurring import occurrence_run
@@ -104,27 +104,7 @@ def spread(name: str, values: list[float]) -> str:
 async def pruning(db: Path, seconds: float) -> None:
     store = SQLiteTaskStore(db)
     await store.open()
-    statements: list[float] = []
-    commits: list[float] = []
-    write, commit = store.write, store._commit
-
-    async def timed_write(operation: Callable[[sqlite3.Connection], Any], **kw: Any) -> Any:
-        def timed(conn: sqlite3.Connection) -> Any:
-            began = time.perf_counter()
-            try:
-                return operation(conn)
-            finally:
-                statements.append(time.perf_counter() - began)
-
-        return await write(timed, **kw)
-
-    def timed_commit() -> None:
-        began = time.perf_counter()
-        commit()
-        commits.append(time.perf_counter() - began)
-
-    store.write = timed_write  # type: ignore[method-assign]
-    store._commit = timed_commit  # type: ignore[method-assign]
+    holds = Holds(store)
     seen: list[PruneReport] = []
     began = time.monotonic()
     round_ = asyncio.create_task(
@@ -142,8 +122,8 @@ async def pruning(db: Path, seconds: float) -> None:
     await store.close()
     rows = seen[-1].rows if seen else 0
     print(f"pruner, default policy, {elapsed:.0f} s: {rows:,} rows ({rows / elapsed:,.0f} rows/s)")
-    print("  " + spread("writes' statements (the write lock held)", statements))
-    print("  " + spread("commits", commits))
+    print("  " + spread("writes' statements (the write lock held)", holds.statements))
+    print("  " + spread("commits", holds.commits))
 
 
 def main() -> None:

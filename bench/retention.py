@@ -140,11 +140,14 @@ def counts(path: Path) -> tuple[int, ...]:
 
 
 class Holds:
-    """Times each write of ``store``: its operation and its commit (wall and CPU)."""
+    """Times each write of ``store``: its operation and its commit (wall and CPU), and, wall
+    clock, each operation's statements and each commit apart."""
 
     def __init__(self, store: SQLiteTaskStore) -> None:
         self.wall: list[float] = []
         self.cpu: list[float] = []
+        self.statements: list[float] = []
+        self.commits: list[float] = []
         self._op = (0.0, 0.0)
         write, commit = store.write, store._commit
 
@@ -155,12 +158,14 @@ class Holds:
                     return operation(conn)
                 finally:
                     self._op = (time.perf_counter() - wall, time.thread_time() - cpu)
+                    self.statements.append(self._op[0])
 
             return await write(timed, atomic=atomic)
 
         def timed_commit() -> None:
             wall, cpu = time.perf_counter(), time.thread_time()
             commit()
+            self.commits.append(time.perf_counter() - wall)
             self.wall.append(self._op[0] + time.perf_counter() - wall)
             self.cpu.append(self._op[1] + time.thread_time() - cpu)
             self._op = (0.0, 0.0)
